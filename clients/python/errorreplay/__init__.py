@@ -1,0 +1,1 @@
+"""errorreplay client: generated stubs in errorreplay.v1."""
