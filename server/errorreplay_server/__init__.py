@@ -1,0 +1,1 @@
+"""errorreplay server: a DVR for production errors."""

@@ -1,0 +1,54 @@
+"""Domain exceptions. The api layer maps each to one gRPC status code, in one table."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class FieldViolation:
+    field: str
+    description: str
+
+
+class DomainError(Exception):
+    """Base of every error the api layer knows how to report."""
+
+
+class InvalidArgument(DomainError):
+    def __init__(self, violations: list[FieldViolation]) -> None:
+        self.violations = violations
+        super().__init__("; ".join(f"{v.field}: {v.description}" for v in violations))
+
+    @classmethod
+    def single(cls, field: str, description: str) -> InvalidArgument:
+        return cls([FieldViolation(field, description)])
+
+
+class NotFound(DomainError):
+    def __init__(self, kind: str, identifier: str) -> None:
+        self.kind = kind
+        self.identifier = identifier
+        super().__init__(f"{kind} {identifier!r} not found")
+
+
+class ResourceExhausted(DomainError):
+    def __init__(self, message: str, retry_after_seconds: float = 1.0) -> None:
+        self.retry_after_seconds = retry_after_seconds
+        super().__init__(message)
+
+
+class StoreUnavailable(DomainError):
+    """The store cannot be reached; the client may retry with the same request_id."""
+
+
+class FailedPrecondition(DomainError):
+    pass
+
+
+class Unimplemented(DomainError):
+    pass
+
+
+class DeadlineExceeded(DomainError):
+    pass

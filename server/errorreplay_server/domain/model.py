@@ -1,0 +1,312 @@
+"""The domain model: plain dataclasses shared by the store, capture, collectors and analysis.
+
+Timestamps are integers: microseconds since the epoch, UTC (`Micros`). Integers keep ranges and
+ordering exact in every store, and cost nothing to compare.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Any, Generic, TypeVar
+
+T = TypeVar("T")
+
+Micros = int
+MICROS_PER_SECOND = 1_000_000
+MICROS_PER_MINUTE = 60 * MICROS_PER_SECOND
+MICROS_PER_HOUR = 60 * MICROS_PER_MINUTE
+
+
+def now_micros() -> Micros:
+    return time.time_ns() // 1000
+
+
+class Severity(IntEnum):
+    """Ordered, so that a minimum severity is a comparison. Values match the protobuf enum."""
+
+    UNSPECIFIED = 0
+    INFO = 1
+    LOW = 2
+    MEDIUM = 3
+    HIGH = 4
+    CRITICAL = 5
+
+
+class Source(IntEnum):
+    UNSPECIFIED = 0
+    APPLICATION = 1
+    PROMETHEUS = 2
+    LOKI = 3
+    TEMPO = 4
+    ELASTICSEARCH = 5
+    AZURE_LOG_ANALYTICS = 6
+    MANUAL = 7
+
+
+class CollectionState(IntEnum):
+    UNSPECIFIED = 0
+    PENDING = 1
+    OK = 2
+    EMPTY = 3
+    FAILED = 4
+    SKIPPED = 5
+
+
+class SpanStatus(IntEnum):
+    UNSPECIFIED = 0
+    UNSET = 1
+    OK = 2
+    ERROR = 3
+
+
+class ChangeKind(IntEnum):
+    UNSPECIFIED = 0
+    DEPLOYMENT = 1
+    CONFIG = 2
+    TOPOLOGY = 3
+
+
+class GroupStatus(IntEnum):
+    UNSPECIFIED = 0
+    OPEN = 1
+    ACKNOWLEDGED = 2
+    RESOLVED = 3
+    MUTED = 4
+
+
+class GroupOrder(IntEnum):
+    UNSPECIFIED = 0
+    LAST_SEEN = 1
+    COUNT = 2
+
+
+@dataclass(slots=True)
+class ErrorReport:
+    """What a service reports. Validated and scrubbed before it is stored."""
+
+    message: str
+    severity: Severity
+    source: Source
+    resource_id: str = ""
+    resource_type: str = ""
+    service: str = ""
+    environment: str = ""
+    release: str = ""
+    error_type: str = ""
+    stack_trace: str = ""
+    correlation_id: str = ""
+    trace_id: str = ""
+    span_id: str = ""
+    occurred_at: Micros = 0
+    tags: dict[str, str] = field(default_factory=dict)
+    attributes: dict[str, Any] = field(default_factory=dict)
+    fingerprint: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class CollectorStatus:
+    collector: str
+    state: CollectionState
+    detail: str = ""
+    duration_ms: float = 0.0
+    collected_at: Micros = 0
+
+
+@dataclass(slots=True)
+class LogLine:
+    time: Micros
+    level: str
+    message: str
+    collector: str = ""
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class MetricPoint:
+    time: Micros
+    value: float
+
+
+@dataclass(slots=True)
+class MetricAnomaly:
+    time: Micros
+    value: float
+    baseline: float
+    threshold: float
+    reason: str
+
+
+@dataclass(slots=True)
+class MetricSeries:
+    name: str
+    query: str = ""
+    labels: dict[str, str] = field(default_factory=dict)
+    points: list[MetricPoint] = field(default_factory=list)
+    anomalies: list[MetricAnomaly] = field(default_factory=list)
+    unit: str = ""
+    resource_id: str = ""
+
+
+@dataclass(slots=True)
+class Span:
+    trace_id: str
+    span_id: str
+    parent_span_id: str = ""
+    service: str = ""
+    name: str = ""
+    start_time: Micros = 0
+    duration_us: int = 0
+    status: SpanStatus = SpanStatus.UNSET
+    status_message: str = ""
+    failing: bool = False
+    attributes: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Resource:
+    id: str
+    type: str = ""
+    name: str = ""
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(slots=True, frozen=True)
+class Dependency:
+    """Runs from the dependent to its dependency: api DEPENDS_ON db."""
+
+    dependent_id: str
+    dependency_id: str
+
+
+@dataclass(slots=True)
+class Topology:
+    root_resource_id: str = ""
+    resources: list[Resource] = field(default_factory=list)
+    dependencies: list[Dependency] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Change:
+    change_id: str
+    kind: ChangeKind
+    resource_id: str
+    occurred_at: Micros
+    version: str = ""
+    description: str = ""
+    author: str = ""
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class ErrorContext:
+    """Context frozen around an error, so a replay works after the backends' retention."""
+
+    logs: list[LogLine] = field(default_factory=list)
+    metrics: list[MetricSeries] = field(default_factory=list)
+    spans: list[Span] = field(default_factory=list)
+    topology: Topology | None = None
+    changes: list[Change] = field(default_factory=list)
+    statuses: list[CollectorStatus] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class ErrorSnapshot:
+    """A stored error. `received_at` is unique and increases in commit order (see Store)."""
+
+    error_id: str
+    group_id: str
+    received_at: Micros
+    report: ErrorReport
+    fingerprint: str
+    request_id: str = ""
+    context: ErrorContext = field(default_factory=ErrorContext)
+    related_error_ids: list[str] = field(default_factory=list)
+    affected_resource_ids: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class ErrorGroup:
+    group_id: str
+    title: str
+    error_type: str
+    count: int
+    first_seen: Micros
+    last_seen: Micros
+    status: GroupStatus
+    regression: bool = False
+    affected_resource_ids: list[str] = field(default_factory=list)
+    representative_error_id: str = ""
+    max_severity: Severity = Severity.UNSPECIFIED
+
+
+@dataclass(slots=True)
+class ErrorFilter:
+    """Every field that is set must match. Time bounds are inclusive, on occurred_at."""
+
+    severities: list[Severity] = field(default_factory=list)
+    min_severity: Severity = Severity.UNSPECIFIED
+    sources: list[Source] = field(default_factory=list)
+    resource_ids: list[str] = field(default_factory=list)
+    resource_type: str = ""
+    error_type: str = ""
+    correlation_id: str = ""
+    trace_id: str = ""
+    group_id: str = ""
+    tags: dict[str, str] = field(default_factory=dict)
+    text: str = ""
+    start_time: Micros | None = None
+    end_time: Micros | None = None
+    service: str = ""
+    environment: str = ""
+    # Groups to leave out (statistics leave muted groups out by default).
+    exclude_group_ids: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class NewError:
+    """One capture handed to the store: the snapshot to insert, and its idempotency key."""
+
+    snapshot: ErrorSnapshot
+    group_title: str
+
+
+@dataclass(slots=True)
+class CaptureOutcome:
+    snapshot: ErrorSnapshot
+    duplicate: bool
+    regression: bool = False
+
+
+@dataclass(slots=True)
+class Page(Generic[T]):
+    items: list[T]
+    next_page_token: str = ""
+    total_size: int = -1
+
+
+@dataclass(slots=True)
+class TimedCount:
+    start_time: Micros
+    count: int
+
+
+@dataclass(slots=True)
+class GroupCount:
+    group_id: str
+    title: str
+    count: int
+    status: GroupStatus
+
+
+@dataclass(slots=True)
+class Statistics:
+    total_count: int = 0
+    by_severity: dict[Severity, int] = field(default_factory=dict)
+    by_source: dict[Source, int] = field(default_factory=dict)
+    by_resource: dict[str, int] = field(default_factory=dict)
+    by_resource_type: dict[str, int] = field(default_factory=dict)
+    by_error_type: dict[str, int] = field(default_factory=dict)
+    timed_counts: list[TimedCount] = field(default_factory=list)
+    top_groups: list[GroupCount] = field(default_factory=list)

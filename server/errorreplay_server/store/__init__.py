@@ -1,0 +1,1 @@
+"""Stores: one `Store` interface, an embedded SQLite implementation and a Neo4j (Bolt) one."""

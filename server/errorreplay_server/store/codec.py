@@ -1,0 +1,150 @@
+"""JSON encoding of the parts of a snapshot that stores keep as documents.
+
+Both stores keep the searchable report fields as columns/properties and the rest (tags,
+attributes, stack trace, context) as JSON, because Neo4j rejects map properties and SQLite
+has no nested types.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from errorreplay_server.domain.model import (
+    Change,
+    ChangeKind,
+    CollectionState,
+    CollectorStatus,
+    Dependency,
+    ErrorContext,
+    LogLine,
+    MetricAnomaly,
+    MetricPoint,
+    MetricSeries,
+    Resource,
+    Span,
+    SpanStatus,
+    Topology,
+)
+
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=False).encode
+
+
+def dumps(value: Any) -> str:
+    return _dumps(value)
+
+
+def loads(text: str | None) -> Any:
+    return json.loads(text) if text else None
+
+
+def context_to_json(ctx: ErrorContext) -> str:
+    doc: dict[str, Any] = {}
+    if ctx.logs:
+        doc["logs"] = [[x.time, x.level, x.message, x.collector, x.labels] for x in ctx.logs]
+    if ctx.metrics:
+        doc["metrics"] = [
+            {
+                "name": m.name,
+                "query": m.query,
+                "labels": m.labels,
+                "points": [[p.time, p.value] for p in m.points],
+                "anomalies": [[a.time, a.value, a.baseline, a.threshold, a.reason] for a in m.anomalies],
+                "unit": m.unit,
+                "resource_id": m.resource_id,
+            }
+            for m in ctx.metrics
+        ]
+    if ctx.spans:
+        doc["spans"] = [
+            [
+                s.trace_id,
+                s.span_id,
+                s.parent_span_id,
+                s.service,
+                s.name,
+                s.start_time,
+                s.duration_us,
+                int(s.status),
+                s.status_message,
+                s.failing,
+                s.attributes,
+            ]
+            for s in ctx.spans
+        ]
+    if ctx.topology is not None:
+        doc["topology"] = topology_to_doc(ctx.topology)
+    if ctx.changes:
+        doc["changes"] = [change_to_doc(c) for c in ctx.changes]
+    if ctx.statuses:
+        doc["statuses"] = [[s.collector, int(s.state), s.detail, s.duration_ms, s.collected_at] for s in ctx.statuses]
+    return dumps(doc)
+
+
+def context_from_json(text: str | None) -> ErrorContext:
+    doc = loads(text) or {}
+    topology = doc.get("topology")
+    return ErrorContext(
+        logs=[LogLine(t, lvl, msg, col, labels) for t, lvl, msg, col, labels in doc.get("logs", ())],
+        metrics=[
+            MetricSeries(
+                name=m["name"],
+                query=m.get("query", ""),
+                labels=m.get("labels", {}),
+                points=[MetricPoint(t, v) for t, v in m.get("points", ())],
+                anomalies=[MetricAnomaly(*a) for a in m.get("anomalies", ())],
+                unit=m.get("unit", ""),
+                resource_id=m.get("resource_id", ""),
+            )
+            for m in doc.get("metrics", ())
+        ],
+        spans=[
+            Span(a[0], a[1], a[2], a[3], a[4], a[5], a[6], SpanStatus(a[7]), a[8], a[9], a[10])
+            for a in doc.get("spans", ())
+        ],
+        topology=topology_from_doc(topology) if topology is not None else None,
+        changes=[change_from_doc(c) for c in doc.get("changes", ())],
+        statuses=[CollectorStatus(c, CollectionState(st), d, dur, at) for c, st, d, dur, at in doc.get("statuses", ())],
+    )
+
+
+def topology_to_doc(t: Topology) -> dict[str, Any]:
+    return {
+        "root": t.root_resource_id,
+        "resources": [[r.id, r.type, r.name, r.labels] for r in t.resources],
+        "dependencies": [[d.dependent_id, d.dependency_id] for d in t.dependencies],
+    }
+
+
+def topology_from_doc(doc: dict[str, Any]) -> Topology:
+    return Topology(
+        root_resource_id=doc.get("root", ""),
+        resources=[Resource(i, ty, n, lb) for i, ty, n, lb in doc.get("resources", ())],
+        dependencies=[Dependency(a, b) for a, b in doc.get("dependencies", ())],
+    )
+
+
+def change_to_doc(c: Change) -> dict[str, Any]:
+    return {
+        "change_id": c.change_id,
+        "kind": int(c.kind),
+        "resource_id": c.resource_id,
+        "occurred_at": c.occurred_at,
+        "version": c.version,
+        "description": c.description,
+        "author": c.author,
+        "metadata": c.metadata,
+    }
+
+
+def change_from_doc(d: dict[str, Any]) -> Change:
+    return Change(
+        change_id=d["change_id"],
+        kind=ChangeKind(d["kind"]),
+        resource_id=d["resource_id"],
+        occurred_at=d["occurred_at"],
+        version=d.get("version", ""),
+        description=d.get("description", ""),
+        author=d.get("author", ""),
+        metadata=d.get("metadata", {}),
+    )

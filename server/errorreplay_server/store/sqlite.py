@@ -1,0 +1,916 @@
+"""The embedded store: SQLite in WAL mode, one writer thread with grouped commits, reader threads.
+
+Why this shape: a commit costs an fsync-ish WAL append whatever its size, so concurrent captures
+are queued to one writer thread that runs all pending ones in a single transaction and resolves
+every caller only after COMMIT. Reads run on a small thread pool with their own connections (WAL
+lets them read while the writer writes). No sqlite call ever runs on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, TypeVar
+
+from errorreplay_server.domain.errors import InvalidArgument, NotFound, StoreUnavailable
+from errorreplay_server.domain.model import (
+    CaptureOutcome,
+    Change,
+    ChangeKind,
+    Dependency,
+    ErrorContext,
+    ErrorFilter,
+    ErrorGroup,
+    ErrorReport,
+    ErrorSnapshot,
+    GroupCount,
+    GroupOrder,
+    GroupStatus,
+    Micros,
+    NewError,
+    Page,
+    Resource,
+    Severity,
+    Source,
+    Statistics,
+    TimedCount,
+    Topology,
+)
+from errorreplay_server.store import codec
+from errorreplay_server.store.pagination import decode_token, encode_token, query_digest
+
+log = logging.getLogger(__name__)
+R = TypeVar("R")
+
+# Commits are grouped up to this many jobs; bigger groups stop paying off and delay the first caller.
+MAX_JOBS_PER_COMMIT = 256
+READER_THREADS = 4
+# Beyond this many ids an IN (...) list is split, to stay under SQLite's variable limit.
+MAX_SQL_VARIABLES = 900
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS errors (
+    seq INTEGER PRIMARY KEY,
+    error_id TEXT NOT NULL UNIQUE,
+    request_id TEXT UNIQUE,
+    group_id TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    received_at INTEGER NOT NULL UNIQUE,
+    occurred_at INTEGER NOT NULL,
+    severity INTEGER NOT NULL,
+    source INTEGER NOT NULL,
+    resource_id TEXT NOT NULL,
+    resource_type TEXT NOT NULL,
+    service TEXT NOT NULL,
+    environment TEXT NOT NULL,
+    error_type TEXT NOT NULL,
+    correlation_id TEXT NOT NULL,
+    trace_id TEXT NOT NULL,
+    message TEXT NOT NULL,
+    details TEXT NOT NULL,
+    context TEXT
+);
+CREATE INDEX IF NOT EXISTS errors_by_time ON errors (occurred_at, received_at);
+CREATE INDEX IF NOT EXISTS errors_by_resource ON errors (resource_id, occurred_at, received_at);
+CREATE INDEX IF NOT EXISTS errors_by_correlation ON errors (correlation_id, occurred_at, received_at)
+    WHERE correlation_id != '';
+CREATE INDEX IF NOT EXISTS errors_by_trace ON errors (trace_id, occurred_at, received_at) WHERE trace_id != '';
+CREATE INDEX IF NOT EXISTS errors_by_group ON errors (group_id, occurred_at, received_at);
+CREATE INDEX IF NOT EXISTS errors_by_severity ON errors (severity, occurred_at, received_at);
+CREATE INDEX IF NOT EXISTS errors_by_type ON errors (error_type, occurred_at, received_at);
+CREATE INDEX IF NOT EXISTS errors_by_resource_type ON errors (resource_type, occurred_at, received_at);
+CREATE INDEX IF NOT EXISTS errors_by_service ON errors (service, occurred_at, received_at);
+CREATE TABLE IF NOT EXISTS error_tags (
+    seq INTEGER NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (key, value, seq)
+) WITHOUT ROWID;
+-- External content: the text lives once, in errors.message; FTS keeps only the index.
+CREATE VIRTUAL TABLE IF NOT EXISTS errors_fts USING fts5 (message, content='errors', content_rowid='seq');
+CREATE TABLE IF NOT EXISTS error_groups (
+    group_id TEXT PRIMARY KEY,
+    title TEXT NOT NULL,
+    error_type TEXT NOT NULL,
+    count INTEGER NOT NULL,
+    first_seen INTEGER NOT NULL,
+    last_seen INTEGER NOT NULL,
+    status INTEGER NOT NULL,
+    regression INTEGER NOT NULL,
+    representative_error_id TEXT NOT NULL,
+    max_severity INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS groups_by_last_seen ON error_groups (last_seen, group_id);
+CREATE INDEX IF NOT EXISTS groups_by_count ON error_groups (count, group_id);
+CREATE TABLE IF NOT EXISTS group_resources (
+    group_id TEXT NOT NULL,
+    resource_id TEXT NOT NULL,
+    PRIMARY KEY (group_id, resource_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS resources (
+    id TEXT PRIMARY KEY,
+    type TEXT NOT NULL,
+    name TEXT NOT NULL,
+    labels TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS dependencies (
+    dependent_id TEXT NOT NULL,
+    dependency_id TEXT NOT NULL,
+    PRIMARY KEY (dependent_id, dependency_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS dependencies_by_dependency ON dependencies (dependency_id, dependent_id);
+CREATE TABLE IF NOT EXISTS changes (
+    change_id TEXT PRIMARY KEY,
+    kind INTEGER NOT NULL,
+    resource_id TEXT NOT NULL,
+    occurred_at INTEGER NOT NULL,
+    doc TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS changes_by_resource ON changes (resource_id, occurred_at);
+CREATE INDEX IF NOT EXISTS changes_by_time ON changes (occurred_at);
+"""
+
+_ERROR_COLUMNS = (
+    "error_id, request_id, group_id, fingerprint, received_at, occurred_at, severity, source, resource_id,"
+    " resource_type, service, environment, error_type, correlation_id, trace_id, message, details, context"
+)
+_SELECT_ERRORS = f"SELECT {_ERROR_COLUMNS} FROM errors"
+
+
+def _connect(path: str) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA journal_mode=WAL")
+    # NORMAL in WAL mode: a commit survives a process crash; only an OS crash may lose the last ones.
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("PRAGMA busy_timeout=5000")
+    conn.execute("PRAGMA temp_store=MEMORY")
+    conn.execute("PRAGMA cache_size=-65536")
+    return conn
+
+
+def fts_query(text: str) -> str:
+    """Each whitespace-separated word becomes a quoted FTS5 phrase, so user text is never syntax."""
+    words = [w.replace('"', '""') for w in text.split()]
+    return " ".join(f'"{w}"' for w in words if w)
+
+
+class _Writer(threading.Thread):
+    """The single writer: runs queued jobs in grouped transactions."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(name="sqlite-writer", daemon=True)
+        self._path = path
+        self._jobs: queue.SimpleQueue[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]] | None] = (
+            queue.SimpleQueue()
+        )
+        self.ready = threading.Event()
+        self.startup_error: BaseException | None = None
+
+    def submit(self, job: Callable[[sqlite3.Connection], R]) -> asyncio.Future[R]:
+        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        self._jobs.put((job, future))
+        return future
+
+    def stop(self) -> None:
+        self._jobs.put(None)
+
+    def run(self) -> None:
+        try:
+            conn = _connect(self._path)
+            conn.executescript(_SCHEMA)
+        except BaseException as exc:  # reported by start()
+            self.startup_error = exc
+            self.ready.set()
+            return
+        self.ready.set()
+        stopping = False
+        while not stopping:
+            first = self._jobs.get()
+            if first is None:
+                break
+            jobs = [first]
+            while len(jobs) < MAX_JOBS_PER_COMMIT:
+                try:
+                    nxt = self._jobs.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    stopping = True
+                    break
+                jobs.append(nxt)
+            self._run_group(conn, jobs)
+        conn.close()
+
+    def _run_group(
+        self,
+        conn: sqlite3.Connection,
+        jobs: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]],
+    ) -> None:
+        results: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for job, future in jobs:
+                # A savepoint per job: one failing job rolls back alone, the others still commit.
+                conn.execute("SAVEPOINT job")
+                try:
+                    value = job(conn)
+                except Exception as exc:
+                    conn.execute("ROLLBACK TO job")
+                    conn.execute("RELEASE job")
+                    results.append((future, None, exc))
+                else:
+                    conn.execute("RELEASE job")
+                    results.append((future, value, None))
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            log.exception("sqlite commit failed")
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            failure = StoreUnavailable(f"embedded store write failed: {exc.__class__.__name__}")
+            results = [(future, None, failure) for _, future in jobs]
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any, BaseException | None]]] = {}
+        for item in results:
+            by_loop.setdefault(item[0].get_loop(), []).append(item)
+        for loop, items in by_loop.items():
+            # The loop may have closed while we committed.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(_resolve_all, items)
+
+
+def _resolve_all(items: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
+    for future, value, exc in items:
+        if future.done():
+            continue
+        if exc is not None:
+            future.set_exception(exc)
+        else:
+            future.set_result(value)
+
+
+def _row_to_snapshot(row: sqlite3.Row | tuple[Any, ...]) -> ErrorSnapshot:
+    (
+        error_id,
+        request_id,
+        group_id,
+        fingerprint,
+        received_at,
+        occurred_at,
+        severity,
+        source,
+        resource_id,
+        resource_type,
+        service,
+        environment,
+        error_type,
+        correlation_id,
+        trace_id,
+        message,
+        details,
+        context,
+    ) = row
+    d = codec.loads(details)
+    report = ErrorReport(
+        message=message,
+        severity=Severity(severity),
+        source=Source(source),
+        resource_id=resource_id,
+        resource_type=resource_type,
+        service=service,
+        environment=environment,
+        release=d.get("release", ""),
+        error_type=error_type,
+        stack_trace=d.get("stack_trace", ""),
+        correlation_id=correlation_id,
+        trace_id=trace_id,
+        span_id=d.get("span_id", ""),
+        occurred_at=occurred_at,
+        tags=d.get("tags", {}),
+        attributes=d.get("attributes", {}),
+        fingerprint=d.get("fingerprint", []),
+    )
+    return ErrorSnapshot(
+        error_id=error_id,
+        group_id=group_id,
+        received_at=received_at,
+        report=report,
+        fingerprint=fingerprint,
+        request_id=request_id or "",
+        context=codec.context_from_json(context),
+    )
+
+
+def report_details_json(r: ErrorReport) -> str:
+    """The report fields that are not searched, as one JSON document."""
+    doc: dict[str, Any] = {}
+    if r.release:
+        doc["release"] = r.release
+    if r.stack_trace:
+        doc["stack_trace"] = r.stack_trace
+    if r.span_id:
+        doc["span_id"] = r.span_id
+    if r.tags:
+        doc["tags"] = r.tags
+    if r.attributes:
+        doc["attributes"] = r.attributes
+    if r.fingerprint:
+        doc["fingerprint"] = r.fingerprint
+    return codec.dumps(doc)
+
+
+def _where(flt: ErrorFilter) -> tuple[list[str], list[Any]]:
+    clauses: list[str] = []
+    params: list[Any] = []
+
+    def any_of(column: str, values: Sequence[Any]) -> None:
+        clauses.append(f"{column} IN ({','.join('?' * len(values))})")
+        params.extend(values)
+
+    if flt.severities:
+        any_of("severity", [int(s) for s in flt.severities])
+    if flt.min_severity:
+        clauses.append("severity >= ?")
+        params.append(int(flt.min_severity))
+    if flt.sources:
+        any_of("source", [int(s) for s in flt.sources])
+    if flt.resource_ids:
+        any_of("resource_id", flt.resource_ids)
+    for column, value in (
+        ("resource_type", flt.resource_type),
+        ("error_type", flt.error_type),
+        ("correlation_id", flt.correlation_id),
+        ("trace_id", flt.trace_id),
+        ("group_id", flt.group_id),
+        ("service", flt.service),
+        ("environment", flt.environment),
+    ):
+        if value:
+            clauses.append(f"{column} = ?")
+            params.append(value)
+    for key, value in sorted(flt.tags.items()):
+        clauses.append("seq IN (SELECT seq FROM error_tags WHERE key = ? AND value = ?)")
+        params.extend((key, value))
+    if flt.text.strip():
+        clauses.append("seq IN (SELECT rowid FROM errors_fts WHERE errors_fts MATCH ?)")
+        params.append(fts_query(flt.text))
+    if flt.start_time is not None:
+        clauses.append("occurred_at >= ?")
+        params.append(flt.start_time)
+    if flt.end_time is not None:
+        clauses.append("occurred_at <= ?")
+        params.append(flt.end_time)
+    if flt.exclude_group_ids:
+        clauses.append(f"group_id NOT IN ({','.join('?' * len(flt.exclude_group_ids))})")
+        params.extend(flt.exclude_group_ids)
+    return clauses, params
+
+
+def _filter_digest(flt: ErrorFilter, *extra: Any) -> str:
+    return query_digest(
+        [int(s) for s in flt.severities],
+        int(flt.min_severity),
+        [int(s) for s in flt.sources],
+        flt.resource_ids,
+        flt.resource_type,
+        flt.error_type,
+        flt.correlation_id,
+        flt.trace_id,
+        flt.group_id,
+        sorted(flt.tags.items()),
+        flt.text,
+        flt.start_time,
+        flt.end_time,
+        flt.service,
+        flt.environment,
+        *extra,
+    )
+
+
+def _group_from_row(row: tuple[Any, ...], resources: list[str]) -> ErrorGroup:
+    gid, title, etype, count, first, last, status, regression, rep, maxsev = row
+    return ErrorGroup(
+        group_id=gid,
+        title=title,
+        error_type=etype,
+        count=count,
+        first_seen=first,
+        last_seen=last,
+        status=GroupStatus(status),
+        regression=bool(regression),
+        affected_resource_ids=resources,
+        representative_error_id=rep,
+        max_severity=Severity(maxsev),
+    )
+
+
+_GROUP_COLUMNS = (
+    "group_id, title, error_type, count, first_seen, last_seen, status, regression,"
+    " representative_error_id, max_severity"
+)
+# Affected resources listed per group are capped: the list is a hint, not an inventory.
+MAX_GROUP_RESOURCES_LISTED = 50
+
+
+class SqliteStore:
+    """The embedded Store. `path` is the database file; its directory is created if missing."""
+
+    def __init__(self, path: str | Path) -> None:
+        self._path = str(path)
+        self._writer: _Writer | None = None
+        self._readers: ThreadPoolExecutor | None = None
+        self._local = threading.local()
+        self._reader_connections: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+
+    async def start(self) -> None:
+        if self._path != ":memory:":
+            Path(self._path).parent.mkdir(parents=True, exist_ok=True)
+        writer = _Writer(self._path)
+        writer.start()
+        await asyncio.to_thread(writer.ready.wait)
+        if writer.startup_error is not None:
+            raise StoreUnavailable(f"cannot open the embedded store at {self._path}: {writer.startup_error}")
+        self._writer = writer
+        self._readers = ThreadPoolExecutor(max_workers=READER_THREADS, thread_name_prefix="sqlite-reader")
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            self._writer.stop()
+            await asyncio.to_thread(self._writer.join)
+            self._writer = None
+        if self._readers is not None:
+            self._readers.shutdown(wait=True)
+            self._readers = None
+        with self._lock:
+            for conn in self._reader_connections:
+                conn.close()
+            self._reader_connections.clear()
+
+    # --- plumbing ---------------------------------------------------------------------------
+    def _reader(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = _connect(self._path)
+            conn.execute("PRAGMA query_only=ON")
+            self._local.conn = conn
+            with self._lock:
+                self._reader_connections.append(conn)
+        return conn
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], R]) -> R:
+        if self._readers is None:
+            raise StoreUnavailable("the embedded store is not open")
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._readers, lambda: fn(self._reader()))
+        except sqlite3.OperationalError as exc:
+            raise StoreUnavailable(f"embedded store read failed: {exc}") from exc
+
+    async def _write(self, fn: Callable[[sqlite3.Connection], R]) -> R:
+        if self._writer is None:
+            raise StoreUnavailable("the embedded store is not open")
+        return await self._writer.submit(fn)
+
+    # --- errors -----------------------------------------------------------------------------
+    async def capture(self, errors: Sequence[NewError]) -> list[CaptureOutcome]:
+        items = list(errors)
+        return await self._write(lambda conn: [self._capture_one(conn, item) for item in items])
+
+    def _capture_one(self, conn: sqlite3.Connection, item: NewError) -> CaptureOutcome:
+        snap = item.snapshot
+        r = snap.report
+        if snap.request_id:
+            row = conn.execute(f"{_SELECT_ERRORS} WHERE request_id = ?", (snap.request_id,)).fetchone()
+            if row is not None:
+                return CaptureOutcome(_row_to_snapshot(row), duplicate=True)
+        cur = conn.execute(
+            f"INSERT INTO errors ({_ERROR_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                snap.error_id,
+                snap.request_id or None,
+                snap.group_id,
+                snap.fingerprint,
+                snap.received_at,
+                r.occurred_at,
+                int(r.severity),
+                int(r.source),
+                r.resource_id,
+                r.resource_type,
+                r.service,
+                r.environment,
+                r.error_type,
+                r.correlation_id,
+                r.trace_id,
+                r.message,
+                report_details_json(r),
+                codec.context_to_json(snap.context),
+            ),
+        )
+        seq = cur.lastrowid
+        conn.execute("INSERT INTO errors_fts (rowid, message) VALUES (?, ?)", (seq, r.message))
+        if r.tags:
+            conn.executemany(
+                "INSERT OR IGNORE INTO error_tags (seq, key, value) VALUES (?, ?, ?)",
+                [(seq, k, v) for k, v in r.tags.items()],
+            )
+        regression = self._count_in_group(conn, item)
+        return CaptureOutcome(snap, duplicate=False, regression=regression)
+
+    def _count_in_group(self, conn: sqlite3.Connection, item: NewError) -> bool:
+        snap = item.snapshot
+        r = snap.report
+        row = conn.execute("SELECT status FROM error_groups WHERE group_id = ?", (snap.group_id,)).fetchone()
+        regression = False
+        if row is None:
+            conn.execute(
+                f"INSERT INTO error_groups ({_GROUP_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                (
+                    snap.group_id,
+                    item.group_title,
+                    r.error_type,
+                    1,
+                    r.occurred_at,
+                    r.occurred_at,
+                    int(GroupStatus.OPEN),
+                    0,
+                    snap.error_id,
+                    int(r.severity),
+                ),
+            )
+        else:
+            regression = row[0] == GroupStatus.RESOLVED
+            conn.execute(
+                """UPDATE error_groups SET count = count + 1,
+                       first_seen = MIN(first_seen, :t), last_seen = MAX(last_seen, :t),
+                       max_severity = MAX(max_severity, :sev),
+                       status = CASE WHEN :reopen THEN :open ELSE status END,
+                       regression = CASE WHEN :reopen THEN 1 ELSE regression END
+                   WHERE group_id = :gid""",
+                {
+                    "t": r.occurred_at,
+                    "sev": int(r.severity),
+                    "reopen": regression,
+                    "open": int(GroupStatus.OPEN),
+                    "gid": snap.group_id,
+                },
+            )
+        if r.resource_id:
+            conn.execute(
+                "INSERT OR IGNORE INTO group_resources (group_id, resource_id) VALUES (?, ?)",
+                (snap.group_id, r.resource_id),
+            )
+        return regression
+
+    async def get_error(self, error_id: str) -> ErrorSnapshot:
+        found = await self.get_errors([error_id])
+        if not found:
+            raise NotFound("error", error_id)
+        return found[0]
+
+    async def get_errors(self, error_ids: Sequence[str]) -> list[ErrorSnapshot]:
+        ids = list(dict.fromkeys(error_ids))
+        if not ids:
+            return []
+
+        def run(conn: sqlite3.Connection) -> list[ErrorSnapshot]:
+            by_id: dict[str, ErrorSnapshot] = {}
+            for i in range(0, len(ids), MAX_SQL_VARIABLES):
+                chunk = ids[i : i + MAX_SQL_VARIABLES]
+                sql = f"{_SELECT_ERRORS} WHERE error_id IN ({','.join('?' * len(chunk))})"
+                for row in conn.execute(sql, chunk):
+                    snap = _row_to_snapshot(row)
+                    by_id[snap.error_id] = snap
+            return [by_id[i] for i in ids if i in by_id]
+
+        return await self._read(run)
+
+    async def search_errors(
+        self,
+        flt: ErrorFilter,
+        page_size: int,
+        page_token: str = "",
+        *,
+        oldest_first: bool = False,
+        with_total: bool = True,
+    ) -> Page[ErrorSnapshot]:
+        digest = _filter_digest(flt, oldest_first)
+        after = decode_token(page_token, digest, (int, int))
+        clauses, params = _where(flt)
+
+        def run(conn: sqlite3.Connection) -> Page[ErrorSnapshot]:
+            where = list(clauses)
+            args = list(params)
+            if after is not None:
+                where.append(
+                    "(occurred_at, received_at) > (?, ?)" if oldest_first else "(occurred_at, received_at) < (?, ?)"
+                )
+                args.extend(after)
+            direction = "ASC" if oldest_first else "DESC"
+            sql = _SELECT_ERRORS + (f" WHERE {' AND '.join(where)}" if where else "")
+            sql += f" ORDER BY occurred_at {direction}, received_at {direction} LIMIT ?"
+            rows = conn.execute(sql, [*args, page_size + 1]).fetchall()
+            items = [_row_to_snapshot(row) for row in rows[:page_size]]
+            token = ""
+            if len(rows) > page_size:
+                last = items[-1]
+                token = encode_token(digest, [last.report.occurred_at, last.received_at])
+            total = -1
+            if with_total:
+                count_sql = "SELECT COUNT(*) FROM errors" + (f" WHERE {' AND '.join(clauses)}" if clauses else "")
+                total = conn.execute(count_sql, params).fetchone()[0]
+            return Page(items, token, total)
+
+        return await self._read(run)
+
+    async def errors_after(self, received_after: Micros, limit: int) -> list[ErrorSnapshot]:
+        def run(conn: sqlite3.Connection) -> list[ErrorSnapshot]:
+            sql = f"{_SELECT_ERRORS} WHERE received_at > ? ORDER BY received_at LIMIT ?"
+            return [_row_to_snapshot(row) for row in conn.execute(sql, (received_after, limit))]
+
+        return await self._read(run)
+
+    async def related_errors(
+        self,
+        error: ErrorSnapshot,
+        start: Micros,
+        end: Micros,
+        resource_ids: Sequence[str],
+        limit: int,
+    ) -> list[ErrorSnapshot]:
+        r = error.report
+        links: list[str] = []
+        params: list[Any] = []
+        if r.correlation_id:
+            links.append("correlation_id = ?")
+            params.append(r.correlation_id)
+        if r.trace_id:
+            links.append("trace_id = ?")
+            params.append(r.trace_id)
+        resources = [x for x in dict.fromkeys([r.resource_id, *resource_ids]) if x]
+        if resources:
+            links.append(f"resource_id IN ({','.join('?' * len(resources))})")
+            params.extend(resources)
+        if not links:
+            return []
+        sql = (
+            f"{_SELECT_ERRORS} WHERE occurred_at BETWEEN ? AND ? AND error_id != ? AND ({' OR '.join(links)})"
+            " ORDER BY occurred_at, received_at LIMIT ?"
+        )
+        args = [start, end, error.error_id, *params, limit]
+        return await self._read(lambda conn: [_row_to_snapshot(row) for row in conn.execute(sql, args)])
+
+    async def update_context(self, error_id: str, context: ErrorContext) -> None:
+        doc = codec.context_to_json(context)
+
+        def run(conn: sqlite3.Connection) -> None:
+            cur = conn.execute("UPDATE errors SET context = ? WHERE error_id = ?", (doc, error_id))
+            if cur.rowcount == 0:
+                raise NotFound("error", error_id)
+
+        await self._write(run)
+
+    async def statistics(
+        self, flt: ErrorFilter, start: Micros, end: Micros, bucket: Micros, top_groups: int
+    ) -> Statistics:
+        if bucket <= 0:
+            raise InvalidArgument.single("bucket", "must be positive")
+        bounded = replace(flt)
+        bounded.start_time = start if flt.start_time is None else max(start, flt.start_time)
+        bounded.end_time = end if flt.end_time is None else min(end, flt.end_time)
+        clauses, params = _where(bounded)
+        where = " WHERE " + " AND ".join(clauses)
+
+        def run(conn: sqlite3.Connection) -> Statistics:
+            stats = Statistics()
+
+            def grouped(column: str) -> list[tuple[Any, int]]:
+                sql = f"SELECT {column}, COUNT(*) FROM errors{where} GROUP BY {column}"
+                return list(conn.execute(sql, params))
+
+            stats.by_severity = {Severity(k): n for k, n in grouped("severity")}
+            stats.by_source = {Source(k): n for k, n in grouped("source")}
+            stats.by_resource = {k: n for k, n in grouped("resource_id") if k}
+            stats.by_resource_type = {k: n for k, n in grouped("resource_type") if k}
+            stats.by_error_type = {k: n for k, n in grouped("error_type") if k}
+            stats.total_count = sum(stats.by_severity.values())
+            buckets = {
+                b: n
+                for b, n in conn.execute(
+                    f"SELECT (occurred_at - ?) / ?, COUNT(*) FROM errors{where} GROUP BY 1",
+                    [start, bucket, *params],
+                )
+            }
+            n_buckets = max(1, -(-(end - start + 1) // bucket))
+            stats.timed_counts = [TimedCount(start + i * bucket, buckets.get(i, 0)) for i in range(n_buckets)]
+            if top_groups > 0:
+                sql = (
+                    f"SELECT group_id, COUNT(*) AS n FROM errors{where}"
+                    " GROUP BY group_id ORDER BY n DESC, group_id LIMIT ?"
+                )
+                counted = conn.execute(sql, [*params, top_groups]).fetchall()
+                marks = ",".join("?" * len(counted))
+                info = {
+                    gid: (title, status)
+                    for gid, title, status in conn.execute(
+                        f"SELECT group_id, title, status FROM error_groups WHERE group_id IN ({marks})",
+                        [gid for gid, _ in counted],
+                    )
+                }
+                stats.top_groups = [
+                    GroupCount(gid, info.get(gid, ("", 1))[0], n, GroupStatus(info.get(gid, ("", 1))[1]))
+                    for gid, n in counted
+                ]
+            return stats
+
+        return await self._read(run)
+
+    async def count_errors(self) -> int:
+        return await self._read(lambda conn: int(conn.execute("SELECT COUNT(*) FROM errors").fetchone()[0]))
+
+    async def latest_received_at(self) -> Micros:
+        return await self._read(
+            lambda conn: int(conn.execute("SELECT COALESCE(MAX(received_at), 0) FROM errors").fetchone()[0])
+        )
+
+    # --- groups -----------------------------------------------------------------------------
+    def _group_resources(self, conn: sqlite3.Connection, group_id: str) -> list[str]:
+        rows = conn.execute(
+            "SELECT resource_id FROM group_resources WHERE group_id = ? ORDER BY resource_id LIMIT ?",
+            (group_id, MAX_GROUP_RESOURCES_LISTED),
+        )
+        return [r[0] for r in rows]
+
+    def _load_group(self, conn: sqlite3.Connection, group_id: str) -> ErrorGroup:
+        row = conn.execute(f"SELECT {_GROUP_COLUMNS} FROM error_groups WHERE group_id = ?", (group_id,)).fetchone()
+        if row is None:
+            raise NotFound("group", group_id)
+        return _group_from_row(row, self._group_resources(conn, group_id))
+
+    async def get_group(self, group_id: str) -> ErrorGroup:
+        return await self._read(lambda conn: self._load_group(conn, group_id))
+
+    async def list_groups(
+        self, statuses: Sequence[GroupStatus], order: GroupOrder, page_size: int, page_token: str = ""
+    ) -> Page[ErrorGroup]:
+        key_column = "count" if order == GroupOrder.COUNT else "last_seen"
+        digest = query_digest("groups", sorted(int(s) for s in statuses), key_column)
+        after = decode_token(page_token, digest, (int, str))
+
+        def run(conn: sqlite3.Connection) -> Page[ErrorGroup]:
+            where: list[str] = []
+            args: list[Any] = []
+            if statuses:
+                where.append(f"status IN ({','.join('?' * len(statuses))})")
+                args.extend(int(s) for s in statuses)
+            if after is not None:
+                where.append(f"({key_column}, group_id) < (?, ?)")
+                args.extend(after)
+            sql = f"SELECT {_GROUP_COLUMNS} FROM error_groups"
+            sql += (f" WHERE {' AND '.join(where)}" if where else "") + f" ORDER BY {key_column} DESC, group_id DESC"
+            rows = conn.execute(sql + " LIMIT ?", [*args, page_size + 1]).fetchall()
+            groups = [_group_from_row(row, self._group_resources(conn, row[0])) for row in rows[:page_size]]
+            token = ""
+            if len(rows) > page_size:
+                last = groups[-1]
+                token = encode_token(digest, [last.count if key_column == "count" else last.last_seen, last.group_id])
+            return Page(groups, token)
+
+        return await self._read(run)
+
+    async def update_group_status(self, group_id: str, status: GroupStatus) -> ErrorGroup:
+        def run(conn: sqlite3.Connection) -> ErrorGroup:
+            cur = conn.execute(
+                "UPDATE error_groups SET status = ?, regression = 0 WHERE group_id = ?",
+                (int(status), group_id),
+            )
+            if cur.rowcount == 0:
+                raise NotFound("group", group_id)
+            return self._load_group(conn, group_id)
+
+        return await self._write(run)
+
+    async def muted_group_ids(self) -> list[str]:
+        return await self._read(
+            lambda conn: [
+                r[0]
+                for r in conn.execute("SELECT group_id FROM error_groups WHERE status = ?", (int(GroupStatus.MUTED),))
+            ]
+        )
+
+    # --- topology and changes ---------------------------------------------------------------
+    async def upsert_resources(
+        self, resources: Sequence[Resource], dependencies: Sequence[Dependency]
+    ) -> tuple[int, int]:
+        res = list(resources)
+        deps = list(dependencies)
+
+        def run(conn: sqlite3.Connection) -> tuple[int, int]:
+            conn.executemany(
+                """INSERT INTO resources (id, type, name, labels) VALUES (?, ?, ?, ?)
+                   ON CONFLICT (id) DO UPDATE SET type = excluded.type, name = excluded.name,
+                   labels = excluded.labels""",
+                [(r.id, r.type, r.name, codec.dumps(r.labels)) for r in res],
+            )
+            ends = {x for d in deps for x in (d.dependent_id, d.dependency_id)}
+            conn.executemany(
+                "INSERT OR IGNORE INTO resources (id, type, name, labels) VALUES (?, '', '', '{}')",
+                [(x,) for x in sorted(ends)],
+            )
+            conn.executemany(
+                "INSERT OR IGNORE INTO dependencies (dependent_id, dependency_id) VALUES (?, ?)",
+                [(d.dependent_id, d.dependency_id) for d in deps],
+            )
+            return len(res), len(deps)
+
+        return await self._write(run)
+
+    async def get_topology(self, resource_id: str, depth: int) -> Topology:
+        def run(conn: sqlite3.Connection) -> Topology:
+            if conn.execute("SELECT 1 FROM resources WHERE id = ?", (resource_id,)).fetchone() is None:
+                raise NotFound("resource", resource_id)
+            reach: set[str] = {resource_id}
+            # Walk dependencies and dependents separately: a sibling (the dependency of a dependent)
+            # is not a neighbour.
+            for near_column, far_column in (
+                ("dependent_id", "dependency_id"),
+                ("dependency_id", "dependent_id"),
+            ):
+                frontier = {resource_id}
+                for _ in range(depth):
+                    if not frontier:
+                        break
+                    marks = ",".join("?" * len(frontier))
+                    rows = conn.execute(
+                        f"SELECT {far_column} FROM dependencies WHERE {near_column} IN ({marks})",
+                        sorted(frontier),
+                    )
+                    found = {r[0] for r in rows}
+                    frontier = found - reach
+                    reach |= found
+            ids = sorted(reach)
+            marks = ",".join("?" * len(ids))
+            resources = [
+                Resource(i, t, n, codec.loads(lb) or {})
+                for i, t, n, lb in conn.execute(
+                    f"SELECT id, type, name, labels FROM resources WHERE id IN ({marks}) ORDER BY id", ids
+                )
+            ]
+            deps = [
+                Dependency(a, b)
+                for a, b in conn.execute(
+                    f"SELECT dependent_id, dependency_id FROM dependencies"
+                    f" WHERE dependent_id IN ({marks}) AND dependency_id IN ({marks})"
+                    " ORDER BY dependent_id, dependency_id",
+                    [*ids, *ids],
+                )
+            ]
+            return Topology(resource_id, resources, deps)
+
+        return await self._read(run)
+
+    async def record_change(self, change: Change) -> Change:
+        doc = codec.dumps(codec.change_to_doc(change))
+
+        def run(conn: sqlite3.Connection) -> Change:
+            conn.execute(
+                """INSERT INTO changes (change_id, kind, resource_id, occurred_at, doc) VALUES (?, ?, ?, ?, ?)
+                   ON CONFLICT (change_id) DO UPDATE SET kind = excluded.kind, resource_id = excluded.resource_id,
+                   occurred_at = excluded.occurred_at, doc = excluded.doc""",
+                (change.change_id, int(change.kind), change.resource_id, change.occurred_at, doc),
+            )
+            if change.resource_id:
+                conn.execute(
+                    "INSERT OR IGNORE INTO resources (id, type, name, labels) VALUES (?, '', '', '{}')",
+                    (change.resource_id,),
+                )
+            return change
+
+        return await self._write(run)
+
+    async def list_changes(
+        self,
+        resource_ids: Sequence[str],
+        start: Micros,
+        end: Micros,
+        kinds: Sequence[ChangeKind],
+        limit: int,
+    ) -> list[Change]:
+        where = ["occurred_at BETWEEN ? AND ?"]
+        args: list[Any] = [start, end]
+        if resource_ids:
+            where.append(f"resource_id IN ({','.join('?' * len(resource_ids))})")
+            args.extend(resource_ids)
+        if kinds:
+            where.append(f"kind IN ({','.join('?' * len(kinds))})")
+            args.extend(int(k) for k in kinds)
+        sql = f"SELECT doc FROM changes WHERE {' AND '.join(where)} ORDER BY occurred_at DESC, change_id LIMIT ?"
+        return await self._read(
+            lambda conn: [codec.change_from_doc(codec.loads(r[0])) for r in conn.execute(sql, [*args, limit])]
+        )

@@ -1,0 +1,42 @@
+"""One store fixture, parametrised over every store: the contract suite runs against each."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from errorreplay_server.settings import Neo4jSettings
+from errorreplay_server.store.base import Store
+from errorreplay_server.store.sqlite import SqliteStore
+
+pytest_plugins = ["tests.bolt_server"]
+
+STORES = ["sqlite", "bolt", "neo4j"]
+
+
+@pytest.fixture(params=STORES)
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    kind = request.param
+    s: Store
+    if kind == "sqlite":
+        s = SqliteStore(tmp_path / "contract.db")
+    elif kind == "bolt":
+        from errorreplay_server.store.neo4j import Neo4jStore
+
+        server = request.getfixturevalue("bolt_server")
+        s = Neo4jStore(Neo4jSettings(server.uri, server.username, server.password, server.database))
+    else:
+        uri = os.environ.get("NEO4J_URI")
+        if not uri:
+            pytest.skip("real Neo4j variant: set NEO4J_URI (and NEO4J_USERNAME/NEO4J_PASSWORD) to run it")
+        from errorreplay_server.store.neo4j import Neo4jStore
+
+        s = Neo4jStore(Neo4jSettings.from_env(os.environ))
+    await s.start()
+    try:
+        yield s
+    finally:
+        await s.close()

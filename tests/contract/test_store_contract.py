@@ -1,0 +1,491 @@
+"""The store contract: every Store implementation must pass every test here (see conftest.py)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from errorreplay_server.domain.errors import InvalidArgument, NotFound
+from errorreplay_server.domain.model import (
+    MICROS_PER_HOUR,
+    MICROS_PER_MINUTE,
+    Change,
+    ChangeKind,
+    CollectionState,
+    CollectorStatus,
+    Dependency,
+    ErrorContext,
+    ErrorFilter,
+    GroupOrder,
+    GroupStatus,
+    LogLine,
+    MetricAnomaly,
+    MetricPoint,
+    MetricSeries,
+    Resource,
+    Severity,
+    Source,
+    Span,
+    SpanStatus,
+    Topology,
+    now_micros,
+)
+from errorreplay_server.store.base import Store
+from tests.factories import new_error, uid
+
+T0 = 1_760_000_000_000_000  # a fixed instant, in microseconds
+
+
+async def capture_one(store: Store, **kw: object):  # type: ignore[no-untyped-def]
+    (outcome,) = await store.capture([new_error(**kw)])  # type: ignore[arg-type]
+    return outcome
+
+
+async def test_capture_then_get_round_trips_every_field(store: Store) -> None:
+    new = new_error(
+        "disk full on /var/lib — ünïcødé ✓",
+        severity=Severity.CRITICAL,
+        source=Source.LOKI,
+        resource_id=uid("res-"),
+        resource_type="postgres",
+        service="billing",
+        environment="prod",
+        release="1.2.3",
+        error_type="OSError",
+        stack_trace='File "a.py", line 3, in f\n  raise OSError',
+        correlation_id=uid("corr-"),
+        trace_id=uid("trace"),
+        span_id="span1",
+        tags={"team": "core", "k=v": 'quote"d\nnewline'},
+        attributes={"nested": {"list": [1, "two", None, True]}, "n": 1.5},
+        fingerprint=["a", "b"],
+        request_id=uid("req-"),
+    )
+    (outcome,) = await store.capture([new])
+    assert not outcome.duplicate and not outcome.regression
+    got = await store.get_error(new.snapshot.error_id)
+    assert got.report == new.snapshot.report
+    assert got.error_id == new.snapshot.error_id
+    assert got.group_id == new.snapshot.group_id
+    assert got.received_at == new.snapshot.received_at
+    assert got.fingerprint == new.snapshot.fingerprint
+    assert got.request_id == new.snapshot.request_id
+    assert got.context == ErrorContext()
+
+
+async def test_unknown_error_is_not_found_naming_the_id(store: Store) -> None:
+    missing = uid("err_missing")
+    with pytest.raises(NotFound) as info:
+        await store.get_error(missing)
+    assert info.value.identifier == missing
+
+
+async def test_get_errors_keeps_order_and_skips_unknown(store: Store) -> None:
+    a = await capture_one(store)
+    b = await capture_one(store)
+    got = await store.get_errors([b.snapshot.error_id, uid("nope"), a.snapshot.error_id])
+    assert [g.error_id for g in got] == [b.snapshot.error_id, a.snapshot.error_id]
+    assert await store.get_errors([]) == []
+
+
+async def test_request_id_retry_returns_first_and_stores_nothing_new(store: Store) -> None:
+    rid = uid("req-")
+    tag = {"run": uid()}
+    first = await capture_one(store, request_id=rid, tags=tag)
+    retry = await capture_one(store, request_id=rid, tags=tag, message="a different body")
+    assert retry.duplicate and not first.duplicate
+    assert retry.snapshot.error_id == first.snapshot.error_id
+    assert retry.snapshot.report.message == first.snapshot.report.message
+    page = await store.search_errors(ErrorFilter(tags=tag), 10)
+    assert page.total_size == 1
+    group = await store.get_group(first.snapshot.group_id)
+    assert group.count == 1
+
+
+async def test_request_id_repeated_within_one_commit(store: Store) -> None:
+    rid = uid("req-")
+    outcomes = await store.capture([new_error(request_id=rid), new_error(request_id=rid)])
+    assert [o.duplicate for o in outcomes] == [False, True]
+    assert outcomes[0].snapshot.error_id == outcomes[1].snapshot.error_id
+
+
+async def test_group_counts_and_regression_on_resolved(store: Store) -> None:
+    gid = uid("grp_")
+    res = uid("res-")
+    await capture_one(store, group_id=gid, occurred_at=T0, severity=Severity.LOW, resource_id=res)
+    await capture_one(store, group_id=gid, occurred_at=T0 - 5, severity=Severity.HIGH, resource_id=res + "b")
+    group = await store.get_group(gid)
+    assert (group.count, group.first_seen, group.last_seen) == (2, T0 - 5, T0)
+    assert group.status == GroupStatus.OPEN and not group.regression
+    assert group.max_severity == Severity.HIGH
+    assert sorted(group.affected_resource_ids) == sorted([res, res + "b"])
+    resolved = await store.update_group_status(gid, GroupStatus.RESOLVED)
+    assert resolved.status == GroupStatus.RESOLVED
+    again = await capture_one(store, group_id=gid, occurred_at=T0 + 10)
+    assert again.regression
+    group = await store.get_group(gid)
+    assert group.status == GroupStatus.OPEN and group.regression and group.count == 3
+    ack = await store.update_group_status(gid, GroupStatus.ACKNOWLEDGED)
+    assert ack.status == GroupStatus.ACKNOWLEDGED and not ack.regression
+
+
+async def test_unknown_group_is_not_found(store: Store) -> None:
+    with pytest.raises(NotFound):
+        await store.get_group(uid("grp_"))
+    with pytest.raises(NotFound):
+        await store.update_group_status(uid("grp_"), GroupStatus.MUTED)
+
+
+async def test_muted_groups_are_listed(store: Store) -> None:
+    gid = uid("grp_")
+    await capture_one(store, group_id=gid)
+    await store.update_group_status(gid, GroupStatus.MUTED)
+    assert gid in await store.muted_group_ids()
+
+
+@pytest.fixture
+async def mixed(store: Store) -> tuple[dict[str, str], list[object]]:
+    """Twelve errors that differ in every filterable field, under one unique tag."""
+    run = uid()
+    corr = uid("corr-")
+    outcomes = []
+    for i in range(12):
+        outcome = await capture_one(
+            store,
+            message=f"payment {'timeout' if i % 2 else 'declined'} for order {i}",
+            severity=Severity(1 + i % 5),
+            source=Source.APPLICATION if i % 3 else Source.PROMETHEUS,
+            resource_id=f"{run}-res{i % 3}",
+            resource_type="db" if i % 4 == 0 else "api",
+            error_type="Timeout" if i % 2 else "Declined",
+            correlation_id=corr if i < 4 else "",
+            trace_id=f"{run}-trace" if i == 5 else "",
+            service="checkout" if i % 2 else "payments",
+            environment="prod" if i < 6 else "staging",
+            group_id=f"grp_{run}_{i % 2}",
+            occurred_at=T0 + i * MICROS_PER_MINUTE,
+            tags={"run": run, "shard": str(i % 2)},
+        )
+        outcomes.append(outcome)
+    return {"run": run, "corr": corr}, outcomes
+
+
+async def _ids(store: Store, flt: ErrorFilter) -> list[int]:
+    page = await store.search_errors(flt, 100)
+    assert page.total_size == len(page.items)
+    # The message ends in the index: map results back to it.
+    return [int(e.report.message.rsplit(" ", 1)[1]) for e in page.items]
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        ({}, list(range(11, -1, -1))),
+        ({"severities": [Severity.CRITICAL]}, [9, 4]),
+        ({"min_severity": Severity.HIGH}, [9, 8, 4, 3]),
+        ({"sources": [Source.PROMETHEUS]}, [9, 6, 3, 0]),
+        ({"resource_type": "db"}, [8, 4, 0]),
+        ({"error_type": "Timeout"}, [11, 9, 7, 5, 3, 1]),
+        ({"service": "payments", "environment": "prod"}, [4, 2, 0]),
+        ({"text": "timeout"}, [11, 9, 7, 5, 3, 1]),
+        ({"text": "payment declined"}, [10, 8, 6, 4, 2, 0]),
+        ({"text": "TIMEOUT order"}, [11, 9, 7, 5, 3, 1]),
+        ({"text": "nothing-like-this"}, []),
+        ({"start_time": T0 + 3 * MICROS_PER_MINUTE, "end_time": T0 + 5 * MICROS_PER_MINUTE}, [5, 4, 3]),
+    ],
+)
+async def test_search_filters(
+    store: Store, mixed: tuple[dict[str, str], list[object]], extra: dict[str, object], expected: list[int]
+) -> None:
+    keys, _ = mixed
+    assert await _ids(store, ErrorFilter(tags={"run": keys["run"]}, **extra)) == expected  # type: ignore[arg-type]
+
+
+async def test_search_by_ids_and_tags(store: Store, mixed: tuple[dict[str, str], list[object]]) -> None:
+    keys, _ = mixed
+    run = keys["run"]
+    assert await _ids(store, ErrorFilter(correlation_id=keys["corr"])) == [3, 2, 1, 0]
+    assert await _ids(store, ErrorFilter(trace_id=f"{run}-trace")) == [5]
+    assert await _ids(store, ErrorFilter(resource_ids=[f"{run}-res1", f"{run}-res2"])) == [
+        11,
+        10,
+        8,
+        7,
+        5,
+        4,
+        2,
+        1,
+    ]
+    assert await _ids(store, ErrorFilter(group_id=f"grp_{run}_1")) == [11, 9, 7, 5, 3, 1]
+    assert await _ids(store, ErrorFilter(tags={"run": run, "shard": "0"})) == [10, 8, 6, 4, 2, 0]
+    assert await _ids(store, ErrorFilter(tags={"run": run, "shard": "2"})) == []
+
+
+async def test_search_text_with_query_syntax_is_literal(store: Store) -> None:
+    run = uid()
+    await capture_one(store, message='weird "quoted" AND OR NOT * NEAR( col:umn ) -minus', tags={"run": run})
+    for text in ['"quoted"', "AND", "NEAR(", "col:umn", "-minus", "*", '"', "'", "OR NOT"]:
+        page = await store.search_errors(ErrorFilter(tags={"run": run}, text=text), 10)
+        assert page.total_size in (0, 1), text
+    page = await store.search_errors(ErrorFilter(tags={"run": run}, text="weird quoted"), 10)
+    assert page.total_size == 1
+
+
+async def test_search_inclusive_time_bounds(store: Store) -> None:
+    run = uid()
+    await capture_one(store, occurred_at=T0, tags={"run": run})
+    exact = ErrorFilter(tags={"run": run}, start_time=T0, end_time=T0)
+    assert (await store.search_errors(exact, 10)).total_size == 1
+    after = ErrorFilter(tags={"run": run}, start_time=T0 + 1)
+    assert (await store.search_errors(after, 10)).total_size == 0
+
+
+async def test_pagination_walks_every_match_once_newest_first(store: Store) -> None:
+    run = uid()
+    created = []
+    for i in range(23):
+        # Pairs share occurred_at: received_at breaks the tie.
+        outcome = await capture_one(store, occurred_at=T0 + (i // 2), tags={"run": run})
+        created.append(outcome.snapshot)
+    seen = []
+    token = ""
+    pages = 0
+    while True:
+        page = await store.search_errors(ErrorFilter(tags={"run": run}), 5, token)
+        pages += 1
+        assert page.total_size == 23
+        seen.extend(page.items)
+        token = page.next_page_token
+        if not token:
+            break
+    assert pages == 5
+    expected = sorted(created, key=lambda s: (s.report.occurred_at, s.received_at), reverse=True)
+    assert [s.error_id for s in seen] == [s.error_id for s in expected]
+
+
+async def test_oldest_first_pagination(store: Store) -> None:
+    corr = uid("corr-")
+    created = [(await capture_one(store, correlation_id=corr, occurred_at=T0 + i)).snapshot for i in range(7)]
+    first = await store.search_errors(ErrorFilter(correlation_id=corr), 4, oldest_first=True)
+    second = await store.search_errors(ErrorFilter(correlation_id=corr), 4, first.next_page_token, oldest_first=True)
+    assert [s.error_id for s in first.items + second.items] == [s.error_id for s in created]
+    assert second.next_page_token == ""
+
+
+async def test_exact_last_page_has_no_token(store: Store) -> None:
+    run = uid()
+    for _ in range(4):
+        await capture_one(store, tags={"run": run})
+    page = await store.search_errors(ErrorFilter(tags={"run": run}), 4)
+    assert len(page.items) == 4 and page.next_page_token == ""
+    empty = await store.search_errors(ErrorFilter(tags={"run": uid()}), 4)
+    assert empty.items == [] and empty.total_size == 0 and empty.next_page_token == ""
+
+
+async def test_bad_and_foreign_page_tokens_are_invalid(store: Store) -> None:
+    run = uid()
+    for _ in range(3):
+        await capture_one(store, tags={"run": run})
+    page = await store.search_errors(ErrorFilter(tags={"run": run}), 1)
+    assert page.next_page_token
+    for bad in ["garbage", "e30", page.next_page_token[:-2] + "xx"]:
+        with pytest.raises(InvalidArgument) as info:
+            await store.search_errors(ErrorFilter(tags={"run": run}), 1, bad)
+        assert info.value.violations[0].field == "page_token"
+    with pytest.raises(InvalidArgument):
+        await store.search_errors(ErrorFilter(tags={"run": run}, text="other"), 1, page.next_page_token)
+
+
+async def test_errors_after_cursor_in_commit_order(store: Store) -> None:
+    first = await capture_one(store)
+    later = [(await capture_one(store)).snapshot for _ in range(5)]
+    after = await store.errors_after(first.snapshot.received_at, 1000)
+    ids = [s.error_id for s in after]
+    assert ids[:5] == [s.error_id for s in later]
+    assert first.snapshot.error_id not in ids
+    assert await store.latest_received_at() >= later[-1].received_at
+
+
+async def test_related_errors_by_correlation_trace_and_resource(store: Store) -> None:
+    corr, trace, res, near = uid("corr-"), uid("trace"), uid("res-"), uid("res-")
+    subject = (await capture_one(store, correlation_id=corr, trace_id=trace, resource_id=res, occurred_at=T0)).snapshot
+    by_corr = await capture_one(store, correlation_id=corr, occurred_at=T0 - MICROS_PER_MINUTE)
+    by_trace = await capture_one(store, trace_id=trace, occurred_at=T0 + MICROS_PER_MINUTE)
+    by_resource = await capture_one(store, resource_id=res, occurred_at=T0 + 2 * MICROS_PER_MINUTE)
+    by_neighbour = await capture_one(store, resource_id=near, occurred_at=T0 + 3 * MICROS_PER_MINUTE)
+    too_late = await capture_one(store, correlation_id=corr, occurred_at=T0 + 11 * MICROS_PER_MINUTE)
+    await capture_one(store, resource_id=uid("res-"), occurred_at=T0)  # unrelated
+    related = await store.related_errors(
+        subject, T0 - 10 * MICROS_PER_MINUTE, T0 + 10 * MICROS_PER_MINUTE, [near], 100
+    )
+    assert [r.error_id for r in related] == [
+        by_corr.snapshot.error_id,
+        by_trace.snapshot.error_id,
+        by_resource.snapshot.error_id,
+        by_neighbour.snapshot.error_id,
+    ]
+    assert too_late.snapshot.error_id not in {r.error_id for r in related}
+    lone = (await capture_one(store)).snapshot
+    assert await store.related_errors(lone, T0, T0 + 1, [], 10) == []
+
+
+async def test_update_context_round_trips(store: Store) -> None:
+    snap = (await capture_one(store)).snapshot
+    ctx = ErrorContext(
+        logs=[LogLine(T0, "ERROR", "db down ✗", "loki", {"pod": "a"})],
+        metrics=[
+            MetricSeries(
+                "cpu",
+                'rate(x{a="b"}[1m])',
+                {"instance": "i"},
+                [MetricPoint(T0, 0.5), MetricPoint(T0 + 1, 0.97)],
+                [MetricAnomaly(T0 + 1, 0.97, 0.4, 0.6, "above median + 3×MAD")],
+                "ratio",
+                "res",
+            )
+        ],
+        spans=[Span("t", "s", "p", "api", "GET /", T0, 1500, SpanStatus.ERROR, "boom", True, {"http.status": "500"})],
+        topology=Topology("api", [Resource("api", "svc", "API", {"tier": "1"})], [Dependency("api", "db")]),
+        changes=[Change("c1", ChangeKind.DEPLOYMENT, "api", T0 - 5, "v2", "deploy", "ci", {"sha": "abc"})],
+        statuses=[CollectorStatus("loki", CollectionState.OK, "1 line", 12.5, T0)],
+    )
+    await store.update_context(snap.error_id, ctx)
+    assert (await store.get_error(snap.error_id)).context == ctx
+    with pytest.raises(NotFound):
+        await store.update_context(uid("err_"), ctx)
+
+
+async def test_statistics_counts_sum_to_total(store: Store, mixed: tuple[dict[str, str], list[object]]) -> None:
+    keys, _ = mixed
+    flt = ErrorFilter(tags={"run": keys["run"]})
+    start, end = T0, T0 + 12 * MICROS_PER_MINUTE - 1
+    stats = await store.statistics(flt, start, end, 5 * MICROS_PER_MINUTE, 10)
+    assert stats.total_count == 12
+    for counts in (stats.by_severity, stats.by_source, stats.by_resource, stats.by_resource_type, stats.by_error_type):
+        assert sum(counts.values()) == 12
+    assert stats.by_severity[Severity.INFO] == 3
+    assert stats.by_source == {Source.PROMETHEUS: 4, Source.APPLICATION: 8}
+    assert [t.count for t in stats.timed_counts] == [5, 5, 2]
+    assert [t.start_time for t in stats.timed_counts] == [start, start + 5 * MICROS_PER_MINUTE, start + 10 * MICROS_PER_MINUTE]
+    assert sum(g.count for g in stats.top_groups) == 12
+    assert {g.group_id for g in stats.top_groups} == {f"grp_{keys['run']}_0", f"grp_{keys['run']}_1"}
+    narrowed = await store.statistics(flt, T0, T0 + 2 * MICROS_PER_MINUTE, MICROS_PER_HOUR, 1)
+    assert narrowed.total_count == 3 and len(narrowed.timed_counts) == 1 and len(narrowed.top_groups) == 1
+    muted = ErrorFilter(tags={"run": keys["run"]}, exclude_group_ids=[f"grp_{keys['run']}_0"])
+    assert (await store.statistics(muted, start, end, MICROS_PER_HOUR, 10)).total_count == 6
+
+
+async def test_statistics_includes_empty_buckets(store: Store) -> None:
+    stats = await store.statistics(ErrorFilter(tags={"run": uid()}), T0, T0 + 3 * MICROS_PER_HOUR, MICROS_PER_HOUR, 5)
+    assert stats.total_count == 0
+    assert [t.count for t in stats.timed_counts] == [0, 0, 0, 0]
+    assert stats.top_groups == []
+
+
+async def test_list_groups_ordered_and_paginated(store: Store) -> None:
+    run = uid()
+    gids = [f"grp_{run}_{i}" for i in range(4)]
+    for i, gid in enumerate(gids):
+        for _ in range(i + 1):
+            await capture_one(store, group_id=gid, occurred_at=now_micros() + (10 - i) * MICROS_PER_MINUTE)
+    mine = set(gids)
+
+    async def walk(order: GroupOrder) -> list[str]:
+        out, token = [], ""
+        while True:
+            page = await store.list_groups([], order, 3, token)
+            out.extend(g.group_id for g in page.items if g.group_id in mine)
+            token = page.next_page_token
+            if not token:
+                return out
+
+    assert await walk(GroupOrder.COUNT) == list(reversed(gids))
+    assert await walk(GroupOrder.LAST_SEEN) == gids
+    await store.update_group_status(gids[2], GroupStatus.ACKNOWLEDGED)
+    acked = await store.list_groups([GroupStatus.ACKNOWLEDGED], GroupOrder.LAST_SEEN, 500)
+    assert gids[2] in {g.group_id for g in acked.items}
+    assert all(g.status == GroupStatus.ACKNOWLEDGED for g in acked.items)
+
+
+async def test_topology_neighbours_in_both_directions(store: Store) -> None:
+    p = uid("t")
+    lb, web, api, db, cache = (f"{p}-{n}" for n in ("lb", "web", "api", "db", "cache"))
+    written = await store.upsert_resources(
+        [Resource(web, "service", "Web", {"tier": "edge"}), Resource(db, "postgres", "DB")],
+        [Dependency(lb, web), Dependency(web, api), Dependency(api, db), Dependency(web, cache)],
+    )
+    assert written == (2, 4)
+    t = await store.get_topology(api, 1)
+    assert t.root_resource_id == api
+    assert {r.id for r in t.resources} == {api, web, db}
+    assert set(t.dependencies) == {Dependency(web, api), Dependency(api, db)}
+    t2 = await store.get_topology(api, 2)
+    # Two hops up reaches lb; cache is a sibling (a dependency of a dependent), not a neighbour.
+    assert {r.id for r in t2.resources} == {api, web, db, lb}
+    web_res = next(r for r in (await store.get_topology(web, 0)).resources if r.id == web)
+    assert (web_res.type, web_res.name, web_res.labels) == ("service", "Web", {"tier": "edge"})
+    await store.upsert_resources([Resource(web, "service", "Web v2")], [])
+    assert next(r for r in (await store.get_topology(web, 0)).resources).name == "Web v2"
+    with pytest.raises(NotFound):
+        await store.get_topology(uid("missing"), 2)
+
+
+async def test_topology_cycles_terminate(store: Store) -> None:
+    p = uid("c")
+    a, b, c = f"{p}-a", f"{p}-b", f"{p}-c"
+    await store.upsert_resources([], [Dependency(a, b), Dependency(b, c), Dependency(c, a)])
+    t = await store.get_topology(a, 5)
+    assert {r.id for r in t.resources} == {a, b, c}
+    assert len(t.dependencies) == 3
+
+
+async def test_changes_in_window_newest_first(store: Store) -> None:
+    res, other = uid("res-"), uid("res-")
+    changes = [
+        Change(uid("chg-"), ChangeKind.DEPLOYMENT, res, T0 - 30 * MICROS_PER_MINUTE, "v2.1.0", "deploy", "ci"),
+        Change(uid("chg-"), ChangeKind.CONFIG, res, T0 - 2 * MICROS_PER_HOUR, "", "pool size 10→50", "ops"),
+        Change(uid("chg-"), ChangeKind.DEPLOYMENT, res, T0 - 30 * MICROS_PER_HOUR, "v2.0.0", "old", "ci"),
+        Change(uid("chg-"), ChangeKind.DEPLOYMENT, other, T0 - MICROS_PER_MINUTE, "v9", "elsewhere", "ci"),
+    ]
+    for c in changes:
+        assert await store.record_change(c) == c
+    window = await store.list_changes([res], T0 - 24 * MICROS_PER_HOUR, T0, [], 100)
+    assert [c.change_id for c in window] == [changes[0].change_id, changes[1].change_id]
+    assert window[0] == changes[0]
+    deploys = await store.list_changes([res, other], T0 - 24 * MICROS_PER_HOUR, T0, [ChangeKind.DEPLOYMENT], 100)
+    assert [c.change_id for c in deploys] == [changes[3].change_id, changes[0].change_id]
+    edge = await store.list_changes([res], changes[1].occurred_at, changes[0].occurred_at, [], 100)
+    assert len(edge) == 2  # both bounds inclusive
+    assert len(await store.list_changes([res], T0 - 24 * MICROS_PER_HOUR, T0, [], 1)) == 1
+
+
+async def test_long_messages_unicode_and_special_tags(store: Store) -> None:
+    run = uid()
+    long_message = "x" * 16_000 + " tail"
+    tags = {"run": run, "quote'\"": "va=l;ue}", "emoji🚀": "✓ ünïcødé", "new\nline": "\\back"}
+    snap = (await capture_one(store, message=long_message, tags=tags)).snapshot
+    got = await store.get_error(snap.error_id)
+    assert got.report.message == long_message and got.report.tags == tags
+    for key, value in tags.items():
+        page = await store.search_errors(ErrorFilter(tags={key: value}), 10)
+        assert snap.error_id in {e.error_id for e in page.items}
+    assert (await store.search_errors(ErrorFilter(tags={"run": run}, text="tail"), 10)).total_size == 1
+
+
+async def test_concurrent_writers_lose_and_duplicate_nothing(store: Store) -> None:
+    run = uid()
+    before = await store.count_errors()
+
+    async def writer(w: int) -> list[str]:
+        ids = []
+        for i in range(500):
+            outcome = await capture_one(store, tags={"run": run}, request_id=f"{run}-{w}-{i}")
+            ids.append(outcome.snapshot.error_id)
+        return ids
+
+    results = await asyncio.gather(*(writer(w) for w in range(8)))
+    ids = [i for r in results for i in r]
+    assert len(ids) == len(set(ids)) == 4000
+    assert (await store.search_errors(ErrorFilter(tags={"run": run}), 1)).total_size == 4000
+    assert await store.count_errors() >= before + 4000
