@@ -11,8 +11,7 @@ import pytest
 from errorreplay_server.settings import Neo4jSettings
 from errorreplay_server.store.base import Store
 from errorreplay_server.store.sqlite import SqliteStore
-
-pytest_plugins = ["tests.bolt_server"]
+from tests.bolt_server import bolt_server  # noqa: F401  (the session-scoped ArcadeDB fixture)
 
 STORES = ["sqlite", "bolt", "neo4j"]
 

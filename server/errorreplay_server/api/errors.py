@@ -1,0 +1,136 @@
+"""The one table from domain exceptions to gRPC status codes, applied by one interceptor."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+from google.protobuf import duration_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from errorreplay_server.domain.errors import (
+    DeadlineExceeded,
+    DomainError,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    ResourceExhausted,
+    StoreUnavailable,
+    Unimplemented,
+)
+
+log = logging.getLogger(__name__)
+
+INTERNAL_MESSAGE = "internal error; the server logged the details"
+
+
+def status_for(exc: BaseException) -> status_pb2.Status:
+    """The google.rpc.Status for an exception. Anything unexpected is INTERNAL, with no internals."""
+    if isinstance(exc, InvalidArgument):
+        bad = error_details_pb2.BadRequest()
+        for v in exc.violations:
+            bad.field_violations.add(field=v.field, description=v.description)
+        return _status(code_pb2.INVALID_ARGUMENT, f"invalid argument: {exc}", bad)
+    if isinstance(exc, NotFound):
+        info = error_details_pb2.ResourceInfo(resource_type=exc.kind, resource_name=exc.identifier)
+        return _status(code_pb2.NOT_FOUND, str(exc), info)
+    if isinstance(exc, ResourceExhausted):
+        retry = error_details_pb2.RetryInfo(retry_delay=_duration(exc.retry_after_seconds))
+        return _status(code_pb2.RESOURCE_EXHAUSTED, str(exc), retry)
+    if isinstance(exc, StoreUnavailable):
+        return _status(code_pb2.UNAVAILABLE, f"store unavailable, retry with the same request_id: {exc}")
+    if isinstance(exc, FailedPrecondition):
+        return _status(code_pb2.FAILED_PRECONDITION, str(exc))
+    if isinstance(exc, Unimplemented):
+        return _status(code_pb2.UNIMPLEMENTED, str(exc))
+    if isinstance(exc, DeadlineExceeded):
+        return _status(code_pb2.DEADLINE_EXCEEDED, str(exc))
+    return _status(code_pb2.INTERNAL, INTERNAL_MESSAGE)
+
+
+def _duration(seconds: float) -> duration_pb2.Duration:
+    d = duration_pb2.Duration()
+    d.FromNanoseconds(int(seconds * 1e9))
+    return d
+
+
+def _status(code: int, message: str, *details: Any) -> status_pb2.Status:
+    st = status_pb2.Status(code=code, message=message)
+    for detail in details:
+        st.details.add().Pack(detail)
+    return st
+
+
+async def abort_for(exc: BaseException, context: grpc.aio.ServicerContext, method: str) -> None:
+    if not isinstance(exc, DomainError):
+        log.error("unexpected error in %s", method, exc_info=exc)
+    await context.abort_with_status(rpc_status.to_status(status_for(exc)))
+
+
+def _passes_through(exc: BaseException) -> bool:
+    # Aborts already carry their status; cancellation must propagate.
+    return isinstance(exc, grpc.aio.AbortError | asyncio.CancelledError)
+
+
+class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
+    """Wraps every errorreplay handler so that exceptions become statuses via `status_for`."""
+
+    def __init__(self, prefix: str = "/errorreplay.") -> None:
+        self._prefix = prefix
+        self._wrapped: dict[str, grpc.RpcMethodHandler] = {}
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        method = handler_call_details.method
+        cached = self._wrapped.get(method)
+        if cached is not None:
+            return cached
+        handler = await continuation(handler_call_details)
+        if handler is None or not method.startswith(self._prefix):
+            return handler
+        wrapped = self._wrap(handler, method)
+        self._wrapped[method] = wrapped
+        return wrapped
+
+    def _wrap(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+        if handler.unary_unary is not None:
+            inner = handler.unary_unary
+
+            async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+                try:
+                    return await inner(request, context)
+                except BaseException as exc:
+                    if _passes_through(exc):
+                        raise
+                    await abort_for(exc, context, method)
+
+            return grpc.unary_unary_rpc_method_handler(
+                unary,
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.unary_stream is not None:
+            inner_stream = handler.unary_stream
+
+            async def stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+                try:
+                    async for item in inner_stream(request, context):
+                        yield item
+                except BaseException as exc:
+                    if _passes_through(exc) or isinstance(exc, GeneratorExit):
+                        raise
+                    await abort_for(exc, context, method)
+
+            return grpc.unary_stream_rpc_method_handler(
+                stream,
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        return handler

@@ -1,0 +1,216 @@
+"""Servicers: protobuf in, one DataPlane call, protobuf out. Errors are mapped by the interceptor."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import grpc
+
+from errorreplay.v1 import request_response_pb2 as rr
+from errorreplay.v1 import service_pb2_grpc
+from errorreplay_server.api import convert
+from errorreplay_server.capture.service import CaptureRequest
+from errorreplay_server.dataplane import DataPlane
+from errorreplay_server.domain.errors import InvalidArgument, Unimplemented
+from errorreplay_server.domain.model import CaptureOutcome, ChangeKind, GroupOrder, GroupStatus, Severity
+
+
+def _deadline(context: grpc.aio.ServicerContext) -> float | None:
+    remaining = context.time_remaining()
+    return remaining if remaining is not None and remaining < 1e9 else None
+
+
+def _capture_request(msg: rr.CaptureErrorRequest, field: str) -> CaptureRequest:
+    return CaptureRequest(
+        report=convert.report_from_pb(msg.error, f"{field}error"),
+        request_id=msg.request_id,
+        wait_for_context=msg.wait_for_context,
+    )
+
+
+def _capture_response(outcome: CaptureOutcome, out: rr.CaptureErrorResponse) -> None:
+    out.error_id = outcome.snapshot.error_id
+    out.group_id = outcome.snapshot.group_id
+    out.duplicate = outcome.duplicate
+    out.regression = outcome.regression
+    convert.snapshot_to_pb(outcome.snapshot, out.error)
+
+
+class ErrorReplayServicer(service_pb2_grpc.ErrorReplayServiceServicer):
+    def __init__(self, plane: DataPlane) -> None:
+        self._plane = plane
+
+    async def CaptureError(
+        self, request: rr.CaptureErrorRequest, context: grpc.aio.ServicerContext
+    ) -> rr.CaptureErrorResponse:
+        outcome = await self._plane.capture(_capture_request(request, ""), _deadline(context))
+        response = rr.CaptureErrorResponse()
+        _capture_response(outcome, response)
+        return response
+
+    async def BatchCaptureErrors(
+        self, request: rr.BatchCaptureErrorsRequest, context: grpc.aio.ServicerContext
+    ) -> rr.BatchCaptureErrorsResponse:
+        requests: list[CaptureRequest | InvalidArgument] = []
+        for i, item in enumerate(request.requests):
+            try:
+                requests.append(_capture_request(item, f"requests[{i}]."))
+            except InvalidArgument as exc:  # an unparseable timestamp sinks only its own item
+                requests.append(exc)
+        results = await self._plane.capture_batch(requests, _deadline(context))
+        response = rr.BatchCaptureErrorsResponse()
+        for index, result in enumerate(results):
+            slot = response.results.add(index=index)
+            if isinstance(result, CaptureOutcome):
+                _capture_response(result, slot.response)
+                if result.duplicate:
+                    response.duplicate_count += 1
+                else:
+                    response.stored_count += 1
+            else:
+                slot.error.code = grpc.StatusCode.INVALID_ARGUMENT.value[0]
+                slot.error.message = str(result)
+                if isinstance(result, InvalidArgument):
+                    for v in result.violations:
+                        slot.error.field_violations.add(field=v.field, description=v.description)
+                response.failed_count += 1
+        return response
+
+    async def GetError(self, request: rr.GetErrorRequest, context: grpc.aio.ServicerContext) -> rr.GetErrorResponse:
+        snapshot = await self._plane.get_error(request.error_id)
+        response = rr.GetErrorResponse()
+        convert.snapshot_to_pb(snapshot, response.error)
+        return response
+
+    async def ReplayError(
+        self, request: rr.ReplayErrorRequest, context: grpc.aio.ServicerContext
+    ) -> rr.ReplayErrorResponse:
+        raise Unimplemented("ReplayError is not implemented yet")
+
+    async def SearchErrors(
+        self, request: rr.SearchErrorsRequest, context: grpc.aio.ServicerContext
+    ) -> rr.SearchErrorsResponse:
+        page = await self._plane.search(convert.filter_from_pb(request.filter), request.page_size, request.page_token)
+        response = rr.SearchErrorsResponse(next_page_token=page.next_page_token, total_size=max(page.total_size, 0))
+        convert.snapshots_to_pb(page.items, response.errors)
+        return response
+
+    async def GetStatistics(
+        self, request: rr.GetStatisticsRequest, context: grpc.aio.ServicerContext
+    ) -> rr.GetStatisticsResponse:
+        stats = await self._plane.statistics(
+            convert.optional_micros(request, "start_time", "start_time"),
+            convert.optional_micros(request, "end_time", "end_time"),
+            convert.duration_micros(request.bucket),
+            convert.filter_from_pb(request.filter),
+            request.top_groups_limit,
+            request.include_muted,
+        )
+        response = rr.GetStatisticsResponse()
+        convert.statistics_to_pb(stats, response)
+        return response
+
+    async def ListRecentErrors(
+        self, request: rr.ListRecentErrorsRequest, context: grpc.aio.ServicerContext
+    ) -> rr.ListRecentErrorsResponse:
+        errors = await self._plane.recent(
+            request.page_size,
+            convert.enum_value(Severity, request.min_severity),
+            convert.duration_micros(request.window),
+        )
+        response = rr.ListRecentErrorsResponse()
+        convert.snapshots_to_pb(errors, response.errors)
+        return response
+
+    async def ListErrorsByResource(
+        self, request: rr.ListErrorsByResourceRequest, context: grpc.aio.ServicerContext
+    ) -> rr.ListErrorsByResourceResponse:
+        page = await self._plane.by_resource(request.resource_id, request.page_size, request.page_token)
+        response = rr.ListErrorsByResourceResponse(next_page_token=page.next_page_token)
+        convert.snapshots_to_pb(page.items, response.errors)
+        return response
+
+    async def ListErrorsByCorrelation(
+        self, request: rr.ListErrorsByCorrelationRequest, context: grpc.aio.ServicerContext
+    ) -> rr.ListErrorsByCorrelationResponse:
+        result = await self._plane.by_correlation(request.correlation_id, request.page_size, request.page_token)
+        response = rr.ListErrorsByCorrelationResponse(
+            next_page_token=result.page.next_page_token, origin_error_id=result.origin_error_id
+        )
+        convert.snapshots_to_pb(result.page.items, response.errors)
+        if result.propagation is not None:
+            convert.propagation_to_pb(result.propagation, response.propagation)
+        return response
+
+    async def SubscribeErrors(
+        self, request: rr.SubscribeErrorsRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[rr.SubscribeErrorsResponse]:
+        raise Unimplemented("SubscribeErrors is not implemented yet")
+        yield rr.SubscribeErrorsResponse()  # pragma: no cover - makes this an async generator
+
+    async def ListErrorGroups(
+        self, request: rr.ListErrorGroupsRequest, context: grpc.aio.ServicerContext
+    ) -> rr.ListErrorGroupsResponse:
+        page = await self._plane.list_groups(
+            [convert.enum_value(GroupStatus, s) for s in request.statuses],
+            convert.enum_value(GroupOrder, request.order_by),
+            request.page_size,
+            request.page_token,
+        )
+        response = rr.ListErrorGroupsResponse(next_page_token=page.next_page_token)
+        for group in page.items:
+            convert.group_to_pb(group, response.groups.add())
+        return response
+
+    async def UpdateErrorGroup(
+        self, request: rr.UpdateErrorGroupRequest, context: grpc.aio.ServicerContext
+    ) -> rr.UpdateErrorGroupResponse:
+        group = await self._plane.update_group(request.group_id, convert.enum_value(GroupStatus, request.status))
+        response = rr.UpdateErrorGroupResponse()
+        convert.group_to_pb(group, response.group)
+        return response
+
+
+class TopologyServicer(service_pb2_grpc.TopologyServiceServicer):
+    def __init__(self, plane: DataPlane) -> None:
+        self._plane = plane
+
+    async def UpsertResources(
+        self, request: rr.UpsertResourcesRequest, context: grpc.aio.ServicerContext
+    ) -> rr.UpsertResourcesResponse:
+        resources, dependencies = await self._plane.upsert_resources(
+            [convert.resource_from_pb(r) for r in request.resources],
+            [convert.dependency_from_pb(d) for d in request.dependencies],
+        )
+        return rr.UpsertResourcesResponse(resources_upserted=resources, dependencies_upserted=dependencies)
+
+    async def GetTopology(
+        self, request: rr.GetTopologyRequest, context: grpc.aio.ServicerContext
+    ) -> rr.GetTopologyResponse:
+        topology = await self._plane.get_topology(request.resource_id, request.depth)
+        response = rr.GetTopologyResponse()
+        convert.topology_to_pb(topology, response.topology)
+        return response
+
+    async def RecordChange(
+        self, request: rr.RecordChangeRequest, context: grpc.aio.ServicerContext
+    ) -> rr.RecordChangeResponse:
+        change = await self._plane.record_change(convert.change_from_pb(request.change))
+        response = rr.RecordChangeResponse()
+        convert.change_to_pb(change, response.change)
+        return response
+
+    async def ListChanges(
+        self, request: rr.ListChangesRequest, context: grpc.aio.ServicerContext
+    ) -> rr.ListChangesResponse:
+        changes = await self._plane.list_changes(
+            list(request.resource_ids),
+            convert.optional_micros(request, "start_time", "start_time"),
+            convert.optional_micros(request, "end_time", "end_time"),
+            [convert.enum_value(ChangeKind, k) for k in request.kinds],
+            request.page_size,
+        )
+        response = rr.ListChangesResponse()
+        for change in changes:
+            convert.change_to_pb(change, response.changes.add())
+        return response

@@ -1,0 +1,1 @@
+"""The capture pipeline: validate, scrub secrets, fingerprint, persist, publish, schedule enrichment."""

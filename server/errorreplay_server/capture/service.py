@@ -1,0 +1,168 @@
+"""CaptureService: turns reports into durable snapshots, then publishes and enriches them."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
+
+from errorreplay_server.analysis.grouping import fingerprint, group_id_for
+from errorreplay_server.capture.clock import ReceiveClock
+from errorreplay_server.capture.validation import check_request_id, raise_if, report_violations
+from errorreplay_server.domain.errors import DomainError, InvalidArgument
+from errorreplay_server.domain.model import (
+    CaptureOutcome,
+    ErrorContext,
+    ErrorReport,
+    ErrorSnapshot,
+    NewError,
+    now_micros,
+)
+from errorreplay_server.settings import Limits
+from errorreplay_server.store.base import Store
+
+log = logging.getLogger(__name__)
+
+
+class Scrubber(Protocol):
+    def scrub_text(self, text: str) -> str: ...
+
+    def scrub_value(self, value: Any) -> Any: ...
+
+
+class ErrorPublisher(Protocol):
+    """Receives each committed capture, in commit order (the streaming hub)."""
+
+    def publish(self, snapshot: ErrorSnapshot) -> None: ...
+
+
+class Enricher(Protocol):
+    """Collects context in the background (the enrichment queue)."""
+
+    def initial_context(self) -> ErrorContext: ...
+
+    def submit(self, snapshot: ErrorSnapshot) -> bool: ...
+
+    async def wait_for(self, error_id: str, timeout: float | None) -> bool: ...
+
+
+@dataclass(slots=True)
+class CaptureRequest:
+    report: ErrorReport
+    request_id: str = ""
+    wait_for_context: bool = False
+
+
+def new_error_id(received_at: int) -> str:
+    # Time-ordered prefix for locality in indexes, random suffix for uniqueness.
+    return f"err_{received_at:014x}{secrets.token_hex(5)}"
+
+
+class CaptureService:
+    def __init__(
+        self,
+        store: Store,
+        scrubber: Scrubber,
+        limits: Limits,
+        publisher: ErrorPublisher | None = None,
+        enricher: Enricher | None = None,
+        clock: ReceiveClock | None = None,
+    ) -> None:
+        self._store = store
+        self._scrubber = scrubber
+        self._limits = limits
+        self._publisher = publisher
+        self._enricher = enricher
+        self._clock = clock or ReceiveClock()
+
+    async def start(self) -> None:
+        self._clock.advance_past(await self._store.latest_received_at())
+
+    def _prepare(self, req: CaptureRequest, field_prefix: str) -> NewError:
+        now = now_micros()
+        violations = report_violations(req.report, self._limits, now, prefix=f"{field_prefix}error")
+        violations += check_request_id(req.request_id, self._limits, field=f"{field_prefix}request_id")
+        raise_if(violations)
+        s = self._scrubber
+        r = req.report
+        report = replace(
+            r,
+            message=s.scrub_text(r.message),
+            stack_trace=s.scrub_text(r.stack_trace) if r.stack_trace else "",
+            tags=s.scrub_value(r.tags) if r.tags else {},
+            attributes=s.scrub_value(r.attributes) if r.attributes else {},
+            occurred_at=r.occurred_at or now,
+        )
+        digest, title = fingerprint(report)
+        received_at = self._clock.next()
+        snapshot = ErrorSnapshot(
+            error_id=new_error_id(received_at),
+            group_id=group_id_for(digest),
+            received_at=received_at,
+            report=report,
+            fingerprint=digest,
+            request_id=req.request_id,
+            context=self._enricher.initial_context() if self._enricher else ErrorContext(),
+        )
+        return NewError(snapshot, title)
+
+    def _after_commit(self, outcomes: Sequence[CaptureOutcome]) -> None:
+        for outcome in outcomes:
+            if outcome.duplicate:
+                continue
+            if self._publisher is not None:
+                self._publisher.publish(outcome.snapshot)
+            if self._enricher is not None:
+                self._enricher.submit(outcome.snapshot)
+
+    async def capture(self, req: CaptureRequest, timeout: float | None = None) -> CaptureOutcome:
+        new = self._prepare(req, "")
+        (outcome,) = await self._store.capture([new])
+        self._after_commit([outcome])
+        if req.wait_for_context and self._enricher is not None and not outcome.duplicate:
+            await self._wait_for_context(outcome, timeout)
+        return outcome
+
+    async def _wait_for_context(self, outcome: CaptureOutcome, timeout: float | None) -> None:
+        assert self._enricher is not None
+        if await self._enricher.wait_for(outcome.snapshot.error_id, timeout):
+            fresh = await self._store.get_error(outcome.snapshot.error_id)
+            outcome.snapshot = fresh
+
+    async def capture_batch(
+        self, requests: Sequence[CaptureRequest | InvalidArgument], timeout: float | None = None
+    ) -> list[CaptureOutcome | DomainError]:
+        """One result per item, in order. Items that failed to parse arrive as InvalidArgument and
+        stay that way; a bad item never sinks the good ones."""
+        if len(requests) > self._limits.max_batch_size:
+            raise InvalidArgument.single("requests", f"has more than {self._limits.max_batch_size} items")
+        results: list[CaptureOutcome | DomainError | None] = [None] * len(requests)
+        accepted: list[tuple[int, NewError]] = []
+        for i, req in enumerate(requests):
+            if isinstance(req, InvalidArgument):
+                results[i] = req
+                continue
+            try:
+                accepted.append((i, self._prepare(req, f"requests[{i}].")))
+            except InvalidArgument as exc:
+                results[i] = exc
+        if accepted:
+            outcomes = await self._store.capture([new for _, new in accepted])
+            for (i, _), outcome in zip(accepted, outcomes, strict=True):
+                results[i] = outcome
+            self._after_commit(outcomes)
+            if self._enricher is not None:
+                waits = [
+                    self._wait_for_context(o, timeout)
+                    for (i, _), o in zip(accepted, outcomes, strict=True)
+                    if _wants_context(requests[i]) and not o.duplicate
+                ]
+                await asyncio.gather(*waits)
+        return [r for r in results if r is not None]
+
+
+def _wants_context(req: CaptureRequest | InvalidArgument) -> bool:
+    return isinstance(req, CaptureRequest) and req.wait_for_context

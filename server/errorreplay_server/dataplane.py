@@ -1,0 +1,260 @@
+"""DataPlane: every operation the API offers, in domain terms. It knows nothing of gRPC."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+from errorreplay_server.analysis.correlation import affected_resources
+from errorreplay_server.analysis.model import Propagation
+from errorreplay_server.analysis.propagation import correlation_origin
+from errorreplay_server.capture.service import CaptureRequest, CaptureService
+from errorreplay_server.capture.validation import check_page_size, filter_violations, raise_if
+from errorreplay_server.domain.errors import DomainError, FieldViolation, InvalidArgument, NotFound
+from errorreplay_server.domain.model import (
+    MICROS_PER_HOUR,
+    MICROS_PER_MINUTE,
+    CaptureOutcome,
+    Change,
+    ChangeKind,
+    Dependency,
+    ErrorFilter,
+    ErrorGroup,
+    ErrorSnapshot,
+    GroupOrder,
+    GroupStatus,
+    Micros,
+    Page,
+    Resource,
+    Severity,
+    Statistics,
+    Topology,
+    now_micros,
+)
+from errorreplay_server.settings import Limits
+from errorreplay_server.store.base import Store
+
+SEARCH_PAGE_DEFAULT, SEARCH_PAGE_MAX = 50, 1000
+RECENT_PAGE_DEFAULT, RECENT_PAGE_MAX = 20, 100
+LIST_PAGE_DEFAULT, LIST_PAGE_MAX = 50, 500
+CHANGES_PAGE_DEFAULT, CHANGES_PAGE_MAX = 100, 1000
+DEFAULT_WINDOW: Micros = 24 * MICROS_PER_HOUR
+DEFAULT_BUCKET: Micros = MICROS_PER_HOUR
+# More buckets than this in one statistics call is refused: the answer would not fit a screen.
+MAX_BUCKETS = 10_000
+DEFAULT_TOP_GROUPS = 10
+TOPOLOGY_DEPTH_DEFAULT, TOPOLOGY_DEPTH_MAX = 2, 5
+# DESIGN §4: related errors fall within ±10 min and sit within 2 DEPENDS_ON hops.
+RELATED_WINDOW: Micros = 10 * MICROS_PER_MINUTE
+RELATED_HOPS = 2
+RELATED_LIMIT = 200
+
+
+@dataclass(slots=True)
+class CorrelationPage:
+    page: Page[ErrorSnapshot]
+    origin_error_id: str
+    propagation: Propagation | None
+
+
+class DataPlane:
+    def __init__(self, store: Store, capture: CaptureService, limits: Limits) -> None:
+        self._store = store
+        self._capture = capture
+        self._limits = limits
+
+    # --- capture ----------------------------------------------------------------------------
+    async def capture(self, req: CaptureRequest, timeout: float | None) -> CaptureOutcome:
+        return await self._capture.capture(req, timeout)
+
+    async def capture_batch(
+        self, reqs: Sequence[CaptureRequest | InvalidArgument], timeout: float | None
+    ) -> list[CaptureOutcome | DomainError]:
+        return await self._capture.capture_batch(reqs, timeout)
+
+    # --- reads ------------------------------------------------------------------------------
+    async def get_error(self, error_id: str) -> ErrorSnapshot:
+        if not error_id:
+            raise InvalidArgument.single("error_id", "is required")
+        snapshot = await self._store.get_error(error_id)
+        related, dependencies = await self.related(snapshot)
+        snapshot.related_error_ids = [e.error_id for e in related]
+        snapshot.affected_resource_ids = affected_resources(snapshot, dependencies, max_hops=RELATED_HOPS)
+        return snapshot
+
+    async def related(self, snapshot: ErrorSnapshot) -> tuple[list[ErrorSnapshot], list[Dependency]]:
+        """Errors related to `snapshot` (computed now, so links are symmetric) and the edges used."""
+        dependencies: list[Dependency] = []
+        neighbours: list[str] = []
+        if snapshot.report.resource_id:
+            try:
+                topology = await self._store.get_topology(snapshot.report.resource_id, RELATED_HOPS)
+            except NotFound:
+                topology = Topology(snapshot.report.resource_id)
+            dependencies = topology.dependencies
+            neighbours = [r.id for r in topology.resources]
+        t = snapshot.report.occurred_at
+        related = await self._store.related_errors(
+            snapshot, t - RELATED_WINDOW, t + RELATED_WINDOW, neighbours, RELATED_LIMIT
+        )
+        return related, dependencies
+
+    def _checked_filter(self, flt: ErrorFilter, prefix: str = "filter") -> ErrorFilter:
+        raise_if(filter_violations(flt, self._limits, prefix))
+        return flt
+
+    async def search(self, flt: ErrorFilter, page_size: int, page_token: str) -> Page[ErrorSnapshot]:
+        size = check_page_size(page_size, SEARCH_PAGE_DEFAULT, SEARCH_PAGE_MAX)
+        return await self._store.search_errors(self._checked_filter(flt), size, page_token)
+
+    async def recent(self, page_size: int, min_severity: Severity, window: Micros) -> list[ErrorSnapshot]:
+        size = check_page_size(page_size, RECENT_PAGE_DEFAULT, RECENT_PAGE_MAX)
+        if window < 0:
+            raise InvalidArgument.single("window", "must not be negative")
+        flt = ErrorFilter(min_severity=min_severity, start_time=now_micros() - (window or DEFAULT_WINDOW))
+        self._checked_filter(flt, prefix="")
+        page = await self._store.search_errors(flt, size, with_total=False)
+        return page.items
+
+    async def by_resource(self, resource_id: str, page_size: int, page_token: str) -> Page[ErrorSnapshot]:
+        if not resource_id:
+            raise InvalidArgument.single("resource_id", "is required")
+        size = check_page_size(page_size, LIST_PAGE_DEFAULT, LIST_PAGE_MAX)
+        return await self._store.search_errors(ErrorFilter(resource_ids=[resource_id]), size, page_token)
+
+    async def by_correlation(self, correlation_id: str, page_size: int, page_token: str) -> CorrelationPage:
+        if not correlation_id:
+            raise InvalidArgument.single("correlation_id", "is required")
+        size = check_page_size(page_size, LIST_PAGE_DEFAULT, LIST_PAGE_MAX)
+        flt = ErrorFilter(correlation_id=correlation_id)
+        page = await self._store.search_errors(flt, size, page_token, oldest_first=True)
+        # The origin is judged over the whole correlation set, not one page of it.
+        everything = await self._store.search_errors(flt, LIST_PAGE_MAX, oldest_first=True, with_total=False)
+        resource_ids = sorted({e.report.resource_id for e in everything.items if e.report.resource_id})
+        dependencies = await self._dependencies_among(resource_ids)
+        propagation = correlation_origin(everything.items, dependencies)
+        origin = propagation.origin_error_id if propagation else ""
+        return CorrelationPage(page, origin, propagation)
+
+    async def _dependencies_among(self, resource_ids: Sequence[str]) -> list[Dependency]:
+        edges: set[Dependency] = set()
+        for rid in resource_ids:
+            try:
+                topology = await self._store.get_topology(rid, 1)
+            except NotFound:
+                continue
+            edges.update(topology.dependencies)
+        return sorted(edges, key=lambda d: (d.dependent_id, d.dependency_id))
+
+    async def statistics(
+        self,
+        start: Micros | None,
+        end: Micros | None,
+        bucket: Micros,
+        flt: ErrorFilter,
+        top_groups: int,
+        include_muted: bool,
+    ) -> Statistics:
+        end = now_micros() if end is None else end
+        start = end - DEFAULT_WINDOW if start is None else start
+        if end < start:
+            raise InvalidArgument.single("end_time", "is before start_time")
+        bucket = bucket or DEFAULT_BUCKET
+        if bucket < 0:
+            raise InvalidArgument.single("bucket", "must be positive")
+        if (end - start) // bucket > MAX_BUCKETS:
+            raise InvalidArgument.single("bucket", f"gives more than {MAX_BUCKETS} buckets for this range")
+        if top_groups < 0:
+            raise InvalidArgument.single("top_groups_limit", "must not be negative")
+        flt = self._checked_filter(flt)
+        if not include_muted:
+            flt = replace(flt, exclude_group_ids=await self._store.muted_group_ids())
+        return await self._store.statistics(flt, start, end, bucket, top_groups or DEFAULT_TOP_GROUPS)
+
+    # --- groups -----------------------------------------------------------------------------
+    async def list_groups(
+        self, statuses: Sequence[GroupStatus], order: GroupOrder, page_size: int, page_token: str
+    ) -> Page[ErrorGroup]:
+        if any(s == GroupStatus.UNSPECIFIED for s in statuses):
+            raise InvalidArgument.single("statuses", "contains an unknown or unspecified status")
+        size = check_page_size(page_size, LIST_PAGE_DEFAULT, LIST_PAGE_MAX)
+        return await self._store.list_groups(statuses, order or GroupOrder.LAST_SEEN, size, page_token)
+
+    async def update_group(self, group_id: str, status: GroupStatus) -> ErrorGroup:
+        violations: list[tuple[str, str]] = []
+        if not group_id:
+            violations.append(("group_id", "is required"))
+        if status == GroupStatus.UNSPECIFIED:
+            violations.append(("status", "must be OPEN, ACKNOWLEDGED, RESOLVED or MUTED"))
+        if violations:
+            raise _many(violations)
+        return await self._store.update_group_status(group_id, status)
+
+    # --- topology and changes ---------------------------------------------------------------
+    async def upsert_resources(
+        self, resources: Sequence[Resource], dependencies: Sequence[Dependency]
+    ) -> tuple[int, int]:
+        violations: list[tuple[str, str]] = []
+        for i, r in enumerate(resources):
+            if not r.id:
+                violations.append((f"resources[{i}].id", "is required"))
+            elif len(r.id) > self._limits.max_id_chars:
+                violations.append((f"resources[{i}].id", f"is longer than {self._limits.max_id_chars} characters"))
+        for i, d in enumerate(dependencies):
+            if not d.dependent_id:
+                violations.append((f"dependencies[{i}].dependent_id", "is required"))
+            if not d.dependency_id:
+                violations.append((f"dependencies[{i}].dependency_id", "is required"))
+            if d.dependent_id and d.dependent_id == d.dependency_id:
+                violations.append((f"dependencies[{i}]", "a resource cannot depend on itself"))
+        if violations:
+            raise _many(violations)
+        return await self._store.upsert_resources(resources, dependencies)
+
+    async def get_topology(self, resource_id: str, depth: int) -> Topology:
+        if not resource_id:
+            raise InvalidArgument.single("resource_id", "is required")
+        if depth < 0 or depth > TOPOLOGY_DEPTH_MAX:
+            raise InvalidArgument.single("depth", f"must be between 0 and {TOPOLOGY_DEPTH_MAX}")
+        return await self._store.get_topology(resource_id, depth or TOPOLOGY_DEPTH_DEFAULT)
+
+    async def record_change(self, change: Change) -> Change:
+        violations: list[tuple[str, str]] = []
+        if change.kind == ChangeKind.UNSPECIFIED:
+            violations.append(("change.kind", "must be DEPLOYMENT, CONFIG or TOPOLOGY"))
+        if not change.resource_id:
+            violations.append(("change.resource_id", "is required"))
+        for name in ("change_id", "resource_id", "version", "author"):
+            if len(getattr(change, name)) > self._limits.max_id_chars:
+                violations.append((f"change.{name}", f"is longer than {self._limits.max_id_chars} characters"))
+        if len(change.description) > self._limits.max_message_chars:
+            violations.append(("change.description", f"is longer than {self._limits.max_message_chars} characters"))
+        if violations:
+            raise _many(violations)
+        stamped = replace(
+            change,
+            change_id=change.change_id or f"chg_{now_micros():014x}",
+            occurred_at=change.occurred_at or now_micros(),
+        )
+        return await self._store.record_change(stamped)
+
+    async def list_changes(
+        self,
+        resource_ids: Sequence[str],
+        start: Micros | None,
+        end: Micros | None,
+        kinds: Sequence[ChangeKind],
+        page_size: int,
+    ) -> list[Change]:
+        end = now_micros() if end is None else end
+        start = end - DEFAULT_WINDOW if start is None else start
+        if end < start:
+            raise InvalidArgument.single("end_time", "is before start_time")
+        if any(k == ChangeKind.UNSPECIFIED for k in kinds):
+            raise InvalidArgument.single("kinds", "contains an unknown or unspecified kind")
+        size = check_page_size(page_size, CHANGES_PAGE_DEFAULT, CHANGES_PAGE_MAX)
+        return await self._store.list_changes(resource_ids, start, end, kinds, size)
+
+
+def _many(violations: list[tuple[str, str]]) -> InvalidArgument:
+    return InvalidArgument([FieldViolation(f, d) for f, d in violations])

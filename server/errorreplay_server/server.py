@@ -1,0 +1,101 @@
+"""Assembles the service: store, capture pipeline, servicers, health, reflection and metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from dataclasses import dataclass
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from errorreplay.v1 import service_pb2, service_pb2_grpc
+from errorreplay_server.api.errors import ErrorMappingInterceptor
+from errorreplay_server.api.servicer import ErrorReplayServicer, TopologyServicer
+from errorreplay_server.capture.scrubbing import SecretScrubber
+from errorreplay_server.capture.service import CaptureService
+from errorreplay_server.dataplane import DataPlane
+from errorreplay_server.settings import Settings
+from errorreplay_server.store.base import Store
+from errorreplay_server.store.factory import open_store
+
+log = logging.getLogger("errorreplay")
+
+SERVICE_NAMES = tuple(s.full_name for s in service_pb2.DESCRIPTOR.services_by_name.values())
+
+
+@dataclass
+class RunningServer:
+    server: grpc.aio.Server
+    port: int
+    store: Store
+    health: health.aio.HealthServicer
+    settings: Settings
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Refuse new calls, drain in-flight ones within `grace`, then flush and close the store."""
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(grace)
+        await self.store.close()
+
+
+async def start_server(settings: Settings, store: Store | None = None) -> RunningServer:
+    store = store or open_store(settings)
+    await store.start()
+    scrubber = SecretScrubber.from_env(os.environ)
+    capture = CaptureService(store, scrubber, settings.limits)
+    await capture.start()
+    plane = DataPlane(store, capture, settings.limits)
+
+    server = grpc.aio.server(
+        interceptors=[ErrorMappingInterceptor()],
+        options=[
+            ("grpc.max_receive_message_length", settings.limits.max_receive_message_bytes),
+            # A stale server on the same port must make start-up fail, not silently share the port.
+            ("grpc.so_reuseport", 0),
+        ],
+    )
+    service_pb2_grpc.add_ErrorReplayServiceServicer_to_server(ErrorReplayServicer(plane), server)
+    service_pb2_grpc.add_TopologyServiceServicer_to_server(TopologyServicer(plane), server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
+        server,
+    )
+    try:
+        port = server.add_insecure_port(settings.listen_address)
+    except RuntimeError as exc:
+        await store.close()
+        raise RuntimeError(f"cannot listen on {settings.listen_address}: {exc}") from exc
+    await server.start()
+    for name in ("", *SERVICE_NAMES):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    return RunningServer(server, port, store, health_servicer, settings)
+
+
+async def serve(settings: Settings) -> None:
+    """Run until SIGTERM or SIGINT, then shut down gracefully."""
+    running = await start_server(settings)
+    if settings.metrics_port:
+        from prometheus_client import start_http_server
+
+        start_http_server(settings.metrics_port, addr="127.0.0.1")
+    log.info(
+        "errorreplay listening on %s (port %d), store=%s, data_dir=%s",
+        settings.listen_address,
+        running.port,
+        settings.store,
+        settings.data_dir,
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("shutting down: draining in-flight calls for up to %.1f s", settings.shutdown_grace_seconds)
+    await running.stop(settings.shutdown_grace_seconds)
+    log.info("stopped")

@@ -1,0 +1,116 @@
+"""Core settings, read once from the environment at start-up. Every knob has a documented default."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ValueError(f"{name} must be an integer, got {raw!r}") from exc
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return float(raw)
+    except ValueError as exc:
+        raise ValueError(f"{name} must be a number, got {raw!r}") from exc
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Input limits. A breach is INVALID_ARGUMENT naming the field (README: Limits)."""
+
+    max_receive_message_bytes: int = 8 * 1024 * 1024
+    max_message_chars: int = 16 * 1024
+    max_stack_trace_chars: int = 64 * 1024
+    max_id_chars: int = 256
+    max_tags: int = 64
+    max_tag_key_chars: int = 128
+    max_tag_value_chars: int = 1024
+    max_attributes_bytes: int = 16 * 1024
+    max_attributes_depth: int = 10
+    max_fingerprint_parts: int = 16
+    max_batch_size: int = 1000
+    max_search_text_chars: int = 1024
+    max_future_skew_seconds: int = 24 * 3600
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Limits:
+        d = cls()
+        return cls(
+            max_receive_message_bytes=_int(env, "ERRORREPLAY_MAX_RECEIVE_MESSAGE_BYTES", d.max_receive_message_bytes),
+            max_message_chars=_int(env, "ERRORREPLAY_MAX_MESSAGE_CHARS", d.max_message_chars),
+            max_stack_trace_chars=_int(env, "ERRORREPLAY_MAX_STACK_TRACE_CHARS", d.max_stack_trace_chars),
+            max_id_chars=_int(env, "ERRORREPLAY_MAX_ID_CHARS", d.max_id_chars),
+            max_tags=_int(env, "ERRORREPLAY_MAX_TAGS", d.max_tags),
+            max_tag_key_chars=_int(env, "ERRORREPLAY_MAX_TAG_KEY_CHARS", d.max_tag_key_chars),
+            max_tag_value_chars=_int(env, "ERRORREPLAY_MAX_TAG_VALUE_CHARS", d.max_tag_value_chars),
+            max_attributes_bytes=_int(env, "ERRORREPLAY_MAX_ATTRIBUTES_BYTES", d.max_attributes_bytes),
+            max_attributes_depth=_int(env, "ERRORREPLAY_MAX_ATTRIBUTES_DEPTH", d.max_attributes_depth),
+            max_fingerprint_parts=_int(env, "ERRORREPLAY_MAX_FINGERPRINT_PARTS", d.max_fingerprint_parts),
+            max_batch_size=_int(env, "ERRORREPLAY_MAX_BATCH_SIZE", d.max_batch_size),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Neo4jSettings:
+    uri: str = ""
+    username: str = "neo4j"
+    password: str = ""
+    database: str = ""
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Neo4jSettings:
+        return cls(
+            uri=env.get("NEO4J_URI", ""),
+            username=env.get("NEO4J_USERNAME", "neo4j"),
+            password=env.get("NEO4J_PASSWORD", ""),
+            database=env.get("NEO4J_DATABASE", ""),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Server settings. Environment variables are listed in the README (Configuration)."""
+
+    listen_address: str = "localhost:50051"
+    data_dir: Path = Path("data")
+    store: str = "sqlite"
+    metrics_port: int = 9464
+    shutdown_grace_seconds: float = 10.0
+    log_level: str = "INFO"
+    limits: Limits = field(default_factory=Limits)
+    neo4j: Neo4jSettings = field(default_factory=Neo4jSettings)
+
+    @property
+    def sqlite_path(self) -> Path:
+        return self.data_dir / "errorreplay.db"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        store = env.get("ERRORREPLAY_STORE", "sqlite").strip().lower() or "sqlite"
+        if store not in ("sqlite", "neo4j"):
+            raise ValueError(f"ERRORREPLAY_STORE must be sqlite or neo4j, got {store!r}")
+        return cls(
+            listen_address=env.get("ERRORREPLAY_LISTEN_ADDRESS", "localhost:50051"),
+            data_dir=Path(env.get("ERRORREPLAY_DATA_DIR", "data")),
+            store=store,
+            metrics_port=_int(env, "ERRORREPLAY_METRICS_PORT", 9464),
+            shutdown_grace_seconds=_float(env, "ERRORREPLAY_SHUTDOWN_GRACE_SECONDS", 10.0),
+            log_level=env.get("ERRORREPLAY_LOG_LEVEL", "INFO").upper(),
+            limits=Limits.from_env(env),
+            neo4j=Neo4jSettings.from_env(env),
+        )

@@ -1,0 +1,18 @@
+"""Builds the configured store."""
+
+from __future__ import annotations
+
+from errorreplay_server.settings import Settings
+from errorreplay_server.store.base import Store
+
+
+def open_store(settings: Settings) -> Store:
+    if settings.store == "neo4j":
+        from errorreplay_server.store.neo4j import Neo4jStore
+
+        if not settings.neo4j.uri:
+            raise ValueError("ERRORREPLAY_STORE=neo4j needs NEO4J_URI (for example bolt://localhost:7687)")
+        return Neo4jStore(settings.neo4j)
+    from errorreplay_server.store.sqlite import SqliteStore
+
+    return SqliteStore(settings.sqlite_path)

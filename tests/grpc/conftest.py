@@ -1,0 +1,61 @@
+"""A real grpc.aio server on port 0, on a fresh embedded store, with generated stubs."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from google.rpc import error_details_pb2, status_pb2
+
+from errorreplay.v1 import service_pb2_grpc
+from errorreplay_server.server import RunningServer, start_server
+from errorreplay_server.settings import Settings
+
+
+@dataclass
+class Api:
+    channel: grpc.aio.Channel
+    errors: service_pb2_grpc.ErrorReplayServiceStub
+    topology: service_pb2_grpc.TopologyServiceStub
+    running: RunningServer
+
+
+def server_settings(tmp_path: Path, **overrides: Any) -> Settings:
+    return replace(Settings(listen_address="127.0.0.1:0", data_dir=tmp_path, metrics_port=0), **overrides)
+
+
+def status_of(err: grpc.aio.AioRpcError) -> status_pb2.Status:
+    """The google.rpc.Status a server sent in its trailers (empty when it sent none)."""
+    for key, value in err.trailing_metadata() or ():
+        if key == "grpc-status-details-bin":
+            return status_pb2.Status.FromString(value)
+    return status_pb2.Status()
+
+
+def field_violations(err: grpc.aio.AioRpcError) -> list[str]:
+    fields = []
+    for detail in status_of(err).details:
+        bad = error_details_pb2.BadRequest()
+        if detail.Unpack(bad):
+            fields.extend(v.field for v in bad.field_violations)
+    return fields
+
+
+@pytest.fixture
+async def api(tmp_path: Path) -> AsyncIterator[Api]:
+    running = await start_server(server_settings(tmp_path))
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{running.port}")
+    try:
+        yield Api(
+            channel,
+            service_pb2_grpc.ErrorReplayServiceStub(channel),
+            service_pb2_grpc.TopologyServiceStub(channel),
+            running,
+        )
+    finally:
+        await channel.close()
+        await running.stop(grace=None)
