@@ -14,6 +14,7 @@ from errorreplay_server.domain.errors import DomainError, FieldViolation, Invali
 from errorreplay_server.domain.model import (
     MICROS_PER_HOUR,
     MICROS_PER_MINUTE,
+    MICROS_PER_SECOND,
     CaptureOutcome,
     Change,
     ChangeKind,
@@ -33,6 +34,8 @@ from errorreplay_server.domain.model import (
 )
 from errorreplay_server.settings import Limits
 from errorreplay_server.store.base import Store
+from errorreplay_server.streaming.hub import Hub, Stream
+from errorreplay_server.streaming.matcher import ErrorMatcher
 
 SEARCH_PAGE_DEFAULT, SEARCH_PAGE_MAX = 50, 1000
 RECENT_PAGE_DEFAULT, RECENT_PAGE_MAX = 20, 100
@@ -48,6 +51,8 @@ TOPOLOGY_DEPTH_DEFAULT, TOPOLOGY_DEPTH_MAX = 2, 5
 RELATED_WINDOW: Micros = 10 * MICROS_PER_MINUTE
 RELATED_HOPS = 2
 RELATED_LIMIT = 200
+MIN_HEARTBEAT: Micros = 100_000
+MAX_HEARTBEAT: Micros = MICROS_PER_HOUR
 
 
 @dataclass(slots=True)
@@ -58,9 +63,10 @@ class CorrelationPage:
 
 
 class DataPlane:
-    def __init__(self, store: Store, capture: CaptureService, limits: Limits) -> None:
+    def __init__(self, store: Store, capture: CaptureService, hub: Hub, limits: Limits) -> None:
         self._store = store
         self._capture = capture
+        self._hub = hub
         self._limits = limits
 
     # --- capture ----------------------------------------------------------------------------
@@ -170,6 +176,19 @@ class DataPlane:
         if not include_muted:
             flt = replace(flt, exclude_group_ids=await self._store.muted_group_ids())
         return await self._store.statistics(flt, start, end, bucket, top_groups or DEFAULT_TOP_GROUPS)
+
+    # --- streaming --------------------------------------------------------------------------
+    async def subscribe(
+        self, flt: ErrorFilter, include_correlated: bool, resume_after: str, heartbeat: Micros
+    ) -> Stream:
+        if heartbeat and not (MIN_HEARTBEAT <= heartbeat <= MAX_HEARTBEAT):
+            raise InvalidArgument.single("heartbeat_interval", "must be between 100 ms and 1 hour")
+        if len(resume_after) > self._limits.max_id_chars:
+            raise InvalidArgument.single("resume_after", f"is longer than {self._limits.max_id_chars} characters")
+        matcher = ErrorMatcher(self._checked_filter(flt))
+        return await self._hub.subscribe(
+            matcher, include_correlated, resume_after, heartbeat / MICROS_PER_SECOND if heartbeat else None
+        )
 
     # --- groups -----------------------------------------------------------------------------
     async def list_groups(

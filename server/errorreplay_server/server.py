@@ -21,6 +21,7 @@ from errorreplay_server.dataplane import DataPlane
 from errorreplay_server.settings import Settings
 from errorreplay_server.store.base import Store
 from errorreplay_server.store.factory import open_store
+from errorreplay_server.streaming.hub import InProcessHub
 
 log = logging.getLogger("errorreplay")
 
@@ -32,12 +33,15 @@ class RunningServer:
     server: grpc.aio.Server
     port: int
     store: Store
+    hub: InProcessHub
     health: health.aio.HealthServicer
     settings: Settings
 
     async def stop(self, grace: float | None = None) -> None:
         """Refuse new calls, drain in-flight ones within `grace`, then flush and close the store."""
         await self.health.enter_graceful_shutdown()
+        # Streams flush what they hold, then end with UNAVAILABLE so subscribers resume elsewhere.
+        await self.hub.close()
         await self.server.stop(grace)
         await self.store.close()
 
@@ -46,9 +50,11 @@ async def start_server(settings: Settings, store: Store | None = None) -> Runnin
     store = store or open_store(settings)
     await store.start()
     scrubber = SecretScrubber.from_env(os.environ)
-    capture = CaptureService(store, scrubber, settings.limits)
+    hub = InProcessHub(store, settings.hub)
+    await hub.start()
+    capture = CaptureService(store, scrubber, settings.limits, publisher=hub)
     await capture.start()
-    plane = DataPlane(store, capture, settings.limits)
+    plane = DataPlane(store, capture, hub, settings.limits)
 
     server = grpc.aio.server(
         interceptors=[ErrorMappingInterceptor()],
@@ -74,7 +80,7 @@ async def start_server(settings: Settings, store: Store | None = None) -> Runnin
     await server.start()
     for name in ("", *SERVICE_NAMES):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return RunningServer(server, port, store, health_servicer, settings)
+    return RunningServer(server, port, store, hub, health_servicer, settings)
 
 
 async def serve(settings: Settings) -> None:

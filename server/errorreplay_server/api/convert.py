@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 from google.protobuf import duration_pb2, json_format, struct_pb2, timestamp_pb2
 
 from errorreplay.v1 import message_pb2 as pb
+from errorreplay.v1 import request_response_pb2 as rr
 from errorreplay_server.analysis.model import Cause, Evidence, Propagation, ReplayAnalysis
 from errorreplay_server.domain.errors import InvalidArgument
 from errorreplay_server.domain.model import (
@@ -32,6 +33,7 @@ from errorreplay_server.domain.model import (
     Statistics,
     Topology,
 )
+from errorreplay_server.streaming.hub import StreamItem
 
 E = TypeVar("E", Severity, Source, ChangeKind, GroupStatus, GroupOrder)
 
@@ -369,3 +371,19 @@ def replay_to_pb(snapshot: ErrorSnapshot, analysis: ReplayAnalysis, out: Any) ->
     for c in analysis.related_changes:
         change_to_pb(c, out.related_changes.add())
     snapshots_to_pb(analysis.related_errors, out.related_errors)
+
+
+def stream_item_to_pb(item: StreamItem) -> Any:
+    """A SubscribeErrorsResponse for one stream item."""
+    out = rr.SubscribeErrorsResponse(cursor=item.cursor, heartbeat=item.snapshot is None)
+    if item.snapshot is not None:
+        snapshot_to_pb(item.snapshot, out.error)
+    c = item.correlation
+    if c is not None:
+        out.correlation.correlated = c.correlated
+        out.correlation.reason = int(c.reason)
+        out.correlation.origin_error_id = c.origin_error_id
+        out.correlation.related_error_ids.extend(c.related_error_ids)
+        out.correlation.affected_resource_ids.extend(c.affected_resource_ids)
+        out.correlation.matched_error_id = c.matched_error_id
+    return out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -19,6 +20,7 @@ from errorreplay_server.domain.errors import (
     InvalidArgument,
     NotFound,
     ResourceExhausted,
+    ShuttingDown,
     StoreUnavailable,
     Unimplemented,
 )
@@ -43,6 +45,8 @@ def status_for(exc: BaseException) -> status_pb2.Status:
         return _status(code_pb2.RESOURCE_EXHAUSTED, str(exc), retry)
     if isinstance(exc, StoreUnavailable):
         return _status(code_pb2.UNAVAILABLE, f"store unavailable, retry with the same request_id: {exc}")
+    if isinstance(exc, ShuttingDown):
+        return _status(code_pb2.UNAVAILABLE, str(exc))
     if isinstance(exc, FailedPrecondition):
         return _status(code_pb2.FAILED_PRECONDITION, str(exc))
     if isinstance(exc, Unimplemented):
@@ -116,7 +120,7 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
-        if handler.unary_stream is not None:
+        if handler.unary_stream is not None and inspect.isasyncgenfunction(handler.unary_stream):
             inner_stream = handler.unary_stream
 
             async def stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
@@ -130,6 +134,23 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
 
             return grpc.unary_stream_rpc_method_handler(
                 stream,
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.unary_stream is not None:
+            # A streaming handler that writes with context.write() is awaited like a unary one.
+            inner_writer = handler.unary_stream
+
+            async def writer(request: Any, context: grpc.aio.ServicerContext) -> None:
+                try:
+                    await inner_writer(request, context)
+                except BaseException as exc:
+                    if _passes_through(exc):
+                        raise
+                    await abort_for(exc, context, method)
+
+            return grpc.unary_stream_rpc_method_handler(
+                writer,
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )

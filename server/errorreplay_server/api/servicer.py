@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
 
 import grpc
 
@@ -11,7 +11,7 @@ from errorreplay.v1 import service_pb2_grpc
 from errorreplay_server.api import convert
 from errorreplay_server.capture.service import CaptureRequest
 from errorreplay_server.dataplane import DataPlane
-from errorreplay_server.domain.errors import InvalidArgument, Unimplemented
+from errorreplay_server.domain.errors import InvalidArgument, ResourceExhausted, Unimplemented
 from errorreplay_server.domain.model import CaptureOutcome, ChangeKind, GroupOrder, GroupStatus, Severity
 
 
@@ -142,11 +142,29 @@ class ErrorReplayServicer(service_pb2_grpc.ErrorReplayServiceServicer):
             convert.propagation_to_pb(result.propagation, response.propagation)
         return response
 
-    async def SubscribeErrors(
-        self, request: rr.SubscribeErrorsRequest, context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[rr.SubscribeErrorsResponse]:
-        raise Unimplemented("SubscribeErrors is not implemented yet")
-        yield rr.SubscribeErrorsResponse()  # pragma: no cover - makes this an async generator
+    async def SubscribeErrors(self, request: rr.SubscribeErrorsRequest, context: grpc.aio.ServicerContext) -> None:
+        stream = await self._plane.subscribe(
+            convert.filter_from_pb(request.filter),
+            request.include_correlated,
+            request.resume_after,
+            convert.duration_micros(request.heartbeat_interval),
+        )
+        overflow = asyncio.ensure_future(stream.overflow_event.wait())
+        try:
+            async for item in stream.items:
+                write = asyncio.ensure_future(context.write(convert.stream_item_to_pb(item)))
+                # A client that stops reading blocks this write; its queue then overflows, and the
+                # stream must end with RESOURCE_EXHAUSTED instead of hanging.
+                await asyncio.wait((write, overflow), return_when=asyncio.FIRST_COMPLETED)
+                if not write.done():
+                    write.cancel()
+                    raise ResourceExhausted(
+                        f"subscriber too slow: its queue overflowed; resubscribe with resume_after={item.cursor}"
+                    )
+                write.result()
+        finally:
+            overflow.cancel()
+            await stream.items.aclose()
 
     async def ListErrorGroups(
         self, request: rr.ListErrorGroupsRequest, context: grpc.aio.ServicerContext

@@ -42,6 +42,10 @@ class StoreUnavailable(DomainError):
     """The store cannot be reached; the client may retry with the same request_id."""
 
 
+class ShuttingDown(DomainError):
+    """The server is draining; the client should reconnect (to this or another replica)."""
+
+
 class FailedPrecondition(DomainError):
     pass
 

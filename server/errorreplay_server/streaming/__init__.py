@@ -1,0 +1,1 @@
+"""SubscribeErrors: the hub that fans committed captures out to subscribers."""

@@ -1,0 +1,462 @@
+"""The in-process hub behind SubscribeErrors.
+
+Captures are published after they commit, in commit order. One dispatcher task fans each one
+out to the subscriptions; publishing only appends to the dispatcher's queue, so a slow
+subscriber never slows capture. Every subscription has a bounded queue: when it overflows the
+subscription ends with RESOURCE_EXHAUSTED and the client resumes from its cursor.
+
+`Hub` is the interface; a multi-replica deployment can put a shared bus (Redis Streams, NATS
+JetStream) behind the same methods.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import OrderedDict, deque
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from errorreplay_server.analysis.correlation import DependencyGraph, Direction, affected_resources
+from errorreplay_server.analysis.model import CorrelationReason, Propagation
+from errorreplay_server.analysis.propagation import correlation_origin
+from errorreplay_server.domain.errors import InvalidArgument, NotFound, ResourceExhausted, ShuttingDown
+from errorreplay_server.domain.model import MICROS_PER_MINUTE, Dependency, ErrorSnapshot, Micros
+from errorreplay_server.store.base import Store
+from errorreplay_server.streaming.matcher import ErrorMatcher
+
+log = logging.getLogger(__name__)
+
+CURSOR_PREFIX = "c"
+
+
+def cursor_for(received_at: Micros) -> str:
+    return f"{CURSOR_PREFIX}{received_at}"
+
+
+@dataclass(frozen=True, slots=True)
+class HubSettings:
+    """Streaming knobs (README: Streaming)."""
+
+    queue_size: int = 1000
+    correlation_window: Micros = 10 * MICROS_PER_MINUTE
+    correlation_hops: int = 2
+    # Errors each subscription remembers to correlate later ones with.
+    memory_size: int = 1000
+    # Recent errors the hub indexes to name related errors and the origin.
+    recent_size: int = 20_000
+    topology_ttl_seconds: float = 30.0
+    topology_cache_size: int = 10_000
+    backfill_page: int = 500
+    max_subscriptions: int = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class StreamCorrelation:
+    correlated: bool
+    reason: CorrelationReason
+    origin_error_id: str = ""
+    related_error_ids: tuple[str, ...] = ()
+    affected_resource_ids: tuple[str, ...] = ()
+    matched_error_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class StreamItem:
+    """One message of a stream: an error, or a heartbeat (snapshot None)."""
+
+    snapshot: ErrorSnapshot | None
+    correlation: StreamCorrelation | None
+    cursor: str
+
+
+@dataclass(frozen=True, slots=True)
+class Neighbours:
+    """Resources within the correlation hops of one resource, each way, and the edges walked."""
+
+    dependencies: frozenset[str]
+    dependents: frozenset[str]
+    edges: tuple[Dependency, ...]
+
+
+NO_NEIGHBOURS = Neighbours(frozenset(), frozenset(), ())
+
+
+class TopologyCache:
+    """Neighbourhoods loaded from the store, kept for a short time (topology changes rarely)."""
+
+    def __init__(self, store: Store, settings: HubSettings) -> None:
+        self._store = store
+        self._settings = settings
+        self._entries: OrderedDict[str, tuple[float, Neighbours]] = OrderedDict()
+
+    async def neighbours(self, resource_id: str) -> Neighbours:
+        if not resource_id:
+            return NO_NEIGHBOURS
+        now = time.monotonic()
+        hit = self._entries.get(resource_id)
+        if hit is not None and now - hit[0] < self._settings.topology_ttl_seconds:
+            return hit[1]
+        hops = self._settings.correlation_hops
+        try:
+            topology = await self._store.get_topology(resource_id, hops)
+        except NotFound:
+            found = NO_NEIGHBOURS
+        else:
+            graph = DependencyGraph.of(topology.dependencies)
+            down = graph.distances(resource_id, Direction.TOWARDS_DEPENDENCIES, hops)
+            up = graph.distances(resource_id, Direction.TOWARDS_DEPENDENTS, hops)
+            found = Neighbours(
+                frozenset(down) - {resource_id}, frozenset(up) - {resource_id}, tuple(topology.dependencies)
+            )
+        self._entries[resource_id] = (now, found)
+        self._entries.move_to_end(resource_id)
+        while len(self._entries) > self._settings.topology_cache_size:
+            self._entries.popitem(last=False)
+        return found
+
+
+@dataclass(slots=True)
+class _Remembered:
+    occurred_at: Micros
+    error_id: str
+    correlation_id: str
+    trace_id: str
+    resource_id: str
+
+
+class RecentErrors:
+    """Recent errors indexed by correlation id, trace id and resource, to name related ones."""
+
+    def __init__(self, size: int) -> None:
+        self._order: deque[ErrorSnapshot] = deque()
+        self._size = size
+        self._by_key: dict[str, deque[ErrorSnapshot]] = {}
+
+    @staticmethod
+    def _keys(s: ErrorSnapshot) -> list[str]:
+        r = s.report
+        keys = []
+        if r.correlation_id:
+            keys.append("c:" + r.correlation_id)
+        if r.trace_id:
+            keys.append("t:" + r.trace_id)
+        if r.resource_id:
+            keys.append("r:" + r.resource_id)
+        return keys
+
+    def add(self, s: ErrorSnapshot) -> None:
+        self._order.append(s)
+        for key in self._keys(s):
+            self._by_key.setdefault(key, deque()).append(s)
+        while len(self._order) > self._size:
+            old = self._order.popleft()
+            for key in self._keys(old):
+                bucket = self._by_key.get(key)
+                if bucket and bucket[0] is old:
+                    bucket.popleft()
+                    if not bucket:
+                        del self._by_key[key]
+
+    def related(self, s: ErrorSnapshot, neighbours: Neighbours, window: Micros, limit: int = 50) -> list[ErrorSnapshot]:
+        r = s.report
+        keys = self._keys(s) + ["r:" + x for x in sorted(neighbours.dependencies | neighbours.dependents)]
+        found: dict[str, ErrorSnapshot] = {}
+        for key in keys:
+            for other in self._by_key.get(key, ()):
+                if other.error_id != s.error_id and abs(other.report.occurred_at - r.occurred_at) <= window:
+                    found[other.error_id] = other
+        return sorted(found.values(), key=lambda e: (e.report.occurred_at, e.error_id))[-limit:]
+
+
+class Subscription:
+    """One subscriber: its matcher, what it matched recently, and its bounded queue."""
+
+    def __init__(
+        self,
+        matcher: ErrorMatcher,
+        include_correlated: bool,
+        filter_neighbours: Neighbours,
+        settings: HubSettings,
+    ) -> None:
+        self.matcher = matcher
+        self.include_correlated = include_correlated
+        self._filter_neighbours = filter_neighbours
+        self._settings = settings
+        self._memory: deque[_Remembered] = deque(maxlen=settings.memory_size)
+        self._queue: deque[tuple[ErrorSnapshot, StreamCorrelation]] = deque()
+        self._wake = asyncio.Event()
+        # Set on overflow, so a writer blocked on a slow client can give up at once.
+        self.overflow_event = asyncio.Event()
+        self.overflowed = False
+        self.closed = False
+
+    def decide(self, s: ErrorSnapshot, neighbours: Neighbours) -> tuple[bool, CorrelationReason, str]:
+        """(deliver?, why, the remembered error it correlates with)."""
+        if self.matcher.matches(s):
+            self._remember(s)
+            return True, CorrelationReason.FILTER_MATCH, ""
+        if not self.include_correlated or not self.matcher.matches_severity(s):
+            return False, CorrelationReason.UNSPECIFIED, ""
+        reason, matched = self._correlate(s, neighbours)
+        if reason is CorrelationReason.UNSPECIFIED:
+            return False, reason, ""
+        self._remember(s)
+        return True, reason, matched
+
+    def _remember(self, s: ErrorSnapshot) -> None:
+        r = s.report
+        self._memory.append(_Remembered(r.occurred_at, s.error_id, r.correlation_id, r.trace_id, r.resource_id))
+
+    def _correlate(self, s: ErrorSnapshot, nb: Neighbours) -> tuple[CorrelationReason, str]:
+        r = s.report
+        window = self._settings.correlation_window
+        for mem in reversed(self._memory):
+            if abs(mem.occurred_at - r.occurred_at) > window:
+                continue
+            if r.correlation_id and mem.correlation_id == r.correlation_id:
+                return CorrelationReason.SAME_CORRELATION_ID, mem.error_id
+            if r.trace_id and mem.trace_id == r.trace_id:
+                return CorrelationReason.SAME_TRACE_ID, mem.error_id
+            if r.resource_id and mem.resource_id == r.resource_id:
+                return CorrelationReason.SAME_RESOURCE, mem.error_id
+            if mem.resource_id in nb.dependents:
+                # The new failure sits on a dependency of the remembered one.
+                return CorrelationReason.DOWNSTREAM_FAILURE, mem.error_id
+            if mem.resource_id in nb.dependencies:
+                return CorrelationReason.UPSTREAM_FAILURE, mem.error_id
+        # Failures next to the resources the filter names, before any of them failed.
+        if r.resource_id in self._filter_neighbours.dependencies:
+            return CorrelationReason.DOWNSTREAM_FAILURE, ""
+        if r.resource_id in self._filter_neighbours.dependents:
+            return CorrelationReason.UPSTREAM_FAILURE, ""
+        return CorrelationReason.UNSPECIFIED, ""
+
+    def offer(self, s: ErrorSnapshot, correlation: StreamCorrelation) -> None:
+        if self.closed or self.overflowed:
+            return
+        if len(self._queue) >= self._settings.queue_size:
+            self.overflowed = True
+            self.overflow_event.set()
+            self._queue.clear()
+        else:
+            self._queue.append((s, correlation))
+        self._wake.set()
+
+    def first_queued(self) -> Micros | None:
+        """received_at of the oldest live item waiting, if any."""
+        return self._queue[0][0].received_at if self._queue else None
+
+    @property
+    def queued(self) -> int:
+        return len(self._queue)
+
+    def close(self) -> None:
+        self.closed = True
+        self._wake.set()
+
+    async def next(self, timeout: float | None) -> tuple[ErrorSnapshot, StreamCorrelation] | None:
+        """The next queued item; None on timeout. Raises when overflowed, or closed and drained."""
+        while True:
+            if self.overflowed:
+                raise ResourceExhausted("subscriber too slow: its queue overflowed; resubscribe with resume_after")
+            if self._queue:
+                return self._queue.popleft()
+            if self.closed:
+                raise ShuttingDown("the server is shutting down; resubscribe with resume_after")
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout)
+            except TimeoutError:
+                return None
+
+
+@dataclass(slots=True)
+class Stream:
+    """An open subscription: its items, and the event a blocked writer watches for overflow.
+    Close `items` (aclose) to free the subscription at once."""
+
+    subscription: Subscription
+    items: AsyncGenerator[StreamItem, None]
+
+    @property
+    def overflow_event(self) -> asyncio.Event:
+        return self.subscription.overflow_event
+
+
+class Hub(Protocol):
+    def publish(self, snapshot: ErrorSnapshot) -> None: ...
+
+    async def subscribe(
+        self, matcher: ErrorMatcher, include_correlated: bool, resume_after: str, heartbeat_seconds: float | None
+    ) -> Stream: ...
+
+    @property
+    def subscriber_count(self) -> int: ...
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class InProcessHub:
+    def __init__(self, store: Store, settings: HubSettings | None = None) -> None:
+        self._store = store
+        self._settings = settings or HubSettings()
+        self._topology = TopologyCache(store, self._settings)
+        self._recent = RecentErrors(self._settings.recent_size)
+        self._subscriptions: set[Subscription] = set()
+        self._inbox: asyncio.Queue[ErrorSnapshot | None] = asyncio.Queue()
+        self._dispatcher: asyncio.Task[None] | None = None
+        self.published = 0
+        self.delivered = 0
+
+    @property
+    def subscriber_count(self) -> int:
+        return len(self._subscriptions)
+
+    async def start(self) -> None:
+        self._dispatcher = asyncio.create_task(self._dispatch(), name="hub-dispatcher")
+
+    async def close(self) -> None:
+        """Flush what was published, then end every stream (they drain their queues first)."""
+        if self._dispatcher is not None:
+            self._inbox.put_nowait(None)
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._dispatcher
+            self._dispatcher = None
+        for sub in list(self._subscriptions):
+            sub.close()
+
+    def publish(self, snapshot: ErrorSnapshot) -> None:
+        self.published += 1
+        self._inbox.put_nowait(snapshot)
+
+    async def _dispatch(self) -> None:
+        while True:
+            snapshot = await self._inbox.get()
+            if snapshot is None:
+                return
+            try:
+                await self._fan_out(snapshot, self._recent, self._subscriptions)
+            except Exception:
+                log.exception("dispatch of %s failed", snapshot.error_id)
+
+    async def _fan_out(
+        self, s: ErrorSnapshot, recent: RecentErrors, subscriptions: Sequence[Subscription] | set[Subscription]
+    ) -> None:
+        neighbours = await self._topology.neighbours(s.report.resource_id)
+        block: tuple[str, tuple[str, ...], tuple[str, ...]] | None = None
+        for sub in list(subscriptions):
+            deliver, reason, matched = sub.decide(s, neighbours)
+            if not deliver:
+                continue
+            if block is None:
+                block = self._correlation_block(s, neighbours, recent)
+            origin, related, affected = block
+            sub.offer(
+                s,
+                StreamCorrelation(
+                    correlated=reason is not CorrelationReason.FILTER_MATCH,
+                    reason=reason,
+                    origin_error_id=origin,
+                    related_error_ids=related,
+                    affected_resource_ids=affected,
+                    matched_error_id=matched,
+                ),
+            )
+            self.delivered += 1
+        recent.add(s)
+
+    def _correlation_block(
+        self, s: ErrorSnapshot, neighbours: Neighbours, recent: RecentErrors
+    ) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
+        related = recent.related(s, neighbours, self._settings.correlation_window)
+        propagation: Propagation | None = correlation_origin([*related, s], neighbours.edges) if related else None
+        affected = affected_resources(s, neighbours.edges, self._settings.correlation_hops)
+        origin = propagation.origin_error_id if propagation is not None else ""
+        return origin, tuple(e.error_id for e in related), tuple(affected)
+
+    async def _resume_point(self, resume_after: str) -> Micros:
+        if not resume_after:
+            return 0
+        digits = resume_after[len(CURSOR_PREFIX) :]
+        if resume_after.startswith(CURSOR_PREFIX) and digits.isdigit():
+            return int(digits)
+        try:
+            return (await self._store.get_error(resume_after)).received_at
+        except NotFound:
+            raise InvalidArgument.single("resume_after", "is neither a cursor nor a known error id") from None
+
+    async def _filter_neighbours(self, matcher: ErrorMatcher) -> Neighbours:
+        deps: set[str] = set()
+        dependents: set[str] = set()
+        for rid in matcher.filter.resource_ids:
+            nb = await self._topology.neighbours(rid)
+            deps |= nb.dependencies
+            dependents |= nb.dependents
+        return Neighbours(frozenset(deps), frozenset(dependents), ())
+
+    async def subscribe(
+        self, matcher: ErrorMatcher, include_correlated: bool, resume_after: str, heartbeat_seconds: float | None
+    ) -> Stream:
+        if len(self._subscriptions) >= self._settings.max_subscriptions:
+            raise ResourceExhausted("too many subscriptions on this server", retry_after_seconds=5)
+        start_after = await self._resume_point(resume_after)
+        sub = Subscription(matcher, include_correlated, await self._filter_neighbours(matcher), self._settings)
+        # Register before reading the backlog: whatever commits from now on is queued live. The
+        # backlog stops where the live queue starts, and anything at or before the last error sent
+        # is skipped, so the switch has no gap and no duplicate.
+        self._subscriptions.add(sub)
+        return Stream(sub, self._items(sub, start_after, bool(resume_after), heartbeat_seconds))
+
+    async def _items(
+        self, sub: Subscription, start_after: Micros, backfill: bool, heartbeat_seconds: float | None
+    ) -> AsyncGenerator[StreamItem, None]:
+        try:
+            last = start_after
+            if backfill:
+                async for item in self._backfill(sub, start_after):
+                    assert item.snapshot is not None
+                    last = item.snapshot.received_at
+                    yield item
+            while True:
+                got = await sub.next(heartbeat_seconds)
+                if got is None:
+                    yield StreamItem(None, None, cursor_for(last))
+                    continue
+                snapshot, correlation = got
+                if snapshot.received_at <= last:
+                    continue
+                last = snapshot.received_at
+                yield StreamItem(snapshot, correlation, cursor_for(last))
+        finally:
+            self._subscriptions.discard(sub)
+
+    async def _backfill(self, sub: Subscription, after: Micros) -> AsyncIterator[StreamItem]:
+        recent = RecentErrors(self._settings.recent_size)
+        cursor = after
+        while True:
+            page = await self._store.errors_after(cursor, self._settings.backfill_page)
+            for s in page:
+                live_from = sub.first_queued()
+                if live_from is not None and s.received_at >= live_from:
+                    return  # the live queue holds the rest
+                cursor = s.received_at
+                neighbours = await self._topology.neighbours(s.report.resource_id)
+                deliver, reason, matched = sub.decide(s, neighbours)
+                if deliver:
+                    origin, related, affected = self._correlation_block(s, neighbours, recent)
+                    yield StreamItem(
+                        s,
+                        StreamCorrelation(
+                            reason is not CorrelationReason.FILTER_MATCH, reason, origin, related, affected, matched
+                        ),
+                        cursor_for(s.received_at),
+                    )
+                recent.add(s)
+            if len(page) < self._settings.backfill_page:
+                return
