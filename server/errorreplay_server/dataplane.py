@@ -5,15 +5,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from errorreplay_server.analysis.correlation import affected_resources
-from errorreplay_server.analysis.model import Propagation
+from errorreplay_server.analysis.correlation import DependencyGraph, Direction, affected_resources
+from errorreplay_server.analysis.model import Propagation, ReplayAnalysis
 from errorreplay_server.analysis.propagation import correlation_origin
+from errorreplay_server.analysis.replay import analyse
+from errorreplay_server.analysis.settings import DEFAULT_SETTINGS, AnalysisSettings
 from errorreplay_server.capture.service import CaptureRequest, CaptureService
 from errorreplay_server.capture.validation import check_page_size, filter_violations, raise_if
 from errorreplay_server.domain.errors import DomainError, FieldViolation, InvalidArgument, NotFound
 from errorreplay_server.domain.model import (
     MICROS_PER_HOUR,
-    MICROS_PER_MINUTE,
     MICROS_PER_SECOND,
     CaptureOutcome,
     Change,
@@ -47,10 +48,9 @@ DEFAULT_BUCKET: Micros = MICROS_PER_HOUR
 MAX_BUCKETS = 10_000
 DEFAULT_TOP_GROUPS = 10
 TOPOLOGY_DEPTH_DEFAULT, TOPOLOGY_DEPTH_MAX = 2, 5
-# DESIGN §4: related errors fall within ±10 min and sit within 2 DEPENDS_ON hops.
-RELATED_WINDOW: Micros = 10 * MICROS_PER_MINUTE
-RELATED_HOPS = 2
-RELATED_LIMIT = 200
+# Related errors considered per replay; the newest beyond this are left out.
+RELATED_LIMIT = 500
+CHANGES_LIMIT = 200
 MIN_HEARTBEAT: Micros = 100_000
 MAX_HEARTBEAT: Micros = MICROS_PER_HOUR
 
@@ -63,11 +63,19 @@ class CorrelationPage:
 
 
 class DataPlane:
-    def __init__(self, store: Store, capture: CaptureService, hub: Hub, limits: Limits) -> None:
+    def __init__(
+        self,
+        store: Store,
+        capture: CaptureService,
+        hub: Hub,
+        limits: Limits,
+        analysis: AnalysisSettings = DEFAULT_SETTINGS,
+    ) -> None:
         self._store = store
         self._capture = capture
         self._hub = hub
         self._limits = limits
+        self._analysis = analysis
 
     # --- capture ----------------------------------------------------------------------------
     async def capture(self, req: CaptureRequest, timeout: float | None) -> CaptureOutcome:
@@ -85,8 +93,38 @@ class DataPlane:
         snapshot = await self._store.get_error(error_id)
         related, dependencies = await self.related(snapshot)
         snapshot.related_error_ids = [e.error_id for e in related]
-        snapshot.affected_resource_ids = affected_resources(snapshot, dependencies, max_hops=RELATED_HOPS)
+        snapshot.affected_resource_ids = affected_resources(snapshot, dependencies, self._analysis.related_hops)
         return snapshot
+
+    async def replay(self, error_id: str, refresh_context: bool) -> tuple[ErrorSnapshot, ReplayAnalysis]:
+        if not error_id:
+            raise InvalidArgument.single("error_id", "is required")
+        snapshot = await self._store.get_error(error_id)
+        if refresh_context:
+            snapshot = await self._capture.refresh_context(snapshot)
+        related, dependencies = await self.related(snapshot)
+        r = snapshot.report
+        graph = DependencyGraph.of(dependencies)
+        resources = [r.resource_id] if r.resource_id else []
+        resources += sorted(
+            set(graph.distances(r.resource_id, Direction.TOWARDS_DEPENDENCIES, self._analysis.related_hops))
+            - {r.resource_id}
+        )
+        changes = (
+            await self._store.list_changes(
+                resources, r.occurred_at - self._analysis.change_window_us, r.occurred_at, [], CHANGES_LIMIT
+            )
+            if resources
+            else []
+        )
+        try:
+            first_seen: Micros | None = (await self._store.get_group(snapshot.group_id)).first_seen
+        except NotFound:
+            first_seen = None
+        analysis = analyse(snapshot, related, changes, dependencies, first_seen, self._analysis)
+        snapshot.related_error_ids = [e.error_id for e in analysis.related_errors]
+        snapshot.affected_resource_ids = analysis.affected_resource_ids
+        return snapshot, analysis
 
     async def related(self, snapshot: ErrorSnapshot) -> tuple[list[ErrorSnapshot], list[Dependency]]:
         """Errors related to `snapshot` (computed now, so links are symmetric) and the edges used."""
@@ -94,15 +132,14 @@ class DataPlane:
         neighbours: list[str] = []
         if snapshot.report.resource_id:
             try:
-                topology = await self._store.get_topology(snapshot.report.resource_id, RELATED_HOPS)
+                topology = await self._store.get_topology(snapshot.report.resource_id, self._analysis.related_hops)
             except NotFound:
                 topology = Topology(snapshot.report.resource_id)
             dependencies = topology.dependencies
             neighbours = [r.id for r in topology.resources]
         t = snapshot.report.occurred_at
-        related = await self._store.related_errors(
-            snapshot, t - RELATED_WINDOW, t + RELATED_WINDOW, neighbours, RELATED_LIMIT
-        )
+        window = self._analysis.related_window_us
+        related = await self._store.related_errors(snapshot, t - window, t + window, neighbours, RELATED_LIMIT)
         return related, dependencies
 
     def _checked_filter(self, flt: ErrorFilter, prefix: str = "filter") -> ErrorFilter:
@@ -138,7 +175,7 @@ class DataPlane:
         everything = await self._store.search_errors(flt, LIST_PAGE_MAX, oldest_first=True, with_total=False)
         resource_ids = sorted({e.report.resource_id for e in everything.items if e.report.resource_id})
         dependencies = await self._dependencies_among(resource_ids)
-        propagation = correlation_origin(everything.items, dependencies)
+        propagation = correlation_origin(everything.items, dependencies, self._analysis)
         origin = propagation.origin_error_id if propagation else ""
         return CorrelationPage(page, origin, propagation)
 

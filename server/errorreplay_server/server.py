@@ -52,9 +52,9 @@ async def start_server(settings: Settings, store: Store | None = None) -> Runnin
     scrubber = SecretScrubber.from_env(os.environ)
     hub = InProcessHub(store, settings.hub)
     await hub.start()
-    capture = CaptureService(store, scrubber, settings.limits, publisher=hub)
+    capture = CaptureService(store, scrubber, settings.limits, publisher=hub, analysis=settings.analysis)
     await capture.start()
-    plane = DataPlane(store, capture, hub, settings.limits)
+    plane = DataPlane(store, capture, hub, settings.limits, settings.analysis)
 
     server = grpc.aio.server(
         interceptors=[ErrorMappingInterceptor()],

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from errorreplay_server.analysis.settings import AnalysisSettings
 from errorreplay_server.streaming.hub import HubSettings
 
 
@@ -99,6 +100,7 @@ class Settings:
     limits: Limits = field(default_factory=Limits)
     neo4j: Neo4jSettings = field(default_factory=Neo4jSettings)
     hub: HubSettings = field(default_factory=HubSettings)
+    analysis: AnalysisSettings = field(default_factory=AnalysisSettings)
 
     @property
     def sqlite_path(self) -> Path:
@@ -119,6 +121,7 @@ class Settings:
             log_level=env.get("ERRORREPLAY_LOG_LEVEL", "INFO").upper(),
             limits=Limits.from_env(env),
             neo4j=Neo4jSettings.from_env(env),
+            analysis=AnalysisSettings.from_env(env),
             hub=HubSettings(
                 queue_size=_int(env, "ERRORREPLAY_STREAM_QUEUE_SIZE", DEFAULT_HUB.queue_size),
                 max_subscriptions=_int(env, "ERRORREPLAY_MAX_SUBSCRIPTIONS", DEFAULT_HUB.max_subscriptions),

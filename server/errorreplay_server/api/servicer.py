@@ -11,7 +11,7 @@ from errorreplay.v1 import service_pb2_grpc
 from errorreplay_server.api import convert
 from errorreplay_server.capture.service import CaptureRequest
 from errorreplay_server.dataplane import DataPlane
-from errorreplay_server.domain.errors import InvalidArgument, ResourceExhausted, Unimplemented
+from errorreplay_server.domain.errors import InvalidArgument, ResourceExhausted
 from errorreplay_server.domain.model import CaptureOutcome, ChangeKind, GroupOrder, GroupStatus, Severity
 
 
@@ -85,7 +85,10 @@ class ErrorReplayServicer(service_pb2_grpc.ErrorReplayServiceServicer):
     async def ReplayError(
         self, request: rr.ReplayErrorRequest, context: grpc.aio.ServicerContext
     ) -> rr.ReplayErrorResponse:
-        raise Unimplemented("ReplayError is not implemented yet")
+        snapshot, analysis = await self._plane.replay(request.error_id, request.refresh_context)
+        response = rr.ReplayErrorResponse()
+        convert.replay_to_pb(snapshot, analysis, response)
+        return response
 
     async def SearchErrors(
         self, request: rr.SearchErrorsRequest, context: grpc.aio.ServicerContext

@@ -10,6 +10,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from errorreplay_server.analysis.grouping import fingerprint, group_id_for
+from errorreplay_server.analysis.settings import DEFAULT_SETTINGS, AnalysisSettings
 from errorreplay_server.capture.clock import ReceiveClock
 from errorreplay_server.capture.validation import check_request_id, raise_if, report_violations
 from errorreplay_server.domain.errors import DomainError, InvalidArgument
@@ -48,6 +49,8 @@ class Enricher(Protocol):
 
     async def wait_for(self, error_id: str, timeout: float | None) -> bool: ...
 
+    async def refresh(self, snapshot: ErrorSnapshot) -> ErrorSnapshot: ...
+
 
 @dataclass(slots=True)
 class CaptureRequest:
@@ -70,7 +73,9 @@ class CaptureService:
         publisher: ErrorPublisher | None = None,
         enricher: Enricher | None = None,
         clock: ReceiveClock | None = None,
+        analysis: AnalysisSettings = DEFAULT_SETTINGS,
     ) -> None:
+        self._analysis = analysis
         self._store = store
         self._scrubber = scrubber
         self._limits = limits
@@ -96,7 +101,7 @@ class CaptureService:
             attributes=s.scrub_value(r.attributes) if r.attributes else {},
             occurred_at=r.occurred_at or now,
         )
-        digest, title = fingerprint(report)
+        digest, title = fingerprint(report, self._analysis)
         received_at = self._clock.next()
         snapshot = ErrorSnapshot(
             error_id=new_error_id(received_at),
@@ -131,6 +136,12 @@ class CaptureService:
         if await self._enricher.wait_for(outcome.snapshot.error_id, timeout):
             fresh = await self._store.get_error(outcome.snapshot.error_id)
             outcome.snapshot = fresh
+
+    async def refresh_context(self, snapshot: ErrorSnapshot) -> ErrorSnapshot:
+        """Collect the context window again (ReplayError with refresh_context)."""
+        if self._enricher is None:
+            return snapshot
+        return await self._enricher.refresh(snapshot)
 
     async def capture_batch(
         self, requests: Sequence[CaptureRequest | InvalidArgument], timeout: float | None = None

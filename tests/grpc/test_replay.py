@@ -1,0 +1,204 @@
+"""ReplayError scenarios over the API (issue 5): cascade, change, saturation, nothing known, grouping."""
+
+from __future__ import annotations
+
+import uuid
+
+import grpc
+import pytest
+
+from errorreplay.v1 import message_pb2 as m
+from errorreplay.v1 import request_response_pb2 as rr
+from errorreplay_server.domain.model import (
+    MICROS_PER_MINUTE,
+    ErrorContext,
+    MetricAnomaly,
+    MetricPoint,
+    MetricSeries,
+)
+from google.protobuf import timestamp_pb2
+from tests.grpc.conftest import Api
+
+T0 = 1_760_000_000  # seconds
+
+
+def uid(prefix: str = "") -> str:
+    return f"{prefix}{uuid.uuid4().hex[:10]}"
+
+
+def ts(seconds: float) -> timestamp_pb2.Timestamp:
+    t = timestamp_pb2.Timestamp()
+    t.FromNanoseconds(int(seconds * 1e9))
+    return t
+
+
+async def capture(api: Api, **kw: object) -> rr.CaptureErrorResponse:
+    fields: dict[str, object] = {"message": "boom", "severity": m.SEVERITY_HIGH, "source": m.SOURCE_APPLICATION}
+    fields.update(kw)
+    return await api.errors.CaptureError(rr.CaptureErrorRequest(error=m.ErrorReport(**fields)))  # type: ignore[arg-type]
+
+
+async def replay(api: Api, error_id: str) -> rr.ReplayErrorResponse:
+    return await api.errors.ReplayError(rr.ReplayErrorRequest(error_id=error_id))
+
+
+async def cascade(api: Api) -> dict[str, str]:
+    p = uid("p")
+    ids = {name: f"{p}-{name}" for name in ("lb", "web", "api", "db")}
+    await api.topology.UpsertResources(
+        rr.UpsertResourcesRequest(
+            dependencies=[
+                m.Dependency(dependent_id=ids["web"], dependency_id=ids["api"]),
+                m.Dependency(dependent_id=ids["api"], dependency_id=ids["db"]),
+                m.Dependency(dependent_id=ids["lb"], dependency_id=ids["web"]),
+            ]
+        )
+    )
+    corr = uid("corr-")
+    for offset, name, message in (
+        (0, "db", "connection pool exhausted"),
+        (60, "api", "upstream 503"),
+        (120, "web", "gateway timeout"),
+    ):
+        reply = await capture(
+            api,
+            resource_id=ids[name],
+            correlation_id=corr,
+            occurred_at=ts(T0 + offset),
+            message=message,
+            error_type=f"{name}Error",
+        )
+        ids[f"{name}_error"] = reply.error_id
+    ids["corr"] = corr
+    return ids
+
+
+async def test_cascade_names_db_as_origin(api: Api) -> None:
+    ids = await cascade(api)
+    out = await replay(api, ids["web_error"])
+    assert out.propagation.origin_error_id == ids["db_error"]
+    assert out.propagation.origin_resource_id == ids["db"]
+    assert [s.resource_id for s in out.propagation.path] == [ids["db"], ids["api"], ids["web"]]
+    assert out.root_cause.category == m.ROOT_CAUSE_CATEGORY_DEPENDENCY_FAILURE
+    assert 0 < out.root_cause.confidence <= 1
+    assert any(ids["db"] in (r.target + r.title) for r in out.recommendations)
+    assert all(r.rationale for r in out.recommendations)
+    kinds = [e.kind for e in out.timeline]
+    assert kinds.count(m.TIMELINE_EVENT_KIND_ERROR) == 1 and kinds.count(m.TIMELINE_EVENT_KIND_RELATED_ERROR) == 2
+    times = [e.time.ToMicroseconds() for e in out.timeline]
+    assert times == sorted(times)
+    for ev in out.root_cause.evidence:
+        assert out.timeline[ev.timeline_index].reference_id == ev.reference_id
+    db = await api.errors.GetError(rr.GetErrorRequest(error_id=ids["db_error"]))
+    assert list(db.error.affected_resource_ids) == [ids["api"], ids["web"]]  # lb is 3 hops away
+    by_corr = await api.errors.ListErrorsByCorrelation(rr.ListErrorsByCorrelationRequest(correlation_id=ids["corr"]))
+    assert by_corr.origin_error_id == ids["db_error"]
+
+
+async def test_recent_change_is_primary_and_later_change_is_not(api: Api) -> None:
+    res = uid("api-")
+    recent = await api.topology.RecordChange(
+        rr.RecordChangeRequest(
+            change=m.Change(kind=m.CHANGE_KIND_DEPLOYMENT, resource_id=res, version="v2.1.0", occurred_at=ts(T0 - 1800))
+        )
+    )
+    await api.topology.RecordChange(
+        rr.RecordChangeRequest(
+            change=m.Change(
+                kind=m.CHANGE_KIND_DEPLOYMENT, resource_id=res, version="v2.0.0", occurred_at=ts(T0 - 30 * 3600)
+            )
+        )
+    )
+    err = await capture(
+        api, resource_id=res, severity=m.SEVERITY_CRITICAL, occurred_at=ts(T0), error_type="NullPointer"
+    )
+    out = await replay(api, err.error_id)
+    assert out.root_cause.category == m.ROOT_CAUSE_CATEGORY_RECENT_CHANGE
+    assert "v2.1.0" in out.root_cause.primary_cause.summary
+    assert [c.version for c in out.related_changes] == ["v2.1.0"]
+    kinds = {r.kind: r for r in out.recommendations}
+    assert (
+        "v2.1.0"
+        in kinds[m.RECOMMENDATION_KIND_ROLLBACK_CHANGE].title + kinds[m.RECOMMENDATION_KIND_ROLLBACK_CHANGE].target
+    )
+    assert m.RECOMMENDATION_KIND_ESCALATE in kinds
+    # The same deployment recorded after the error is no cause.
+    await api.topology.RecordChange(
+        rr.RecordChangeRequest(
+            change=m.Change(
+                change_id=recent.change.change_id,
+                kind=m.CHANGE_KIND_DEPLOYMENT,
+                resource_id=res,
+                version="v2.1.0",
+                occurred_at=ts(T0 + 600),
+            )
+        )
+    )
+    later = await replay(api, err.error_id)
+    assert later.root_cause.category != m.ROOT_CAUSE_CATEGORY_RECENT_CHANGE
+    assert list(later.related_changes) == []
+
+
+async def test_saturation_names_the_metric(api: Api) -> None:
+    res = uid("db-")
+    err = await capture(api, resource_id=res, occurred_at=ts(T0), error_type="QueryTimeout")
+    t0 = T0 * 1_000_000
+    cpu = MetricSeries(
+        name="cpu",
+        points=[MetricPoint(t0 - i * MICROS_PER_MINUTE, 0.4) for i in range(15, 0, -1)] + [MetricPoint(t0, 0.97)],
+        anomalies=[MetricAnomaly(t0, 0.97, 0.4, 0.9, "above 90% and median + 3×MAD")],
+        unit="ratio",
+        resource_id=res,
+    )
+    await api.running.store.update_context(err.error_id, ErrorContext(metrics=[cpu]))
+    out = await replay(api, err.error_id)
+    assert out.root_cause.category == m.ROOT_CAUSE_CATEGORY_SATURATION
+    assert "cpu" in out.root_cause.primary_cause.summary
+    scale = [r for r in out.recommendations if r.kind == m.RECOMMENDATION_KIND_SCALE_RESOURCE]
+    assert scale and "cpu" in scale[0].target + scale[0].title
+
+
+async def test_lone_error_is_unknown_with_zero_confidence(api: Api) -> None:
+    err = await capture(api, resource_id=uid("lonely-"), occurred_at=ts(T0), severity=m.SEVERITY_MEDIUM)
+    out = await replay(api, err.error_id)
+    assert out.root_cause.category == m.ROOT_CAUSE_CATEGORY_UNKNOWN
+    assert out.root_cause.confidence == 0
+    assert not out.HasField("propagation") or not out.propagation.origin_error_id
+    assert all(r.kind == m.RECOMMENDATION_KIND_INVESTIGATE_ERROR for r in out.recommendations)
+    assert [e.kind for e in out.timeline] == [m.TIMELINE_EVENT_KIND_ERROR]
+
+
+async def test_replay_unknown_error_is_not_found(api: Api) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await replay(api, "err_nope")
+    assert info.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_grouping_masks_variables_and_splits_types(api: Api) -> None:
+    kind = uid("Lookup")
+    a = await capture(api, error_type=kind, message="user 123 not found in shard 7")
+    b = await capture(api, error_type=kind, message="user 98765 not found in shard 2")
+    c = await capture(api, error_type=kind, message="order 3f2a9c1e-8b7d-4e21-9a4f-0c6b2d8e1f3a failed")
+    d = await capture(api, error_type=kind, message="order 0c6b2d8e-1f3a-4e21-9a4f-3f2a9c1e8b7d failed")
+    e = await capture(api, error_type=kind, message="missing key 'alice' in config")
+    f = await capture(api, error_type=kind, message='missing key "bob" in config')
+    other = await capture(api, error_type=kind + "X", message="user 123 not found in shard 7")
+    assert a.group_id == b.group_id
+    assert c.group_id == d.group_id
+    assert e.group_id == f.group_id
+    assert len({a.group_id, c.group_id, e.group_id, other.group_id}) == 4
+
+
+async def test_stack_frames_group_despite_line_numbers(api: Api) -> None:
+    kind = uid("Crash")
+
+    def trace(offset: int) -> str:
+        return (
+            "Traceback (most recent call last):\n"
+            + "".join(f'  File "/srv/app/mod{i}.py", line {10 + i + offset}, in fn{i}\n    call()\n' for i in range(6))
+            + f"{kind}: boom"
+        )
+
+    a = await capture(api, error_type=kind, message="boom 1", stack_trace=trace(0))
+    b = await capture(api, error_type=kind, message="totally different text", stack_trace=trace(40))
+    assert a.group_id == b.group_id
