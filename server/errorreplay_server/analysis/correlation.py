@@ -1,0 +1,238 @@
+"""Which errors and changes relate to an error, and the DEPENDS_ON graph walks behind that.
+
+Edges run from the dependent to its dependency (`api DEPENDS_ON db`). Walking "towards
+dependencies" goes api -> db; "towards dependents" goes db -> api, towards the callers.
+
+The relation rule (DESIGN §4), symmetric by construction: two distinct errors are related when
+their occurred_at differ by at most the related window and
+- they share a correlation_id or a trace_id, or
+- they sit on the same resource, or
+- one resource reaches the other along DEPENDS_ON within `related_hops` hops, in either
+  direction. The path must run one way (a -> b -> c); two callers of one shared dependency are
+  not related through it alone, since that dependency's own error, if any, links them.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from enum import Enum
+
+from errorreplay_server.analysis.model import CorrelationReason
+from errorreplay_server.analysis.settings import DEFAULT_SETTINGS, AnalysisSettings
+from errorreplay_server.domain.model import Change, Dependency, ErrorSnapshot, Micros
+
+
+def occurred_at(error: ErrorSnapshot) -> Micros:
+    """When the error happened; the receipt time stands in if the report had none."""
+    return error.report.occurred_at or error.received_at
+
+
+def order_key(error: ErrorSnapshot) -> tuple[Micros, str]:
+    """The analysis' total order of errors: by time, then by error_id for equal times."""
+    return occurred_at(error), error.error_id
+
+
+class Direction(Enum):
+    TOWARDS_DEPENDENCIES = "dependencies"
+    TOWARDS_DEPENDENTS = "dependents"
+
+
+@dataclass(frozen=True, slots=True)
+class DependencyGraph:
+    """Adjacency of DEPENDS_ON edges, both ways, with neighbours sorted so walks are deterministic.
+    Self-loops are ignored; duplicate edges count once."""
+
+    dependencies: dict[str, tuple[str, ...]]
+    dependents: dict[str, tuple[str, ...]]
+
+    @classmethod
+    def of(cls, edges: Iterable[Dependency]) -> DependencyGraph:
+        down: dict[str, set[str]] = {}
+        up: dict[str, set[str]] = {}
+        for edge in edges:
+            if not edge.dependent_id or not edge.dependency_id or edge.dependent_id == edge.dependency_id:
+                continue
+            down.setdefault(edge.dependent_id, set()).add(edge.dependency_id)
+            up.setdefault(edge.dependency_id, set()).add(edge.dependent_id)
+        return cls(
+            {k: tuple(sorted(v)) for k, v in down.items()},
+            {k: tuple(sorted(v)) for k, v in up.items()},
+        )
+
+    def knows(self, resource_id: str) -> bool:
+        return resource_id in self.dependencies or resource_id in self.dependents
+
+    def neighbours(self, resource_id: str, direction: Direction) -> tuple[str, ...]:
+        side = self.dependencies if direction is Direction.TOWARDS_DEPENDENCIES else self.dependents
+        return side.get(resource_id, ())
+
+    def distances(self, start: str, direction: Direction, max_hops: int | None = None) -> dict[str, int]:
+        """Hop distance from `start` to every resource reachable one way, `start` itself at 0.
+        Breadth-first with a visited set, so cycles end the walk instead of looping."""
+        seen = {start: 0}
+        queue = deque([start])
+        while queue:
+            node = queue.popleft()
+            hops = seen[node]
+            if max_hops is not None and hops >= max_hops:
+                continue
+            for nxt in self.neighbours(node, direction):
+                if nxt not in seen:
+                    seen[nxt] = hops + 1
+                    queue.append(nxt)
+        return seen
+
+    def path(self, start: str, goal: str, direction: Direction) -> list[str]:
+        """A shortest path from start to goal, both included; [] when there is none. Among equal
+        paths the one through the alphabetically first neighbours wins."""
+        parents: dict[str, str] = {start: start}
+        queue = deque([start])
+        while queue:
+            node = queue.popleft()
+            if node == goal:
+                out = [node]
+                while node != start:
+                    node = parents[node]
+                    out.append(node)
+                return out[::-1]
+            for nxt in self.neighbours(node, direction):
+                if nxt not in parents:
+                    parents[nxt] = node
+                    queue.append(nxt)
+        return []
+
+
+GraphLike = DependencyGraph | Iterable[Dependency]
+
+
+def as_graph(dependencies: GraphLike) -> DependencyGraph:
+    return dependencies if isinstance(dependencies, DependencyGraph) else DependencyGraph.of(dependencies)
+
+
+def hop_distances(
+    start: str, dependencies: GraphLike, direction: Direction, max_hops: int | None = None
+) -> dict[str, int]:
+    """Hop distance from `start` (0) to each resource reachable along DEPENDS_ON one way."""
+    return as_graph(dependencies).distances(start, direction, max_hops)
+
+
+def affected_resources(error: ErrorSnapshot, dependencies: GraphLike, max_hops: int = 2) -> list[str]:
+    """Resources that depend on the error's resource, directly or through others, within
+    max_hops: the callers a failure here can reach. Nearest first, then by id. With
+    web -> api -> db and lb -> web, the db error affects api and web but not lb (3 hops)."""
+    resource = error.report.resource_id
+    if not resource:
+        return []
+    found = hop_distances(resource, dependencies, Direction.TOWARDS_DEPENDENTS, max_hops)
+    found.pop(resource, None)
+    return sorted(found, key=lambda r: (found[r], r))
+
+
+def neighbour_resource_ids(resource_id: str, dependencies: GraphLike, max_hops: int = 2) -> list[str]:
+    """The resource and every resource within max_hops of it one way or the other: where a
+    related error may sit (what a store query for related errors should ask for)."""
+    if not resource_id:
+        return []
+    graph = as_graph(dependencies)
+    found = set(graph.distances(resource_id, Direction.TOWARDS_DEPENDENCIES, max_hops))
+    found.update(graph.distances(resource_id, Direction.TOWARDS_DEPENDENTS, max_hops))
+    return sorted(found)
+
+
+def relation_reason(
+    error: ErrorSnapshot,
+    other: ErrorSnapshot,
+    dependencies: GraphLike,
+    settings: AnalysisSettings = DEFAULT_SETTINGS,
+) -> CorrelationReason | None:
+    """Why `other` is related to `error`, or None when it is not. The first reason that holds
+    wins, in this order: same correlation id, same trace id, same resource, then the graph:
+    DOWNSTREAM_FAILURE when `other` sits on a dependency of the error's resource, UPSTREAM_FAILURE
+    when it sits on a dependent (a caller)."""
+    if error.error_id == other.error_id:
+        return None
+    if abs(occurred_at(error) - occurred_at(other)) > settings.related_window_us:
+        return None
+    a, b = error.report, other.report
+    if a.correlation_id and a.correlation_id == b.correlation_id:
+        return CorrelationReason.SAME_CORRELATION_ID
+    if a.trace_id and a.trace_id == b.trace_id:
+        return CorrelationReason.SAME_TRACE_ID
+    if not a.resource_id or not b.resource_id:
+        return None
+    if a.resource_id == b.resource_id:
+        return CorrelationReason.SAME_RESOURCE
+    graph = as_graph(dependencies)
+    if b.resource_id in graph.distances(a.resource_id, Direction.TOWARDS_DEPENDENCIES, settings.related_hops):
+        return CorrelationReason.DOWNSTREAM_FAILURE
+    if b.resource_id in graph.distances(a.resource_id, Direction.TOWARDS_DEPENDENTS, settings.related_hops):
+        return CorrelationReason.UPSTREAM_FAILURE
+    return None
+
+
+def are_related(
+    a: ErrorSnapshot, b: ErrorSnapshot, dependencies: GraphLike, settings: AnalysisSettings = DEFAULT_SETTINGS
+) -> bool:
+    """The relation rule; symmetric: are_related(a, b) == are_related(b, a)."""
+    return relation_reason(a, b, dependencies, settings) is not None
+
+
+def related_errors(
+    error: ErrorSnapshot,
+    candidates: Iterable[ErrorSnapshot],
+    dependencies: GraphLike,
+    settings: AnalysisSettings = DEFAULT_SETTINGS,
+) -> list[ErrorSnapshot]:
+    """The candidates related to `error`, each once, oldest first (ties by error_id)."""
+    graph = as_graph(dependencies)
+    resource = error.report.resource_id
+    near: set[str] = set()
+    if resource:
+        near.update(graph.distances(resource, Direction.TOWARDS_DEPENDENCIES, settings.related_hops))
+        near.update(graph.distances(resource, Direction.TOWARDS_DEPENDENTS, settings.related_hops))
+    a, t = error.report, occurred_at(error)
+    out: dict[str, ErrorSnapshot] = {}
+    for other in candidates:
+        if other.error_id == error.error_id or other.error_id in out:
+            continue
+        if abs(occurred_at(other) - t) > settings.related_window_us:
+            continue
+        b = other.report
+        if (
+            (a.correlation_id and a.correlation_id == b.correlation_id)
+            or (a.trace_id and a.trace_id == b.trace_id)
+            or (b.resource_id and b.resource_id in near)
+        ):
+            out[other.error_id] = other
+    return sorted(out.values(), key=order_key)
+
+
+def related_changes(
+    error: ErrorSnapshot,
+    changes: Iterable[Change],
+    dependencies: GraphLike,
+    settings: AnalysisSettings = DEFAULT_SETTINGS,
+) -> list[Change]:
+    """Changes that may explain the error: at or before it, within the change window, on its
+    resource or on a dependency within `related_hops`. A change after the error never is.
+    Newest first (ties by change_id); each change_id once."""
+    resource = error.report.resource_id
+    if not resource:
+        return []
+    scope = hop_distances(resource, dependencies, Direction.TOWARDS_DEPENDENCIES, settings.related_hops)
+    t = occurred_at(error)
+    out: dict[str, Change] = {}
+    for change in changes:
+        if change.change_id in out or change.resource_id not in scope:
+            continue
+        if t - settings.change_window_us <= change.occurred_at <= t:
+            out[change.change_id] = change
+    return sorted(out.values(), key=lambda c: (-c.occurred_at, c.change_id))
+
+
+def dedupe_dependencies(*groups: Sequence[Dependency]) -> list[Dependency]:
+    """Edges from several sources (the store, the frozen topology), each once, sorted."""
+    edges = {edge for group in groups for edge in group}
+    return sorted(edges, key=lambda d: (d.dependent_id, d.dependency_id))
