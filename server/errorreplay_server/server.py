@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 import signal
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import grpc
@@ -46,7 +47,15 @@ class RunningServer:
         await self.store.close()
 
 
-async def start_server(settings: Settings, store: Store | None = None) -> RunningServer:
+async def start_server(
+    settings: Settings,
+    store: Store | None = None,
+    *,
+    extra_interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
+    credentials: grpc.ServerCredentials | None = None,
+) -> RunningServer:
+    """Start the service. `extra_interceptors` run before the error mapping (auth, rate limits);
+    with `credentials` the port is served over TLS."""
     store = store or open_store(settings)
     await store.start()
     scrubber = SecretScrubber.from_env(os.environ)
@@ -57,7 +66,7 @@ async def start_server(settings: Settings, store: Store | None = None) -> Runnin
     plane = DataPlane(store, capture, hub, settings.limits, settings.analysis)
 
     server = grpc.aio.server(
-        interceptors=[ErrorMappingInterceptor()],
+        interceptors=[*extra_interceptors, ErrorMappingInterceptor()],
         options=[
             ("grpc.max_receive_message_length", settings.limits.max_receive_message_bytes),
             # A stale server on the same port must make start-up fail, not silently share the port.
@@ -73,7 +82,11 @@ async def start_server(settings: Settings, store: Store | None = None) -> Runnin
         server,
     )
     try:
-        port = server.add_insecure_port(settings.listen_address)
+        port = (
+            server.add_secure_port(settings.listen_address, credentials)
+            if credentials is not None
+            else server.add_insecure_port(settings.listen_address)
+        )
     except RuntimeError as exc:
         await store.close()
         raise RuntimeError(f"cannot listen on {settings.listen_address}: {exc}") from exc

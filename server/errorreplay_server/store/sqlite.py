@@ -147,7 +147,12 @@ _SELECT_ERRORS = f"SELECT {_ERROR_COLUMNS} FROM errors"
 
 def _connect(path: str) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    # 8 KiB pages fit two ~2 KB rows where 4 KiB pages fit one (DESIGN §7); only takes effect
+    # on a new database.
+    conn.execute("PRAGMA page_size=8192")
     conn.execute("PRAGMA journal_mode=WAL")
+    # Checkpoint (and fsync) every ~64 MiB of WAL instead of every 4 MiB: fewer stalls of the writer.
+    conn.execute("PRAGMA wal_autocheckpoint=8192")
     # NORMAL in WAL mode: a commit survives a process crash; only an OS crash may lose the last ones.
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.execute("PRAGMA busy_timeout=5000")
