@@ -99,6 +99,7 @@ class CaptureService:
             stack_trace=s.scrub_text(r.stack_trace) if r.stack_trace else "",
             tags=s.scrub_value(r.tags) if r.tags else {},
             attributes=s.scrub_value(r.attributes) if r.attributes else {},
+            fingerprint=[s.scrub_text(part) for part in r.fingerprint],
             occurred_at=r.occurred_at or now,
         )
         digest, title = fingerprint(report, self._analysis)
