@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
 
@@ -373,17 +374,41 @@ def replay_to_pb(snapshot: ErrorSnapshot, analysis: ReplayAnalysis, out: Any) ->
     snapshots_to_pb(analysis.related_errors, out.related_errors)
 
 
-def stream_item_to_pb(item: StreamItem) -> Any:
-    """A SubscribeErrorsResponse for one stream item."""
-    out = rr.SubscribeErrorsResponse(cursor=item.cursor, heartbeat=item.snapshot is None)
-    if item.snapshot is not None:
-        snapshot_to_pb(item.snapshot, out.error)
-    c = item.correlation
-    if c is not None:
-        out.correlation.correlated = c.correlated
-        out.correlation.reason = int(c.reason)
-        out.correlation.origin_error_id = c.origin_error_id
-        out.correlation.related_error_ids.extend(c.related_error_ids)
-        out.correlation.affected_resource_ids.extend(c.affected_resource_ids)
-        out.correlation.matched_error_id = c.matched_error_id
-    return out
+class StreamEncoder:
+    """Encodes stream items to SubscribeErrorsResponse bytes.
+
+    Every subscriber that receives an error gets the same snapshot; it is encoded once and the
+    per-subscriber part (correlation, cursor) is appended. Concatenated protobuf encodings of one
+    message type parse as their merge, so the result is a plain SubscribeErrorsResponse.
+    """
+
+    def __init__(self, capacity: int = 4096) -> None:
+        self._capacity = capacity
+        # Keyed by identity; the snapshot is kept so its id cannot be reused while cached.
+        self._cache: OrderedDict[int, tuple[ErrorSnapshot, bytes]] = OrderedDict()
+
+    def _error_bytes(self, snapshot: ErrorSnapshot) -> bytes:
+        key = id(snapshot)
+        hit = self._cache.get(key)
+        if hit is not None and hit[0] is snapshot:
+            return hit[1]
+        out = rr.SubscribeErrorsResponse()
+        snapshot_to_pb(snapshot, out.error)
+        encoded = out.SerializeToString()
+        self._cache[key] = (snapshot, encoded)
+        if len(self._cache) > self._capacity:
+            self._cache.popitem(last=False)
+        return encoded
+
+    def encode(self, item: StreamItem) -> bytes:
+        tail = rr.SubscribeErrorsResponse(cursor=item.cursor, heartbeat=item.snapshot is None)
+        c = item.correlation
+        if c is not None:
+            tail.correlation.correlated = c.correlated
+            tail.correlation.reason = int(c.reason)  # type: ignore[assignment]
+            tail.correlation.origin_error_id = c.origin_error_id
+            tail.correlation.related_error_ids.extend(c.related_error_ids)
+            tail.correlation.affected_resource_ids.extend(c.affected_resource_ids)
+            tail.correlation.matched_error_id = c.matched_error_id
+        head = self._error_bytes(item.snapshot) if item.snapshot is not None else b""
+        return head + tail.SerializeToString()

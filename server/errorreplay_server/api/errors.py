@@ -138,8 +138,13 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream is not None:
-            # A streaming handler that writes with context.write() is awaited like a unary one.
+            # A streaming handler that writes with context.write() is awaited like a unary one. It
+            # may write pre-encoded bytes (see convert.StreamEncoder), which pass through as they are.
             inner_writer = handler.unary_stream
+            serialize = handler.response_serializer
+
+            def serialize_or_pass(message: Any) -> bytes:
+                return message if type(message) is bytes else serialize(message)
 
             async def writer(request: Any, context: grpc.aio.ServicerContext) -> None:
                 try:
@@ -152,6 +157,6 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
             return grpc.unary_stream_rpc_method_handler(
                 writer,
                 request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
+                response_serializer=serialize_or_pass,
             )
         return handler

@@ -39,6 +39,7 @@ def _capture_response(outcome: CaptureOutcome, out: rr.CaptureErrorResponse) -> 
 class ErrorReplayServicer(service_pb2_grpc.ErrorReplayServiceServicer):
     def __init__(self, plane: DataPlane) -> None:
         self._plane = plane
+        self._stream_encoder = convert.StreamEncoder()
 
     async def CaptureError(
         self, request: rr.CaptureErrorRequest, context: grpc.aio.ServicerContext
@@ -155,7 +156,7 @@ class ErrorReplayServicer(service_pb2_grpc.ErrorReplayServiceServicer):
         overflow = asyncio.ensure_future(stream.overflow_event.wait())
         try:
             async for item in stream.items:
-                write = asyncio.ensure_future(context.write(convert.stream_item_to_pb(item)))
+                write = asyncio.ensure_future(context.write(self._stream_encoder.encode(item)))
                 # A client that stops reading blocks this write; its queue then overflows, and the
                 # stream must end with RESOURCE_EXHAUSTED instead of hanging.
                 await asyncio.wait((write, overflow), return_when=asyncio.FIRST_COMPLETED)

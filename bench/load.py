@@ -1,0 +1,123 @@
+"""A load generator process: many unary calls in flight over one grpc.aio channel.
+
+Prints one JSON line: calls, errors/s, latency percentiles. Payloads are realistic error reports
+of about 1.5 KB (message, stack trace, tags, attributes), like DESIGN §7's echo baseline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+import uuid
+
+import grpc
+
+from errorreplay.v1 import message_pb2 as m
+from errorreplay.v1 import request_response_pb2 as rr
+from errorreplay.v1 import service_pb2_grpc
+
+STACK = "".join(
+    f'  File "/srv/app/handlers/payment_{i}.py", line {100 + i}, in handle_{i}\n    result = client.call(order)\n'
+    for i in range(8)
+)
+
+
+def make_report(i: int, run: str) -> m.ErrorReport:
+    r = m.ErrorReport(
+        message=f"upstream payment gateway timed out after 3000 ms for order {i} (attempt 3)",
+        severity=m.SEVERITY_HIGH if i % 3 else m.SEVERITY_CRITICAL,
+        source=m.SOURCE_APPLICATION,
+        resource_id=f"api-{i % 20}",
+        resource_type="service",
+        service="checkout",
+        environment="prod",
+        release="2.14.1",
+        error_type="GatewayTimeout",
+        stack_trace=STACK,
+        correlation_id=f"{run}-{i // 4}",
+        trace_id=uuid.uuid4().hex,
+        tags={"run": run, "region": "eu-west-1", "pod": f"checkout-{i % 7}"},
+    )
+    r.attributes.update({"order_id": i, "amount": 12.5, "currency": "EUR", "customer": {"tier": "gold"}})
+    return r
+
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    if not sorted_values:
+        return 0.0
+    return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))]
+
+
+async def run(args: argparse.Namespace) -> dict[str, object]:
+    run_id = args.run or uuid.uuid4().hex[:8]
+    options = [("grpc.max_receive_message_length", 64 * 1024 * 1024)]
+    async with grpc.aio.insecure_channel(args.target, options=options) as channel:
+        stub = service_pb2_grpc.ErrorReplayServiceStub(channel)
+        latencies: list[float] = []
+        failures = 0
+        counter = 0
+        stop_at = time.perf_counter() + args.duration
+        deadline_total = args.calls
+
+        async def worker() -> None:
+            nonlocal counter, failures
+            while True:
+                if deadline_total and counter >= deadline_total:
+                    return
+                if not deadline_total and time.perf_counter() >= stop_at:
+                    return
+                i = counter
+                counter += 1
+                if args.mode == "batch":
+                    request = rr.BatchCaptureErrorsRequest(
+                        requests=[
+                            rr.CaptureErrorRequest(error=make_report(i * args.batch + j, run_id))
+                            for j in range(args.batch)
+                        ]
+                    )
+                    call = stub.BatchCaptureErrors(request, timeout=30)
+                else:
+                    call = stub.CaptureError(rr.CaptureErrorRequest(error=make_report(i, run_id)), timeout=30)
+                started = time.perf_counter()
+                try:
+                    await call
+                except grpc.aio.AioRpcError:
+                    failures += 1
+                    continue
+                latencies.append(time.perf_counter() - started)
+
+        began = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(args.concurrency)))
+        elapsed = time.perf_counter() - began
+    latencies.sort()
+    per_call = args.batch if args.mode == "batch" else 1
+    return {
+        "mode": args.mode,
+        "calls": len(latencies),
+        "failures": failures,
+        "seconds": round(elapsed, 3),
+        "calls_per_s": round(len(latencies) / elapsed, 1),
+        "errors_per_s": round(len(latencies) * per_call / elapsed, 1),
+        "p50_ms": round(percentile(latencies, 0.50) * 1000, 2),
+        "p99_ms": round(percentile(latencies, 0.99) * 1000, 2),
+        "payload_bytes": make_report(1, run_id).ByteSize(),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--target", required=True)
+    parser.add_argument("--mode", choices=["capture", "batch"], default="capture")
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--duration", type=float, default=10.0)
+    parser.add_argument("--calls", type=int, default=0, help="stop after this many calls instead of a duration")
+    parser.add_argument("--batch", type=int, default=100)
+    parser.add_argument("--run", default="")
+    args = parser.parse_args()
+    print(json.dumps(asyncio.run(run(args))), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,215 @@
+"""`make bench`: errorreplay against a bare grpc.aio echo server, measured in one run.
+
+Every figure comes from separate processes: the servers (`errorreplay serve` and
+`bench.echo_server`) and the load generators (`bench.load`, `bench.reads`, `bench.fanout`).
+Prints a table and writes bench/results.json.
+
+    python -m bench.run            # full: 100k and 1M stored errors, about 10-15 minutes
+    python -m bench.run --quick    # about 2 minutes: shorter runs, 20k stored errors
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+RESULTS = ROOT / "bench" / "results.json"
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def python(*args: str, timeout: float = 1800) -> dict[str, Any]:
+    done = subprocess.run(
+        [sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def wait_ready(address: str, timeout: float = 60, health: bool = True) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with grpc.insecure_channel(address) as channel:
+                grpc.channel_ready_future(channel).result(timeout=1)
+                if health:
+                    health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=1)
+                return
+        except (grpc.RpcError, grpc.FutureTimeoutError):
+            time.sleep(0.2)
+    raise RuntimeError(f"{address} did not become ready")
+
+
+@contextmanager
+def errorreplay_server(data_dir: Path, **env: str) -> Iterator[str]:
+    address = f"127.0.0.1:{free_port()}"
+    full_env = {
+        **os.environ,
+        "ERRORREPLAY_LISTEN_ADDRESS": address,
+        "ERRORREPLAY_DATA_DIR": str(data_dir),
+        "ERRORREPLAY_METRICS_PORT": "0",
+        "ERRORREPLAY_LOG_LEVEL": "WARNING",
+        **env,
+    }
+    proc = subprocess.Popen([str(BIN / "errorreplay"), "serve"], env=full_env, cwd=ROOT)
+    try:
+        wait_ready(address)
+        yield address
+    finally:
+        proc.terminate()
+        proc.wait(60)
+
+
+@contextmanager
+def echo_server() -> Iterator[str]:
+    address = f"127.0.0.1:{free_port()}"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bench.echo_server", "--address", address], cwd=ROOT, stdout=subprocess.DEVNULL
+    )
+    try:
+        wait_ready(address, health=False)
+        yield address
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+def db_bytes(data_dir: Path) -> int:
+    return sum(p.stat().st_size for p in data_dir.glob("errorreplay.db*"))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    quick = args.quick
+    load_seconds = "5" if quick else "15"
+    sizes = [20_000] if quick else [100_000, 1_000_000]
+    read_calls = "100" if quick else "500"
+    results: dict[str, Any] = {"quick": quick, "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    rows: list[tuple[str, str, str]] = []
+
+    with tempfile.TemporaryDirectory(prefix="errorreplay-bench-") as tmp:
+        tmp_path = Path(tmp)
+        # 1-2. Unary capture and batch capture, against the bare echo in the same run.
+        with echo_server() as echo:
+            results["echo_unary"] = python("bench.load", "--target", echo, "--duration", load_seconds)
+            results["echo_batch"] = python(
+                "bench.load", "--target", echo, "--mode", "batch", "--concurrency", "4", "--duration", load_seconds
+            )
+        with errorreplay_server(tmp_path / "capture") as address:
+            results["capture_unary"] = python("bench.load", "--target", address, "--duration", load_seconds)
+            results["capture_batch"] = python(
+                "bench.load", "--target", address, "--mode", "batch", "--concurrency", "4", "--duration", load_seconds
+            )
+        unary_ratio = results["capture_unary"]["calls_per_s"] / results["echo_unary"]["calls_per_s"]
+        batch_ratio = results["capture_batch"]["errors_per_s"] / results["echo_batch"]["errors_per_s"]
+        results["capture_unary_ratio"] = round(unary_ratio, 3)
+        results["capture_batch_ratio"] = round(batch_ratio, 3)
+        rows += [
+            (
+                "bare echo, unary (64 in flight)",
+                f"{results['echo_unary']['calls_per_s']:.0f} calls/s",
+                f"p50 {results['echo_unary']['p50_ms']} ms, p99 {results['echo_unary']['p99_ms']} ms",
+            ),
+            (
+                "CaptureError (64 in flight)",
+                f"{results['capture_unary']['calls_per_s']:.0f} errors/s",
+                f"{unary_ratio:.2f}× echo (target ≥ 0.7); p50 {results['capture_unary']['p50_ms']} ms, "
+                f"p99 {results['capture_unary']['p99_ms']} ms",
+            ),
+            ("bare echo, batch of 100", f"{results['echo_batch']['errors_per_s']:.0f} msgs/s", ""),
+            (
+                "BatchCaptureErrors (100 per call)",
+                f"{results['capture_batch']['errors_per_s']:.0f} errors/s",
+                f"{batch_ratio:.2f}× echo (target ≥ 20,000 errors/s)",
+            ),
+        ]
+
+        # 3. Reads at scale, on a store seeded through the bulk path.
+        for size in sizes:
+            data_dir = tmp_path / f"seed-{size}"
+            seeded = python("bench.seed", "--data-dir", str(data_dir), "--count", str(size), timeout=3600)
+            bytes_without = db_bytes(data_dir)
+            with errorreplay_server(data_dir) as address:
+                reads = python("bench.reads", "--target", address, "--calls", read_calls)
+            key = f"reads_{size}"
+            results[key] = {**reads, "seed": seeded, "bytes_per_error": round(bytes_without / size)}
+            for name, label, target in (
+                ("get_error", "GetError", ""),
+                ("replay_error", "ReplayError", " (target p99 ≤ 25 ms)"),
+                ("search_errors", "SearchErrors, filtered", " (target p99 ≤ 25 ms)"),
+                ("statistics_24h", "GetStatistics, 24 h", " (target ≤ 100 ms)"),
+            ):
+                r = reads[name]
+                rows.append((f"{label} @ {size:,}", f"p50 {r['p50_ms']} ms", f"p99 {r['p99_ms']} ms{target}"))
+            rows.append(
+                (f"bytes per error @ {size:,}", f"{bytes_without / size:.0f} B", "before context (target ≤ 4 KB)")
+            )
+            rows.append(
+                (
+                    f"seeding {size:,} (store bulk path)",
+                    f"{seeded['seconds']} s",
+                    f"{size / max(seeded['seconds'], 0.001):.0f} errors/s",
+                )
+            )
+
+        # 4. Fan-out: 100 subscribers at 100 captures/s, then a higher rate.
+        fan_seconds = 5 if quick else 15
+        with errorreplay_server(tmp_path / "fanout") as address:
+            results["fanout"] = []
+            for rate in (100, 200) if quick else (100, 200, 300):
+                fan = python(
+                    "bench.fanout",
+                    "--target",
+                    address,
+                    "--subscribers",
+                    "100",
+                    "--rate",
+                    str(rate),
+                    "--seconds",
+                    str(fan_seconds),
+                )
+                results["fanout"].append(fan)
+                rows.append(
+                    (
+                        f"SubscribeErrors 100 subs × {rate}/s",
+                        f"p50 {fan['p50_ms']} ms",
+                        f"p99 {fan['p99_ms']} ms; {fan['delivered_per_s']:.0f} msgs/s; "
+                        f"{fan['delivered']}/{fan['expected_deliveries']} delivered (target p99 ≤ 50 ms @ 100/s)",
+                    )
+                )
+
+    results["table"] = rows
+    RESULTS.write_text(json.dumps(results, indent=2))
+    width = max(len(r[0]) for r in rows)
+    print(f"\n{'measure'.ljust(width)}  {'figure':>22}  notes")
+    for name, figure, notes in rows:
+        print(f"{name.ljust(width)}  {figure:>22}  {notes}")
+    print(f"\nwritten to {RESULTS.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
