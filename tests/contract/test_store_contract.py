@@ -316,9 +316,7 @@ async def test_related_errors_by_correlation_trace_and_resource(store: Store) ->
     by_neighbour = await capture_one(store, resource_id=near, occurred_at=T0 + 3 * MICROS_PER_MINUTE)
     too_late = await capture_one(store, correlation_id=corr, occurred_at=T0 + 11 * MICROS_PER_MINUTE)
     await capture_one(store, resource_id=uid("res-"), occurred_at=T0)  # unrelated
-    related = await store.related_errors(
-        subject, T0 - 10 * MICROS_PER_MINUTE, T0 + 10 * MICROS_PER_MINUTE, [near], 100
-    )
+    related = await store.related_errors(subject, T0 - 10 * MICROS_PER_MINUTE, T0 + 10 * MICROS_PER_MINUTE, [near], 100)
     assert [r.error_id for r in related] == [
         by_corr.snapshot.error_id,
         by_trace.snapshot.error_id,
@@ -367,7 +365,11 @@ async def test_statistics_counts_sum_to_total(store: Store, mixed: tuple[dict[st
     assert stats.by_severity[Severity.INFO] == 3
     assert stats.by_source == {Source.PROMETHEUS: 4, Source.APPLICATION: 8}
     assert [t.count for t in stats.timed_counts] == [5, 5, 2]
-    assert [t.start_time for t in stats.timed_counts] == [start, start + 5 * MICROS_PER_MINUTE, start + 10 * MICROS_PER_MINUTE]
+    assert [t.start_time for t in stats.timed_counts] == [
+        start,
+        start + 5 * MICROS_PER_MINUTE,
+        start + 10 * MICROS_PER_MINUTE,
+    ]
     assert sum(g.count for g in stats.top_groups) == 12
     assert {g.group_id for g in stats.top_groups} == {f"grp_{keys['run']}_0", f"grp_{keys['run']}_1"}
     narrowed = await store.statistics(flt, T0, T0 + 2 * MICROS_PER_MINUTE, MICROS_PER_HOUR, 1)

@@ -19,7 +19,9 @@ from dataclasses import dataclass, replace
 from errorreplay_server.collectors.base import Collector, CollectorResult, error_time
 from errorreplay_server.collectors.circuit import CircuitBreaker
 from errorreplay_server.collectors.httpclient import timeout_detail
+from errorreplay_server.collectors.parsing import truncate
 from errorreplay_server.collectors.settings import CollectorSettings
+from errorreplay_server.collectors.tempo import MAX_ATTRIBUTE_CHARS
 from errorreplay_server.domain.errors import DomainError
 from errorreplay_server.domain.model import (
     CollectionState,
@@ -52,7 +54,7 @@ class EnrichmentCounters:
     """Monotonic counts for the service's own metrics."""
 
     queued: int = 0  # accepted by submit
-    completed: int = 0  # jobs whose context was stored
+    completed: int = 0  # jobs finished (a context that could not be stored counts in store_failures too)
     overloaded: int = 0  # refused by submit because the queue was full
     store_failures: int = 0  # contexts that could not be stored
 
@@ -71,6 +73,7 @@ class EnrichmentQueue:
         collectors: Sequence[Collector],
         *,
         scrub_text: Callable[[str], str] = _unchanged,
+        log_line_max_chars: int = 2000,
         workers: int = 4,
         max_queued: int = 10_000,
         timeout_seconds: float = 2.0,
@@ -79,7 +82,8 @@ class EnrichmentQueue:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """`scrub_text` masks secrets in collected log lines and span texts before they are
-        stored (capture/scrubbing.py's scrubber). `clock` drives the circuit breakers."""
+        stored (capture/scrubbing.py's scrubber); texts are cut to `log_line_max_chars` (span
+        texts to tempo.MAX_ATTRIBUTE_CHARS) after scrubbing. `clock` drives the circuit breakers."""
         if workers < 1 or max_queued < 1:
             raise ValueError("workers and max_queued must be at least 1")
         names = [c.name for c in collectors]
@@ -88,6 +92,7 @@ class EnrichmentQueue:
         self._store = store
         self._collectors = list(collectors)
         self._scrub = scrub_text
+        self._log_line_max_chars = log_line_max_chars
         self._workers = workers
         self._max_queued = max_queued
         self._timeout = timeout_seconds
@@ -116,6 +121,7 @@ class EnrichmentQueue:
             store,
             collectors,
             scrub_text=scrub_text,
+            log_line_max_chars=settings.log_line_max_chars,
             workers=settings.enrichment_workers,
             max_queued=settings.enrichment_queue_size,
             timeout_seconds=settings.timeout_seconds,
@@ -276,13 +282,22 @@ class EnrichmentQueue:
         return self._scrubbed(result), duration_ms
 
     def _scrubbed(self, result: CollectorResult) -> CollectorResult:
-        """Mask secrets in collected text; if the scrubber fails, drop the text, never store it raw."""
+        """Mask secrets in collected text, then cut it to size (cutting first could split a
+        secret past recognition). If the scrubber fails, the text is dropped, never stored raw."""
         if not (result.logs or result.spans):
             return result
-        scrub = self._scrub
+        line_chars = self._log_line_max_chars
+
+        def scrub(text: str, max_chars: int = MAX_ATTRIBUTE_CHARS) -> str:
+            return truncate(self._scrub(text), max_chars)
+
         try:
             logs = [
-                replace(line, message=scrub(line.message), labels={k: scrub(v) for k, v in line.labels.items()})
+                replace(
+                    line,
+                    message=scrub(line.message, line_chars),
+                    labels={k: scrub(v) for k, v in line.labels.items()},
+                )
                 for line in result.logs
             ]
             spans = [

@@ -1,0 +1,258 @@
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+from errorreplay_server.collectors.base import CollectorResult, Window
+from errorreplay_server.collectors.prometheus import AnomalyRules, PrometheusCollector, find_anomalies
+from errorreplay_server.collectors.promql import CPU, ERROR_RATE, MEMORY, PERCENT, PromQLTemplates
+from errorreplay_server.collectors.settings import CollectorSettings
+from errorreplay_server.domain.model import MICROS_PER_SECOND, CollectionState, MetricPoint
+from tests.unit.collectors.conftest import AT, HOSTILE, Backend, json_reply, snapshot, text_reply, timeout_reply
+
+S = MICROS_PER_SECOND
+# HOSTILE as a PromQL string literal, written out by hand.
+HOSTILE_LITERAL = r'''"api\"}|'\\\n{x=\"1\"} or vector(1)"'''
+
+
+def settings(**overrides: Any) -> CollectorSettings:
+    return CollectorSettings(prometheus_url="http://prometheus:9090", **overrides)
+
+
+def window() -> Window:
+    return CollectorSettings().windows.metrics.around(AT)
+
+
+def matrix(*series: tuple[dict[str, str], list[tuple[float, str]]]) -> dict[str, object]:
+    return {
+        "status": "success",
+        "data": {
+            "resultType": "matrix",
+            "result": [{"metric": labels, "values": [[t, v] for t, v in values]} for labels, values in series],
+        },
+    }
+
+
+def cpu_values() -> list[tuple[float, str]]:
+    """20-22% for 14 minutes, then 97% from the error on."""
+    values = []
+    for i in range(81):
+        t = (AT - 900 * S + i * 15 * S) / S
+        values.append((t, "97" if t >= AT / S else str(20 + i % 3)))
+    return values
+
+
+def by_query(request: httpx.Request) -> httpx.Response:
+    query = request.url.params["query"]
+    if "process_cpu_seconds_total" in query:
+        return httpx.Response(200, json=matrix(({"resource_id": "api"}, cpu_values())))
+    if "http_requests_total" in query and "5.." not in query:
+        # A division by zero gives NaN; such points carry nothing and are dropped.
+        return httpx.Response(200, json=matrix(({"resource_id": "api"}, [(AT / S, "NaN"), (AT / S + 15, "3")])))
+    return httpx.Response(200, json=matrix())
+
+
+async def collect(backend: Backend, s: CollectorSettings | None = None, **fields: Any) -> CollectorResult:
+    collector = PrometheusCollector(s or settings(), backend.transport())
+    try:
+        fields.setdefault("resource_id", "api")
+        return await collector.collect(snapshot(**fields), window())
+    finally:
+        await collector.aclose()
+
+
+async def test_exact_queries_for_a_hostile_resource_id() -> None:
+    backend = Backend(json_reply(matrix()))
+    result = await collect(backend, resource_id=HOSTILE)
+    assert result.state is CollectionState.EMPTY
+    assert [r.url.path for r in backend.requests] == ["/api/v1/query_range"] * 6
+    queries = {r.url.params["query"] for r in backend.requests}
+    selector = "resource_id=" + HOSTILE_LITERAL
+    assert queries == {
+        f"100 * sum by (resource_id) (rate(process_cpu_seconds_total{{{selector}}}[5m]))",
+        f"sum by (resource_id) (process_resident_memory_bytes{{{selector}}})",
+        "histogram_quantile(0.95, sum by (resource_id, le) "
+        f"(rate(http_request_duration_seconds_bucket{{{selector}}}[5m])))",
+        "histogram_quantile(0.99, sum by (resource_id, le) "
+        f"(rate(http_request_duration_seconds_bucket{{{selector}}}[5m])))",
+        f"sum by (resource_id) (rate(http_requests_total{{{selector}}}[5m]))",
+        f'100 * sum by (resource_id) (rate(http_requests_total{{{selector},code=~"5.."}}[5m])) '
+        f"/ sum by (resource_id) (rate(http_requests_total{{{selector}}}[5m]))",
+    }
+    params = backend.requests[0].url.params
+    # 15 minutes before to 5 minutes after, every 15 s.
+    assert (params["start"], params["end"], params["step"]) == ("1699999100.000000", "1700000300.000000", "15")
+
+
+async def test_service_is_the_fallback_selector() -> None:
+    backend = Backend(json_reply(matrix()))
+    await collect(backend, resource_id="", service='pay"ments')
+    assert all('service="pay\\"ments"' in r.url.params["query"] for r in backend.requests)
+
+
+async def test_series_come_back_with_a_baseline_anomaly() -> None:
+    backend = Backend(by_query)
+    result = await collect(backend)
+    assert result.state is CollectionState.OK and result.detail == ""
+    by_name = {s.name: s for s in result.metrics}
+    assert set(by_name) == {"cpu", "request_rate"}
+    cpu = by_name["cpu"]
+    assert cpu.labels == {"resource_id": "api"} and cpu.resource_id == "api"
+    assert cpu.unit == "percent_of_core" and len(cpu.points) == 81
+    assert cpu.points[0] == MetricPoint(AT - 900 * S, 20.0)
+    (anomaly,) = cpu.anomalies
+    assert anomaly.time == AT and anomaly.value == 97.0 and anomaly.baseline == 21.0
+    assert "above its baseline" in anomaly.reason
+    assert by_name["request_rate"].points == [MetricPoint(AT + 15 * S, 3.0)]
+
+
+async def test_empty_result_is_empty() -> None:
+    assert (await collect(Backend(json_reply(matrix())))).state is CollectionState.EMPTY
+
+
+async def test_http_500_fails() -> None:
+    result = await collect(Backend(text_reply("upstream exploded", 500)))
+    assert result.state is CollectionState.FAILED
+    assert result.detail == "HTTP 500: upstream exploded"
+
+
+async def test_timeout_fails() -> None:
+    result = await collect(Backend(timeout_reply))
+    assert (result.state, result.detail) == (CollectionState.FAILED, "timeout after 2.0s")
+
+
+async def test_malformed_json_fails() -> None:
+    result = await collect(Backend(text_reply("{not json")))
+    assert (result.state, result.detail) == (CollectionState.FAILED, "malformed JSON in response")
+
+
+async def test_unexpected_shape_fails() -> None:
+    result = await collect(Backend(json_reply({"status": "success", "data": {"resultType": "vector", "result": []}})))
+    assert result.state is CollectionState.FAILED and "expected a matrix" in result.detail
+    result = await collect(Backend(json_reply(["not", "an", "object"])))
+    assert result.state is CollectionState.FAILED and result.detail.startswith("unexpected response shape")
+
+
+async def test_some_queries_failing_still_keeps_the_rest() -> None:
+    def reply(request: httpx.Request) -> httpx.Response:
+        if "process_resident_memory_bytes" in request.url.params["query"]:
+            return httpx.Response(503, text="overloaded")
+        return by_query(request)
+
+    result = await collect(Backend(reply))
+    assert result.state is CollectionState.OK
+    assert result.detail == "1 of 6 queries failed: memory: HTTP 503: overloaded"
+
+
+async def test_not_configured_is_skipped_and_sends_nothing() -> None:
+    backend = Backend(json_reply(matrix()))
+    result = await collect(backend, CollectorSettings())
+    assert result.state is CollectionState.SKIPPED and backend.requests == []
+    result = await collect(backend, resource_id="", service="")
+    assert result.state is CollectionState.SKIPPED and "resource_id or service" in result.detail
+
+
+async def test_series_and_points_are_capped() -> None:
+    many = [({"pod": str(i)}, [(AT / S, "1")]) for i in range(20)]
+    result = await collect(Backend(json_reply(matrix(*many))), settings(prometheus_max_series=3))
+    assert len(result.metrics) == 6 * 3
+    step = PrometheusCollector(settings(prometheus_max_points=10), None).step_seconds(window())
+    assert step == 120  # 20 minutes in at most 10 points
+
+
+async def test_templates_per_resource_type_and_renamed_labels() -> None:
+    templates = PromQLTemplates.from_mapping(
+        {"labels": {"resource": "instance"}, "templates": {"kubernetes_pod": {"latency_p95": ""}}}
+    )
+    backend = Backend(json_reply(matrix()))
+    await collect(backend, settings(promql_templates=templates), resource_type="Pod", resource_id="p-1")
+    queries = [r.url.params["query"] for r in backend.requests]
+    assert len(queries) == 5
+    assert any('container_memory_working_set_bytes{instance="p-1",container!=""}' in q for q in queries)
+
+
+# --- the anomaly rules -------------------------------------------------------------------
+
+
+def series(values: list[float], at_index: int) -> tuple[list[MetricPoint], int]:
+    points = [MetricPoint(i * 15 * S, v) for i, v in enumerate(values)]
+    return points, at_index * 15 * S
+
+
+RULES = AnomalyRules(mad_k=5.0, min_baseline_points=5, lead=0)
+
+
+def test_baseline_is_the_series_own_past() -> None:
+    # Always at 80%: high, but normal for this series.
+    points, at = series([80, 81, 79, 80, 82, 80, 81, 80, 81], at_index=7)
+    assert find_anomalies(CPU, "percent_of_core", points, at, RULES) == []
+    # 5% -> 40%: low, but far outside this series' past.
+    points, at = series([4, 6, 4, 6, 5, 4, 6, 40, 41], at_index=7)
+    (anomaly,) = find_anomalies(CPU, "percent_of_core", points, at, RULES)
+    assert (anomaly.time, anomaly.value, anomaly.baseline) == (at, 40, 5)
+    # median 5, MAD 1, k 5
+    assert anomaly.threshold == 10.0
+
+
+def test_k_is_the_named_setting() -> None:
+    points, at = series([4, 6, 4, 6, 5, 4, 6, 9], at_index=7)
+    assert find_anomalies(CPU, "", points, at, RULES) == []  # 9 <= 5 + 5 * 1
+    strict = AnomalyRules(mad_k=3.0, min_baseline_points=5, lead=0)
+    assert [a.value for a in find_anomalies(CPU, "", points, at, strict)] == [9]
+
+
+def test_mostly_equal_baseline_uses_the_mean_deviation() -> None:
+    # Over half the points equal the median, so MAD is 0: a step to 6 must not count.
+    points, at = series([5, 6, 5, 4, 5, 6, 5, 6, 9], at_index=7)
+    anomalies = find_anomalies(CPU, "", points, at, RULES)
+    assert [a.value for a in anomalies] == [9]
+    # mean AD 3/7 in MAD units
+    assert anomalies[0].threshold == pytest.approx(5 + 5 * (3 / 7) * 0.6745 / 0.7979)
+
+
+def test_flat_baseline_has_a_floor() -> None:
+    points, at = series([50, 50, 50, 50, 50, 50, 50.2, 60], at_index=6)
+    # MAD 0 -> floor of 1% of the median: 50 + 5 * 0.5 = 52.5
+    assert [a.value for a in find_anomalies(CPU, "", points, at, RULES)] == [60]
+
+
+def test_too_short_a_baseline_judges_nothing() -> None:
+    points, at = series([5, 5, 5, 90], at_index=3)
+    assert find_anomalies(CPU, "", points, at, RULES) == []
+
+
+def test_lead_judges_points_just_before_the_error() -> None:
+    points, at = series([5, 6, 5, 4, 5, 6, 5, 40, 5], at_index=8)
+    assert find_anomalies(CPU, "", points, at, RULES) == []
+    lead = AnomalyRules(mad_k=5.0, min_baseline_points=5, lead=15 * S)
+    assert [a.time for a in find_anomalies(CPU, "", points, at, lead)] == [7 * 15 * S]
+
+
+@pytest.mark.parametrize(
+    ("kind", "unit", "values", "expected"),
+    [
+        (CPU, PERCENT, [91.0], [91.0]),
+        (CPU, PERCENT, [89.0], []),
+        (MEMORY, PERCENT, [95.0], [95.0]),
+        (ERROR_RATE, PERCENT, [4.0, 6.0], [6.0]),
+        (CPU, "percent_of_core", [300.0], []),  # a share of one core is not a share of capacity
+        ("latency_p99", "seconds", [1000.0], []),
+    ],
+)
+def test_fixed_limits(kind: str, unit: str, values: list[float], expected: list[float]) -> None:
+    points = [MetricPoint(i, v) for i, v in enumerate(values)]
+    anomalies = find_anomalies(kind, unit, points, 0, RULES)
+    assert [a.value for a in anomalies] == expected
+    for anomaly in anomalies:
+        assert "fixed limit" in anomaly.reason
+
+
+def test_both_rules_can_fire_once_each() -> None:
+    values = [10, 11, 10, 9, 10, 95, 96, 97]
+    points, at = series([float(v) for v in values], at_index=5)
+    anomalies = find_anomalies(CPU, PERCENT, points, at, RULES)
+    assert [a.value for a in anomalies] == [95, 95]
+    assert "baseline" in anomalies[0].reason and anomalies[0].threshold < 15
+    assert "fixed limit" in anomalies[1].reason and anomalies[1].threshold == 90
