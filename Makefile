@@ -11,7 +11,7 @@ PY_OUT := clients/python
 PY_GEN := $(PY_OUT)/errorreplay/v1
 PYTEST_ARGS ?=
 
-.PHONY: venv gen check-gen lint test run bench bench-quick clean
+.PHONY: venv gen gen-ts check-gen lint test run demo bench bench-quick clean
 
 venv: $(STAMP)
 
@@ -56,6 +56,11 @@ test: $(STAMP)
 
 run: $(STAMP)
 	$(BIN)/errorreplay serve
+
+# Seeds a realistic cascade into the server at ERRORREPLAY_ADDRESS (default localhost:50051; start
+# it with `make run` in another terminal) and prints its replay.
+demo: $(STAMP)
+	$(BIN)/errorreplay demo
 
 bench: $(STAMP)
 	$(PY) -m bench.run

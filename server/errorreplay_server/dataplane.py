@@ -50,7 +50,7 @@ DEFAULT_TOP_GROUPS = 10
 TOPOLOGY_DEPTH_DEFAULT, TOPOLOGY_DEPTH_MAX = 2, 5
 # Related errors considered per replay; the newest beyond this are left out.
 RELATED_LIMIT = 500
-CHANGES_LIMIT = 200
+CHANGES_LIMIT = 1000
 MIN_HEARTBEAT: Micros = 100_000
 MAX_HEARTBEAT: Micros = MICROS_PER_HOUR
 
@@ -110,9 +110,11 @@ class DataPlane:
             set(graph.distances(r.resource_id, Direction.TOWARDS_DEPENDENCIES, self._analysis.related_hops))
             - {r.resource_id}
         )
+        # Up to now, not only up to the error: a change recorded in the frozen context and moved
+        # since must be judged by its current time, so its current version has to be at hand.
         changes = (
             await self._store.list_changes(
-                resources, r.occurred_at - self._analysis.change_window_us, r.occurred_at, [], CHANGES_LIMIT
+                resources, r.occurred_at - self._analysis.change_window_us, now_micros(), [], CHANGES_LIMIT
             )
             if resources
             else []

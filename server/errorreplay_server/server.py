@@ -17,7 +17,9 @@ from errorreplay.v1 import service_pb2, service_pb2_grpc
 from errorreplay_server.api.errors import ErrorMappingInterceptor
 from errorreplay_server.api.servicer import ErrorReplayServicer, TopologyServicer
 from errorreplay_server.capture.scrubbing import SecretScrubber
+from errorreplay_server.capture.enrichment import EnrichmentQueue
 from errorreplay_server.capture.service import CaptureService
+from errorreplay_server.collectors import Collector, build_collectors, close_collectors
 from errorreplay_server.dataplane import DataPlane
 from errorreplay_server.settings import Settings
 from errorreplay_server.store.base import Store
@@ -30,6 +32,16 @@ SERVICE_NAMES = tuple(s.full_name for s in service_pb2.DESCRIPTOR.services_by_na
 
 
 @dataclass
+class Enrichment:
+    queue: EnrichmentQueue
+    collectors: list[Collector]
+
+    async def close(self) -> None:
+        await self.queue.stop()
+        await close_collectors(self.collectors)
+
+
+@dataclass
 class RunningServer:
     server: grpc.aio.Server
     port: int
@@ -37,6 +49,7 @@ class RunningServer:
     hub: InProcessHub
     health: health.aio.HealthServicer
     settings: Settings
+    enrichment: Enrichment | None = None
 
     async def stop(self, grace: float | None = None) -> None:
         """Refuse new calls, drain in-flight ones within `grace`, then flush and close the store."""
@@ -44,6 +57,8 @@ class RunningServer:
         # Streams flush what they hold, then end with UNAVAILABLE so subscribers resume elsewhere.
         await self.hub.close()
         await self.server.stop(grace)
+        if self.enrichment is not None:
+            await self.enrichment.close()
         await self.store.close()
 
 
@@ -61,7 +76,20 @@ async def start_server(
     scrubber = SecretScrubber.from_env(os.environ)
     hub = InProcessHub(store, settings.hub)
     await hub.start()
-    capture = CaptureService(store, scrubber, settings.limits, publisher=hub, analysis=settings.analysis)
+    enrichment: Enrichment | None = None
+    if settings.enrichment_enabled:
+        collectors = build_collectors(settings.collectors, store)
+        queue = EnrichmentQueue.from_settings(store, collectors, settings.collectors, scrub_text=scrubber.scrub_text)
+        await queue.start()
+        enrichment = Enrichment(queue, collectors)
+    capture = CaptureService(
+        store,
+        scrubber,
+        settings.limits,
+        publisher=hub,
+        enricher=enrichment.queue if enrichment else None,
+        analysis=settings.analysis,
+    )
     await capture.start()
     plane = DataPlane(store, capture, hub, settings.limits, settings.analysis)
 
@@ -93,7 +121,7 @@ async def start_server(
     await server.start()
     for name in ("", *SERVICE_NAMES):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return RunningServer(server, port, store, hub, health_servicer, settings)
+    return RunningServer(server, port, store, hub, health_servicer, settings, enrichment)
 
 
 async def serve(settings: Settings) -> None:

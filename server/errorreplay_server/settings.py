@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from errorreplay_server.analysis.settings import AnalysisSettings
+from errorreplay_server.collectors.settings import CollectorSettings
 from errorreplay_server.streaming.hub import HubSettings
 
 
@@ -101,6 +102,8 @@ class Settings:
     neo4j: Neo4jSettings = field(default_factory=Neo4jSettings)
     hub: HubSettings = field(default_factory=HubSettings)
     analysis: AnalysisSettings = field(default_factory=AnalysisSettings)
+    collectors: CollectorSettings = field(default_factory=CollectorSettings)
+    enrichment_enabled: bool = True
 
     @property
     def sqlite_path(self) -> Path:
@@ -122,6 +125,8 @@ class Settings:
             limits=Limits.from_env(env),
             neo4j=Neo4jSettings.from_env(env),
             analysis=AnalysisSettings.from_env(env),
+            collectors=CollectorSettings.from_env(env),
+            enrichment_enabled=env.get("ERRORREPLAY_ENRICHMENT", "on").strip().lower() not in ("off", "0", "false"),
             hub=HubSettings(
                 queue_size=_int(env, "ERRORREPLAY_STREAM_QUEUE_SIZE", DEFAULT_HUB.queue_size),
                 max_subscriptions=_int(env, "ERRORREPLAY_MAX_SUBSCRIPTIONS", DEFAULT_HUB.max_subscriptions),

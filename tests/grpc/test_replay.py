@@ -33,9 +33,11 @@ def ts(seconds: float) -> timestamp_pb2.Timestamp:
 
 
 async def capture(api: Api, **kw: object) -> rr.CaptureErrorResponse:
+    """Captures and waits for enrichment, so later context edits are not overwritten by it."""
     fields: dict[str, object] = {"message": "boom", "severity": m.SEVERITY_HIGH, "source": m.SOURCE_APPLICATION}
     fields.update(kw)
-    return await api.errors.CaptureError(rr.CaptureErrorRequest(error=m.ErrorReport(**fields)))  # type: ignore[arg-type]
+    request = rr.CaptureErrorRequest(error=m.ErrorReport(**fields), wait_for_context=True)  # type: ignore[arg-type]
+    return await api.errors.CaptureError(request, timeout=10)
 
 
 async def replay(api: Api, error_id: str) -> rr.ReplayErrorResponse:

@@ -217,15 +217,21 @@ def related_changes(
 ) -> list[Change]:
     """Changes that may explain the error: at or before it, within the change window, on its
     resource or on a dependency within `related_hops`. A change after the error never is.
-    Newest first (ties by change_id); each change_id once."""
+    Newest first (ties by change_id); each change_id once, and the first version of a change
+    given wins: callers pass the store's current changes before the frozen context's, so a
+    change corrected since capture (moved after the error, say) is judged as it is now."""
     resource = error.report.resource_id
     if not resource:
         return []
     scope = hop_distances(resource, dependencies, Direction.TOWARDS_DEPENDENCIES, settings.related_hops)
     t = occurred_at(error)
+    seen: set[str] = set()
     out: dict[str, Change] = {}
     for change in changes:
-        if change.change_id in out or change.resource_id not in scope:
+        if change.change_id in seen:
+            continue
+        seen.add(change.change_id)
+        if change.resource_id not in scope:
             continue
         if t - settings.change_window_us <= change.occurred_at <= t:
             out[change.change_id] = change

@@ -6,35 +6,18 @@ clamped, so weights say directly how much one rule is trusted against another.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
-from errorreplay_server.domain.model import MICROS_PER_HOUR, MICROS_PER_MINUTE, MICROS_PER_SECOND, Micros
-
-_DURATION = re.compile(r"\s*([0-9]*\.?[0-9]+)\s*(ms|s|m|h|)\s*")
-_UNIT_MICROS = {
-    "ms": 1_000,
-    "s": MICROS_PER_SECOND,
-    "": MICROS_PER_SECOND,
-    "m": MICROS_PER_MINUTE,
-    "h": MICROS_PER_HOUR,
-}
+from errorreplay_server.domain.durations import parse_duration_micros
+from errorreplay_server.domain.model import MICROS_PER_HOUR, MICROS_PER_MINUTE, Micros
 
 # How from_env parses each variable.
 _DURATION_KIND = "duration"
 _INT_KIND = "int"
 _FLOAT_KIND = "float"
 _NAMES_KIND = "names"
-
-
-def parse_duration_micros(text: str) -> Micros:
-    """Microseconds from `500ms`, `2s`, `5m`, `24h` or plain seconds (the collectors' syntax)."""
-    match = _DURATION.fullmatch(text)
-    if not match:
-        raise ValueError(f"not a duration: {text!r}")
-    return round(float(match.group(1)) * _UNIT_MICROS[match.group(2)])
 
 
 def _env(name: str, kind: str) -> dict[str, str]:

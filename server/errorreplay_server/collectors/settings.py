@@ -54,25 +54,14 @@ Running (capture/enrichment.py):
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from errorreplay_server.collectors.base import WindowSpec
 from errorreplay_server.collectors.escaping import check_kql_identifier, check_label_name
 from errorreplay_server.collectors.promql import PromQLTemplates
+from errorreplay_server.domain.durations import parse_duration
 from errorreplay_server.domain.model import MICROS_PER_SECOND, Micros
-
-_DURATION = re.compile(r"\s*([0-9]*\.?[0-9]+)\s*(ms|s|m|h|)\s*")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "": 1.0, "m": 60.0, "h": 3600.0}
-
-
-def parse_duration(text: str) -> float:
-    """Seconds from `500ms`, `2s`, `5m`, `24h` or a plain number of seconds."""
-    match = _DURATION.fullmatch(text)
-    if not match:
-        raise ValueError(f"not a duration: {text!r}")
-    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
 
 
 def _micros(seconds: float) -> Micros:

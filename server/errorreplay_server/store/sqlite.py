@@ -174,6 +174,23 @@ def _connect(path: str) -> sqlite3.Connection:
     return conn
 
 
+# Bumped whenever _SCHEMA changes incompatibly; a database of another version is refused, not
+# silently misread.
+SCHEMA_VERSION = 1
+
+
+def _create_schema(conn: sqlite3.Connection) -> None:
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    has_tables = conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'errors'").fetchone() is not None
+    if version != SCHEMA_VERSION and (version != 0 or has_tables):
+        raise RuntimeError(
+            f"the database has schema version {version}, this server needs {SCHEMA_VERSION}; "
+            "move the data directory aside (or point ERRORREPLAY_DATA_DIR elsewhere)"
+        )
+    conn.executescript(_SCHEMA)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
 def fts_query(text: str) -> str:
     """Each whitespace-separated word becomes a quoted FTS5 phrase, so user text is never syntax."""
     words = [w.replace('"', '""') for w in text.split()]
@@ -203,7 +220,7 @@ class _Writer(threading.Thread):
     def run(self) -> None:
         try:
             conn = _connect(self._path)
-            conn.executescript(_SCHEMA)
+            _create_schema(conn)
         except BaseException as exc:  # reported by start()
             self.startup_error = exc
             self.ready.set()
