@@ -12,15 +12,17 @@ from dataclasses import dataclass
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from prometheus_client import CollectorRegistry
 
 from errorreplay.v1 import service_pb2, service_pb2_grpc
 from errorreplay_server.api.errors import ErrorMappingInterceptor
 from errorreplay_server.api.servicer import ErrorReplayServicer, TopologyServicer
-from errorreplay_server.capture.scrubbing import SecretScrubber
 from errorreplay_server.capture.enrichment import EnrichmentQueue
+from errorreplay_server.capture.scrubbing import SecretScrubber
 from errorreplay_server.capture.service import CaptureService
 from errorreplay_server.collectors import Collector, build_collectors, close_collectors
 from errorreplay_server.dataplane import DataPlane
+from errorreplay_server.metrics import RpcMetrics, StateCollector
 from errorreplay_server.settings import Settings
 from errorreplay_server.store.base import Store
 from errorreplay_server.store.factory import open_store
@@ -49,6 +51,7 @@ class RunningServer:
     hub: InProcessHub
     health: health.aio.HealthServicer
     settings: Settings
+    metrics: CollectorRegistry
     enrichment: Enrichment | None = None
 
     async def stop(self, grace: float | None = None) -> None:
@@ -93,8 +96,10 @@ async def start_server(
     await capture.start()
     plane = DataPlane(store, capture, hub, settings.limits, settings.analysis)
 
+    registry = CollectorRegistry()
+    registry.register(StateCollector(capture, hub, enrichment.queue if enrichment else None))
     server = grpc.aio.server(
-        interceptors=[*extra_interceptors, ErrorMappingInterceptor()],
+        interceptors=[*extra_interceptors, ErrorMappingInterceptor(RpcMetrics(registry))],
         options=[
             ("grpc.max_receive_message_length", settings.limits.max_receive_message_bytes),
             # A stale server on the same port must make start-up fail, not silently share the port.
@@ -121,7 +126,7 @@ async def start_server(
     await server.start()
     for name in ("", *SERVICE_NAMES):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return RunningServer(server, port, store, hub, health_servicer, settings, enrichment)
+    return RunningServer(server, port, store, hub, health_servicer, settings, registry, enrichment)
 
 
 async def serve(settings: Settings) -> None:
@@ -130,7 +135,7 @@ async def serve(settings: Settings) -> None:
     if settings.metrics_port:
         from prometheus_client import start_http_server
 
-        start_http_server(settings.metrics_port, addr="127.0.0.1")
+        start_http_server(settings.metrics_port, addr="127.0.0.1", registry=running.metrics)
     log.info(
         "errorreplay listening on %s (port %d), store=%s, data_dir=%s",
         settings.listen_address,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -24,6 +25,7 @@ from errorreplay_server.domain.errors import (
     StoreUnavailable,
     Unimplemented,
 )
+from errorreplay_server.metrics import RpcMetrics
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +77,14 @@ async def abort_for(exc: BaseException, context: grpc.aio.ServicerContext, metho
     await context.abort_with_status(rpc_status.to_status(status_for(exc)))
 
 
+def _code_name(exc: BaseException) -> str:
+    if isinstance(exc, asyncio.CancelledError):
+        return "CANCELLED"
+    if isinstance(exc, grpc.aio.AbortError):
+        return "ABORTED_BY_HANDLER"
+    return code_pb2.Code.Name(status_for(exc).code)
+
+
 def _passes_through(exc: BaseException) -> bool:
     # Aborts already carry their status; cancellation must propagate.
     return isinstance(exc, grpc.aio.AbortError | asyncio.CancelledError)
@@ -83,7 +93,8 @@ def _passes_through(exc: BaseException) -> bool:
 class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
     """Wraps every errorreplay handler so that exceptions become statuses via `status_for`."""
 
-    def __init__(self, prefix: str = "/errorreplay.") -> None:
+    def __init__(self, metrics: RpcMetrics | None = None, prefix: str = "/errorreplay.") -> None:
+        self._metrics = metrics
         self._prefix = prefix
         self._wrapped: dict[str, grpc.RpcMethodHandler] = {}
 
@@ -108,12 +119,18 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
             inner = handler.unary_unary
 
             async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+                started = time.perf_counter()
+                code = "OK"
                 try:
                     return await inner(request, context)
                 except BaseException as exc:
+                    code = _code_name(exc)
                     if _passes_through(exc):
                         raise
                     await abort_for(exc, context, method)
+                finally:
+                    if self._metrics is not None:
+                        self._metrics.observe(method, code, time.perf_counter() - started)
 
             return grpc.unary_unary_rpc_method_handler(
                 unary,
@@ -147,12 +164,18 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
                 return message if type(message) is bytes else serialize(message)
 
             async def writer(request: Any, context: grpc.aio.ServicerContext) -> None:
+                started = time.perf_counter()
+                code = "OK"
                 try:
                     await inner_writer(request, context)
                 except BaseException as exc:
+                    code = _code_name(exc)
                     if _passes_through(exc):
                         raise
                     await abort_for(exc, context, method)
+                finally:
+                    if self._metrics is not None:
+                        self._metrics.observe(method, code, time.perf_counter() - started)
 
             return grpc.unary_stream_rpc_method_handler(
                 writer,

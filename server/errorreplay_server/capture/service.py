@@ -12,7 +12,7 @@ from typing import Any, Protocol
 from errorreplay_server.analysis.grouping import fingerprint, group_id_for
 from errorreplay_server.analysis.settings import DEFAULT_SETTINGS, AnalysisSettings
 from errorreplay_server.capture.clock import ReceiveClock
-from errorreplay_server.capture.validation import check_request_id, raise_if, report_violations
+from errorreplay_server.capture.validation import check_request_id, report_violations
 from errorreplay_server.domain.errors import DomainError, InvalidArgument
 from errorreplay_server.domain.model import (
     CaptureOutcome,
@@ -82,6 +82,10 @@ class CaptureService:
         self._publisher = publisher
         self._enricher = enricher
         self._clock = clock or ReceiveClock()
+        # Read by the metrics collector at scrape time.
+        self.stored = 0
+        self.duplicates = 0
+        self.rejected = 0
 
     async def start(self) -> None:
         self._clock.advance_past(await self._store.latest_received_at())
@@ -90,7 +94,9 @@ class CaptureService:
         now = now_micros()
         violations = report_violations(req.report, self._limits, now, prefix=f"{field_prefix}error")
         violations += check_request_id(req.request_id, self._limits, field=f"{field_prefix}request_id")
-        raise_if(violations)
+        if violations:
+            self.rejected += 1
+            raise InvalidArgument(violations)
         s = self._scrubber
         r = req.report
         report = replace(
@@ -118,7 +124,9 @@ class CaptureService:
     def _after_commit(self, outcomes: Sequence[CaptureOutcome]) -> None:
         for outcome in outcomes:
             if outcome.duplicate:
+                self.duplicates += 1
                 continue
+            self.stored += 1
             if self._publisher is not None:
                 self._publisher.publish(outcome.snapshot)
             if self._enricher is not None:
