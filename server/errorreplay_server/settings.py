@@ -11,7 +11,6 @@ from errorreplay_server.analysis.settings import AnalysisSettings
 from errorreplay_server.collectors.settings import CollectorSettings
 from errorreplay_server.streaming.hub import HubSettings
 
-
 DEFAULT_HUB = HubSettings()
 
 
