@@ -100,3 +100,78 @@ def test_invalid_request_shows_the_field(server: ServerProcess) -> None:
 def test_health_check(server: ServerProcess, tmp_path: Path) -> None:
     out = json.loads(grpcurl(server, "grpc.health.v1.Health/Check"))
     assert out["status"] == "SERVING"
+
+
+def test_replay(server: ServerProcess) -> None:
+    ids = []
+    for resource, offset in (("db-9", "2026-01-05T10:00:00Z"), ("api-9", "2026-01-05T10:01:00Z")):
+        out = grpcurl(
+            server,
+            "errorreplay.v1.ErrorReplayService/CaptureError",
+            data={
+                "error": {
+                    "message": f"failure on {resource}",
+                    "severity": "SEVERITY_CRITICAL",
+                    "source": "SOURCE_APPLICATION",
+                    "resource_id": resource,
+                    "correlation_id": "req-replay",
+                    "occurred_at": offset,
+                }
+            },
+        )
+        ids.append(json.loads(out)["error_id"])
+    grpcurl(
+        server,
+        "errorreplay.v1.TopologyService/UpsertResources",
+        data={"dependencies": [{"dependent_id": "api-9", "dependency_id": "db-9"}]},
+    )
+    replay = json.loads(grpcurl(server, "errorreplay.v1.ErrorReplayService/ReplayError", data={"error_id": ids[1]}))
+    assert replay["propagation"]["origin_error_id"] == ids[0]
+    assert replay["root_cause"]["category"] == "ROOT_CAUSE_CATEGORY_DEPENDENCY_FAILURE"
+    assert [e["kind"] for e in replay["timeline"]] == ["TIMELINE_EVENT_KIND_RELATED_ERROR", "TIMELINE_EVENT_KIND_ERROR"]
+    assert any(r["kind"] == "RECOMMENDATION_KIND_ESCALATE" for r in replay["recommendations"])
+
+
+def test_streaming_subscribe(server: ServerProcess) -> None:
+    watcher = subprocess.Popen(
+        [
+            GRPCURL,
+            "-plaintext",
+            "-max-time",
+            "6",
+            "-d",
+            json.dumps({"filter": {"tags": {"stream": "grpcurl"}}, "heartbeat_interval": "1s"}),
+            server.address,
+            "errorreplay.v1.ErrorReplayService/SubscribeErrors",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert watcher.stdout is not None
+        first = watcher.stdout.readline()  # the first heartbeat proves the stream is registered
+        assert first.strip() == "{"
+        sent = [
+            json.loads(
+                grpcurl(
+                    server,
+                    "errorreplay.v1.ErrorReplayService/CaptureError",
+                    data={
+                        "error": {
+                            "message": f"streamed {i}",
+                            "severity": "SEVERITY_HIGH",
+                            "source": "SOURCE_APPLICATION",
+                            "tags": {"stream": "grpcurl"},
+                        }
+                    },
+                )
+            )["error_id"]
+            for i in range(2)
+        ]
+        out, _ = watcher.communicate(timeout=20)
+    finally:
+        watcher.kill()
+    for error_id in sent:
+        assert error_id in out
+    assert '"cursor"' in out
