@@ -96,6 +96,23 @@ def echo_server() -> Iterator[str]:
         proc.wait(30)
 
 
+@contextmanager
+def slow_backend(delay: float = 0.1) -> Iterator[str]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bench.slow_backend", "--port", str(port), "--delay", str(delay)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "READY"
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
 def db_bytes(data_dir: Path) -> int:
     return sum(p.stat().st_size for p in data_dir.glob("errorreplay.db*"))
 
@@ -119,11 +136,18 @@ def main() -> None:
             results["echo_batch"] = python(
                 "bench.load", "--target", echo, "--mode", "batch", "--concurrency", "4", "--duration", load_seconds
             )
-        with errorreplay_server(tmp_path / "capture") as address:
+        with errorreplay_server(tmp_path / "capture-off", ERRORREPLAY_ENRICHMENT="off") as address:
             results["capture_unary"] = python("bench.load", "--target", address, "--duration", load_seconds)
             results["capture_batch"] = python(
                 "bench.load", "--target", address, "--mode", "batch", "--concurrency", "4", "--duration", load_seconds
             )
+        with (
+            slow_backend() as backend,
+            errorreplay_server(
+                tmp_path / "capture-on", PROMETHEUS_URL=backend, LOKI_URL=backend, TEMPO_URL=backend
+            ) as address,
+        ):
+            results["capture_unary_enriched"] = python("bench.load", "--target", address, "--duration", load_seconds)
         unary_ratio = results["capture_unary"]["calls_per_s"] / results["echo_unary"]["calls_per_s"]
         batch_ratio = results["capture_batch"]["errors_per_s"] / results["echo_batch"]["errors_per_s"]
         results["capture_unary_ratio"] = round(unary_ratio, 3)
@@ -139,6 +163,12 @@ def main() -> None:
                 f"{results['capture_unary']['calls_per_s']:.0f} errors/s",
                 f"{unary_ratio:.2f}× echo (target ≥ 0.7); p50 {results['capture_unary']['p50_ms']} ms, "
                 f"p99 {results['capture_unary']['p99_ms']} ms",
+            ),
+            (
+                "CaptureError, enrichment on (100 ms backends)",
+                f"{results['capture_unary_enriched']['calls_per_s']:.0f} errors/s",
+                f"p50 {results['capture_unary_enriched']['p50_ms']} ms, "
+                f"p99 {results['capture_unary_enriched']['p99_ms']} ms (vs enrichment off above)",
             ),
             ("bare echo, batch of 100", f"{results['echo_batch']['errors_per_s']:.0f} msgs/s", ""),
             (

@@ -29,6 +29,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--password", required=True, help="the root user's password (at least 8 characters)")
     parser.add_argument("--database", required=True)
     parser.add_argument("--host", default="localhost", help="interface every listener binds to")
+    # The package's default is 4g; a test server needs far less, and CI may run several at once.
+    parser.add_argument("--heap", default="1g", help="the JVM's maximum heap (default 1g)")
     args = parser.parse_args(argv)
 
     root = args.root.resolve()
@@ -54,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
             "server_plugins": "Bolt:com.arcadedb.bolt.BoltProtocolPlugin",
             "bolt_port": args.bolt_port,
         },
+        jvm_kwargs={"heap_size": args.heap},
     )
     server.start()
     try:
@@ -68,4 +71,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    # The databases are closed by now, but the Bolt plugin leaves a non-daemon thread per client
+    # connection still open, which would keep the JVM (and this process) alive until the client
+    # hangs up. Nothing is left to flush, so leave without waiting for them.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

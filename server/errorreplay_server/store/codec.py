@@ -8,6 +8,7 @@ has no nested types.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from errorreplay_server.domain.model import (
@@ -17,11 +18,17 @@ from errorreplay_server.domain.model import (
     CollectorStatus,
     Dependency,
     ErrorContext,
+    ErrorGroup,
+    ErrorReport,
+    ErrorSnapshot,
+    GroupStatus,
     LogLine,
     MetricAnomaly,
     MetricPoint,
     MetricSeries,
     Resource,
+    Severity,
+    Source,
     Span,
     SpanStatus,
     Topology,
@@ -147,4 +154,96 @@ def change_from_doc(d: dict[str, Any]) -> Change:
         description=d.get("description", ""),
         author=d.get("author", ""),
         metadata=d.get("metadata", {}),
+    )
+
+
+# Affected resources listed per group are capped: the list is a hint, not an inventory.
+MAX_GROUP_RESOURCES_LISTED = 50
+
+
+# --- rows shared by the stores: the column order of _ERROR_COLUMNS / _GROUP_COLUMNS ---
+def snapshot_from_row(row: Sequence[Any]) -> ErrorSnapshot:
+    (
+        error_id,
+        request_id,
+        group_id,
+        fingerprint,
+        received_at,
+        occurred_at,
+        severity,
+        source,
+        resource_id,
+        resource_type,
+        service,
+        environment,
+        error_type,
+        correlation_id,
+        trace_id,
+        message,
+        details,
+        context,
+    ) = row
+    d = loads(details)
+    report = ErrorReport(
+        message=message,
+        severity=Severity(severity),
+        source=Source(source),
+        resource_id=resource_id,
+        resource_type=resource_type,
+        service=service,
+        environment=environment,
+        release=d.get("release", ""),
+        error_type=error_type,
+        stack_trace=d.get("stack_trace", ""),
+        correlation_id=correlation_id,
+        trace_id=trace_id,
+        span_id=d.get("span_id", ""),
+        occurred_at=occurred_at,
+        tags=d.get("tags", {}),
+        attributes=d.get("attributes", {}),
+        fingerprint=d.get("fingerprint", []),
+    )
+    return ErrorSnapshot(
+        error_id=error_id,
+        group_id=group_id,
+        received_at=received_at,
+        report=report,
+        fingerprint=fingerprint,
+        request_id=request_id or "",
+        context=context_from_json(context),
+    )
+
+
+def report_details_json(r: ErrorReport) -> str:
+    """The report fields that are not searched, as one JSON document."""
+    doc: dict[str, Any] = {}
+    if r.release:
+        doc["release"] = r.release
+    if r.stack_trace:
+        doc["stack_trace"] = r.stack_trace
+    if r.span_id:
+        doc["span_id"] = r.span_id
+    if r.tags:
+        doc["tags"] = r.tags
+    if r.attributes:
+        doc["attributes"] = r.attributes
+    if r.fingerprint:
+        doc["fingerprint"] = r.fingerprint
+    return dumps(doc)
+
+
+def group_from_row(row: tuple[Any, ...], resources: list[str]) -> ErrorGroup:
+    gid, title, etype, count, first, last, status, regression, rep, maxsev = row
+    return ErrorGroup(
+        group_id=gid,
+        title=title,
+        error_type=etype,
+        count=count,
+        first_seen=first,
+        last_seen=last,
+        status=GroupStatus(status),
+        regression=bool(regression),
+        affected_resource_ids=resources,
+        representative_error_id=rep,
+        max_severity=Severity(maxsev),
     )

@@ -13,6 +13,7 @@ import json
 from typing import Any
 
 from errorreplay_server.domain.errors import InvalidArgument
+from errorreplay_server.domain.model import ErrorFilter
 
 
 def query_digest(*parts: Any) -> str:
@@ -45,3 +46,24 @@ def decode_token(token: str, digest: str, key_types: tuple[type, ...]) -> list[A
     if not valid:
         raise InvalidArgument.single("page_token", "is not a page token of this query")
     return list(key)
+
+
+def filter_digest(flt: ErrorFilter, *extra: Any) -> str:
+    return query_digest(
+        [int(s) for s in flt.severities],
+        int(flt.min_severity),
+        [int(s) for s in flt.sources],
+        flt.resource_ids,
+        flt.resource_type,
+        flt.error_type,
+        flt.correlation_id,
+        flt.trace_id,
+        flt.group_id,
+        sorted(flt.tags.items()),
+        flt.text,
+        flt.start_time,
+        flt.end_time,
+        flt.service,
+        flt.environment,
+        *extra,
+    )

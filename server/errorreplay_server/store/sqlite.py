@@ -29,7 +29,6 @@ from errorreplay_server.domain.model import (
     ErrorContext,
     ErrorFilter,
     ErrorGroup,
-    ErrorReport,
     ErrorSnapshot,
     GroupCount,
     GroupOrder,
@@ -45,7 +44,13 @@ from errorreplay_server.domain.model import (
     Topology,
 )
 from errorreplay_server.store import codec
-from errorreplay_server.store.pagination import decode_token, encode_token, query_digest
+from errorreplay_server.store.codec import (
+    MAX_GROUP_RESOURCES_LISTED,
+    group_from_row,
+    report_details_json,
+    snapshot_from_row,
+)
+from errorreplay_server.store.pagination import decode_token, encode_token, filter_digest, query_digest
 
 log = logging.getLogger(__name__)
 R = TypeVar("R")
@@ -290,76 +295,6 @@ def _resolve_all(items: list[tuple[asyncio.Future[Any], Any, BaseException | Non
             future.set_result(value)
 
 
-def _row_to_snapshot(row: sqlite3.Row | tuple[Any, ...]) -> ErrorSnapshot:
-    (
-        error_id,
-        request_id,
-        group_id,
-        fingerprint,
-        received_at,
-        occurred_at,
-        severity,
-        source,
-        resource_id,
-        resource_type,
-        service,
-        environment,
-        error_type,
-        correlation_id,
-        trace_id,
-        message,
-        details,
-        context,
-    ) = row
-    d = codec.loads(details)
-    report = ErrorReport(
-        message=message,
-        severity=Severity(severity),
-        source=Source(source),
-        resource_id=resource_id,
-        resource_type=resource_type,
-        service=service,
-        environment=environment,
-        release=d.get("release", ""),
-        error_type=error_type,
-        stack_trace=d.get("stack_trace", ""),
-        correlation_id=correlation_id,
-        trace_id=trace_id,
-        span_id=d.get("span_id", ""),
-        occurred_at=occurred_at,
-        tags=d.get("tags", {}),
-        attributes=d.get("attributes", {}),
-        fingerprint=d.get("fingerprint", []),
-    )
-    return ErrorSnapshot(
-        error_id=error_id,
-        group_id=group_id,
-        received_at=received_at,
-        report=report,
-        fingerprint=fingerprint,
-        request_id=request_id or "",
-        context=codec.context_from_json(context),
-    )
-
-
-def report_details_json(r: ErrorReport) -> str:
-    """The report fields that are not searched, as one JSON document."""
-    doc: dict[str, Any] = {}
-    if r.release:
-        doc["release"] = r.release
-    if r.stack_trace:
-        doc["stack_trace"] = r.stack_trace
-    if r.span_id:
-        doc["span_id"] = r.span_id
-    if r.tags:
-        doc["tags"] = r.tags
-    if r.attributes:
-        doc["attributes"] = r.attributes
-    if r.fingerprint:
-        doc["fingerprint"] = r.fingerprint
-    return codec.dumps(doc)
-
-
 def _where(flt: ErrorFilter) -> tuple[list[str], list[Any]]:
     clauses: list[str] = []
     params: list[Any] = []
@@ -377,11 +312,15 @@ def _where(flt: ErrorFilter) -> tuple[list[str], list[Any]]:
         any_of("source", [int(s) for s in flt.sources])
     if flt.resource_ids:
         any_of("resource_id", flt.resource_ids)
+    # The partial indexes on correlation_id and trace_id serve `= ?` only when the query itself
+    # rules out '' (a bound parameter proves nothing to the planner).
+    for column, value in (("correlation_id", flt.correlation_id), ("trace_id", flt.trace_id)):
+        if value:
+            clauses.append(f"{column} = ? AND {column} != ''")
+            params.append(value)
     for column, value in (
         ("resource_type", flt.resource_type),
         ("error_type", flt.error_type),
-        ("correlation_id", flt.correlation_id),
-        ("trace_id", flt.trace_id),
         ("group_id", flt.group_id),
         ("service", flt.service),
         ("environment", flt.environment),
@@ -407,50 +346,10 @@ def _where(flt: ErrorFilter) -> tuple[list[str], list[Any]]:
     return clauses, params
 
 
-def _filter_digest(flt: ErrorFilter, *extra: Any) -> str:
-    return query_digest(
-        [int(s) for s in flt.severities],
-        int(flt.min_severity),
-        [int(s) for s in flt.sources],
-        flt.resource_ids,
-        flt.resource_type,
-        flt.error_type,
-        flt.correlation_id,
-        flt.trace_id,
-        flt.group_id,
-        sorted(flt.tags.items()),
-        flt.text,
-        flt.start_time,
-        flt.end_time,
-        flt.service,
-        flt.environment,
-        *extra,
-    )
-
-
-def _group_from_row(row: tuple[Any, ...], resources: list[str]) -> ErrorGroup:
-    gid, title, etype, count, first, last, status, regression, rep, maxsev = row
-    return ErrorGroup(
-        group_id=gid,
-        title=title,
-        error_type=etype,
-        count=count,
-        first_seen=first,
-        last_seen=last,
-        status=GroupStatus(status),
-        regression=bool(regression),
-        affected_resource_ids=resources,
-        representative_error_id=rep,
-        max_severity=Severity(maxsev),
-    )
-
-
 _GROUP_COLUMNS = (
     "group_id, title, error_type, count, first_seen, last_seen, status, regression,"
     " representative_error_id, max_severity"
 )
-# Affected resources listed per group are capped: the list is a hint, not an inventory.
-MAX_GROUP_RESOURCES_LISTED = 50
 
 
 class SqliteStore:
@@ -524,7 +423,7 @@ class SqliteStore:
         if snap.request_id:
             row = conn.execute(f"{_SELECT_ERRORS} WHERE request_id = ?", (snap.request_id,)).fetchone()
             if row is not None:
-                return CaptureOutcome(_row_to_snapshot(row), duplicate=True)
+                return CaptureOutcome(snapshot_from_row(row), duplicate=True)
         cur = conn.execute(
             f"INSERT INTO errors ({_NARROW_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (
@@ -620,7 +519,7 @@ class SqliteStore:
                 chunk = ids[i : i + MAX_SQL_VARIABLES]
                 sql = f"{_SELECT_ERRORS} WHERE error_id IN ({','.join('?' * len(chunk))})"
                 for row in conn.execute(sql, chunk):
-                    snap = _row_to_snapshot(row)
+                    snap = snapshot_from_row(row)
                     by_id[snap.error_id] = snap
             return [by_id[i] for i in ids if i in by_id]
 
@@ -635,7 +534,7 @@ class SqliteStore:
         oldest_first: bool = False,
         with_total: bool = True,
     ) -> Page[ErrorSnapshot]:
-        digest = _filter_digest(flt, oldest_first)
+        digest = filter_digest(flt, oldest_first)
         after = decode_token(page_token, digest, (int, int))
         clauses, params = _where(flt)
 
@@ -651,7 +550,7 @@ class SqliteStore:
             sql = _SELECT_ERRORS + (f" WHERE {' AND '.join(where)}" if where else "")
             sql += f" ORDER BY occurred_at {direction}, received_at {direction} LIMIT ?"
             rows = conn.execute(sql, [*args, page_size + 1]).fetchall()
-            items = [_row_to_snapshot(row) for row in rows[:page_size]]
+            items = [snapshot_from_row(row) for row in rows[:page_size]]
             token = ""
             if len(rows) > page_size:
                 last = items[-1]
@@ -667,7 +566,7 @@ class SqliteStore:
     async def errors_after(self, received_after: Micros, limit: int) -> list[ErrorSnapshot]:
         def run(conn: sqlite3.Connection) -> list[ErrorSnapshot]:
             sql = f"{_SELECT_ERRORS} WHERE received_at > ? ORDER BY received_at LIMIT ?"
-            return [_row_to_snapshot(row) for row in conn.execute(sql, (received_after, limit))]
+            return [snapshot_from_row(row) for row in conn.execute(sql, (received_after, limit))]
 
         return await self._read(run)
 
@@ -683,10 +582,10 @@ class SqliteStore:
         links: list[str] = []
         params: list[Any] = []
         if r.correlation_id:
-            links.append("correlation_id = ?")
+            links.append("(correlation_id = ? AND correlation_id != '')")
             params.append(r.correlation_id)
         if r.trace_id:
-            links.append("trace_id = ?")
+            links.append("(trace_id = ? AND trace_id != '')")
             params.append(r.trace_id)
         resources = [x for x in dict.fromkeys([r.resource_id, *resource_ids]) if x]
         if resources:
@@ -699,7 +598,7 @@ class SqliteStore:
             " ORDER BY occurred_at, received_at LIMIT ?"
         )
         args = [start, end, error.error_id, *params, limit]
-        return await self._read(lambda conn: [_row_to_snapshot(row) for row in conn.execute(sql, args)])
+        return await self._read(lambda conn: [snapshot_from_row(row) for row in conn.execute(sql, args)])
 
     async def update_context(self, error_id: str, context: ErrorContext) -> None:
         doc = codec.context_to_json(context)
@@ -794,7 +693,7 @@ class SqliteStore:
         row = conn.execute(f"SELECT {_GROUP_COLUMNS} FROM error_groups WHERE group_id = ?", (group_id,)).fetchone()
         if row is None:
             raise NotFound("group", group_id)
-        return _group_from_row(row, self._group_resources(conn, group_id))
+        return group_from_row(row, self._group_resources(conn, group_id))
 
     async def get_group(self, group_id: str) -> ErrorGroup:
         return await self._read(lambda conn: self._load_group(conn, group_id))
@@ -818,7 +717,7 @@ class SqliteStore:
             sql = f"SELECT {_GROUP_COLUMNS} FROM error_groups"
             sql += (f" WHERE {' AND '.join(where)}" if where else "") + f" ORDER BY {key_column} DESC, group_id DESC"
             rows = conn.execute(sql + " LIMIT ?", [*args, page_size + 1]).fetchall()
-            groups = [_group_from_row(row, self._group_resources(conn, row[0])) for row in rows[:page_size]]
+            groups = [group_from_row(row, self._group_resources(conn, row[0])) for row in rows[:page_size]]
             token = ""
             if len(rows) > page_size:
                 last = groups[-1]

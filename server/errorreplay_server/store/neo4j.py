@@ -1,0 +1,1115 @@
+"""The Neo4j store: the Store interface over Bolt with the official async driver.
+
+Graph model:
+    (:ErrorSnapshot {error_id, …})-[:OCCURRED_ON]->(:Resource {id, type, name, labels_json})
+    (:ErrorSnapshot)-[:IN_GROUP]->(:ErrorGroup {group_id, …})
+    (:ErrorSnapshot)-[:TAGGED]->(:Tag {key, value})
+    (:ErrorGroup)-[:AFFECTS]->(:Resource)
+    (:Resource)-[:DEPENDS_ON]->(:Resource)           from the dependent to its dependency
+    (:Change {change_id, kind, version, occurred_at, …})-[:CHANGED]->(:Resource)
+
+Timestamps are integers (epoch microseconds). The searched report fields are properties; the
+rest (details, context, a change's document) are JSON strings from codec, because Neo4j rejects
+map properties. Empty optional strings are not stored, so the indexes stay small; reads coalesce
+them back to "".
+
+Why this shape:
+- Tags are (:Tag {key, value}) nodes under a composite uniqueness constraint. A tag filter is an
+  exact match on two parameters (no escaping, no string joining to get wrong), it can start from
+  the constraint's index, and Neo4j does not index the elements of list properties anyway.
+- Text search is `CONTAINS` of every case-folded word on a case-folded copy of the message. That
+  is a substring match, where SQLite's FTS5 matches tokens: "time" finds "timeout" here and not
+  there, and FTS5 also ignores punctuation and diacritics. A Neo4j TEXT index on the folded copy
+  serves `CONTAINS` (not on ArcadeDB, see neo4j_dialect).
+- A resource first seen on an error is created as a bare node flagged `implicit`, so errors always
+  hang off a Resource, while get_topology still answers NotFound for it exactly as SQLite does
+  (SQLite creates no resource on capture). Declaring it (upsert, dependency end, change) clears
+  the flag. Resources of an existing graph have no flag and are found as they are.
+- All writes go through one writer task. It drains the queue and runs everything pending in one
+  transaction, with consecutive captures folded into UNWIND statements (DESIGN §7: UNWIND of 200
+  rows is about 8× single MERGEs), and resolves each caller after COMMIT. One writer also means
+  captures commit in submission (received_at) order and never conflict with each other.
+- Every query is a constant or assembled from constant fragments with positional parameter
+  names; no value is ever formatted into Cypher.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import neo4j
+from neo4j import AsyncDriver, AsyncGraphDatabase, AsyncSession, AsyncTransaction
+from neo4j.exceptions import (
+    AuthError,
+    ClientError,
+    ConfigurationError,
+    ConnectionPoolError,
+    Neo4jError,
+    ServiceUnavailable,
+    SessionExpired,
+    TransientError,
+)
+
+from errorreplay_server.domain.errors import DomainError, InvalidArgument, NotFound, StoreUnavailable
+from errorreplay_server.domain.model import (
+    CaptureOutcome,
+    Change,
+    ChangeKind,
+    Dependency,
+    ErrorContext,
+    ErrorFilter,
+    ErrorGroup,
+    ErrorSnapshot,
+    GroupCount,
+    GroupOrder,
+    GroupStatus,
+    Micros,
+    NewError,
+    Page,
+    Resource,
+    Severity,
+    Source,
+    Statistics,
+    TimedCount,
+    Topology,
+)
+from errorreplay_server.settings import Neo4jSettings
+from errorreplay_server.store import codec
+
+# Shared with the SQLite store so that both decode rows, digest filters and list group resources
+# the same way; they would sit better in codec.py and pagination.py.
+from errorreplay_server.store.codec import (
+    MAX_GROUP_RESOURCES_LISTED,
+    group_from_row,
+    report_details_json,
+    snapshot_from_row,
+)
+from errorreplay_server.store.neo4j_dialect import NEO4J, Dialect, detect
+from errorreplay_server.store.pagination import decode_token, encode_token, filter_digest, query_digest
+
+log = logging.getLogger(__name__)
+R = TypeVar("R")
+
+BOLT_SCHEMES = ("bolt", "bolt+s", "bolt+ssc", "neo4j", "neo4j+s", "neo4j+ssc")
+# Captures folded into one transaction, counted in errors; a single capture call is never split.
+MAX_ERRORS_PER_COMMIT = 500
+MAX_JOBS_PER_COMMIT = 256
+# A refused connection fails at once; this bounds a black-holed host.
+CONNECTION_TIMEOUT_SECONDS = 3.0
+CONNECTION_ACQUISITION_TIMEOUT_SECONDS = 10.0
+# Retries after a lost connection or a transient error. A pooled connection that died with a
+# restarted server fails once and is replaced; a server that is down fails within about a second.
+RETRY_DELAYS_SECONDS = (0.05, 0.25, 0.75)
+
+_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    ServiceUnavailable,  # includes IncompleteCommit, Routing/Read/WriteServiceUnavailable
+    SessionExpired,
+    TransientError,  # includes DatabaseUnavailable
+    ConnectionPoolError,  # includes the acquisition timeout
+    OSError,
+    asyncio.TimeoutError,
+)
+
+# --- schema ---------------------------------------------------------------------------------------
+# Neo4j 5 syntax, idempotent. Unique constraints carry their own index.
+_CONSTRAINTS = (
+    "CREATE CONSTRAINT errorreplay_error_id IF NOT EXISTS FOR (e:ErrorSnapshot) REQUIRE e.error_id IS UNIQUE",
+    "CREATE CONSTRAINT errorreplay_error_request_id IF NOT EXISTS FOR (e:ErrorSnapshot) REQUIRE e.request_id IS UNIQUE",
+    "CREATE CONSTRAINT errorreplay_error_received_at IF NOT EXISTS"
+    " FOR (e:ErrorSnapshot) REQUIRE e.received_at IS UNIQUE",
+    "CREATE CONSTRAINT errorreplay_group_id IF NOT EXISTS FOR (g:ErrorGroup) REQUIRE g.group_id IS UNIQUE",
+    "CREATE CONSTRAINT errorreplay_resource_id IF NOT EXISTS FOR (r:Resource) REQUIRE r.id IS UNIQUE",
+    "CREATE CONSTRAINT errorreplay_change_id IF NOT EXISTS FOR (c:Change) REQUIRE c.change_id IS UNIQUE",
+    "CREATE CONSTRAINT errorreplay_tag IF NOT EXISTS FOR (t:Tag) REQUIRE (t.key, t.value) IS UNIQUE",
+)
+# Every property a search filters or sorts on.
+_INDEXES = (
+    "CREATE INDEX errorreplay_error_time IF NOT EXISTS FOR (e:ErrorSnapshot) ON (e.occurred_at, e.received_at)",
+    "CREATE INDEX errorreplay_error_occurred_at IF NOT EXISTS FOR (e:ErrorSnapshot) ON (e.occurred_at)",
+    "CREATE INDEX errorreplay_error_severity IF NOT EXISTS FOR (e:ErrorSnapshot) ON (e.severity)",
+    "CREATE INDEX errorreplay_error_source IF NOT EXISTS FOR (e:ErrorSnapshot) ON (e.source)",
+    "CREATE INDEX errorreplay_error_resource IF NOT EXISTS FOR (e:ErrorSnapshot) ON (e.resource_id)",
+    "CREATE INDEX errorreplay_error_resource_type IF NOT EXISTS FOR (e:ErrorSnapshot) ON (e.resource_type)",
+    "CREATE INDEX errorreplay_error_type IF NOT EXISTS FOR (e:ErrorSnapshot) ON (e.error_type)",
+    "CREATE INDEX errorreplay_error_correlation IF NOT EXISTS FOR (e:ErrorSnapshot) ON (e.correlation_id)",
+    "CREATE INDEX errorreplay_error_trace IF NOT EXISTS FOR (e:ErrorSnapshot) ON (e.trace_id)",
+    "CREATE INDEX errorreplay_error_group IF NOT EXISTS FOR (e:ErrorSnapshot) ON (e.group_id)",
+    "CREATE INDEX errorreplay_error_service IF NOT EXISTS FOR (e:ErrorSnapshot) ON (e.service)",
+    "CREATE INDEX errorreplay_error_environment IF NOT EXISTS FOR (e:ErrorSnapshot) ON (e.environment)",
+    "CREATE INDEX errorreplay_group_status IF NOT EXISTS FOR (g:ErrorGroup) ON (g.status)",
+    "CREATE INDEX errorreplay_group_last_seen IF NOT EXISTS FOR (g:ErrorGroup) ON (g.last_seen, g.group_id)",
+    "CREATE INDEX errorreplay_group_count IF NOT EXISTS FOR (g:ErrorGroup) ON (g.count, g.group_id)",
+    "CREATE INDEX errorreplay_change_time IF NOT EXISTS FOR (c:Change) ON (c.occurred_at)",
+    "CREATE INDEX errorreplay_change_resource IF NOT EXISTS FOR (c:Change) ON (c.resource_id)",
+)
+_TEXT_INDEX = "CREATE TEXT INDEX errorreplay_error_text IF NOT EXISTS FOR (e:ErrorSnapshot) ON (e.message_fold)"
+
+# --- errors ---------------------------------------------------------------------------------------
+# The column order of sqlite.snapshot_from_row, so both stores decode a snapshot with one function.
+_ERROR_ROW = (
+    "[e.error_id, e.request_id, e.group_id, e.fingerprint, e.received_at, e.occurred_at, e.severity, e.source,"
+    " coalesce(e.resource_id, ''), coalesce(e.resource_type, ''), coalesce(e.service, ''),"
+    " coalesce(e.environment, ''), coalesce(e.error_type, ''), coalesce(e.correlation_id, ''),"
+    " coalesce(e.trace_id, ''), e.message, e.details, e.context] AS row"
+)
+_OPTIONAL_ERROR_STRINGS = (
+    "request_id",
+    "resource_id",
+    "resource_type",
+    "service",
+    "environment",
+    "error_type",
+    "correlation_id",
+    "trace_id",
+)
+
+# One read answers both questions the capture simulation needs: which request ids are stored
+# already, and the status of each group the captures touch. On a retry it also finds the errors
+# a lost COMMIT may have stored after all.
+_CAPTURE_LOOKUP = (
+    f"UNWIND $request_ids AS rid MATCH (e:ErrorSnapshot {{request_id: rid}}) RETURN 'request' AS kind, {_ERROR_ROW}"
+    " UNION ALL"
+    " UNWIND $group_ids AS gid MATCH (g:ErrorGroup {group_id: gid})"
+    " RETURN 'group' AS kind, [g.group_id, g.status] AS row"
+    " UNION ALL"
+    f" UNWIND $error_ids AS eid MATCH (e:ErrorSnapshot {{error_id: eid}}) RETURN 'error' AS kind, {_ERROR_ROW}"
+)
+_UPSERT_GROUPS = """
+UNWIND $groups AS g
+MERGE (grp:ErrorGroup {group_id: g.group_id})
+ON CREATE SET grp.title = g.title, grp.error_type = g.error_type, grp.count = 0,
+    grp.first_seen = g.first_seen, grp.last_seen = g.last_seen, grp.status = $open, grp.regression = false,
+    grp.representative_error_id = g.representative_error_id, grp.max_severity = g.max_severity
+SET grp.count = grp.count + g.count,
+    grp.first_seen = CASE WHEN g.first_seen < grp.first_seen THEN g.first_seen ELSE grp.first_seen END,
+    grp.last_seen = CASE WHEN g.last_seen > grp.last_seen THEN g.last_seen ELSE grp.last_seen END,
+    grp.max_severity = CASE WHEN g.max_severity > grp.max_severity THEN g.max_severity ELSE grp.max_severity END,
+    grp.status = CASE WHEN g.reopen THEN $open ELSE grp.status END,
+    grp.regression = CASE WHEN g.reopen THEN true ELSE grp.regression END
+"""
+_CREATE_ERRORS = """
+UNWIND $rows AS row
+MATCH (g:ErrorGroup {group_id: row.props.group_id})
+CREATE (e:ErrorSnapshot)-[:IN_GROUP]->(g)
+SET e = row.props
+FOREACH (kv IN row.tags |
+    MERGE (t:Tag {key: kv[0], value: kv[1]})
+    CREATE (e)-[:TAGGED]->(t))
+FOREACH (rid IN row.resource |
+    MERGE (r:Resource {id: rid})
+    ON CREATE SET r.type = '', r.name = '', r.labels_json = '{}', r.implicit = true
+    CREATE (e)-[:OCCURRED_ON]->(r)
+    MERGE (g)-[:AFFECTS]->(r))
+"""
+
+# --- groups ---------------------------------------------------------------------------------------
+_GROUP_ROW = (
+    "[g.group_id, g.title, g.error_type, g.count, g.first_seen, g.last_seen, g.status, g.regression,"
+    " g.representative_error_id, g.max_severity] AS row, [(g)-[:AFFECTS]->(r:Resource) | r.id] AS resources"
+)
+_GROUP_KEYS = {GroupOrder.COUNT: "count"}  # any other order sorts by last_seen, as in SQLite
+
+# --- topology -------------------------------------------------------------------------------------
+_BARE_RESOURCE = "r.type = '', r.name = '', r.labels_json = '{}'"
+_UPSERT_RESOURCES = """
+UNWIND $resources AS res
+MERGE (r:Resource {id: res.id})
+SET r.type = res.type, r.name = res.name, r.labels_json = res.labels_json
+REMOVE r.implicit
+"""
+_UPSERT_DEPENDENCIES = """
+UNWIND $dependencies AS dep
+MERGE (a:Resource {id: dep[0]})
+ON CREATE SET a.type = '', a.name = '', a.labels_json = '{}'
+MERGE (b:Resource {id: dep[1]})
+ON CREATE SET b.type = '', b.name = '', b.labels_json = '{}'
+REMOVE a.implicit, b.implicit
+MERGE (a)-[:DEPENDS_ON]->(b)
+"""
+_NEIGHBOURS = {
+    # Walked separately: a sibling (the dependency of a dependent) is not a neighbour.
+    "dependencies": "UNWIND $ids AS id MATCH (:Resource {id: id})-[:DEPENDS_ON]->(n:Resource) RETURN DISTINCT n.id",
+    "dependents": "UNWIND $ids AS id MATCH (:Resource {id: id})<-[:DEPENDS_ON]-(n:Resource) RETURN DISTINCT n.id",
+}
+
+
+@dataclass(slots=True)
+class _Job:
+    """One queued write: a capture (folded with its neighbours into UNWINDs) or any other work."""
+
+    future: asyncio.Future[Any]
+    captures: list[NewError] | None = None
+    work: Callable[[AsyncTransaction], Awaitable[Any]] | None = None
+
+
+@dataclass(slots=True)
+class _GroupDelta:
+    """What a run of captures does to one group, folded into one MERGE row."""
+
+    group_id: str
+    title: str
+    error_type: str
+    representative_error_id: str
+    first_seen: Micros
+    last_seen: Micros
+    max_severity: int
+    status: int
+    count: int = 0
+    reopen: bool = False
+
+    def add(self, occurred_at: Micros, severity: int) -> bool:
+        """Counts one error; True when it reopens a resolved group (a regression)."""
+        regression = self.status == GroupStatus.RESOLVED
+        if regression:
+            self.status = int(GroupStatus.OPEN)
+            self.reopen = True
+        self.count += 1
+        self.first_seen = min(self.first_seen, occurred_at)
+        self.last_seen = max(self.last_seen, occurred_at)
+        self.max_severity = max(self.max_severity, severity)
+        return regression
+
+    def row(self) -> dict[str, Any]:
+        return {
+            "group_id": self.group_id,
+            "title": self.title,
+            "error_type": self.error_type,
+            "representative_error_id": self.representative_error_id,
+            "first_seen": self.first_seen,
+            "last_seen": self.last_seen,
+            "max_severity": self.max_severity,
+            "count": self.count,
+            "reopen": self.reopen,
+        }
+
+
+@dataclass(slots=True)
+class _CaptureSegment:
+    """The writes of consecutive capture jobs, computed before any of them runs."""
+
+    outcomes: list[list[CaptureOutcome]] = field(default_factory=list)
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    groups: dict[str, _GroupDelta] = field(default_factory=dict)
+
+
+def _fold(text: str) -> str:
+    """The case folding of both the stored message copy and the searched words."""
+    return text.casefold()
+
+
+def _error_row(snap: ErrorSnapshot) -> dict[str, Any]:
+    r = snap.report
+    props: dict[str, Any] = {
+        "error_id": snap.error_id,
+        "request_id": snap.request_id,
+        "group_id": snap.group_id,
+        "fingerprint": snap.fingerprint,
+        "received_at": snap.received_at,
+        "occurred_at": r.occurred_at,
+        "severity": int(r.severity),
+        "source": int(r.source),
+        "resource_id": r.resource_id,
+        "resource_type": r.resource_type,
+        "service": r.service,
+        "environment": r.environment,
+        "error_type": r.error_type,
+        "correlation_id": r.correlation_id,
+        "trace_id": r.trace_id,
+        "message": r.message,
+        "message_fold": _fold(r.message),
+        "details": report_details_json(r),
+        "context": codec.context_to_json(snap.context),
+    }
+    for name in _OPTIONAL_ERROR_STRINGS:
+        if not props[name]:
+            del props[name]
+    return {
+        "props": props,
+        "tags": [[k, v] for k, v in r.tags.items()],
+        "resource": [r.resource_id] if r.resource_id else [],
+    }
+
+
+@dataclass(slots=True)
+class _Query:
+    """A MATCH … WHERE over errors, with its parameters."""
+
+    tags: list[str]  # one `(:Tag {…})` node pattern per tag filter
+    clauses: list[str]
+    params: dict[str, Any]
+
+    def match(self, *extra_clauses: str) -> str:
+        # Tags first, chained through e: ArcadeDB plans from the first pattern and counts a
+        # tag-anchored chain 5-25x faster than `(e:ErrorSnapshot), (e)-[:TAGGED]->(…)` (see
+        # neo4j_dialect). Neo4j's planner is indifferent to the order.
+        if not self.tags:
+            pattern = "(e:ErrorSnapshot)"
+        else:
+            pattern = f"{self.tags[0]}<-[:TAGGED]-(e:ErrorSnapshot)"
+            if len(self.tags) > 1:
+                pattern += f"-[:TAGGED]->{self.tags[1]}"
+            pattern = ", ".join([pattern, *(f"(e)-[:TAGGED]->{t}" for t in self.tags[2:])])
+        where = [*self.clauses, *extra_clauses]
+        return f"MATCH {pattern}" + (" WHERE " + " AND ".join(where) if where else "")
+
+
+def _where(flt: ErrorFilter) -> _Query:
+    """The filter as Cypher: values only ever travel as parameters named by position."""
+    q = _Query([], [], {})
+
+    def param(name: str, value: Any) -> str:
+        q.params[name] = value
+        return "$" + name
+
+    if flt.severities:
+        q.clauses.append(f"e.severity IN {param('severities', [int(s) for s in flt.severities])}")
+    if flt.min_severity:
+        q.clauses.append(f"e.severity >= {param('min_severity', int(flt.min_severity))}")
+    if flt.sources:
+        q.clauses.append(f"e.source IN {param('sources', [int(s) for s in flt.sources])}")
+    if flt.resource_ids:
+        q.clauses.append(f"e.resource_id IN {param('resource_ids', list(flt.resource_ids))}")
+    for prop, value in (
+        ("resource_type", flt.resource_type),
+        ("error_type", flt.error_type),
+        ("correlation_id", flt.correlation_id),
+        ("trace_id", flt.trace_id),
+        ("group_id", flt.group_id),
+        ("service", flt.service),
+        ("environment", flt.environment),
+    ):
+        if value:
+            q.clauses.append(f"e.{prop} = {param(prop, value)}")
+    for i, (key, value) in enumerate(sorted(flt.tags.items())):
+        k, v = param(f"tag_key_{i}", key), param(f"tag_value_{i}", value)
+        q.tags.append(f"(:Tag {{key: {k}, value: {v}}})")
+    for i, word in enumerate(flt.text.split()):
+        q.clauses.append(f"e.message_fold CONTAINS {param(f'word_{i}', _fold(word))}")
+    if flt.start_time is not None:
+        q.clauses.append(f"e.occurred_at >= {param('start_time', flt.start_time)}")
+    if flt.end_time is not None:
+        q.clauses.append(f"e.occurred_at <= {param('end_time', flt.end_time)}")
+    if flt.exclude_group_ids:
+        q.clauses.append(f"NOT e.group_id IN {param('exclude_group_ids', list(flt.exclude_group_ids))}")
+    return q
+
+
+def _is_unavailable(exc: BaseException) -> bool:
+    return isinstance(exc, _UNAVAILABLE)
+
+
+async def _rows(runner: AsyncSession | AsyncTransaction, query: str, **params: Any) -> list[list[Any]]:
+    result = await runner.run(query, params)
+    return await result.values()
+
+
+class Neo4jStore:
+    """The Store over Bolt (Neo4j 5, or ArcadeDB's Bolt endpoint in the tests)."""
+
+    def __init__(self, settings: Neo4jSettings) -> None:
+        self._settings = settings
+        self._database = settings.database or None
+        self._driver: AsyncDriver | None = None
+        self._dialect: Dialect = NEO4J
+        self._jobs: asyncio.Queue[_Job | None] = asyncio.Queue()
+        self._writer: asyncio.Task[None] | None = None
+        # Shared by every session, so that a read sees every write acknowledged before it, also
+        # when a cluster routes reads to a follower (the SQLite store's read-your-writes).
+        self._bookmarks = AsyncGraphDatabase.bookmark_manager()
+
+    @property
+    def dialect(self) -> Dialect:
+        return self._dialect
+
+    # --- lifecycle ----------------------------------------------------------------------------
+    async def start(self) -> None:
+        uri = self._settings.uri
+        if urlsplit(uri).scheme not in BOLT_SCHEMES:
+            # The driver also takes http:// (its Query API preview), which is not what we speak.
+            raise StoreUnavailable(f"NEO4J_URI {uri!r} is not a Bolt URI (schemes: {', '.join(BOLT_SCHEMES)})")
+        try:
+            driver = AsyncGraphDatabase.driver(
+                uri,
+                auth=(self._settings.username, self._settings.password),
+                connection_timeout=CONNECTION_TIMEOUT_SECONDS,
+                connection_acquisition_timeout=CONNECTION_ACQUISITION_TIMEOUT_SECONDS,
+            )
+        except (ConfigurationError, ValueError) as exc:
+            raise StoreUnavailable(f"NEO4J_URI {uri!r} is not a usable Bolt URI: {exc}") from exc
+        try:
+            await driver.verify_connectivity()
+            info = await driver.get_server_info()
+            self._dialect = detect(info.agent or "")
+            async with driver.session(database=self._database) as session:
+                await self._create_schema(session)
+        except BaseException as exc:
+            await driver.close()
+            raise self._start_failure(exc) from exc
+        self._driver = driver
+        self._jobs = asyncio.Queue()
+        self._writer = asyncio.create_task(self._write_loop(), name="neo4j-writer")
+        log.info("neo4j store at %s (database %s, %s)", uri, self._database or "default", self._dialect.name)
+
+    def _start_failure(self, exc: BaseException) -> BaseException:
+        uri = self._settings.uri
+        if isinstance(exc, AuthError):
+            return StoreUnavailable(f"Neo4j at {uri} refused the credentials of user {self._settings.username!r}")
+        if isinstance(exc, ClientError) and exc.code == "Neo.ClientError.Database.DatabaseNotFound":
+            return StoreUnavailable(f"Neo4j at {uri} has no database {self._database!r} (NEO4J_DATABASE)")
+        if isinstance(exc, Neo4jError):
+            return StoreUnavailable(f"cannot set up the errorreplay schema in Neo4j at {uri}: {exc.message}")
+        if _is_unavailable(exc):
+            return StoreUnavailable(f"cannot reach Neo4j at {uri}: {exc}")
+        return exc
+
+    async def _create_schema(self, session: AsyncSession) -> None:
+        # Schema changes cannot share a transaction with data, nor with each other on Neo4j.
+        statements = [*_CONSTRAINTS, *_INDEXES]
+        if self._dialect.text_index_speeds_contains:
+            statements.append(_TEXT_INDEX)
+        for statement in statements:
+            await (await session.run(statement)).consume()
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            self._jobs.put_nowait(None)
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._writer
+            self._writer = None
+        if self._driver is not None:
+            await self._driver.close()
+            self._driver = None
+
+    # --- plumbing -----------------------------------------------------------------------------
+    def _unavailable(self, exc: BaseException) -> StoreUnavailable:
+        # The client sees the message (UNAVAILABLE); the address and the cause go to the log only.
+        log.warning("Neo4j at %s is unavailable: %s", self._settings.uri, exc)
+        return StoreUnavailable(f"the Neo4j store is unavailable ({exc.__class__.__name__})")
+
+    def _require_driver(self) -> AsyncDriver:
+        if self._driver is None:
+            raise StoreUnavailable("the Neo4j store is not open")
+        return self._driver
+
+    async def _read(self, work: Callable[[AsyncSession], Awaitable[R]]) -> R:
+        """Runs read-only work in auto-commit queries, retrying a lost connection briefly."""
+        driver = self._require_driver()
+        for delay in (*RETRY_DELAYS_SECONDS, None):
+            try:
+                async with driver.session(
+                    database=self._database,
+                    default_access_mode=neo4j.READ_ACCESS,
+                    bookmark_manager=self._bookmarks,
+                ) as session:
+                    return await work(session)
+            except Exception as exc:
+                if not _is_unavailable(exc):
+                    raise
+                if delay is None:
+                    raise self._unavailable(exc) from exc
+                log.debug("neo4j read failed, retrying: %s", exc)
+                await asyncio.sleep(delay)
+        raise AssertionError("unreachable")
+
+    async def _fetch(self, query: str, **params: Any) -> list[list[Any]]:
+        """One read query's rows."""
+        return await self._read(lambda session: _rows(session, query, **params))
+
+    async def _write(self, work: Callable[[AsyncTransaction], Awaitable[R]]) -> R:
+        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        self._submit(_Job(future, work=work))
+        return await future
+
+    def _submit(self, job: _Job) -> None:
+        if self._writer is None or self._writer.done():
+            raise StoreUnavailable("the Neo4j store is not open")
+        self._jobs.put_nowait(job)
+
+    async def _write_loop(self) -> None:
+        stopping = False
+        while not stopping:
+            first = await self._jobs.get()
+            if first is None:
+                break
+            batch = [first]
+            errors = len(first.captures or ())
+            while len(batch) < MAX_JOBS_PER_COMMIT and errors < MAX_ERRORS_PER_COMMIT and not self._jobs.empty():
+                nxt = self._jobs.get_nowait()
+                if nxt is None:
+                    stopping = True
+                    break
+                batch.append(nxt)
+                errors += len(nxt.captures or ())
+            try:
+                await self._commit(batch)
+            except BaseException as exc:  # the writer must outlive any one batch
+                log.exception("neo4j writer failed a batch")
+                for job in batch:
+                    if not job.future.done():
+                        job.future.set_exception(exc if isinstance(exc, Exception) else StoreUnavailable(str(exc)))
+                if not isinstance(exc, Exception):
+                    raise
+        # Whatever was queued behind the stop marker is refused, not left hanging.
+        while not self._jobs.empty():
+            late = self._jobs.get_nowait()
+            if late is not None and not late.future.done():
+                late.future.set_exception(StoreUnavailable("the Neo4j store is closing"))
+
+    async def _commit(self, batch: list[_Job]) -> None:
+        """Runs a batch in one transaction; on a data error, each job alone so one cannot sink the rest."""
+        try:
+            results = await self._run_with_retries(batch)
+        except StoreUnavailable as exc:
+            for job in batch:
+                if not job.future.done():
+                    job.future.set_exception(exc)
+            return
+        except Exception as exc:  # a constraint, a value the driver cannot send, …
+            if len(batch) == 1:
+                if not batch[0].future.done():
+                    batch[0].future.set_exception(exc)
+                return
+            log.warning("neo4j batch of %d writes failed (%r); retrying them one by one", len(batch), exc)
+            for job in batch:
+                await self._commit([job])
+            return
+        for job, value in zip(batch, results, strict=True):
+            if job.future.done():  # the caller gave up; the write stands
+                continue
+            if isinstance(value, DomainError):
+                job.future.set_exception(value)
+            else:
+                job.future.set_result(value)
+
+    async def _run_with_retries(self, batch: list[_Job]) -> list[Any]:
+        driver = self._require_driver()
+        for attempt, delay in enumerate((*RETRY_DELAYS_SECONDS, None)):
+            try:
+                async with driver.session(database=self._database, bookmark_manager=self._bookmarks) as session:
+                    tx = await session.begin_transaction()
+                    try:
+                        results = await self._apply(tx, batch, retry=attempt > 0)
+                        await tx.commit()
+                    except BaseException:
+                        # Roll back; on a dead connection that fails too, and the first error is the one to report.
+                        with contextlib.suppress(Exception):
+                            await tx.close()
+                        raise
+                    return results
+            except Exception as exc:
+                if not _is_unavailable(exc):
+                    raise
+                if delay is None:
+                    raise self._unavailable(exc) from exc
+                log.debug("neo4j write failed, retrying: %s", exc)
+                await asyncio.sleep(delay)
+        raise AssertionError("unreachable")
+
+    async def _apply(self, tx: AsyncTransaction, batch: list[_Job], *, retry: bool) -> list[Any]:
+        """Runs the jobs in order; consecutive captures share their statements.
+
+        A domain error (NotFound) is a job's result, not the batch's failure: such jobs check
+        before they write, so they leave nothing behind.
+        """
+        results: list[Any] = []
+        i = 0
+        while i < len(batch):
+            if batch[i].captures is not None:
+                j = i
+                while j < len(batch) and batch[j].captures is not None:
+                    j += 1
+                results.extend(await self._capture_segment(tx, [job.captures or [] for job in batch[i:j]], retry))
+                i = j
+                continue
+            work = batch[i].work
+            assert work is not None
+            try:
+                results.append(await work(tx))
+            except DomainError as exc:
+                results.append(exc)
+            i += 1
+        return results
+
+    # --- errors -------------------------------------------------------------------------------
+    async def capture(self, errors: Sequence[NewError]) -> list[CaptureOutcome]:
+        items = list(errors)
+        if not items:
+            return []
+        future: asyncio.Future[list[CaptureOutcome]] = asyncio.get_running_loop().create_future()
+        self._submit(_Job(future, captures=items))
+        return await future
+
+    async def _capture_segment(
+        self, tx: AsyncTransaction, jobs: list[list[NewError]], retry: bool
+    ) -> list[list[CaptureOutcome]]:
+        items = [item for job in jobs for item in job]
+        request_ids = sorted({i.snapshot.request_id for i in items if i.snapshot.request_id})
+        group_ids = sorted({i.snapshot.group_id for i in items})
+        # Only a retry can find its own errors: the COMMIT of the failed attempt may have landed.
+        error_ids = [i.snapshot.error_id for i in items] if retry else []
+        stored_by_request: dict[str, ErrorSnapshot] = {}
+        stored_by_id: dict[str, ErrorSnapshot] = {}
+        statuses: dict[str, int] = {}
+        for kind, row in await _rows(
+            tx, _CAPTURE_LOOKUP, request_ids=request_ids, group_ids=group_ids, error_ids=error_ids
+        ):
+            if kind == "group":
+                statuses[row[0]] = row[1]
+            elif kind == "request":
+                snap = snapshot_from_row(row)
+                stored_by_request[snap.request_id] = snap
+            else:
+                snap = snapshot_from_row(row)
+                stored_by_id[snap.error_id] = snap
+
+        segment = _CaptureSegment()
+        for job in jobs:
+            outcomes: list[CaptureOutcome] = []
+            for item in job:
+                outcomes.append(self._plan_capture(item, segment, stored_by_request, stored_by_id, statuses))
+            segment.outcomes.append(outcomes)
+        if segment.groups:
+            await (
+                await tx.run(
+                    _UPSERT_GROUPS, groups=[g.row() for g in segment.groups.values()], open=int(GroupStatus.OPEN)
+                )
+            ).consume()
+        if segment.rows:
+            await (await tx.run(_CREATE_ERRORS, rows=segment.rows)).consume()
+        return segment.outcomes
+
+    @staticmethod
+    def _plan_capture(
+        item: NewError,
+        segment: _CaptureSegment,
+        stored_by_request: dict[str, ErrorSnapshot],
+        stored_by_id: dict[str, ErrorSnapshot],
+        statuses: dict[str, int],
+    ) -> CaptureOutcome:
+        """Decides one capture in submission order, as SQLite's one-by-one inserts would."""
+        snap = item.snapshot
+        r = snap.report
+        if snap.request_id and snap.request_id in stored_by_request:
+            return CaptureOutcome(stored_by_request[snap.request_id], duplicate=True)
+        if snap.error_id in stored_by_id:
+            # Stored by an attempt whose COMMIT reply was lost: the same outcome, counted once.
+            return CaptureOutcome(stored_by_id[snap.error_id], duplicate=False)
+        if snap.request_id:
+            # A later item with the same request id, in this batch, is the duplicate.
+            stored_by_request[snap.request_id] = snap
+        segment.rows.append(_error_row(snap))
+        group = segment.groups.get(snap.group_id)
+        if group is None:
+            group = _GroupDelta(
+                group_id=snap.group_id,
+                title=item.group_title,
+                error_type=r.error_type,
+                representative_error_id=snap.error_id,
+                first_seen=r.occurred_at,
+                last_seen=r.occurred_at,
+                max_severity=int(r.severity),
+                status=statuses.get(snap.group_id, int(GroupStatus.OPEN)),
+            )
+            segment.groups[snap.group_id] = group
+        regression = group.add(r.occurred_at, int(r.severity))
+        return CaptureOutcome(snap, duplicate=False, regression=regression)
+
+    async def get_error(self, error_id: str) -> ErrorSnapshot:
+        found = await self.get_errors([error_id])
+        if not found:
+            raise NotFound("error", error_id)
+        return found[0]
+
+    async def get_errors(self, error_ids: Sequence[str]) -> list[ErrorSnapshot]:
+        ids = list(dict.fromkeys(error_ids))
+        if not ids:
+            return []
+        query = f"UNWIND $ids AS id MATCH (e:ErrorSnapshot {{error_id: id}}) RETURN {_ERROR_ROW}"
+
+        async def run(session: AsyncSession) -> list[ErrorSnapshot]:
+            rows = _first(await _rows(session, query, ids=ids))
+            by_id = {snap.error_id: snap for snap in map(snapshot_from_row, rows)}
+            return [by_id[i] for i in ids if i in by_id]
+
+        return await self._read(run)
+
+    async def search_errors(
+        self,
+        flt: ErrorFilter,
+        page_size: int,
+        page_token: str = "",
+        *,
+        oldest_first: bool = False,
+        with_total: bool = True,
+    ) -> Page[ErrorSnapshot]:
+        digest = filter_digest(flt, oldest_first)
+        after = decode_token(page_token, digest, (int, int))
+        q = _where(flt)
+        keyset: list[str] = []
+        params = dict(q.params)
+        if after is not None:
+            params["after_occurred_at"], params["after_received_at"] = after
+            op = ">" if oldest_first else "<"
+            keyset.append(
+                f"e.occurred_at {op}= $after_occurred_at AND (e.occurred_at {op} $after_occurred_at"
+                f" OR e.received_at {op} $after_received_at)"
+            )
+        direction = "" if oldest_first else " DESC"
+        query = (
+            q.match(*keyset)
+            + f" WITH e ORDER BY e.occurred_at{direction}, e.received_at{direction} LIMIT $limit RETURN {_ERROR_ROW}"
+        )
+        count_query = q.match() + " RETURN count(e)"
+
+        async def run(session: AsyncSession) -> Page[ErrorSnapshot]:
+            rows = _first(await _rows(session, query, **params, limit=page_size + 1))
+            items = [snapshot_from_row(row) for row in rows[:page_size]]
+            token = ""
+            if len(rows) > page_size:
+                last = items[-1]
+                token = encode_token(digest, [last.report.occurred_at, last.received_at])
+            total = -1
+            if with_total:
+                total = int((await _rows(session, count_query, **q.params))[0][0])
+            return Page(items, token, total)
+
+        return await self._read(run)
+
+    async def errors_after(self, received_after: Micros, limit: int) -> list[ErrorSnapshot]:
+        query = (
+            "MATCH (e:ErrorSnapshot) WHERE e.received_at > $after"
+            f" WITH e ORDER BY e.received_at LIMIT $limit RETURN {_ERROR_ROW}"
+        )
+
+        async def run(session: AsyncSession) -> list[ErrorSnapshot]:
+            rows = await _rows(session, query, after=received_after, limit=limit)
+            return [snapshot_from_row(row) for row in _first(rows)]
+
+        return await self._read(run)
+
+    async def related_errors(
+        self,
+        error: ErrorSnapshot,
+        start: Micros,
+        end: Micros,
+        resource_ids: Sequence[str],
+        limit: int,
+    ) -> list[ErrorSnapshot]:
+        r = error.report
+        links: list[str] = []
+        params: dict[str, Any] = {"start": start, "end": end, "error_id": error.error_id, "limit": limit}
+        if r.correlation_id:
+            links.append("e.correlation_id = $correlation_id")
+            params["correlation_id"] = r.correlation_id
+        if r.trace_id:
+            links.append("e.trace_id = $trace_id")
+            params["trace_id"] = r.trace_id
+        resources = [x for x in dict.fromkeys([r.resource_id, *resource_ids]) if x]
+        if resources:
+            links.append("e.resource_id IN $resource_ids")
+            params["resource_ids"] = resources
+        if not links:
+            return []
+        query = (
+            "MATCH (e:ErrorSnapshot) WHERE e.occurred_at >= $start AND e.occurred_at <= $end"
+            f" AND e.error_id <> $error_id AND ({' OR '.join(links)})"
+            f" WITH e ORDER BY e.occurred_at, e.received_at LIMIT $limit RETURN {_ERROR_ROW}"
+        )
+
+        async def run(session: AsyncSession) -> list[ErrorSnapshot]:
+            return [snapshot_from_row(row) for row in _first(await _rows(session, query, **params))]
+
+        return await self._read(run)
+
+    async def update_context(self, error_id: str, context: ErrorContext) -> None:
+        doc = codec.context_to_json(context)
+
+        async def work(tx: AsyncTransaction) -> None:
+            rows = await _rows(
+                tx,
+                "MATCH (e:ErrorSnapshot {error_id: $error_id}) SET e.context = $context RETURN count(e)",
+                error_id=error_id,
+                context=doc,
+            )
+            if not rows or rows[0][0] == 0:
+                raise NotFound("error", error_id)
+
+        await self._write(work)
+
+    async def statistics(
+        self, flt: ErrorFilter, start: Micros, end: Micros, bucket: Micros, top_groups: int
+    ) -> Statistics:
+        if bucket <= 0:
+            raise InvalidArgument.single("bucket", "must be positive")
+        bounded = replace(flt)
+        bounded.start_time = start if flt.start_time is None else max(start, flt.start_time)
+        bounded.end_time = end if flt.end_time is None else min(end, flt.end_time)
+        q = _where(bounded)
+        match = q.match()
+
+        params = q.params
+
+        async def grouped(expr: str) -> list[list[Any]]:
+            return await self._fetch(f"{match} RETURN {expr} AS k, count(*) AS n", **params)
+
+        async def top() -> list[list[Any]]:
+            if top_groups <= 0:
+                return []
+            return await self._fetch(
+                f"{match} WITH e.group_id AS gid, count(*) AS n ORDER BY n DESC, gid LIMIT $top"
+                " OPTIONAL MATCH (g:ErrorGroup {group_id: gid}) RETURN gid, n, g.title, g.status",
+                **params,
+                top=top_groups,
+            )
+
+        # Each count is a scan of the matching errors; on separate connections they overlap.
+        severities, sources, resources, resource_types, error_types, buckets, counted = await asyncio.gather(
+            grouped("e.severity"),
+            grouped("e.source"),
+            grouped("e.resource_id"),
+            grouped("e.resource_type"),
+            grouped("e.error_type"),
+            self._fetch(
+                f"{match} RETURN (e.occurred_at - $bucket_start) / $bucket_size AS b, count(*) AS n",
+                **params,
+                bucket_start=start,
+                bucket_size=bucket,
+            ),
+            top(),
+        )
+        stats = Statistics()
+        stats.by_severity = {Severity(k): n for k, n in severities}
+        stats.by_source = {Source(k): n for k, n in sources}
+        stats.by_resource = {k: n for k, n in resources if k}
+        stats.by_resource_type = {k: n for k, n in resource_types if k}
+        stats.by_error_type = {k: n for k, n in error_types if k}
+        stats.total_count = sum(stats.by_severity.values())
+        per_bucket = {b: n for b, n in buckets}
+        n_buckets = max(1, -(-(end - start + 1) // bucket))
+        stats.timed_counts = [TimedCount(start + i * bucket, per_bucket.get(i, 0)) for i in range(n_buckets)]
+        stats.top_groups = [
+            GroupCount(gid, title or "", n, GroupStatus(status if status is not None else GroupStatus.OPEN))
+            for gid, n, title, status in sorted(counted, key=lambda row: (-row[1], row[0]))
+        ]
+        return stats
+
+    async def count_errors(self) -> int:
+        async def run(session: AsyncSession) -> int:
+            return int((await _rows(session, "MATCH (e:ErrorSnapshot) RETURN count(e)"))[0][0])
+
+        return await self._read(run)
+
+    async def latest_received_at(self) -> Micros:
+        async def run(session: AsyncSession) -> Micros:
+            rows = await _rows(
+                session,
+                "MATCH (e:ErrorSnapshot) WHERE e.received_at IS NOT NULL"
+                " RETURN e.received_at ORDER BY e.received_at DESC LIMIT 1",
+            )
+            return int(rows[0][0]) if rows else 0
+
+        return await self._read(run)
+
+    # --- groups -------------------------------------------------------------------------------
+    async def get_group(self, group_id: str) -> ErrorGroup:
+        async def run(session: AsyncSession) -> ErrorGroup:
+            rows = await _rows(session, f"MATCH (g:ErrorGroup {{group_id: $id}}) RETURN {_GROUP_ROW}", id=group_id)
+            if not rows:
+                raise NotFound("group", group_id)
+            return _group(rows[0])
+
+        return await self._read(run)
+
+    async def list_groups(
+        self, statuses: Sequence[GroupStatus], order: GroupOrder, page_size: int, page_token: str = ""
+    ) -> Page[ErrorGroup]:
+        key = _GROUP_KEYS.get(order, "last_seen")
+        digest = query_digest("groups", sorted(int(s) for s in statuses), key)
+        after = decode_token(page_token, digest, (int, str))
+        where: list[str] = []
+        params: dict[str, Any] = {"limit": page_size + 1}
+        if statuses:
+            where.append("g.status IN $statuses")
+            params["statuses"] = [int(s) for s in statuses]
+        if after is not None:
+            where.append(f"g.{key} <= $after_key AND (g.{key} < $after_key OR g.group_id < $after_id)")
+            params["after_key"], params["after_id"] = after
+        query = (
+            "MATCH (g:ErrorGroup)"
+            + (f" WHERE {' AND '.join(where)}" if where else "")
+            + f" WITH g ORDER BY g.{key} DESC, g.group_id DESC LIMIT $limit RETURN {_GROUP_ROW}"
+        )
+
+        async def run(session: AsyncSession) -> Page[ErrorGroup]:
+            rows = await _rows(session, query, **params)
+            groups = [_group(row) for row in rows[:page_size]]
+            token = ""
+            if len(rows) > page_size:
+                last = groups[-1]
+                token = encode_token(digest, [last.count if key == "count" else last.last_seen, last.group_id])
+            return Page(groups, token)
+
+        return await self._read(run)
+
+    async def update_group_status(self, group_id: str, status: GroupStatus) -> ErrorGroup:
+        async def work(tx: AsyncTransaction) -> ErrorGroup:
+            rows = await _rows(
+                tx,
+                "MATCH (g:ErrorGroup {group_id: $id}) SET g.status = $status, g.regression = false"
+                f" WITH g RETURN {_GROUP_ROW}",
+                id=group_id,
+                status=int(status),
+            )
+            if not rows:
+                raise NotFound("group", group_id)
+            return _group(rows[0])
+
+        return await self._write(work)
+
+    async def muted_group_ids(self) -> list[str]:
+        async def run(session: AsyncSession) -> list[str]:
+            rows = await _rows(
+                session, "MATCH (g:ErrorGroup) WHERE g.status = $muted RETURN g.group_id", muted=int(GroupStatus.MUTED)
+            )
+            return [r[0] for r in rows]
+
+        return await self._read(run)
+
+    # --- topology and changes -----------------------------------------------------------------
+    async def upsert_resources(
+        self, resources: Sequence[Resource], dependencies: Sequence[Dependency]
+    ) -> tuple[int, int]:
+        res = [{"id": r.id, "type": r.type, "name": r.name, "labels_json": codec.dumps(r.labels)} for r in resources]
+        deps = [[d.dependent_id, d.dependency_id] for d in dependencies]
+
+        async def work(tx: AsyncTransaction) -> tuple[int, int]:
+            if res:
+                await (await tx.run(_UPSERT_RESOURCES, resources=res)).consume()
+            if deps:
+                await (await tx.run(_UPSERT_DEPENDENCIES, dependencies=deps)).consume()
+            return len(res), len(deps)
+
+        return await self._write(work)
+
+    async def get_topology(self, resource_id: str, depth: int) -> Topology:
+        async def run(session: AsyncSession) -> Topology:
+            found = await _rows(
+                session,
+                "MATCH (r:Resource {id: $id}) WHERE coalesce(r.implicit, false) = false RETURN r.id",
+                id=resource_id,
+            )
+            if not found:
+                raise NotFound("resource", resource_id)
+            reach: set[str] = {resource_id}
+            for query in _NEIGHBOURS.values():
+                frontier = {resource_id}
+                for _ in range(depth):
+                    if not frontier:
+                        break
+                    found_ids = {row[0] for row in await _rows(session, query, ids=sorted(frontier))}
+                    frontier = found_ids - reach
+                    reach |= found_ids
+            ids = sorted(reach)
+            resources = [
+                Resource(i, t or "", n or "", codec.loads(lb) or {})
+                for i, t, n, lb in await _rows(
+                    session,
+                    "UNWIND $ids AS id MATCH (r:Resource {id: id})"
+                    " RETURN r.id AS id, r.type, r.name, r.labels_json ORDER BY id",
+                    ids=ids,
+                )
+            ]
+            deps = [
+                Dependency(a, b)
+                for a, b in await _rows(
+                    session,
+                    "UNWIND $ids AS id MATCH (a:Resource {id: id})-[:DEPENDS_ON]->(b:Resource) WHERE b.id IN $ids"
+                    " RETURN DISTINCT a.id AS a, b.id AS b ORDER BY a, b",
+                    ids=ids,
+                )
+            ]
+            return Topology(resource_id, resources, deps)
+
+        return await self._read(run)
+
+    async def record_change(self, change: Change) -> Change:
+        params = {
+            "change_id": change.change_id,
+            "kind": int(change.kind),
+            "resource_id": change.resource_id,
+            "occurred_at": change.occurred_at,
+            "version": change.version,
+            "description": change.description,
+            "author": change.author,
+            "doc": codec.dumps(codec.change_to_doc(change)),
+        }
+
+        async def work(tx: AsyncTransaction) -> Change:
+            await (
+                await tx.run(
+                    """MERGE (c:Change {change_id: $change_id})
+                       SET c.kind = $kind, c.resource_id = $resource_id, c.occurred_at = $occurred_at,
+                           c.version = $version, c.description = $description, c.author = $author, c.doc = $doc
+                       WITH c
+                       OPTIONAL MATCH (c)-[old:CHANGED]->(:Resource)
+                       DELETE old""",
+                    params,
+                )
+            ).consume()
+            if change.resource_id:
+                await (
+                    await tx.run(
+                        f"""MATCH (c:Change {{change_id: $change_id}})
+                            MERGE (r:Resource {{id: $resource_id}})
+                            ON CREATE SET {_BARE_RESOURCE}
+                            REMOVE r.implicit
+                            MERGE (c)-[:CHANGED]->(r)""",
+                        change_id=change.change_id,
+                        resource_id=change.resource_id,
+                    )
+                ).consume()
+            return change
+
+        return await self._write(work)
+
+    async def list_changes(
+        self,
+        resource_ids: Sequence[str],
+        start: Micros,
+        end: Micros,
+        kinds: Sequence[ChangeKind],
+        limit: int,
+    ) -> list[Change]:
+        where = ["c.occurred_at >= $start", "c.occurred_at <= $end"]
+        params: dict[str, Any] = {"start": start, "end": end, "limit": limit}
+        if resource_ids:
+            where.append("c.resource_id IN $resource_ids")
+            params["resource_ids"] = list(resource_ids)
+        if kinds:
+            where.append("c.kind IN $kinds")
+            params["kinds"] = [int(k) for k in kinds]
+        query = (
+            f"MATCH (c:Change) WHERE {' AND '.join(where)}"
+            " WITH c ORDER BY c.occurred_at DESC, c.change_id LIMIT $limit RETURN c.doc"
+        )
+
+        async def run(session: AsyncSession) -> list[Change]:
+            return [codec.change_from_doc(codec.loads(row[0])) for row in await _rows(session, query, **params)]
+
+        return await self._read(run)
+
+
+def _first(rows: list[list[Any]]) -> list[Any]:
+    """The first column of each row (queries that return one `row` list)."""
+    return [row[0] for row in rows]
+
+
+def _group(record: list[Any]) -> ErrorGroup:
+    row, resources = record
+    return group_from_row(tuple(row), sorted(resources)[:MAX_GROUP_RESOURCES_LISTED])
