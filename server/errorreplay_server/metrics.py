@@ -58,7 +58,8 @@ class _EnrichmentCounts(Protocol):
 
 
 class _Enrichment(Protocol):
-    counters: _EnrichmentCounts
+    @property
+    def counters(self) -> _EnrichmentCounts: ...
 
     @property
     def depth(self) -> int: ...

@@ -6,6 +6,7 @@ import uuid
 
 import grpc
 import pytest
+from google.protobuf import timestamp_pb2
 
 from errorreplay.v1 import message_pb2 as m
 from errorreplay.v1 import request_response_pb2 as rr
@@ -16,7 +17,6 @@ from errorreplay_server.domain.model import (
     MetricPoint,
     MetricSeries,
 )
-from google.protobuf import timestamp_pb2
 from tests.grpc.conftest import Api
 
 T0 = 1_760_000_000  # seconds

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import uuid
 from pathlib import Path
 
 import grpc
 import pytest
+from google.protobuf import duration_pb2, timestamp_pb2
+
 from errorreplay.v1 import message_pb2 as m
 from errorreplay.v1 import request_response_pb2 as rr
 from errorreplay.v1 import service_pb2_grpc
-from google.protobuf import duration_pb2, timestamp_pb2
-
 from errorreplay_server.server import start_server
 from errorreplay_server.streaming.hub import HubSettings
 from tests.grpc.conftest import Api, server_settings
@@ -63,10 +64,8 @@ async def read_errors(call: grpc.aio.UnaryStreamCall, n: int, timeout: float = 1
 async def quiet_for(call: grpc.aio.UnaryStreamCall, seconds: float) -> list[rr.SubscribeErrorsResponse]:
     """Errors that arrive within `seconds` (there should be none)."""
     extra: list[rr.SubscribeErrorsResponse] = []
-    try:
+    with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(_drain(call, extra), seconds)
-    except TimeoutError:
-        pass
     return extra
 
 

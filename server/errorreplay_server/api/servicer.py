@@ -146,7 +146,10 @@ class ErrorReplayServicer(service_pb2_grpc.ErrorReplayServiceServicer):
             convert.propagation_to_pb(result.propagation, response.propagation)
         return response
 
-    async def SubscribeErrors(self, request: rr.SubscribeErrorsRequest, context: grpc.aio.ServicerContext) -> None:
+    # Writes with context.write() rather than yielding, so a blocked write can be abandoned on overflow.
+    async def SubscribeErrors(  # type: ignore[override]
+        self, request: rr.SubscribeErrorsRequest, context: grpc.aio.ServicerContext
+    ) -> None:
         stream = await self._plane.subscribe(
             convert.filter_from_pb(request.filter),
             request.include_correlated,

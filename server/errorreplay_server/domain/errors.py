@@ -56,3 +56,11 @@ class Unimplemented(DomainError):
 
 class DeadlineExceeded(DomainError):
     pass
+
+
+class Unauthenticated(DomainError):
+    """No valid credentials: missing or malformed authorization metadata, or an unknown token."""
+
+
+class PermissionDenied(DomainError):
+    """Valid credentials whose role does not allow the call."""
