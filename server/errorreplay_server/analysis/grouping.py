@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import re
+from functools import lru_cache
 
 from errorreplay_server.analysis.formatting import one_line
 from errorreplay_server.analysis.settings import DEFAULT_SETTINGS, AnalysisSettings
@@ -76,11 +77,31 @@ _FRAME_MASKS: tuple[tuple[re.Pattern[str], str], ...] = (
 )
 
 
+# What each message mask needs in the text before it can match; a mask whose needs are absent is
+# skipped (most messages have no quote, '@', UUID or IPv6 address, some have no digit at all).
+_DIGIT = re.compile(r"\d")
+_MASK_NEEDS: tuple[tuple[str, ...], ...] = (
+    ("digit", "-"),  # timestamp
+    ("-",),  # uuid
+    ("@",),  # email
+    ("'",),
+    ('"',),
+    ("`",),
+    ("digit", "."),  # ipv4
+    ("digit", ":"),  # ipv6
+    ("digit",),  # 0x...
+    ("digit",),  # bare hex
+    ("digit",),  # numbers
+)
+
+
 def mask_message(message: str) -> str:
     """The message with its variable parts masked and whitespace collapsed."""
     text = message
-    for pattern, replacement in _MESSAGE_MASKS:
-        text = pattern.sub(replacement, text)
+    has_digit = _DIGIT.search(text) is not None
+    for (pattern, replacement), needs in zip(_MESSAGE_MASKS, _MASK_NEEDS, strict=True):
+        if all((has_digit if need == "digit" else need in text) for need in needs):
+            text = pattern.sub(replacement, text)
     return " ".join(text.split())
 
 
@@ -152,12 +173,18 @@ def _go_frames(lines: list[str]) -> list[str]:
 def stack_frames(stack_trace: str) -> list[str]:
     """Normalised frames, innermost first, from the first frame shape found in the trace:
     Python, then `at ...` lines (Java, Node), then `fn@url` lines (browsers), then Go."""
+    return list(_stack_frames(stack_trace))
+
+
+# One code path raises many errors with the same trace: parsing it once is enough.
+@lru_cache(maxsize=2048)
+def _stack_frames(stack_trace: str) -> tuple[str, ...]:
     lines = stack_trace.splitlines()
     for parse in (_python_frames, _at_frames, _at_sign_frames, _go_frames):
-        frames = [f for f in (_mask_frame(x) for x in parse(lines)) if f]
+        frames = tuple(f for f in (_mask_frame(x) for x in parse(lines)) if f)
         if frames:
             return frames
-    return []
+    return ()
 
 
 def _digest(parts: list[str]) -> str:
@@ -167,15 +194,19 @@ def _digest(parts: list[str]) -> str:
 
 def group_title(report: ErrorReport, settings: AnalysisSettings = DEFAULT_SETTINGS) -> str:
     """`error_type: masked message`, one line, cut to group_title_max_chars."""
-    message = mask_message(report.message)
-    error_type = report.error_type.strip()
+    return _title(report.error_type, mask_message(report.message), settings)
+
+
+def _title(error_type: str, message: str, settings: AnalysisSettings) -> str:
+    error_type = error_type.strip()
     text = f"{error_type}: {message}" if error_type and message else error_type or message or "error"
     return one_line(text, settings.group_title_max_chars)
 
 
 def fingerprint(report: ErrorReport, settings: AnalysisSettings = DEFAULT_SETTINGS) -> tuple[str, str]:
     """(SHA-256 hex digest, group title) for a report. See the module docstring for the rule."""
-    title = group_title(report, settings)
+    masked = mask_message(report.message)
+    title = _title(report.error_type, masked, settings)
     if report.fingerprint:
         return _digest(["client", *report.fingerprint]), title
     error_type = report.error_type.strip()
@@ -183,7 +214,7 @@ def fingerprint(report: ErrorReport, settings: AnalysisSettings = DEFAULT_SETTIN
     frames = stack_frames(report.stack_trace)[: settings.fingerprint_frames] if report.stack_trace else []
     if frames:
         return _digest(["stack", error_type, scope, *frames]), title
-    return _digest(["message", error_type, scope, mask_message(report.message)]), title
+    return _digest(["message", error_type, scope, masked]), title
 
 
 def group_id_for(fingerprint_hex: str) -> str:

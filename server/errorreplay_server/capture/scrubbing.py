@@ -92,8 +92,11 @@ _MIN_CARD_INT: Final = 10 ** (_MIN_CARD_DIGITS - 1)
 
 # scrub_text remembers up to _CLEAN_CACHE_SIZE strings of at most _CLEAN_CACHE_MAX_LEN characters
 # that held nothing to mask, and returns them at once next time (then starts the cache afresh).
-_CLEAN_CACHE_MAX_LEN: Final = 256
+_CLEAN_CACHE_MAX_LEN: Final = 16_384
 _CLEAN_CACHE_SIZE: Final = 4096
+# Stack traces repeat (one code path, many errors) and cost the most to scan, so long strings
+# are cached too, within a budget of characters.
+_CLEAN_CACHE_MAX_CHARS: Final = 4_000_000
 
 # scrub_text scans text again after masking, until nothing changes, at most this many scans.
 _MAX_PASSES: Final = 3
@@ -637,6 +640,7 @@ class SecretScrubber:
         # Short strings found clean (tag values, attribute values repeat a lot). Only strings
         # with nothing to mask are kept, so the cache never holds a secret.
         self._clean: dict[str, None] = {}
+        self._clean_chars = 0
         # Clean short dict keys -> the index of the key rule they match, or -1.
         self._key_rule_of: dict[str, int] = {}
 
@@ -709,9 +713,11 @@ class SecretScrubber:
         out = self._mask(text, self.redactions(text))
         if out == text:
             if short:
-                if len(self._clean) >= _CLEAN_CACHE_SIZE:
+                if len(self._clean) >= _CLEAN_CACHE_SIZE or self._clean_chars + len(text) > _CLEAN_CACHE_MAX_CHARS:
                     self._clean.clear()
+                    self._clean_chars = 0
                 self._clean[text] = None
+                self._clean_chars += len(text)
             return text
         for _ in range(_MAX_PASSES - 1):
             again = self._mask(out, self.redactions(out))
