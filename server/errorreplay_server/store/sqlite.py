@@ -16,7 +16,7 @@ import sqlite3
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -67,7 +67,8 @@ CREATE TABLE IF NOT EXISTS errors (
     error_id TEXT NOT NULL UNIQUE,
     request_id TEXT UNIQUE,
     group_id TEXT NOT NULL,
-    received_at INTEGER NOT NULL UNIQUE,
+    -- Equal to seq: the capture clock makes it unique and increasing, so it is the row id.
+    received_at INTEGER NOT NULL,
     occurred_at INTEGER NOT NULL,
     severity INTEGER NOT NULL,
     source INTEGER NOT NULL,
@@ -181,7 +182,7 @@ def _connect(path: str) -> sqlite3.Connection:
 
 # Bumped whenever _SCHEMA changes incompatibly; a database of another version is refused, not
 # silently misread.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 def _create_schema(conn: sqlite3.Connection) -> None:
@@ -202,21 +203,37 @@ def fts_query(text: str) -> str:
     return " ".join(f'"{w}"' for w in words if w)
 
 
+@dataclass(slots=True)
+class _CaptureJob:
+    """Captures from one call. Consecutive capture jobs are written together, set-wise."""
+
+    items: list[NewError]
+    future: asyncio.Future[list[CaptureOutcome]]
+
+
+_Job = tuple[Callable[[sqlite3.Connection], Any], "asyncio.Future[Any]"] | _CaptureJob
+_Result = tuple["asyncio.Future[Any]", Any, BaseException | None]
+
+
 class _Writer(threading.Thread):
     """The single writer: runs queued jobs in grouped transactions."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, capture_many: Callable[[sqlite3.Connection, list[NewError]], list[CaptureOutcome]]):
         super().__init__(name="sqlite-writer", daemon=True)
         self._path = path
-        self._jobs: queue.SimpleQueue[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]] | None] = (
-            queue.SimpleQueue()
-        )
+        self._capture_many = capture_many
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self.ready = threading.Event()
         self.startup_error: BaseException | None = None
 
     def submit(self, job: Callable[[sqlite3.Connection], R]) -> asyncio.Future[R]:
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         self._jobs.put((job, future))
+        return future
+
+    def submit_capture(self, items: list[NewError]) -> asyncio.Future[list[CaptureOutcome]]:
+        future: asyncio.Future[list[CaptureOutcome]] = asyncio.get_running_loop().create_future()
+        self._jobs.put(_CaptureJob(items, future))
         return future
 
     def stop(self) -> None:
@@ -249,40 +266,75 @@ class _Writer(threading.Thread):
             self._run_group(conn, jobs)
         conn.close()
 
-    def _run_group(
-        self,
-        conn: sqlite3.Connection,
-        jobs: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]],
-    ) -> None:
-        results: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+    def _run_group(self, conn: sqlite3.Connection, jobs: list[_Job]) -> None:
+        results: list[_Result] = []
         try:
             conn.execute("BEGIN IMMEDIATE")
-            for job, future in jobs:
-                # A savepoint per job: one failing job rolls back alone, the others still commit.
-                conn.execute("SAVEPOINT job")
-                try:
-                    value = job(conn)
-                except Exception as exc:
-                    conn.execute("ROLLBACK TO job")
-                    conn.execute("RELEASE job")
-                    results.append((future, None, exc))
+            i = 0
+            while i < len(jobs):
+                job = jobs[i]
+                if isinstance(job, _CaptureJob):
+                    run = [job]
+                    while i + len(run) < len(jobs) and isinstance(jobs[i + len(run)], _CaptureJob):
+                        run.append(jobs[i + len(run)])  # type: ignore[arg-type]
+                    results.extend(self._captures(conn, run))
+                    i += len(run)
                 else:
-                    conn.execute("RELEASE job")
-                    results.append((future, value, None))
+                    results.append(self._one(conn, *job))
+                    i += 1
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             log.exception("sqlite commit failed")
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             failure = StoreUnavailable(f"embedded store write failed: {exc.__class__.__name__}")
-            results = [(future, None, failure) for _, future in jobs]
-        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any, BaseException | None]]] = {}
+            results = [(job.future if isinstance(job, _CaptureJob) else job[1], None, failure) for job in jobs]
+        by_loop: dict[asyncio.AbstractEventLoop, list[_Result]] = {}
         for item in results:
             by_loop.setdefault(item[0].get_loop(), []).append(item)
         for loop, items in by_loop.items():
             # The loop may have closed while we committed.
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(_resolve_all, items)
+
+    @staticmethod
+    def _one(
+        conn: sqlite3.Connection, job: Callable[[sqlite3.Connection], Any], future: asyncio.Future[Any]
+    ) -> _Result:
+        # A savepoint per job: one failing job rolls back alone, the others still commit.
+        conn.execute("SAVEPOINT job")
+        try:
+            value = job(conn)
+        except Exception as exc:
+            conn.execute("ROLLBACK TO job")
+            conn.execute("RELEASE job")
+            return (future, None, exc)
+        conn.execute("RELEASE job")
+        return (future, value, None)
+
+    def _capture_job(self, items: list[NewError]) -> Callable[[sqlite3.Connection], list[CaptureOutcome]]:
+        return lambda conn: self._capture_many(conn, items)
+
+    def _captures(self, conn: sqlite3.Connection, run: list[_CaptureJob]) -> list[_Result]:
+        """All captures of consecutive jobs in one set-wise write; if that fails, job by job, so a
+        bad job fails alone."""
+        merged = [item for job in run for item in job.items]
+        conn.execute("SAVEPOINT captures")
+        try:
+            outcomes = self._capture_many(conn, merged)
+        except Exception as exc:
+            conn.execute("ROLLBACK TO captures")
+            conn.execute("RELEASE captures")
+            if len(run) == 1:
+                return [(run[0].future, None, exc)]
+            return [self._one(conn, self._capture_job(job.items), job.future) for job in run]
+        conn.execute("RELEASE captures")
+        out: list[_Result] = []
+        start = 0
+        for job in run:
+            out.append((job.future, outcomes[start : start + len(job.items)], None))
+            start += len(job.items)
+        return out
 
 
 def _resolve_all(items: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
@@ -366,7 +418,7 @@ class SqliteStore:
     async def start(self) -> None:
         if self._path != ":memory:":
             Path(self._path).parent.mkdir(parents=True, exist_ok=True)
-        writer = _Writer(self._path)
+        writer = _Writer(self._path, self._capture_many)
         writer.start()
         await asyncio.to_thread(writer.ready.wait)
         if writer.startup_error is not None:
@@ -414,58 +466,47 @@ class SqliteStore:
 
     # --- errors -----------------------------------------------------------------------------
     async def capture(self, errors: Sequence[NewError]) -> list[CaptureOutcome]:
-        items = list(errors)
-        return await self._write(lambda conn: [self._capture_one(conn, item) for item in items])
+        if self._writer is None:
+            raise StoreUnavailable("the embedded store is not open")
+        return await self._writer.submit_capture(list(errors))
 
-    def _capture_one(self, conn: sqlite3.Connection, item: NewError) -> CaptureOutcome:
-        snap = item.snapshot
-        r = snap.report
-        if snap.request_id:
-            row = conn.execute(f"{_SELECT_ERRORS} WHERE request_id = ?", (snap.request_id,)).fetchone()
-            if row is not None:
-                return CaptureOutcome(snapshot_from_row(row), duplicate=True)
-        cur = conn.execute(
-            f"INSERT INTO errors ({_NARROW_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            (
-                snap.error_id,
-                snap.request_id or None,
-                snap.group_id,
-                snap.received_at,
-                r.occurred_at,
-                int(r.severity),
-                int(r.source),
-                r.resource_id,
-                r.resource_type,
-                r.service,
-                r.environment,
-                r.error_type,
-                r.correlation_id,
-                r.trace_id,
-            ),
-        )
-        seq = cur.lastrowid
-        conn.execute(
-            "INSERT INTO error_docs (seq, fingerprint, message, details, context) VALUES (?, ?, ?, ?, ?)",
-            (seq, snap.fingerprint, r.message, report_details_json(r), codec.context_to_json(snap.context)),
-        )
-        conn.execute("INSERT INTO errors_fts (rowid, message) VALUES (?, ?)", (seq, r.message))
-        if r.tags:
-            conn.executemany(
-                "INSERT OR IGNORE INTO error_tags (seq, key, value) VALUES (?, ?, ?)",
-                [(seq, k, v) for k, v in r.tags.items()],
-            )
-        regression = self._count_in_group(conn, item)
-        return CaptureOutcome(snap, duplicate=False, regression=regression)
+    @staticmethod
+    def _capture_many(conn: sqlite3.Connection, items: list[NewError]) -> list[CaptureOutcome]:
+        """Insert new errors and count them in their groups, a statement per table, not per row."""
+        request_ids = list({i.snapshot.request_id for i in items if i.snapshot.request_id})
+        known: dict[str, ErrorSnapshot] = {}
+        for start in range(0, len(request_ids), MAX_SQL_VARIABLES):
+            chunk = request_ids[start : start + MAX_SQL_VARIABLES]
+            for row in conn.execute(f"{_SELECT_ERRORS} WHERE request_id IN ({','.join('?' * len(chunk))})", chunk):
+                snap = snapshot_from_row(row)
+                known[snap.request_id] = snap
+        group_ids = list({i.snapshot.group_id for i in items})
+        status: dict[str, int] = {}
+        for start in range(0, len(group_ids), MAX_SQL_VARIABLES):
+            chunk = group_ids[start : start + MAX_SQL_VARIABLES]
+            sql = f"SELECT group_id, status FROM error_groups WHERE group_id IN ({','.join('?' * len(chunk))})"
+            status.update(conn.execute(sql, chunk).fetchall())
 
-    def _count_in_group(self, conn: sqlite3.Connection, item: NewError) -> bool:
-        snap = item.snapshot
-        r = snap.report
-        row = conn.execute("SELECT status FROM error_groups WHERE group_id = ?", (snap.group_id,)).fetchone()
-        regression = False
-        if row is None:
-            conn.execute(
-                f"INSERT INTO error_groups ({_GROUP_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)",
-                (
+        outcomes: list[CaptureOutcome] = []
+        fresh: list[NewError] = []
+        groups: dict[str, list[Any]] = {}  # group_id -> the row to upsert
+        for item in items:
+            snap = item.snapshot
+            r = snap.report
+            if snap.request_id and snap.request_id in known:
+                outcomes.append(CaptureOutcome(known[snap.request_id], duplicate=True))
+                continue
+            if snap.request_id:
+                known[snap.request_id] = snap
+            fresh.append(item)
+            # The first error on a resolved group reopens it; the rest of the batch sees it open.
+            regression = status.get(snap.group_id) == GroupStatus.RESOLVED
+            if regression:
+                status[snap.group_id] = GroupStatus.OPEN
+            outcomes.append(CaptureOutcome(snap, duplicate=False, regression=regression))
+            row = groups.get(snap.group_id)
+            if row is None:
+                groups[snap.group_id] = [
                     snap.group_id,
                     item.group_title,
                     r.error_type,
@@ -473,34 +514,81 @@ class SqliteStore:
                     r.occurred_at,
                     r.occurred_at,
                     int(GroupStatus.OPEN),
-                    0,
+                    int(regression),
                     snap.error_id,
                     int(r.severity),
-                ),
-            )
-        else:
-            regression = row[0] == GroupStatus.RESOLVED
-            conn.execute(
-                """UPDATE error_groups SET count = count + 1,
-                       first_seen = MIN(first_seen, :t), last_seen = MAX(last_seen, :t),
-                       max_severity = MAX(max_severity, :sev),
-                       status = CASE WHEN :reopen THEN :open ELSE status END,
-                       regression = CASE WHEN :reopen THEN 1 ELSE regression END
-                   WHERE group_id = :gid""",
-                {
-                    "t": r.occurred_at,
-                    "sev": int(r.severity),
-                    "reopen": regression,
-                    "open": int(GroupStatus.OPEN),
-                    "gid": snap.group_id,
-                },
-            )
-        if r.resource_id:
-            conn.execute(
-                "INSERT OR IGNORE INTO group_resources (group_id, resource_id) VALUES (?, ?)",
-                (snap.group_id, r.resource_id),
-            )
-        return regression
+                ]
+            else:
+                row[3] += 1
+                row[4] = min(row[4], r.occurred_at)
+                row[5] = max(row[5], r.occurred_at)
+                row[7] = row[7] or int(regression)
+                row[9] = max(row[9], int(r.severity))
+        if not fresh:
+            return outcomes
+        conn.executemany(
+            f"INSERT INTO errors (seq, {_NARROW_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            [
+                (
+                    s.received_at,
+                    s.error_id,
+                    s.request_id or None,
+                    s.group_id,
+                    s.received_at,
+                    s.report.occurred_at,
+                    int(s.report.severity),
+                    int(s.report.source),
+                    s.report.resource_id,
+                    s.report.resource_type,
+                    s.report.service,
+                    s.report.environment,
+                    s.report.error_type,
+                    s.report.correlation_id,
+                    s.report.trace_id,
+                )
+                for s in (i.snapshot for i in fresh)
+            ],
+        )
+        conn.executemany(
+            "INSERT INTO error_docs (seq, fingerprint, message, details, context) VALUES (?, ?, ?, ?, ?)",
+            [
+                (
+                    s.received_at,
+                    s.fingerprint,
+                    s.report.message,
+                    report_details_json(s.report),
+                    codec.context_to_json(s.context),
+                )
+                for s in (i.snapshot for i in fresh)
+            ],
+        )
+        conn.executemany(
+            "INSERT INTO errors_fts (rowid, message) VALUES (?, ?)",
+            [(i.snapshot.received_at, i.snapshot.report.message) for i in fresh],
+        )
+        conn.executemany(
+            "INSERT OR IGNORE INTO error_tags (seq, key, value) VALUES (?, ?, ?)",
+            [(i.snapshot.received_at, k, v) for i in fresh for k, v in i.snapshot.report.tags.items()],
+        )
+        # A reopened group takes the new status and the regression flag; otherwise both stay.
+        conn.executemany(
+            f"""INSERT INTO error_groups ({_GROUP_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)
+                ON CONFLICT (group_id) DO UPDATE SET
+                    count = count + excluded.count,
+                    first_seen = MIN(first_seen, excluded.first_seen),
+                    last_seen = MAX(last_seen, excluded.last_seen),
+                    max_severity = MAX(max_severity, excluded.max_severity),
+                    status = CASE WHEN excluded.regression = 1 THEN excluded.status ELSE status END,
+                    regression = MAX(regression, excluded.regression)""",
+            list(groups.values()),
+        )
+        conn.executemany(
+            "INSERT OR IGNORE INTO group_resources (group_id, resource_id) VALUES (?, ?)",
+            list(
+                {(i.snapshot.group_id, i.snapshot.report.resource_id) for i in fresh if i.snapshot.report.resource_id}
+            ),
+        )
+        return outcomes
 
     async def get_error(self, error_id: str) -> ErrorSnapshot:
         found = await self.get_errors([error_id])
@@ -565,7 +653,7 @@ class SqliteStore:
 
     async def errors_after(self, received_after: Micros, limit: int) -> list[ErrorSnapshot]:
         def run(conn: sqlite3.Connection) -> list[ErrorSnapshot]:
-            sql = f"{_SELECT_ERRORS} WHERE received_at > ? ORDER BY received_at LIMIT ?"
+            sql = f"{_SELECT_ERRORS} WHERE seq > ? ORDER BY seq LIMIT ?"
             return [snapshot_from_row(row) for row in conn.execute(sql, (received_after, limit))]
 
         return await self._read(run)
@@ -678,7 +766,7 @@ class SqliteStore:
 
     async def latest_received_at(self) -> Micros:
         return await self._read(
-            lambda conn: int(conn.execute("SELECT COALESCE(MAX(received_at), 0) FROM errors").fetchone()[0])
+            lambda conn: int(conn.execute("SELECT COALESCE(MAX(seq), 0) FROM errors").fetchone()[0])
         )
 
     # --- groups -----------------------------------------------------------------------------
