@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 
 class Scrubber(Protocol):
     def scrub_text(self, text: str) -> str: ...
+
+    def scrub_tags(self, tags: Mapping[str, str]) -> dict[str, str]: ...
 
     def scrub_value(self, value: Any) -> Any: ...
 
@@ -103,7 +105,7 @@ class CaptureService:
             r,
             message=s.scrub_text(r.message),
             stack_trace=s.scrub_text(r.stack_trace) if r.stack_trace else "",
-            tags=s.scrub_value(r.tags) if r.tags else {},
+            tags=s.scrub_tags(r.tags) if r.tags else {},
             attributes=s.scrub_value(r.attributes) if r.attributes else {},
             fingerprint=[s.scrub_text(part) for part in r.fingerprint],
             occurred_at=r.occurred_at or now,
