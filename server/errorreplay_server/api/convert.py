@@ -375,40 +375,37 @@ def replay_to_pb(snapshot: ErrorSnapshot, analysis: ReplayAnalysis, out: Any) ->
 
 
 class StreamEncoder:
-    """Encodes stream items to SubscribeErrorsResponse bytes.
+    """Encodes stream items to SubscribeErrorsResponse bytes, once per error and correlation.
 
-    Every subscriber that receives an error gets the same snapshot; it is encoded once and the
-    per-subscriber part (correlation, cursor) is appended. Concatenated protobuf encodings of one
-    message type parse as their merge, so the result is a plain SubscribeErrorsResponse.
+    Every subscriber that receives an error for the same reason gets the same snapshot and the
+    same correlation object (see the hub), so the whole message is encoded once and reused.
     """
 
     def __init__(self, capacity: int = 4096) -> None:
         self._capacity = capacity
-        # Keyed by identity; the snapshot is kept so its id cannot be reused while cached.
-        self._cache: OrderedDict[int, tuple[ErrorSnapshot, bytes]] = OrderedDict()
+        # Keyed by identity; the objects are kept so their ids cannot be reused while cached.
+        self._cache: OrderedDict[tuple[int, int], tuple[ErrorSnapshot, object, bytes]] = OrderedDict()
 
-    def _error_bytes(self, snapshot: ErrorSnapshot) -> bytes:
-        key = id(snapshot)
+    def encode(self, item: StreamItem) -> bytes:
+        snapshot, correlation = item.snapshot, item.correlation
+        if snapshot is None:
+            return rr.SubscribeErrorsResponse(cursor=item.cursor, heartbeat=True).SerializeToString()
+        key = (id(snapshot), id(correlation))
         hit = self._cache.get(key)
-        if hit is not None and hit[0] is snapshot:
-            return hit[1]
-        out = rr.SubscribeErrorsResponse()
+        if hit is not None and hit[0] is snapshot and hit[1] is correlation:
+            return hit[2]
+        out = rr.SubscribeErrorsResponse(cursor=item.cursor)
         snapshot_to_pb(snapshot, out.error)
+        if correlation is not None:
+            c = out.correlation
+            c.correlated = correlation.correlated
+            c.reason = int(correlation.reason)  # type: ignore[assignment]
+            c.origin_error_id = correlation.origin_error_id
+            c.related_error_ids.extend(correlation.related_error_ids)
+            c.affected_resource_ids.extend(correlation.affected_resource_ids)
+            c.matched_error_id = correlation.matched_error_id
         encoded = out.SerializeToString()
-        self._cache[key] = (snapshot, encoded)
+        self._cache[key] = (snapshot, correlation, encoded)
         if len(self._cache) > self._capacity:
             self._cache.popitem(last=False)
         return encoded
-
-    def encode(self, item: StreamItem) -> bytes:
-        tail = rr.SubscribeErrorsResponse(cursor=item.cursor, heartbeat=item.snapshot is None)
-        c = item.correlation
-        if c is not None:
-            tail.correlation.correlated = c.correlated
-            tail.correlation.reason = int(c.reason)  # type: ignore[assignment]
-            tail.correlation.origin_error_id = c.origin_error_id
-            tail.correlation.related_error_ids.extend(c.related_error_ids)
-            tail.correlation.affected_resource_ids.extend(c.affected_resource_ids)
-            tail.correlation.matched_error_id = c.matched_error_id
-        head = self._error_bytes(item.snapshot) if item.snapshot is not None else b""
-        return head + tail.SerializeToString()

@@ -156,21 +156,26 @@ class ErrorReplayServicer(service_pb2_grpc.ErrorReplayServiceServicer):
             request.resume_after,
             convert.duration_micros(request.heartbeat_interval),
         )
-        overflow = asyncio.ensure_future(stream.overflow_event.wait())
+        # A client that stops reading blocks a write; its queue then overflows, and the stream must
+        # end with RESOURCE_EXHAUSTED instead of hanging: a watcher cancels this task, which is
+        # cheaper than racing every write against the overflow.
+        handler = asyncio.current_task()
+        assert handler is not None
+        watcher = asyncio.ensure_future(_cancel_on(stream.overflow_event, handler))
+        cursor = request.resume_after
         try:
             async for item in stream.items:
-                write = asyncio.ensure_future(context.write(self._stream_encoder.encode(item)))
-                # A client that stops reading blocks this write; its queue then overflows, and the
-                # stream must end with RESOURCE_EXHAUSTED instead of hanging.
-                await asyncio.wait((write, overflow), return_when=asyncio.FIRST_COMPLETED)
-                if not write.done():
-                    write.cancel()
-                    raise ResourceExhausted(
-                        f"subscriber too slow: its queue overflowed; resubscribe with resume_after={item.cursor}"
-                    )
-                write.result()
+                await context.write(self._stream_encoder.encode(item))
+                cursor = item.cursor
+        except asyncio.CancelledError:
+            if not stream.overflow_event.is_set():
+                raise
+            handler.uncancel()
+            raise ResourceExhausted(
+                f"subscriber too slow: its queue overflowed; resubscribe with resume_after={cursor}"
+            ) from None
         finally:
-            overflow.cancel()
+            watcher.cancel()
             await stream.items.aclose()
 
     async def ListErrorGroups(
@@ -194,6 +199,11 @@ class ErrorReplayServicer(service_pb2_grpc.ErrorReplayServiceServicer):
         response = rr.UpdateErrorGroupResponse()
         convert.group_to_pb(group, response.group)
         return response
+
+
+async def _cancel_on(event: asyncio.Event, task: asyncio.Task[object]) -> None:
+    await event.wait()
+    task.cancel()
 
 
 class TopologyServicer(service_pb2_grpc.TopologyServiceServicer):

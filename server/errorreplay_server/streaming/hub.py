@@ -350,24 +350,27 @@ class InProcessHub:
     ) -> None:
         neighbours = await self._topology.neighbours(s.report.resource_id)
         block: tuple[str, tuple[str, ...], tuple[str, ...]] | None = None
+        # One correlation object per (reason, matched error): subscribers that got the error for
+        # the same reason share it, so the transport can encode the message once for all of them.
+        shared: dict[tuple[CorrelationReason, str], StreamCorrelation] = {}
         for sub in list(subscriptions):
             deliver, reason, matched = sub.decide(s, neighbours)
             if not deliver:
                 continue
-            if block is None:
-                block = self._correlation_block(s, neighbours, recent)
-            origin, related, affected = block
-            sub.offer(
-                s,
-                StreamCorrelation(
+            correlation = shared.get((reason, matched))
+            if correlation is None:
+                if block is None:
+                    block = self._correlation_block(s, neighbours, recent)
+                origin, related, affected = block
+                correlation = shared[(reason, matched)] = StreamCorrelation(
                     correlated=reason is not CorrelationReason.FILTER_MATCH,
                     reason=reason,
                     origin_error_id=origin,
                     related_error_ids=related,
                     affected_resource_ids=affected,
                     matched_error_id=matched,
-                ),
-            )
+                )
+            sub.offer(s, correlation)
             self.delivered += 1
         recent.add(s)
 
