@@ -77,31 +77,34 @@ _FRAME_MASKS: tuple[tuple[re.Pattern[str], str], ...] = (
 )
 
 
-# What each message mask needs in the text before it can match; a mask whose needs are absent is
-# skipped (most messages have no quote, '@', UUID or IPv6 address, some have no digit at all).
+# What each message mask needs in the text before it can match: a character (or none) and
+# whether a digit. A mask whose needs are absent is skipped: most messages have no quote, '@',
+# UUID or IPv6 address.
 _DIGIT = re.compile(r"\d")
-_MASK_NEEDS: tuple[tuple[str, ...], ...] = (
-    ("digit", "-"),  # timestamp
-    ("-",),  # uuid
-    ("@",),  # email
-    ("'",),
-    ('"',),
-    ("`",),
-    ("digit", "."),  # ipv4
-    ("digit", ":"),  # ipv6
-    ("digit",),  # 0x...
-    ("digit",),  # bare hex
-    ("digit",),  # numbers
+_MASK_NEEDS: tuple[tuple[str, bool], ...] = (
+    ("-", True),  # timestamp
+    ("-", False),  # uuid
+    ("@", False),  # email
+    ("'", False),
+    ('"', False),
+    ("`", False),
+    (".", True),  # ipv4
+    (":", True),  # ipv6
+    ("", True),  # 0x...
+    ("", True),  # bare hex
+    ("", True),  # numbers
 )
+_MASKS = tuple((p, r, c, d) for (p, r), (c, d) in zip(_MESSAGE_MASKS, _MASK_NEEDS, strict=True))
 
 
 def mask_message(message: str) -> str:
     """The message with its variable parts masked and whitespace collapsed."""
     text = message
     has_digit = _DIGIT.search(text) is not None
-    for (pattern, replacement), needs in zip(_MESSAGE_MASKS, _MASK_NEEDS, strict=True):
-        if all((has_digit if need == "digit" else need in text) for need in needs):
-            text = pattern.sub(replacement, text)
+    for pattern, replacement, char, digit in _MASKS:
+        if (digit and not has_digit) or (char and char not in text):
+            continue
+        text = pattern.sub(replacement, text)
     return " ".join(text.split())
 
 

@@ -6,7 +6,7 @@ from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
 
-from google.protobuf import duration_pb2, json_format, struct_pb2, timestamp_pb2
+from google.protobuf import duration_pb2, struct_pb2, timestamp_pb2
 
 from errorreplay.v1 import message_pb2 as pb
 from errorreplay.v1 import request_response_pb2 as rr
@@ -86,6 +86,27 @@ def duration_from_ms(ms: float) -> duration_pb2.Duration:
 
 
 # --- requests -> domain ------------------------------------------------------------------------
+def struct_to_dict(struct: struct_pb2.Struct) -> dict[str, Any]:
+    """A Struct as plain Python values; what json_format.MessageToDict gives, at a fraction of its
+    cost on the capture path (the profile showed MessageToDict at 8% of batch capture)."""
+    return {key: _value(value) for key, value in struct.fields.items()}
+
+
+def _value(value: struct_pb2.Value) -> Any:
+    kind = value.WhichOneof("kind")
+    if kind == "string_value":
+        return value.string_value
+    if kind == "number_value":
+        return value.number_value
+    if kind == "bool_value":
+        return value.bool_value
+    if kind == "struct_value":
+        return struct_to_dict(value.struct_value)
+    if kind == "list_value":
+        return [_value(v) for v in value.list_value.values]
+    return None
+
+
 def report_from_pb(msg: pb.ErrorReport, field: str = "error") -> ErrorReport:
     return ErrorReport(
         message=msg.message,
@@ -103,7 +124,7 @@ def report_from_pb(msg: pb.ErrorReport, field: str = "error") -> ErrorReport:
         span_id=msg.span_id,
         occurred_at=micros_from(msg.occurred_at, f"{field}.occurred_at") if msg.HasField("occurred_at") else 0,
         tags=dict(msg.tags),
-        attributes=json_format.MessageToDict(msg.attributes) if msg.HasField("attributes") else {},
+        attributes=struct_to_dict(msg.attributes) if msg.HasField("attributes") else {},
         fingerprint=list(msg.fingerprint),
     )
 
