@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
-
 import grpc
 import pytest
 from google.protobuf import duration_pb2, timestamp_pb2
@@ -13,33 +11,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from errorreplay.v1 import message_pb2 as m
 from errorreplay.v1 import request_response_pb2 as rr
 from tests.grpc.conftest import Api, field_violations, status_of
-
-T0 = 1_760_000_000  # seconds
-
-
-def uid(prefix: str = "") -> str:
-    return f"{prefix}{uuid.uuid4().hex[:12]}"
-
-
-def ts(seconds: float) -> timestamp_pb2.Timestamp:
-    t = timestamp_pb2.Timestamp()
-    t.FromNanoseconds(int(seconds * 1e9))
-    return t
-
-
-def report(**kw: object) -> m.ErrorReport:
-    fields: dict[str, object] = {
-        "message": "connection refused to db:5432",
-        "severity": m.SEVERITY_HIGH,
-        "source": m.SOURCE_APPLICATION,
-    }
-    fields.update(kw)
-    return m.ErrorReport(**fields)  # type: ignore[arg-type]
-
-
-async def capture(api: Api, **kw: object) -> rr.CaptureErrorResponse:
-    request_id = str(kw.pop("request_id", ""))
-    return await api.errors.CaptureError(rr.CaptureErrorRequest(error=report(**kw), request_id=request_id))
+from tests.grpc.helpers import T0, capture, report, ts, uid
 
 
 async def expect_status(call: object, code: grpc.StatusCode) -> grpc.aio.AioRpcError:

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import uuid
-
 import grpc
 import pytest
-from google.protobuf import timestamp_pb2
 
 from errorreplay.v1 import message_pb2 as m
 from errorreplay.v1 import request_response_pb2 as rr
@@ -18,26 +15,13 @@ from errorreplay_server.domain.model import (
     MetricSeries,
 )
 from tests.grpc.conftest import Api
-
-T0 = 1_760_000_000  # seconds
-
-
-def uid(prefix: str = "") -> str:
-    return f"{prefix}{uuid.uuid4().hex[:10]}"
-
-
-def ts(seconds: float) -> timestamp_pb2.Timestamp:
-    t = timestamp_pb2.Timestamp()
-    t.FromNanoseconds(int(seconds * 1e9))
-    return t
+from tests.grpc.helpers import T0, ts, uid
+from tests.grpc.helpers import capture as capture_error
 
 
 async def capture(api: Api, **kw: object) -> rr.CaptureErrorResponse:
     """Captures and waits for enrichment, so later context edits are not overwritten by it."""
-    fields: dict[str, object] = {"message": "boom", "severity": m.SEVERITY_HIGH, "source": m.SOURCE_APPLICATION}
-    fields.update(kw)
-    request = rr.CaptureErrorRequest(error=m.ErrorReport(**fields), wait_for_context=True)  # type: ignore[arg-type]
-    return await api.errors.CaptureError(request, timeout=10)
+    return await capture_error(api, wait_for_context=True, **kw)
 
 
 async def replay(api: Api, error_id: str) -> rr.ReplayErrorResponse:

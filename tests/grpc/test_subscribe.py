@@ -5,12 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-import uuid
 from pathlib import Path
 
 import grpc
 import pytest
-from google.protobuf import duration_pb2, timestamp_pb2
+from google.protobuf import duration_pb2
 
 from errorreplay.v1 import message_pb2 as m
 from errorreplay.v1 import request_response_pb2 as rr
@@ -18,24 +17,7 @@ from errorreplay.v1 import service_pb2_grpc
 from errorreplay_server.server import start_server
 from errorreplay_server.streaming.hub import HubSettings
 from tests.grpc.conftest import Api, server_settings
-
-T0 = 1_760_000_000
-
-
-def uid(prefix: str = "") -> str:
-    return f"{prefix}{uuid.uuid4().hex[:12]}"
-
-
-def ts(seconds: float) -> timestamp_pb2.Timestamp:
-    t = timestamp_pb2.Timestamp()
-    t.FromNanoseconds(int(seconds * 1e9))
-    return t
-
-
-async def capture(api: Api, **kw: object) -> rr.CaptureErrorResponse:
-    fields: dict[str, object] = {"message": "boom", "severity": m.SEVERITY_HIGH, "source": m.SOURCE_APPLICATION}
-    fields.update(kw)
-    return await api.errors.CaptureError(rr.CaptureErrorRequest(error=m.ErrorReport(**fields)))  # type: ignore[arg-type]
+from tests.grpc.helpers import T0, capture, ts, uid
 
 
 async def subscribed(api: Api, request: rr.SubscribeErrorsRequest) -> grpc.aio.UnaryStreamCall:

@@ -114,26 +114,29 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
         self._wrapped[method] = wrapped
         return wrapped
 
+    def _awaited(self, inner: Callable[..., Awaitable[Any]], method: str) -> Callable[..., Awaitable[Any]]:
+        """Wraps a handler that returns its result (unary) or writes with context.write (stream)."""
+
+        async def handle(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            started = time.perf_counter()
+            code = "OK"
+            try:
+                return await inner(request, context)
+            except BaseException as exc:
+                code = _code_name(exc)
+                if _passes_through(exc):
+                    raise
+                await abort_for(exc, context, method)
+            finally:
+                if self._metrics is not None:
+                    self._metrics.observe(method, code, time.perf_counter() - started)
+
+        return handle
+
     def _wrap(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
         if handler.unary_unary is not None:
-            inner = handler.unary_unary
-
-            async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
-                started = time.perf_counter()
-                code = "OK"
-                try:
-                    return await inner(request, context)
-                except BaseException as exc:
-                    code = _code_name(exc)
-                    if _passes_through(exc):
-                        raise
-                    await abort_for(exc, context, method)
-                finally:
-                    if self._metrics is not None:
-                        self._metrics.observe(method, code, time.perf_counter() - started)
-
             return grpc.unary_unary_rpc_method_handler(
-                unary,
+                self._awaited(handler.unary_unary, method),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
@@ -155,30 +158,15 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream is not None:
-            # A streaming handler that writes with context.write() is awaited like a unary one. It
-            # may write pre-encoded bytes (see convert.StreamEncoder), which pass through as they are.
-            inner_writer = handler.unary_stream
+            # A streaming handler that writes with context.write() may write pre-encoded bytes
+            # (see convert.StreamEncoder); they pass through as they are.
             serialize = handler.response_serializer
 
             def serialize_or_pass(message: Any) -> bytes:
                 return message if type(message) is bytes else serialize(message)
 
-            async def writer(request: Any, context: grpc.aio.ServicerContext) -> None:
-                started = time.perf_counter()
-                code = "OK"
-                try:
-                    await inner_writer(request, context)
-                except BaseException as exc:
-                    code = _code_name(exc)
-                    if _passes_through(exc):
-                        raise
-                    await abort_for(exc, context, method)
-                finally:
-                    if self._metrics is not None:
-                        self._metrics.observe(method, code, time.perf_counter() - started)
-
             return grpc.unary_stream_rpc_method_handler(
-                writer,
+                self._awaited(handler.unary_stream, method),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=serialize_or_pass,
             )
