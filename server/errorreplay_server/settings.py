@@ -24,6 +24,13 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         raise ValueError(f"{name} must be an integer, got {raw!r}") from exc
 
 
+def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
+    raw = env.get(name, "").strip().lower() or choices[0]
+    if raw not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+    return raw
+
+
 def _float(env: Mapping[str, str], name: str, default: float) -> float:
     raw = env.get(name, "").strip()
     if not raw:
@@ -103,6 +110,8 @@ class Settings:
     analysis: AnalysisSettings = field(default_factory=AnalysisSettings)
     collectors: CollectorSettings = field(default_factory=CollectorSettings)
     enrichment_enabled: bool = True
+    # auto (uvloop when installed), uvloop, or asyncio.
+    event_loop: str = "auto"
 
     @property
     def sqlite_path(self) -> Path:
@@ -111,9 +120,7 @@ class Settings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
-        store = env.get("ERRORREPLAY_STORE", "sqlite").strip().lower() or "sqlite"
-        if store not in ("sqlite", "neo4j"):
-            raise ValueError(f"ERRORREPLAY_STORE must be sqlite or neo4j, got {store!r}")
+        store = _choice(env, "ERRORREPLAY_STORE", ("sqlite", "neo4j"))
         return cls(
             listen_address=env.get("ERRORREPLAY_LISTEN_ADDRESS", "localhost:50051"),
             data_dir=Path(env.get("ERRORREPLAY_DATA_DIR", "data")),
@@ -126,6 +133,7 @@ class Settings:
             analysis=AnalysisSettings.from_env(env),
             collectors=CollectorSettings.from_env(env),
             enrichment_enabled=env.get("ERRORREPLAY_ENRICHMENT", "on").strip().lower() not in ("off", "0", "false"),
+            event_loop=_choice(env, "ERRORREPLAY_EVENT_LOOP", ("auto", "uvloop", "asyncio")),
             hub=HubSettings(
                 queue_size=_int(env, "ERRORREPLAY_STREAM_QUEUE_SIZE", DEFAULT_HUB.queue_size),
                 max_subscriptions=_int(env, "ERRORREPLAY_MAX_SUBSCRIPTIONS", DEFAULT_HUB.max_subscriptions),
