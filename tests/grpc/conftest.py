@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,9 @@ from google.rpc import error_details_pb2, status_pb2
 
 from errorreplay.v1 import service_pb2_grpc
 from errorreplay_server.server import RunningServer, start_server
-from errorreplay_server.settings import Settings
+from errorreplay_server.settings import Neo4jSettings, Settings
+from errorreplay_server.store.base import Store
+from tests.bolt_server import bolt_server  # noqa: F401  (the session-scoped ArcadeDB fixture)
 
 
 @dataclass
@@ -47,7 +50,25 @@ def field_violations(err: grpc.aio.AioRpcError) -> list[str]:
 
 @pytest.fixture
 async def api(tmp_path: Path) -> AsyncIterator[Api]:
-    running = await start_server(server_settings(tmp_path))
+    async with serving(await start_server(server_settings(tmp_path))) as api:
+        yield api
+
+
+@pytest.fixture(params=["sqlite", "bolt"])
+async def api_on_each_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Api]:
+    """The server on the embedded store, then on the Bolt store (ArcadeDB)."""
+    store: Store | None = None
+    if request.param == "bolt":
+        from errorreplay_server.store.neo4j import Neo4jStore
+
+        bolt = request.getfixturevalue("bolt_server")
+        store = Neo4jStore(Neo4jSettings(bolt.uri, bolt.username, bolt.password, bolt.database))
+    async with serving(await start_server(server_settings(tmp_path), store=store)) as api:
+        yield api
+
+
+@asynccontextmanager
+async def serving(running: RunningServer) -> AsyncIterator[Api]:
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{running.port}")
     try:
         yield Api(

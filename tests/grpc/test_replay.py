@@ -19,6 +19,12 @@ from tests.grpc.helpers import T0, ts, uid
 from tests.grpc.helpers import capture as capture_error
 
 
+@pytest.fixture
+def api(api_on_each_store: Api) -> Api:
+    """The scenarios run on both stores."""
+    return api_on_each_store
+
+
 async def capture(api: Api, **kw: object) -> rr.CaptureErrorResponse:
     """Captures and waits for enrichment, so later context edits are not overwritten by it."""
     return await capture_error(api, wait_for_context=True, **kw)
