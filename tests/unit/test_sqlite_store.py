@@ -56,3 +56,37 @@ async def test_text_search_walking_the_time_index_gives_the_same_pages(
         assert sorted_matches[1] == 40 and len(set(sorted_matches[0])) == 40
     finally:
         await store.close()
+
+
+async def test_wide_window_statistics_equal_the_grouped_ones(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from errorreplay_server.domain.model import MICROS_PER_MINUTE, ErrorFilter, Severity, Source
+    from errorreplay_server.store import sqlite
+    from tests.factories import new_error
+
+    store = SqliteStore(tmp_path / "db.sqlite")
+    await store.start()
+    try:
+        t0 = 1_760_000_000_000_000
+        await store.capture(
+            [
+                new_error(
+                    f"e {i}",
+                    severity=Severity(1 + i % 5),
+                    source=Source(1 + i % 3),
+                    resource_id=f"r{i % 4}" if i % 6 else "",
+                    resource_type="db" if i % 2 else "",
+                    error_type=f"T{i % 3}",
+                    group_id=f"grp_{i % 5}",
+                    occurred_at=t0 + i * MICROS_PER_MINUTE,
+                )
+                for i in range(120)
+            ]
+        )
+        args = (ErrorFilter(exclude_group_ids=["grp_4"]), t0, t0 + 119 * MICROS_PER_MINUTE, 17 * MICROS_PER_MINUTE, 3)
+        wide = await store.statistics(*args)
+        monkeypatch.setattr(sqlite, "WIDE_WINDOW_SHARE", 2.0)  # never wide: the GROUP BY path
+        grouped = await store.statistics(*args)
+        assert wide == grouped
+        assert wide.total_count == 96 and sum(t.count for t in wide.timed_counts) == 96
+    finally:
+        await store.close()

@@ -60,6 +60,9 @@ MAX_JOBS_PER_COMMIT = 256
 READER_THREADS = 4
 # Above this many text matches a search walks the time index instead of sorting the matches.
 TEXT_MATCHES_SCANNED_BY_TIME = 1000
+# Statistics over a window holding at least this share of the table walk one index per column.
+WIDE_WINDOW_SHARE = 0.3
+MAX_BUCKETS_COUNTED_ONE_BY_ONE = 256
 # Beyond this many ids an IN (...) list is split, to stay under SQLite's variable limit.
 MAX_SQL_VARIABLES = 900
 
@@ -101,6 +104,7 @@ CREATE INDEX IF NOT EXISTS errors_by_severity ON errors (severity, occurred_at, 
 CREATE INDEX IF NOT EXISTS errors_by_type ON errors (error_type, occurred_at, received_at);
 CREATE INDEX IF NOT EXISTS errors_by_resource_type ON errors (resource_type, occurred_at, received_at);
 CREATE INDEX IF NOT EXISTS errors_by_service ON errors (service, occurred_at, received_at);
+CREATE INDEX IF NOT EXISTS errors_by_source ON errors (source, occurred_at, received_at);
 -- Covers GetStatistics over a time range: one sequential index scan, no row lookups.
 CREATE INDEX IF NOT EXISTS errors_for_statistics
     ON errors (occurred_at, severity, source, resource_type, resource_id, error_type, group_id);
@@ -184,7 +188,7 @@ def _connect(path: str) -> sqlite3.Connection:
 
 # Bumped whenever _SCHEMA changes incompatibly; a database of another version is refused, not
 # silently misread.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 def _create_schema(conn: sqlite3.Connection) -> None:
@@ -404,6 +408,26 @@ _GROUP_COLUMNS = (
     "group_id, title, error_type, count, first_seen, last_seen, status, regression,"
     " representative_error_id, max_severity"
 )
+
+
+def _only_time_bounds(flt: ErrorFilter) -> bool:
+    return flt == ErrorFilter(start_time=flt.start_time, end_time=flt.end_time, exclude_group_ids=flt.exclude_group_ids)
+
+
+def _group_counts(conn: sqlite3.Connection, counted: list[tuple[str, int]]) -> list[GroupCount]:
+    """Top groups with their titles and statuses, in the order given."""
+    marks = ",".join("?" * len(counted))
+    info = {
+        gid: (title, GroupStatus(status))
+        for gid, title, status in conn.execute(
+            f"SELECT group_id, title, status FROM error_groups WHERE group_id IN ({marks})", [g for g, _ in counted]
+        )
+    }
+    out = []
+    for gid, n in counted:
+        title, status = info.get(gid, ("", GroupStatus.OPEN))
+        out.append(GroupCount(gid, title, n, status))
+    return out
 
 
 class SqliteStore:
@@ -728,54 +752,116 @@ class SqliteStore:
         clauses, params = _where(bounded)
         where = " WHERE " + " AND ".join(clauses)
 
-        def run(conn: sqlite3.Connection) -> Statistics:
-            stats = Statistics()
-            buckets: dict[int, int] = {}
-
-            # Two passes over the covering index: low-cardinality columns with the time bucket,
-            # then resource and error type; the per-column counts are sums over them.
-            for severity, source, resource_type, bucket_index, n in conn.execute(
-                f"SELECT severity, source, resource_type, (occurred_at - ?) / ?, COUNT(*) FROM errors{where}"
-                " GROUP BY 1, 2, 3, 4",
-                [start, bucket, *params],
-            ):
-                stats.total_count += n
-                sev, src = Severity(severity), Source(source)
-                stats.by_severity[sev] = stats.by_severity.get(sev, 0) + n
-                stats.by_source[src] = stats.by_source.get(src, 0) + n
-                if resource_type:
-                    stats.by_resource_type[resource_type] = stats.by_resource_type.get(resource_type, 0) + n
-                buckets[bucket_index] = buckets.get(bucket_index, 0) + n
-            for resource_id, error_type, n in conn.execute(
-                f"SELECT resource_id, error_type, COUNT(*) FROM errors{where} GROUP BY 1, 2", params
-            ):
-                if resource_id:
-                    stats.by_resource[resource_id] = stats.by_resource.get(resource_id, 0) + n
-                if error_type:
-                    stats.by_error_type[error_type] = stats.by_error_type.get(error_type, 0) + n
-            n_buckets = max(1, -(-(end - start + 1) // bucket))
-            stats.timed_counts = [TimedCount(start + i * bucket, buckets.get(i, 0)) for i in range(n_buckets)]
-            if top_groups > 0:
-                sql = (
-                    f"SELECT group_id, COUNT(*) AS n FROM errors{where}"
-                    " GROUP BY group_id ORDER BY n DESC, group_id LIMIT ?"
+        n_buckets = max(1, -(-(end - start + 1) // bucket))
+        if _only_time_bounds(flt) and n_buckets <= MAX_BUCKETS_COUNTED_ONE_BY_ONE:
+            window_rows, table_rows = await self._read(
+                lambda conn: (
+                    conn.execute(f"SELECT COUNT(*) FROM errors{where}", params).fetchone()[0],
+                    conn.execute("SELECT COUNT(*) FROM errors").fetchone()[0],
                 )
-                counted = conn.execute(sql, [*params, top_groups]).fetchall()
-                marks = ",".join("?" * len(counted))
-                info = {
-                    gid: (title, status)
-                    for gid, title, status in conn.execute(
-                        f"SELECT group_id, title, status FROM error_groups WHERE group_id IN ({marks})",
-                        [gid for gid, _ in counted],
-                    )
-                }
-                stats.top_groups = [
-                    GroupCount(gid, info.get(gid, ("", 1))[0], n, GroupStatus(info.get(gid, ("", 1))[1]))
-                    for gid, n in counted
-                ]
-            return stats
+            )
+            if window_rows >= WIDE_WINDOW_SHARE * table_rows:
+                return await self._wide_window_statistics(where, params, start, end, bucket, n_buckets, top_groups)
 
-        return await self._read(run)
+        # Three passes over the covering index, each on its own reader thread (SQLite releases
+        # the GIL while it scans): low-cardinality columns with the time bucket; resource and error
+        # type; groups. The per-column counts are sums over the first two.
+        def by_bucket(conn: sqlite3.Connection) -> list[tuple[int, int, str, int, int]]:
+            sql = (
+                f"SELECT severity, source, resource_type, (occurred_at - ?) / ?, COUNT(*) FROM errors{where}"
+                " GROUP BY 1, 2, 3, 4"
+            )
+            return conn.execute(sql, [start, bucket, *params]).fetchall()
+
+        def by_resource(conn: sqlite3.Connection) -> list[tuple[str, str, int]]:
+            sql = f"SELECT resource_id, error_type, COUNT(*) FROM errors{where} GROUP BY 1, 2"
+            return conn.execute(sql, params).fetchall()
+
+        def by_group(conn: sqlite3.Connection) -> list[GroupCount]:
+            if top_groups <= 0:
+                return []
+            sql = (
+                f"SELECT group_id, COUNT(*) AS n FROM errors{where} GROUP BY group_id ORDER BY n DESC, group_id LIMIT ?"
+            )
+            return _group_counts(conn, conn.execute(sql, [*params, top_groups]).fetchall())
+
+        bucket_rows, resource_rows, groups = await asyncio.gather(
+            self._read(by_bucket), self._read(by_resource), self._read(by_group)
+        )
+        stats = Statistics(top_groups=groups)
+        buckets: dict[int, int] = {}
+        for severity, source, resource_type, bucket_index, n in bucket_rows:
+            stats.total_count += n
+            sev, src = Severity(severity), Source(source)
+            stats.by_severity[sev] = stats.by_severity.get(sev, 0) + n
+            stats.by_source[src] = stats.by_source.get(src, 0) + n
+            if resource_type:
+                stats.by_resource_type[resource_type] = stats.by_resource_type.get(resource_type, 0) + n
+            buckets[bucket_index] = buckets.get(bucket_index, 0) + n
+        for resource_id, error_type, n in resource_rows:
+            if resource_id:
+                stats.by_resource[resource_id] = stats.by_resource.get(resource_id, 0) + n
+            if error_type:
+                stats.by_error_type[error_type] = stats.by_error_type.get(error_type, 0) + n
+        stats.timed_counts = [TimedCount(start + i * bucket, buckets.get(i, 0)) for i in range(n_buckets)]
+        return stats
+
+    async def _wide_window_statistics(
+        self,
+        where: str,
+        params: list[Any],
+        start: Micros,
+        end: Micros,
+        bucket: Micros,
+        n_buckets: int,
+        top_groups: int,
+    ) -> Statistics:
+        """Statistics for a window that holds most of the table and no other filter.
+
+        Each count walks the index that starts with its column, so rows arrive grouped and
+        nothing is sorted (7 ms per column at 100,000 rows, against 25-75 ms for a GROUP BY over
+        the window). Buckets are counted one by one on the time index.
+        """
+
+        def count_by(column: str, index: str) -> Callable[[sqlite3.Connection], list[tuple[Any, int]]]:
+            sql = f"SELECT {column}, COUNT(*) FROM errors INDEXED BY {index}{where} GROUP BY {column}"
+            return lambda conn: conn.execute(sql, params).fetchall()
+
+        def count_buckets(conn: sqlite3.Connection) -> list[int]:
+            counts = []
+            for i in range(n_buckets):
+                lo = start + i * bucket
+                hi = min(end, lo + bucket - 1)
+                sql = f"SELECT COUNT(*) FROM errors{where} AND occurred_at BETWEEN ? AND ?"
+                counts.append(conn.execute(sql, [*params, lo, hi]).fetchone()[0])
+            return counts
+
+        columns = (
+            ("severity", "errors_by_severity"),
+            ("source", "errors_by_source"),
+            ("resource_type", "errors_by_resource_type"),
+            ("resource_id", "errors_by_resource"),
+            ("error_type", "errors_by_type"),
+            ("group_id", "errors_by_group"),
+        )
+        counted, buckets = await asyncio.gather(
+            asyncio.gather(*(self._read(count_by(column, index)) for column, index in columns)),
+            self._read(count_buckets),
+        )
+        severity, source, resource_type, resource, error_type, group = counted
+        stats = Statistics(
+            total_count=sum(n for _, n in severity),
+            by_severity={Severity(k): n for k, n in severity},
+            by_source={Source(k): n for k, n in source},
+            by_resource_type={k: n for k, n in resource_type if k},
+            by_resource={k: n for k, n in resource if k},
+            by_error_type={k: n for k, n in error_type if k},
+            timed_counts=[TimedCount(start + i * bucket, n) for i, n in enumerate(buckets)],
+        )
+        if top_groups > 0:
+            top = sorted(group, key=lambda g: (-g[1], g[0]))[:top_groups]
+            stats.top_groups = await self._read(lambda conn: _group_counts(conn, top))
+        return stats
 
     async def count_errors(self) -> int:
         return await self._read(lambda conn: int(conn.execute("SELECT COUNT(*) FROM errors").fetchone()[0]))
