@@ -49,7 +49,7 @@ Anomalies (prometheus.py):
 Running (capture/enrichment.py):
 - ERRORREPLAY_COLLECTOR_TIMEOUT (2s), per collector and per job;
 - ERRORREPLAY_BREAKER_FAILURES (5 consecutive) and ERRORREPLAY_BREAKER_COOLDOWN (30s);
-- ERRORREPLAY_ENRICHMENT_WORKERS (4) and ERRORREPLAY_ENRICHMENT_QUEUE_SIZE (10000).
+- ERRORREPLAY_ENRICHMENT_WORKERS (16: jobs wait on backends, not on the CPU) and ERRORREPLAY_ENRICHMENT_QUEUE_SIZE (10000).
 """
 
 from __future__ import annotations
@@ -141,7 +141,7 @@ class CollectorSettings:
     timeout_seconds: float = 2.0
     breaker_failures: int = 5
     breaker_cooldown_seconds: float = 30.0
-    enrichment_workers: int = 4
+    enrichment_workers: int = 16
     enrichment_queue_size: int = 10_000
 
     def __post_init__(self) -> None:
