@@ -49,7 +49,8 @@ Anomalies (prometheus.py):
 Running (capture/enrichment.py):
 - ERRORREPLAY_COLLECTOR_TIMEOUT (2s), per collector and per job;
 - ERRORREPLAY_BREAKER_FAILURES (5 consecutive) and ERRORREPLAY_BREAKER_COOLDOWN (30s);
-- ERRORREPLAY_ENRICHMENT_WORKERS (16: jobs wait on backends, not on the CPU) and ERRORREPLAY_ENRICHMENT_QUEUE_SIZE (10000).
+- ERRORREPLAY_ENRICHMENT_WORKERS (16: jobs wait on backends, not on the CPU) and
+  ERRORREPLAY_ENRICHMENT_QUEUE_SIZE (10000).
 """
 
 from __future__ import annotations
