@@ -65,7 +65,13 @@ async def publish(target: str, tag: str, rate: float, count: int) -> float:
                 message=f"fan-out {i}", severity=m.SEVERITY_HIGH, source=m.SOURCE_APPLICATION, tags={"fanout": tag}
             )
             pending.append(asyncio.ensure_future(stub.CaptureError(rr.CaptureErrorRequest(error=report))))
-        await asyncio.gather(*pending)
+        outcomes = await asyncio.gather(*pending, return_exceptions=True)
+        failed = sum(isinstance(o, BaseException) for o in outcomes)
+        if failed:
+            print(
+                f"{failed} captures failed: {next(o for o in outcomes if isinstance(o, BaseException))}",
+                file=sys.stderr,
+            )
         return time.perf_counter() - began
 
 

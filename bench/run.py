@@ -178,6 +178,8 @@ def main() -> None:
             ),
         ]
 
+        RESULTS.write_text(json.dumps(results, indent=2))  # partial results survive a later failure
+
         # 3. Reads at scale, on a store seeded through the bulk path.
         for size in sizes:
             data_dir = tmp_path / f"seed-{size}"
@@ -206,22 +208,18 @@ def main() -> None:
                 )
             )
 
-        # 4. Fan-out: 100 subscribers at 100 captures/s, then a higher rate.
-        fan_seconds = 5 if quick else 15
-        with errorreplay_server(tmp_path / "fanout") as address:
-            results["fanout"] = []
-            for rate in (100, 200) if quick else (100, 200, 300):
+        RESULTS.write_text(json.dumps(results, indent=2))
+
+        # 4. Fan-out: 100 subscribers at 100 captures/s, then higher rates to find the highest
+        # that holds p99 ≤ 50 ms.
+        fan_seconds = 5 if quick else 10
+        results["fanout"] = []
+        with errorreplay_server(tmp_path / "fanout", ERRORREPLAY_ENRICHMENT="off") as address:
+            for rate in (100, 150) if quick else (100, 125, 150, 200):
                 fan = python(
-                    "bench.fanout",
-                    "--target",
-                    address,
-                    "--subscribers",
-                    "100",
-                    "--rate",
-                    str(rate),
-                    "--seconds",
-                    str(fan_seconds),
-                )
+                    "bench.fanout", "--target", address, "--subscribers", "100", "--rate", str(rate),
+                    "--seconds", str(fan_seconds),
+                )  # fmt: skip
                 results["fanout"].append(fan)
                 rows.append(
                     (
@@ -231,6 +229,11 @@ def main() -> None:
                         f"{fan['delivered']}/{fan['expected_deliveries']} delivered (target p99 ≤ 50 ms @ 100/s)",
                     )
                 )
+        holding = [f["rate_per_s"] for f in results["fanout"] if f["p99_ms"] <= 50]
+        results["fanout_highest_rate_p99_under_50ms"] = max(holding) if holding else None
+        rows.append(
+            ("highest fan-out rate with p99 ≤ 50 ms", f"{max(holding) if holding else 'none'}/s", "of those tried")
+        )
 
     results["table"] = rows
     RESULTS.write_text(json.dumps(results, indent=2))
