@@ -87,9 +87,15 @@ class DataPlane:
         return await self._capture.capture_batch(reqs, timeout)
 
     # --- reads ------------------------------------------------------------------------------
+    def _required_id(self, field: str, value: str) -> None:
+        # A lookup id is echoed in NOT_FOUND; an unbounded one makes trailers that clients refuse.
+        if not value:
+            raise InvalidArgument.single(field, "is required")
+        if len(value) > self._limits.max_id_chars:
+            raise InvalidArgument.single(field, f"is longer than {self._limits.max_id_chars} characters")
+
     async def get_error(self, error_id: str) -> ErrorSnapshot:
-        if not error_id:
-            raise InvalidArgument.single("error_id", "is required")
+        self._required_id("error_id", error_id)
         snapshot = await self._store.get_error(error_id)
         related, dependencies = await self.related(snapshot)
         snapshot.related_error_ids = [e.error_id for e in related]
@@ -97,8 +103,7 @@ class DataPlane:
         return snapshot
 
     async def replay(self, error_id: str, refresh_context: bool) -> tuple[ErrorSnapshot, ReplayAnalysis]:
-        if not error_id:
-            raise InvalidArgument.single("error_id", "is required")
+        self._required_id("error_id", error_id)
         snapshot = await self._store.get_error(error_id)
         if refresh_context:
             snapshot = await self._capture.refresh_context(snapshot)
@@ -162,14 +167,12 @@ class DataPlane:
         return page.items
 
     async def by_resource(self, resource_id: str, page_size: int, page_token: str) -> Page[ErrorSnapshot]:
-        if not resource_id:
-            raise InvalidArgument.single("resource_id", "is required")
+        self._required_id("resource_id", resource_id)
         size = check_page_size(page_size, LIST_PAGE_DEFAULT, LIST_PAGE_MAX)
         return await self._store.search_errors(ErrorFilter(resource_ids=[resource_id]), size, page_token)
 
     async def by_correlation(self, correlation_id: str, page_size: int, page_token: str) -> CorrelationPage:
-        if not correlation_id:
-            raise InvalidArgument.single("correlation_id", "is required")
+        self._required_id("correlation_id", correlation_id)
         size = check_page_size(page_size, LIST_PAGE_DEFAULT, LIST_PAGE_MAX)
         flt = ErrorFilter(correlation_id=correlation_id)
         page = await self._store.search_errors(flt, size, page_token, oldest_first=True)
@@ -242,6 +245,8 @@ class DataPlane:
         violations: list[tuple[str, str]] = []
         if not group_id:
             violations.append(("group_id", "is required"))
+        elif len(group_id) > self._limits.max_id_chars:
+            violations.append(("group_id", f"is longer than {self._limits.max_id_chars} characters"))
         if status == GroupStatus.UNSPECIFIED:
             violations.append(("status", "must be OPEN, ACKNOWLEDGED, RESOLVED or MUTED"))
         if violations:
@@ -270,8 +275,7 @@ class DataPlane:
         return await self._store.upsert_resources(resources, dependencies)
 
     async def get_topology(self, resource_id: str, depth: int) -> Topology:
-        if not resource_id:
-            raise InvalidArgument.single("resource_id", "is required")
+        self._required_id("resource_id", resource_id)
         if depth < 0 or depth > TOPOLOGY_DEPTH_MAX:
             raise InvalidArgument.single("depth", f"must be between 0 and {TOPOLOGY_DEPTH_MAX}")
         return await self._store.get_topology(resource_id, depth or TOPOLOGY_DEPTH_DEFAULT)

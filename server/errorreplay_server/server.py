@@ -15,8 +15,10 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry
 
 from errorreplay.v1 import service_pb2, service_pb2_grpc
+from errorreplay_server.api.auth import build_interceptors
 from errorreplay_server.api.errors import ErrorMappingInterceptor
 from errorreplay_server.api.servicer import ErrorReplayServicer, TopologyServicer
+from errorreplay_server.api.tls import server_credentials
 from errorreplay_server.capture.enrichment import EnrichmentQueue
 from errorreplay_server.capture.scrubbing import SecretScrubber
 from errorreplay_server.capture.service import CaptureService
@@ -131,7 +133,11 @@ async def start_server(
 
 async def serve(settings: Settings) -> None:
     """Run until SIGTERM or SIGINT, then shut down gracefully."""
-    running = await start_server(settings)
+    running = await start_server(
+        settings,
+        extra_interceptors=build_interceptors(settings.security),
+        credentials=server_credentials(settings.security),
+    )
     if settings.metrics_port:
         from prometheus_client import start_http_server
 
@@ -143,6 +149,7 @@ async def serve(settings: Settings) -> None:
         settings.store,
         settings.data_dir,
     )
+    log.info("security: %s", settings.security.describe())
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from errorreplay_server.analysis.settings import AnalysisSettings
 from errorreplay_server.collectors.settings import CollectorSettings
+from errorreplay_server.security_settings import SecuritySettings
 from errorreplay_server.streaming.hub import HubSettings
 
 DEFAULT_HUB = HubSettings()
@@ -109,6 +110,7 @@ class Settings:
     hub: HubSettings = field(default_factory=HubSettings)
     analysis: AnalysisSettings = field(default_factory=AnalysisSettings)
     collectors: CollectorSettings = field(default_factory=CollectorSettings)
+    security: SecuritySettings = field(default_factory=SecuritySettings)
     enrichment_enabled: bool = True
     # auto (uvloop when installed), uvloop, or asyncio.
     event_loop: str = "auto"
@@ -132,6 +134,7 @@ class Settings:
             neo4j=Neo4jSettings.from_env(env),
             analysis=AnalysisSettings.from_env(env),
             collectors=CollectorSettings.from_env(env),
+            security=SecuritySettings.from_env(env),
             enrichment_enabled=env.get("ERRORREPLAY_ENRICHMENT", "on").strip().lower() not in ("off", "0", "false"),
             event_loop=_choice(env, "ERRORREPLAY_EVENT_LOOP", ("auto", "uvloop", "asyncio")),
             hub=HubSettings(

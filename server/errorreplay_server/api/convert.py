@@ -73,7 +73,18 @@ def timestamp(micros: Micros) -> timestamp_pb2.Timestamp:
     return ts
 
 
-def duration_micros(d: duration_pb2.Duration) -> Micros:
+# google.protobuf.Duration's valid range: about ±10,000 years, nanos of the same sign as seconds.
+_MAX_DURATION_SECONDS = 315_576_000_000
+
+
+def duration_micros(d: duration_pb2.Duration, field: str = "duration") -> Micros:
+    if (
+        abs(d.seconds) > _MAX_DURATION_SECONDS
+        or abs(d.nanos) >= 1_000_000_000
+        or (d.seconds < 0 < d.nanos)
+        or (d.nanos < 0 < d.seconds)
+    ):
+        raise InvalidArgument.single(field, "is not a valid duration")
     return d.seconds * 1_000_000 + d.nanos // 1000
 
 

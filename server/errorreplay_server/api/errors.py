@@ -20,9 +20,11 @@ from errorreplay_server.domain.errors import (
     FailedPrecondition,
     InvalidArgument,
     NotFound,
+    PermissionDenied,
     ResourceExhausted,
     ShuttingDown,
     StoreUnavailable,
+    Unauthenticated,
     Unimplemented,
 )
 from errorreplay_server.metrics import RpcMetrics
@@ -55,6 +57,10 @@ def status_for(exc: BaseException) -> status_pb2.Status:
         return _status(code_pb2.UNIMPLEMENTED, str(exc))
     if isinstance(exc, DeadlineExceeded):
         return _status(code_pb2.DEADLINE_EXCEEDED, str(exc))
+    if isinstance(exc, Unauthenticated):
+        return _status(code_pb2.UNAUTHENTICATED, str(exc))
+    if isinstance(exc, PermissionDenied):
+        return _status(code_pb2.PERMISSION_DENIED, str(exc))
     return _status(code_pb2.INTERNAL, INTERNAL_MESSAGE)
 
 
@@ -85,6 +91,69 @@ def _code_name(exc: BaseException) -> str:
     return code_pb2.Code.Name(status_for(exc).code)
 
 
+MALFORMED_REQUEST = "the request is not a valid protobuf message of this method's request type"
+
+
+class MalformedRequest:
+    """Stands in for request bytes that do not parse, so that the call ends INVALID_ARGUMENT.
+
+    gRPC parses the request before any handler runs; left alone, a parse failure ends the call
+    UNKNOWN with the parser's exception text, and is logged as a server error."""
+
+    __slots__ = ()
+
+
+_MALFORMED = MalformedRequest()
+
+
+def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    if deserializer is None:
+        return None
+
+    def parse(raw: bytes) -> Any:
+        try:
+            return deserializer(raw)
+        except Exception:  # DecodeError, including nesting deeper than the parser's recursion limit
+            return _MALFORMED
+
+    return parse
+
+
+async def _abort_malformed(context: grpc.aio.ServicerContext, method: str) -> None:
+    await abort_for(InvalidArgument.single("request", MALFORMED_REQUEST), context, method)
+
+
+def _parse_guarded(handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+    """Another service's handler (health), with only the parse guard: its errors are its own to map."""
+    inner = handler.unary_unary or handler.unary_stream
+    if inner is None or handler.request_deserializer is None:
+        return handler
+
+    if inspect.isasyncgenfunction(inner):
+
+        async def guarded_stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            if request is _MALFORMED:
+                await _abort_malformed(context, method)
+            async for item in inner(request, context):
+                yield item
+
+        guarded: Callable[..., Any] = guarded_stream
+    else:
+
+        async def guarded_call(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            if request is _MALFORMED:
+                await _abort_malformed(context, method)
+            return await inner(request, context)
+
+        guarded = guarded_call
+    make = grpc.unary_unary_rpc_method_handler if handler.unary_unary else grpc.unary_stream_rpc_method_handler
+    return make(
+        guarded,
+        request_deserializer=_tolerant(handler.request_deserializer),
+        response_serializer=handler.response_serializer,
+    )
+
+
 def _passes_through(exc: BaseException) -> bool:
     # Aborts already carry their status; cancellation must propagate.
     return isinstance(exc, grpc.aio.AbortError | asyncio.CancelledError)
@@ -108,9 +177,11 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
         if cached is not None:
             return cached
         handler = await continuation(handler_call_details)
-        if handler is None or not method.startswith(self._prefix):
+        if handler is None:
             return handler
-        wrapped = self._wrap(handler, method)
+        # Other services (health) get only the parse guard: their errors are theirs to map.
+        guard = self._wrap if method.startswith(self._prefix) else _parse_guarded
+        wrapped = guard(handler, method)
         self._wrapped[method] = wrapped
         return wrapped
 
@@ -118,6 +189,8 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
         """Wraps a handler that returns its result (unary) or writes with context.write (stream)."""
 
         async def handle(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            if request is _MALFORMED:
+                await _abort_malformed(context, method)
             started = time.perf_counter()
             code = "OK"
             try:
@@ -137,13 +210,15 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
                 self._awaited(handler.unary_unary, method),
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=_tolerant(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream is not None and inspect.isasyncgenfunction(handler.unary_stream):
             inner_stream = handler.unary_stream
 
             async def stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+                if request is _MALFORMED:
+                    await _abort_malformed(context, method)
                 try:
                     async for item in inner_stream(request, context):
                         yield item
@@ -154,7 +229,7 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
 
             return grpc.unary_stream_rpc_method_handler(
                 stream,
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=_tolerant(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream is not None:
@@ -167,7 +242,7 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
 
             return grpc.unary_stream_rpc_method_handler(
                 self._awaited(handler.unary_stream, method),
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=_tolerant(handler.request_deserializer),
                 response_serializer=serialize_or_pass,
             )
         return handler

@@ -105,7 +105,7 @@ class ErrorReplayServicer(service_pb2_grpc.ErrorReplayServiceServicer):
         stats = await self._plane.statistics(
             convert.optional_micros(request, "start_time", "start_time"),
             convert.optional_micros(request, "end_time", "end_time"),
-            convert.duration_micros(request.bucket),
+            convert.duration_micros(request.bucket, "bucket"),
             convert.filter_from_pb(request.filter),
             request.top_groups_limit,
             request.include_muted,
@@ -120,7 +120,7 @@ class ErrorReplayServicer(service_pb2_grpc.ErrorReplayServiceServicer):
         errors = await self._plane.recent(
             request.page_size,
             convert.enum_value(Severity, request.min_severity),
-            convert.duration_micros(request.window),
+            convert.duration_micros(request.window, "window"),
         )
         response = rr.ListRecentErrorsResponse()
         convert.snapshots_to_pb(errors, response.errors)
@@ -154,7 +154,7 @@ class ErrorReplayServicer(service_pb2_grpc.ErrorReplayServiceServicer):
             convert.filter_from_pb(request.filter),
             request.include_correlated,
             request.resume_after,
-            convert.duration_micros(request.heartbeat_interval),
+            convert.duration_micros(request.heartbeat_interval, "heartbeat_interval"),
         )
         # A client that stops reading blocks a write; its queue then overflows, and the stream must
         # end with RESOURCE_EXHAUSTED instead of hanging: a watcher cancels this task, which is

@@ -205,7 +205,8 @@ def _create_schema(conn: sqlite3.Connection) -> None:
 
 def fts_query(text: str) -> str:
     """Each whitespace-separated word becomes a quoted FTS5 phrase, so user text is never syntax."""
-    words = [w.replace('"', '""') for w in text.split()]
+    # FTS5 ends a quoted string at a NUL (unterminated string); its tokenizer splits words there anyway.
+    words = [w.replace('"', '""') for w in text.replace("\x00", " ").split()]
     return " ".join(f'"{w}"' for w in words if w)
 
 
@@ -389,7 +390,7 @@ def _where(flt: ErrorFilter) -> tuple[list[str], list[Any]]:
     for key, value in sorted(flt.tags.items()):
         clauses.append("seq IN (SELECT seq FROM error_tags WHERE key = ? AND value = ?)")
         params.extend((key, value))
-    if flt.text.strip():
+    if fts_query(flt.text):  # text of white space and NULs only has no words: no condition
         clauses.append("seq IN (SELECT rowid FROM errors_fts WHERE errors_fts MATCH ?)")
         params.append(fts_query(flt.text))
     if flt.start_time is not None:
@@ -665,7 +666,7 @@ class SqliteStore:
                 conn.execute(
                     "SELECT COUNT(*) FROM errors_fts WHERE errors_fts MATCH ?", (fts_query(flt.text),)
                 ).fetchone()[0]
-                if flt.text.strip()
+                if fts_query(flt.text)
                 else None
             )
             select = _SELECT_ERRORS

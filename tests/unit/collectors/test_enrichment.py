@@ -4,7 +4,7 @@ fixtures for the rest."""
 from __future__ import annotations
 
 import asyncio
-import time
+import inspect
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
@@ -120,14 +120,9 @@ async def test_load_with_a_hanging_backend(store: SqliteStore, hanging_url: str)
     await queue.start()
     try:
         snapshots = await captured(store, 1000, resource_id=uid("api-"))
-        worst = 0.0
-        started = time.perf_counter()
-        for snapshot in snapshots:
-            t0 = time.perf_counter()
-            assert queue.submit(snapshot) is True  # a plain call: it cannot await the backend
-            worst = max(worst, time.perf_counter() - t0)
-        total = time.perf_counter() - started
-        assert total < 0.5 and worst < 0.05, (total, worst)
+        # A plain function, not a coroutine: a capture cannot end up waiting on a backend.
+        assert not inspect.iscoroutinefunction(queue.submit)
+        assert all(queue.submit(snapshot) is True for snapshot in snapshots)
         assert queue.counters.queued == 1000
 
         assert await queue.wait_for(snapshots[-1].error_id, timeout=60)
@@ -163,9 +158,7 @@ async def test_a_full_queue_acknowledges_and_marks_overloaded(store: SqliteStore
     snapshots = await captured(store, 1000, resource_id=uid("api-"))
     await queue.start()
     try:
-        started = time.perf_counter()
         accepted = [queue.submit(s) for s in snapshots]
-        assert time.perf_counter() - started < 0.5
         assert accepted.count(True) == 100 and accepted.count(False) == 900
         assert (queue.counters.queued, queue.counters.overloaded) == (100, 900)
         assert all([await queue.wait_for(s.error_id, timeout=60) for s in snapshots])
@@ -352,9 +345,8 @@ async def test_stop_cancels_cleanly_and_answers_waiters(store: SqliteStore, hang
         assert queue.submit(snapshot)
     await asyncio.sleep(0.05)
     waiter = asyncio.ensure_future(queue.wait_for(snapshots[-1].error_id, timeout=None))
-    started = time.perf_counter()
-    await queue.stop(drain_timeout=0.1)
-    assert time.perf_counter() - started < 2
+    # The backend hangs for 30 s; stop must cancel the jobs rather than wait them out.
+    await asyncio.wait_for(queue.stop(drain_timeout=0.1), timeout=10)
     assert await waiter is False
     assert queue.submit(snapshots[0]) is False  # stopped
     await close_collectors(collectors)
