@@ -708,25 +708,22 @@ class SqliteStore:
         limit: int,
     ) -> list[ErrorSnapshot]:
         r = error.report
-        links: list[str] = []
-        params: list[Any] = []
+        # One index lookup per link, each bounded by the window: an OR over them would walk every
+        # error in the window instead (about 14,000 at 1M errors a day).
+        links: list[tuple[str, list[Any]]] = []
         if r.correlation_id:
-            links.append("(correlation_id = ? AND correlation_id != '')")
-            params.append(r.correlation_id)
+            links.append(("correlation_id = ? AND correlation_id != ''", [r.correlation_id]))
         if r.trace_id:
-            links.append("(trace_id = ? AND trace_id != '')")
-            params.append(r.trace_id)
+            links.append(("trace_id = ? AND trace_id != ''", [r.trace_id]))
         resources = [x for x in dict.fromkeys([r.resource_id, *resource_ids]) if x]
-        if resources:
-            links.append(f"resource_id IN ({','.join('?' * len(resources))})")
-            params.extend(resources)
+        links += [("resource_id = ?", [resource]) for resource in resources]
         if not links:
             return []
-        sql = (
-            f"{_SELECT_ERRORS} WHERE occurred_at BETWEEN ? AND ? AND error_id != ? AND ({' OR '.join(links)})"
-            " ORDER BY occurred_at, received_at LIMIT ?"
+        seqs = " UNION ".join(
+            f"SELECT seq FROM errors WHERE {condition} AND occurred_at BETWEEN ? AND ?" for condition, _ in links
         )
-        args = [start, end, error.error_id, *params, limit]
+        sql = f"{_SELECT_ERRORS} WHERE seq IN ({seqs}) AND error_id != ? ORDER BY occurred_at, received_at LIMIT ?"
+        args = [value for _, values in links for value in (*values, start, end)] + [error.error_id, limit]
         return await self._read(lambda conn: [snapshot_from_row(row) for row in conn.execute(sql, args)])
 
     async def update_context(self, error_id: str, context: ErrorContext) -> None:
