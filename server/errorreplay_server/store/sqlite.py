@@ -683,7 +683,9 @@ class SqliteStore:
                 last = items[-1]
                 token = encode_token(digest, [last.report.occurred_at, last.received_at])
             total = -1
-            if with_total and text_matches is not None and len(clauses) == 1:
+            if with_total and after is None and len(rows) <= page_size:
+                total = len(rows)  # the first page holds every match: no need to count them again
+            elif with_total and text_matches is not None and len(clauses) == 1:
                 total = text_matches  # the text is the whole filter
             elif with_total:
                 count_sql = "SELECT COUNT(*) FROM errors" + (f" WHERE {' AND '.join(clauses)}" if clauses else "")
