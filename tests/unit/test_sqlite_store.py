@@ -90,3 +90,13 @@ async def test_wide_window_statistics_equal_the_grouped_ones(tmp_path: Path, mon
         assert wide.total_count == 96 and sum(t.count for t in wide.timed_counts) == 96
     finally:
         await store.close()
+
+
+def test_only_errors_of_the_database_itself_mean_unavailable() -> None:
+    from errorreplay_server.store.sqlite import _means_unavailable
+
+    assert _means_unavailable(sqlite3.OperationalError("database is locked"))
+    assert _means_unavailable(sqlite3.OperationalError("disk I/O error"))
+    assert _means_unavailable(sqlite3.OperationalError("unable to open database file"))
+    assert not _means_unavailable(sqlite3.OperationalError('fts5: syntax error near "("'))
+    assert not _means_unavailable(sqlite3.OperationalError("no such column: nope"))

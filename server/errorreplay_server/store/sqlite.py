@@ -203,6 +203,15 @@ def _create_schema(conn: sqlite3.Connection) -> None:
     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 
+# SQLite errors that mean the database cannot be used right now, as opposed to a bad query.
+_UNAVAILABLE_MESSAGES = ("locked", "busy", "disk i/o", "unable to open", "disk is full", "readonly", "closed")
+
+
+def _means_unavailable(exc: sqlite3.Error) -> bool:
+    text = str(exc).lower()
+    return any(m in text for m in _UNAVAILABLE_MESSAGES)
+
+
 def fts_query(text: str) -> str:
     """Each whitespace-separated word becomes a quoted FTS5 phrase, so user text is never syntax."""
     # FTS5 ends a quoted string at a NUL (unterminated string); its tokenizer splits words there anyway.
@@ -484,6 +493,8 @@ class SqliteStore:
         try:
             return await loop.run_in_executor(self._readers, lambda: fn(self._reader()))
         except sqlite3.OperationalError as exc:
+            if not _means_unavailable(exc):
+                raise  # a query bug is INTERNAL, not "the store is down, retry"
             raise StoreUnavailable(f"embedded store read failed: {exc}") from exc
 
     async def _write(self, fn: Callable[[sqlite3.Connection], R]) -> R:
