@@ -205,6 +205,37 @@ async def test_get_shows_related_errors_both_ways(api: Api) -> None:
     assert list(got_second.error.related_error_ids) == [first.error_id]
 
 
+async def test_related_errors_follow_the_rule(api: Api) -> None:
+    """Same correlation id, same resource, or within 2 DEPENDS_ON hops, within ±10 minutes."""
+    p = uid("p")
+    svc, db, disk, rack = (f"{p}-{n}" for n in ("api", "db", "disk", "rack"))
+    await api.topology.UpsertResources(
+        rr.UpsertResourcesRequest(
+            dependencies=[
+                m.Dependency(dependent_id=svc, dependency_id=db),
+                m.Dependency(dependent_id=db, dependency_id=disk),
+                m.Dependency(dependent_id=disk, dependency_id=rack),
+            ]
+        )
+    )
+    corr = uid("corr-")
+    me = await capture(api, resource_id=svc, correlation_id=corr, occurred_at=ts(T0))
+    related = [
+        await capture(api, resource_id=svc, occurred_at=ts(T0 - 300)),
+        await capture(api, resource_id=db, occurred_at=ts(T0 - 60)),
+        await capture(api, resource_id=disk, occurred_at=ts(T0 + 60)),  # 2 hops
+        await capture(api, resource_id=uid("far-"), correlation_id=corr, occurred_at=ts(T0)),
+    ]
+    unrelated = [
+        await capture(api, resource_id=rack, occurred_at=ts(T0)),  # 3 hops
+        await capture(api, resource_id=svc, occurred_at=ts(T0 - 660)),  # 11 minutes earlier
+        await capture(api, resource_id=uid("far-"), occurred_at=ts(T0)),
+    ]
+    got = await api.errors.GetError(rr.GetErrorRequest(error_id=me.error_id))
+    assert set(got.error.related_error_ids) == {r.error_id for r in related}
+    assert not set(got.error.related_error_ids) & {u.error_id for u in unrelated}
+
+
 # --- search and lists -----------------------------------------------------------------------------
 async def test_search_pages_walk_every_match_newest_first(api: Api) -> None:
     run = uid()

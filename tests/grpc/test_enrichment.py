@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from errorreplay.v1 import message_pb2 as m
 from errorreplay.v1 import request_response_pb2 as rr
 from tests.grpc.conftest import Api
@@ -30,7 +32,15 @@ async def test_wait_for_context_returns_every_source_status(api: Api) -> None:
 
 async def test_capture_without_waiting_shows_pending_then_the_outcome(api: Api) -> None:
     reply = await capture(api, resource_id=uid("res-"))
-    assert set(states(reply.error).values()) <= {m.COLLECTION_STATE_PENDING}
+    pending = states(reply.error)
+    assert pending and set(pending.values()) == {m.COLLECTION_STATE_PENDING}
+    for _ in range(200):  # the background job finishes soon after: nothing waits on a backend here
+        got = states((await api.errors.GetError(rr.GetErrorRequest(error_id=reply.error_id))).error)
+        if m.COLLECTION_STATE_PENDING not in got.values():
+            break
+        await asyncio.sleep(0.02)
+    assert set(got) == set(pending) and m.COLLECTION_STATE_PENDING not in got.values()
+    assert got["prometheus"] == m.COLLECTION_STATE_SKIPPED
 
 
 async def test_refresh_context_collects_again(api: Api) -> None:

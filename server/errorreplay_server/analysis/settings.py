@@ -111,7 +111,6 @@ class AnalysisSettings:
 
         Correlation and windows:
         - ERRORREPLAY_RELATED_WINDOW (10m): errors this close in time may be related (either side).
-          The collectors read the same variable.
         - ERRORREPLAY_RELATED_HOPS (2): DEPENDS_ON hops that still relate two errors, that bound
           one propagation step, and that bound the affected resources.
         - ERRORREPLAY_CHANGES_WINDOW_BEFORE (24h): changes this long before the error are related.

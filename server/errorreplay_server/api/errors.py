@@ -213,28 +213,9 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
                 request_deserializer=_tolerant(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
-        if handler.unary_stream is not None and inspect.isasyncgenfunction(handler.unary_stream):
-            inner_stream = handler.unary_stream
-
-            async def stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-                if request is _MALFORMED:
-                    await _abort_malformed(context, method)
-                try:
-                    async for item in inner_stream(request, context):
-                        yield item
-                except BaseException as exc:
-                    if _passes_through(exc) or isinstance(exc, GeneratorExit):
-                        raise
-                    await abort_for(exc, context, method)
-
-            return grpc.unary_stream_rpc_method_handler(
-                stream,
-                request_deserializer=_tolerant(handler.request_deserializer),
-                response_serializer=handler.response_serializer,
-            )
         if handler.unary_stream is not None:
-            # A streaming handler that writes with context.write() may write pre-encoded bytes
-            # (see convert.StreamEncoder); they pass through as they are.
+            # errorreplay's streaming handlers write with context.write() (so a blocked write can be
+            # abandoned) and may write pre-encoded bytes (convert.StreamEncoder), passed through.
             serialize = handler.response_serializer
 
             def serialize_or_pass(message: Any) -> bytes:

@@ -59,13 +59,6 @@ class EnrichmentCounters:
     store_failures: int = 0  # contexts that could not be stored
 
 
-@dataclass(slots=True)
-class Enrichment:
-    context: ErrorContext
-    # None when no collector answered for related errors (skipped, failed, or absent).
-    related_error_ids: list[str] | None
-
-
 class EnrichmentQueue:
     def __init__(
         self,
@@ -222,22 +215,15 @@ class EnrichmentQueue:
         """Collect the window again now (ReplayError with refresh_context), store and return the
         snapshot with the new context. A source that fails now but succeeded before keeps its
         earlier data: frozen context must survive the backend's retention."""
-        enrichment = await self.collect(snapshot)
-        context = keep_earlier_data(snapshot.context, enrichment.context)
+        context = keep_earlier_data(snapshot.context, await self.collect(snapshot))
         await self._store.update_context(snapshot.error_id, context)
-        related = enrichment.related_error_ids
-        return replace(
-            snapshot,
-            context=context,
-            related_error_ids=snapshot.related_error_ids if related is None else related,
-        )
+        return replace(snapshot, context=context)
 
-    async def collect(self, snapshot: ErrorSnapshot) -> Enrichment:
+    async def collect(self, snapshot: ErrorSnapshot) -> ErrorContext:
         """Run every collector concurrently and merge what they return; nothing is stored."""
         at = error_time(snapshot)
         results = await asyncio.gather(*(self._run(c, snapshot, at) for c in self._collectors))
         context = ErrorContext()
-        related: list[str] | None = None
         for collector, (result, duration_ms) in zip(self._collectors, results, strict=True):
             context.logs.extend(result.logs)
             context.metrics.extend(result.metrics)
@@ -245,13 +231,11 @@ class EnrichmentQueue:
             context.changes.extend(result.changes)
             if result.topology is not None and context.topology is None:
                 context.topology = result.topology
-            if result.related_error_ids is not None:
-                related = [*(related or []), *result.related_error_ids]
             context.statuses.append(
                 CollectorStatus(collector.name, result.state, result.detail, duration_ms, now_micros())
             )
         context.logs.sort(key=lambda line: line.time)
-        return Enrichment(context, related)
+        return context
 
     async def _run(self, collector: Collector, snapshot: ErrorSnapshot, at: int) -> tuple[CollectorResult, float]:
         breaker = self._breakers[collector.name]
@@ -317,8 +301,7 @@ class EnrichmentQueue:
         while True:
             snapshot = await self._queue.get()
             try:
-                enrichment = await self.collect(snapshot)
-                stored = await self._store_context(snapshot.error_id, enrichment.context)
+                stored = await self._store_context(snapshot.error_id, await self.collect(snapshot))
                 self.counters.completed += 1
                 self._resolve(snapshot.error_id, stored)
             except Exception:

@@ -55,8 +55,6 @@ class CollectorResult:
     spans: list[Span] = field(default_factory=list)
     topology: Topology | None = None
     changes: list[Change] = field(default_factory=list)
-    # None: this collector says nothing about related errors (only the related one does).
-    related_error_ids: list[str] | None = None
 
     @classmethod
     def failed(cls, reason: str) -> CollectorResult:

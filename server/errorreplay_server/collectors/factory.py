@@ -13,7 +13,6 @@ from errorreplay_server.collectors.changes import ChangesCollector
 from errorreplay_server.collectors.elasticsearch import ElasticsearchCollector
 from errorreplay_server.collectors.loki import LokiCollector
 from errorreplay_server.collectors.prometheus import PrometheusCollector
-from errorreplay_server.collectors.related import RelatedErrorsCollector
 from errorreplay_server.collectors.settings import CollectorSettings
 from errorreplay_server.collectors.tempo import TempoCollector
 from errorreplay_server.collectors.topology import TopologyCollector
@@ -25,17 +24,15 @@ def build_collectors(
     store: Store,
     *,
     transports: Mapping[str, httpx.AsyncBaseTransport] | None = None,
-    include_related: bool = False,
 ) -> list[Collector]:
     """Every collector, configured or not: an unconfigured backend reports SKIPPED, so the
     context always says why a source is missing. `transports` (by collector name) replaces the
     network in tests.
 
-    The related-errors collector is left out unless asked for: related links are computed at
-    read time (DESIGN §4), `Store.update_context` has nowhere to keep the ids, and fetching up
-    to 100 full snapshots per job was three quarters of the enrichment cost in an error storm."""
+    There is no related-errors collector: related links are computed when an error is read
+    (DataPlane.related, DESIGN §4), so they stay symmetric and see later errors."""
     t = transports or {}
-    collectors: list[Collector] = [
+    return [
         PrometheusCollector(settings, t.get(PrometheusCollector.name)),
         LokiCollector(settings, t.get(LokiCollector.name)),
         TempoCollector(settings, t.get(TempoCollector.name)),
@@ -44,9 +41,6 @@ def build_collectors(
         TopologyCollector(store, settings),
         ChangesCollector(store, settings),
     ]
-    if include_related:
-        collectors.append(RelatedErrorsCollector(store, settings))
-    return collectors
 
 
 async def close_collectors(collectors: Sequence[Collector]) -> None:

@@ -24,8 +24,8 @@ Backends (a backend without a URL is SKIPPED, never FAILED):
 Windows around the error (DESIGN §1):
 - ERRORREPLAY_LOGS_WINDOW_BEFORE / _AFTER (5m / 5m); traces are fetched whole, by id;
 - ERRORREPLAY_METRICS_WINDOW_BEFORE / _AFTER (15m / 5m);
-- ERRORREPLAY_CHANGES_WINDOW_BEFORE (24h; nothing after);
-- ERRORREPLAY_RELATED_WINDOW (10m either side).
+- ERRORREPLAY_CHANGES_WINDOW_BEFORE (24h; nothing after).
+Related errors are not collected: they are computed when an error is read (AnalysisSettings).
 
 Caps on what is stored per source:
 - ERRORREPLAY_LOG_LINES_BEFORE (150) and ERRORREPLAY_LOG_LINES_AFTER (50): the lines nearest the
@@ -34,7 +34,7 @@ Caps on what is stored per source:
 - ERRORREPLAY_PROMETHEUS_MAX_SERIES (5 per query, 6 queries) and at most
   ERRORREPLAY_PROMETHEUS_MAX_POINTS (240) per series (the step grows to fit);
 - ERRORREPLAY_MAX_SPANS (500; failing spans are kept first);
-- ERRORREPLAY_MAX_CHANGES (100); ERRORREPLAY_MAX_RELATED_ERRORS (100);
+- ERRORREPLAY_MAX_CHANGES (100);
 - ERRORREPLAY_TOPOLOGY_DEPTH (2 hops).
 
 Anomalies (prometheus.py):
@@ -72,7 +72,6 @@ def _micros(seconds: float) -> Micros:
 LOGS_WINDOW = WindowSpec(_micros(300), _micros(300))
 METRICS_WINDOW = WindowSpec(_micros(900), _micros(300))
 CHANGES_WINDOW = WindowSpec(_micros(86_400), 0)
-RELATED_WINDOW = WindowSpec(_micros(600), _micros(600))
 # Topology is the graph as it is now; its window is unused.
 TOPOLOGY_WINDOW = WindowSpec(0, 0)
 
@@ -82,7 +81,6 @@ class Windows:
     logs: WindowSpec = LOGS_WINDOW
     metrics: WindowSpec = METRICS_WINDOW
     changes: WindowSpec = CHANGES_WINDOW
-    related: WindowSpec = RELATED_WINDOW
     topology: WindowSpec = TOPOLOGY_WINDOW
 
 
@@ -136,7 +134,6 @@ class CollectorSettings:
     log_line_max_chars: int = 2000
     max_spans: int = 500
     max_changes: int = 100
-    max_related_errors: int = 100
     topology_depth: int = 2
     # Running
     timeout_seconds: float = 2.0
@@ -185,7 +182,6 @@ class CollectorSettings:
         d = cls()  # defaults
         logs_before = env.duration("ERRORREPLAY_LOGS_WINDOW_BEFORE", 300)
         logs_after = env.duration("ERRORREPLAY_LOGS_WINDOW_AFTER", 300)
-        related = env.duration("ERRORREPLAY_RELATED_WINDOW", 600)
         windows = Windows(
             logs=WindowSpec(_micros(logs_before), _micros(logs_after)),
             metrics=WindowSpec(
@@ -193,7 +189,6 @@ class CollectorSettings:
                 _micros(env.duration("ERRORREPLAY_METRICS_WINDOW_AFTER", 300)),
             ),
             changes=WindowSpec(_micros(env.duration("ERRORREPLAY_CHANGES_WINDOW_BEFORE", 86_400)), 0),
-            related=WindowSpec(_micros(related), _micros(related)),
         )
         es = "ELASTICSEARCH_"
         return cls(
@@ -249,7 +244,6 @@ class CollectorSettings:
             log_line_max_chars=env.integer("ERRORREPLAY_LOG_LINE_MAX_CHARS", d.log_line_max_chars),
             max_spans=env.integer("ERRORREPLAY_MAX_SPANS", d.max_spans),
             max_changes=env.integer("ERRORREPLAY_MAX_CHANGES", d.max_changes),
-            max_related_errors=env.integer("ERRORREPLAY_MAX_RELATED_ERRORS", d.max_related_errors),
             topology_depth=env.integer("ERRORREPLAY_TOPOLOGY_DEPTH", d.topology_depth),
             timeout_seconds=env.duration("ERRORREPLAY_COLLECTOR_TIMEOUT", d.timeout_seconds),
             breaker_failures=env.integer("ERRORREPLAY_BREAKER_FAILURES", d.breaker_failures),

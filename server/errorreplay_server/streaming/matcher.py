@@ -19,7 +19,7 @@ def words(text: str) -> set[str]:
 
 
 class ErrorMatcher:
-    __slots__ = ("_checks", "_filter", "_text_words")
+    __slots__ = ("_filter", "_text_words")
 
     def __init__(self, flt: ErrorFilter) -> None:
         self._filter = flt

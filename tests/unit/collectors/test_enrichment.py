@@ -185,7 +185,6 @@ async def test_wait_for_returns_once_the_complete_context_is_stored(store: Sqlit
         settings,
         store,
         transports={"prometheus": Backend(prometheus_reply).transport(), "loki": loki.transport()},
-        include_related=True,
     )
     queue = EnrichmentQueue(
         store, collectors, scrub_text=lambda text: text.replace("hunter2", "[REDACTED]"), workers=2, max_queued=10
@@ -193,9 +192,7 @@ async def test_wait_for_returns_once_the_complete_context_is_stored(store: Sqlit
     (snapshot,) = await captured(store, 1, resource_id=api, trace_id="")
     await queue.start()
     try:
-        assert queue.initial_context().statuses == [
-            CollectorStatus(n, CollectionState.PENDING) for n in [*NAMES, "related_errors"]
-        ]
+        assert queue.initial_context().statuses == [CollectorStatus(n, CollectionState.PENDING) for n in NAMES]
         assert queue.submit(snapshot)
         assert await queue.wait_for(snapshot.error_id, timeout=10)
         # Asked again after the job ended, the answer is still there.
@@ -214,7 +211,6 @@ async def test_wait_for_returns_once_the_complete_context_is_stored(store: Sqlit
         "azure_log_analytics": CollectionState.SKIPPED,
         "topology": CollectionState.OK,
         "changes": CollectionState.EMPTY,
-        "related_errors": CollectionState.EMPTY,
     }
     assert all(s.collected_at > 0 and s.duration_ms >= 0 for s in ctx.statuses)
     assert len(ctx.metrics) == 6
@@ -232,11 +228,11 @@ async def test_a_failing_scrubber_drops_the_text(store: SqliteStore) -> None:
     queue = EnrichmentQueue(store, collectors, scrub_text=broken)
     (snapshot,) = await captured(store, 1, resource_id=uid("api-"))
     try:
-        enrichment = await queue.collect(snapshot)
+        context = await queue.collect(snapshot)
     finally:
         await close_collectors(collectors)
-    assert enrichment.context.logs == []
-    assert status(replace(snapshot, context=enrichment.context), "loki").detail == "scrubbing failed: RuntimeError"
+    assert context.logs == []
+    assert status(replace(snapshot, context=context), "loki").detail == "scrubbing failed: RuntimeError"
 
 
 class Clock:
@@ -264,8 +260,8 @@ async def test_circuit_breaker_skips_then_probes(store: SqliteStore) -> None:
     (snapshot,) = await captured(store, 1, resource_id=uid("api-"))
 
     async def loki() -> CollectorStatus:
-        enrichment = await queue.collect(snapshot)
-        (found,) = [s for s in enrichment.context.statuses if s.collector == "loki"]
+        context = await queue.collect(snapshot)
+        (found,) = [s for s in context.statuses if s.collector == "loki"]
         return found
 
     try:
@@ -299,8 +295,8 @@ async def test_a_crashing_collector_fails_alone(store: SqliteStore) -> None:
     collectors = [CrashingCollector(), *build_collectors(CollectorSettings(), store)]
     queue = EnrichmentQueue(store, collectors)
     (snapshot,) = await captured(store, 1, resource_id=uid("api-"))
-    enrichment = await queue.collect(snapshot)
-    states = {s.collector: (s.state, s.detail) for s in enrichment.context.statuses}
+    context = await queue.collect(snapshot)
+    states = {s.collector: (s.state, s.detail) for s in context.statuses}
     assert states["crashing"] == (CollectionState.FAILED, "internal error: ZeroDivisionError")
     assert states["topology"][0] is CollectionState.EMPTY
 
@@ -378,14 +374,14 @@ async def test_text_is_scrubbed_before_it_is_cut(store: SqliteStore) -> None:
     )
     (snapshot,) = await captured(store, 1, resource_id=uid("api-"), trace_id=trace)
     try:
-        enrichment = await queue.collect(snapshot)
+        context = await queue.collect(snapshot)
     finally:
         await close_collectors(collectors)
-    (line,) = enrichment.context.logs
+    (line,) = context.logs
     assert line.message == "x" * 20 + " token=[REDAC…"  # 34 characters
-    (collected,) = enrichment.context.spans
+    (collected,) = context.spans
     assert len(collected.attributes["db.statement"]) == 256 and len(collected.status_message) == 256
-    assert "hunter" not in repr(enrichment)
+    assert "hunter" not in repr(context)
 
 
 async def test_no_collected_secret_reaches_the_store(store: SqliteStore) -> None:

@@ -17,7 +17,6 @@ def test_defaults_follow_the_design() -> None:
     assert s.windows.logs == WindowSpec(5 * MICROS_PER_MINUTE, 5 * MICROS_PER_MINUTE)
     assert s.windows.metrics == WindowSpec(15 * MICROS_PER_MINUTE, 5 * MICROS_PER_MINUTE)
     assert s.windows.changes == WindowSpec(24 * 60 * MICROS_PER_MINUTE, 0)
-    assert s.windows.related == WindowSpec(10 * MICROS_PER_MINUTE, 10 * MICROS_PER_MINUTE)
     assert s.timeout_seconds == 2.0
     assert s.log_lines_cap == 200
     assert (s.cpu_limit_percent, s.memory_limit_percent, s.error_rate_limit_percent) == (90, 90, 5)

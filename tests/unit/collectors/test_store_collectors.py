@@ -1,4 +1,4 @@
-"""Topology, changes and related errors, against the real embedded store."""
+"""Topology and changes, against the real embedded store."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 from errorreplay_server.collectors.changes import ChangesCollector
-from errorreplay_server.collectors.related import RelatedErrorsCollector
 from errorreplay_server.collectors.settings import CollectorSettings
 from errorreplay_server.collectors.topology import TopologyCollector, dependencies_of
 from errorreplay_server.domain.model import (
@@ -107,39 +106,6 @@ async def test_no_changes_is_empty(store: SqliteStore) -> None:
     error = new_error(resource_id=uid("quiet-"), occurred_at=AT).snapshot
     result = await collector.collect(error, collector.window_spec.around(AT))
     assert result.state is CollectionState.EMPTY
-
-
-async def test_related_errors_follow_design_rule(store: SqliteStore) -> None:
-    g = Graph()
-    await g.save(store)
-    correlation = uid("corr-")
-    me = new_error(resource_id=g.api, correlation_id=correlation, occurred_at=AT)
-    same_resource = new_error(resource_id=g.api, occurred_at=AT - 5 * MICROS_PER_MINUTE)
-    dependency = new_error(resource_id=g.db, occurred_at=AT - MICROS_PER_MINUTE)
-    two_hops = new_error(resource_id=g.disk, occurred_at=AT + MICROS_PER_MINUTE)
-    three_hops = new_error(resource_id=g.rack, occurred_at=AT)
-    same_correlation = new_error(resource_id=uid("far-"), correlation_id=correlation, occurred_at=AT)
-    too_early = new_error(resource_id=g.api, occurred_at=AT - 11 * MICROS_PER_MINUTE)
-    stranger = new_error(resource_id=uid("far-"), occurred_at=AT)
-    everything = [me, same_resource, dependency, two_hops, three_hops, same_correlation, too_early, stranger]
-    await store.capture(everything)
-    collector = RelatedErrorsCollector(store, SETTINGS)
-    result = await collector.collect(me.snapshot, collector.window_spec.around(AT))
-    assert result.state is CollectionState.OK
-    assert result.related_error_ids is not None
-    assert set(result.related_error_ids) == {
-        e.snapshot.error_id for e in (same_resource, dependency, two_hops, same_correlation)
-    }
-
-
-async def test_related_errors_none_or_nothing_to_relate_by(store: SqliteStore) -> None:
-    collector = RelatedErrorsCollector(store, SETTINGS)
-    lonely = new_error(resource_id=uid("alone-"), occurred_at=AT)
-    await store.capture([lonely])
-    result = await collector.collect(lonely.snapshot, collector.window_spec.around(AT))
-    assert (result.state, result.related_error_ids) == (CollectionState.EMPTY, [])
-    bare = new_error(resource_id="", occurred_at=AT).snapshot
-    assert (await collector.collect(bare, collector.window_spec.around(AT))).state is CollectionState.SKIPPED
 
 
 def test_dependencies_of_walks_one_way_and_stops_at_the_depth() -> None:
