@@ -58,6 +58,51 @@ async def test_text_search_walking_the_time_index_gives_the_same_pages(
         await store.close()
 
 
+async def test_tag_search_probing_rows_gives_the_same_pages(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from errorreplay_server.domain.model import ErrorFilter, Severity
+    from errorreplay_server.store import sqlite
+    from tests.factories import new_error
+
+    store = SqliteStore(tmp_path / "db.sqlite")
+    await store.start()
+    try:
+        await store.capture(
+            [
+                new_error(
+                    f"e {i}",
+                    severity=Severity.CRITICAL if i % 3 else Severity.LOW,
+                    occurred_at=1_000 + i % 11,
+                    tags={"region": "eu" if i % 2 else "us", "pod": f"p{i % 5}"},
+                )
+                for i in range(90)
+            ]
+        )
+        filters = [
+            ErrorFilter(tags={"region": "eu"}),
+            ErrorFilter(tags={"region": "eu"}, severities=[Severity.CRITICAL]),
+            ErrorFilter(tags={"region": "eu", "pod": "p1"}),
+            ErrorFilter(tags={"region": "nowhere"}),
+        ]
+
+        async def walk(flt: ErrorFilter) -> tuple[list[str], int]:
+            ids, token, total = [], "", -1
+            while True:
+                page = await store.search_errors(flt, 7, token)
+                ids += [e.error_id for e in page.items]
+                total = total if token else page.total_size
+                token = page.next_page_token
+                if not token:
+                    return ids, total
+
+        listed = [await walk(f) for f in filters]
+        monkeypatch.setattr(sqlite, "COMMON_TAG_ROWS", 0)  # every tag is common: probed row by row
+        assert [await walk(f) for f in filters] == listed
+        assert [total for _, total in listed] == [45, 30, 9, 0]
+        assert [len(set(ids)) for ids, _ in listed] == [45, 30, 9, 0]
+    finally:
+        await store.close()
+
+
 async def test_wide_window_statistics_equal_the_grouped_ones(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from errorreplay_server.domain.model import MICROS_PER_MINUTE, ErrorFilter, Severity, Source
     from errorreplay_server.store import sqlite

@@ -14,7 +14,7 @@ import logging
 import queue
 import sqlite3
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -60,6 +60,9 @@ MAX_JOBS_PER_COMMIT = 256
 READER_THREADS = 4
 # Above this many text matches a search walks the time index instead of sorting the matches.
 TEXT_MATCHES_SCANNED_BY_TIME = 1000
+# A tag on more rows than this is checked row by row (a primary-key probe per candidate) rather
+# than read into a list first: building a list of 50,000 ids costs more than the probes a page needs.
+COMMON_TAG_ROWS = 2000
 # Statistics over a window holding at least this share of the table walk one index per column.
 WIDE_WINDOW_SHARE = 0.3
 MAX_BUCKETS_COUNTED_ONE_BY_ONE = 256
@@ -363,7 +366,8 @@ def _resolve_all(items: list[tuple[asyncio.Future[Any], Any, BaseException | Non
             future.set_result(value)
 
 
-def _where(flt: ErrorFilter) -> tuple[list[str], list[Any]]:
+def _where(flt: ErrorFilter, common_tags: Collection[tuple[str, str]] = ()) -> tuple[list[str], list[Any]]:
+    """SQL conditions for a filter. Tags in `common_tags` are probed per row, the others listed."""
     clauses: list[str] = []
     params: list[Any] = []
 
@@ -397,7 +401,10 @@ def _where(flt: ErrorFilter) -> tuple[list[str], list[Any]]:
             clauses.append(f"{column} = ?")
             params.append(value)
     for key, value in sorted(flt.tags.items()):
-        clauses.append("seq IN (SELECT seq FROM error_tags WHERE key = ? AND value = ?)")
+        if (key, value) in common_tags:
+            clauses.append("EXISTS (SELECT 1 FROM error_tags t WHERE t.key = ? AND t.value = ? AND t.seq = errors.seq)")
+        else:
+            clauses.append("seq IN (SELECT seq FROM error_tags WHERE key = ? AND value = ?)")
         params.extend((key, value))
     if fts_query(flt.text):  # text of white space and NULs only has no words: no condition
         clauses.append("seq IN (SELECT rowid FROM errors_fts WHERE errors_fts MATCH ?)")
@@ -418,6 +425,15 @@ _GROUP_COLUMNS = (
     "group_id, title, error_type, count, first_seen, last_seen, status, regression,"
     " representative_error_id, max_severity"
 )
+
+
+def _common_tags(conn: sqlite3.Connection, tags: Mapping[str, str]) -> set[tuple[str, str]]:
+    sql = "SELECT COUNT(*) FROM (SELECT 1 FROM error_tags WHERE key = ? AND value = ? LIMIT ?)"
+    return {
+        (key, value)
+        for key, value in tags.items()
+        if conn.execute(sql, (key, value, COMMON_TAG_ROWS + 1)).fetchone()[0] > COMMON_TAG_ROWS
+    }
 
 
 def _only_time_bounds(flt: ErrorFilter) -> bool:
@@ -662,9 +678,9 @@ class SqliteStore:
     ) -> Page[ErrorSnapshot]:
         digest = filter_digest(flt, oldest_first)
         after = decode_token(page_token, digest, (int, int))
-        clauses, params = _where(flt)
 
         def run(conn: sqlite3.Connection) -> Page[ErrorSnapshot]:
+            clauses, params = _where(flt, _common_tags(conn, flt.tags) if flt.tags else ())
             where = list(clauses)
             args = list(params)
             if after is not None:
@@ -698,6 +714,11 @@ class SqliteStore:
                 total = len(rows)  # the first page holds every match: no need to count them again
             elif with_total and text_matches is not None and len(clauses) == 1:
                 total = text_matches  # the text is the whole filter
+            elif with_total and flt == ErrorFilter(tags=flt.tags) and len(flt.tags) == 1:
+                # One tag is the whole filter: its own index holds the count.
+                ((key, value),) = flt.tags.items()
+                count_sql = "SELECT COUNT(*) FROM error_tags WHERE key = ? AND value = ?"
+                total = conn.execute(count_sql, (key, value)).fetchone()[0]
             elif with_total:
                 count_sql = "SELECT COUNT(*) FROM errors" + (f" WHERE {' AND '.join(clauses)}" if clauses else "")
                 total = conn.execute(count_sql, params).fetchone()[0]
