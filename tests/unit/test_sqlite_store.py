@@ -173,14 +173,14 @@ async def test_a_failing_capture_in_a_commit_group_fails_alone(tmp_path: Path) -
         await store.close()
 
 
-async def test_captures_of_every_chunk_size_store_every_row(tmp_path: Path) -> None:
+async def test_captures_of_every_size_store_every_row(tmp_path: Path) -> None:
     from errorreplay_server.domain.model import ErrorFilter
     from tests.factories import new_error
 
     store = SqliteStore(tmp_path / "db.sqlite")
     await store.start()
     try:
-        sizes = [1, 3, 128, 129, 300]  # below, at and across the multi-row INSERT chunk size
+        sizes = [1, 3, 128, 129, 300]
         for n in sizes:
             await store.capture([new_error(f"chunk {n} item {i}", tags={"n": str(n), "i": str(i)}) for i in range(n)])
         assert await store.count_errors() == sum(sizes)

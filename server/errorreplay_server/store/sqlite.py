@@ -63,9 +63,6 @@ TEXT_MATCHES_SCANNED_BY_TIME = 1000
 # A tag on more rows than this is checked row by row (a primary-key probe per candidate) rather
 # than read into a list first: building a list of 50,000 ids costs more than the probes a page needs.
 COMMON_TAG_ROWS = 2000
-# Rows per multi-row INSERT; a power of two (see _insert_rows), 128 × 15 columns stays well
-# under SQLite's 32,766 variables.
-ROWS_PER_INSERT = 128
 # Statistics over a window holding at least this share of the table walk one index per column.
 WIDE_WINDOW_SHARE = 0.3
 MAX_BUCKETS_COUNTED_ONE_BY_ONE = 256
@@ -359,20 +356,6 @@ class _Writer(threading.Thread):
         return out
 
 
-def _insert_rows(conn: sqlite3.Connection, insert: str, rows: Sequence[Sequence[Any]], on_conflict: str = "") -> None:
-    """`insert` with many rows per statement, in chunks of power-of-two sizes (few distinct
-    statements to cache). executemany steps once per row, and every step gives the GIL away and
-    must win it back from the busy event loop; one step per chunk gave batch capture 5-10 %."""
-    start = 0
-    while start < len(rows):
-        n = min(ROWS_PER_INSERT, 1 << ((len(rows) - start).bit_length() - 1))
-        chunk = rows[start : start + n]
-        one = "(" + ",".join("?" * len(chunk[0])) + ")"
-        sql = f"{insert} VALUES {','.join([one] * n)} {on_conflict}"
-        conn.execute(sql, [value for row in chunk for value in row])
-        start += n
-
-
 def _resolve_all(items: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
     for future, value, exc in items:
         if future.done():
@@ -597,9 +580,8 @@ class SqliteStore:
                 row[9] = max(row[9], int(r.severity))
         if not fresh:
             return outcomes
-        _insert_rows(
-            conn,
-            f"INSERT INTO errors (seq, {_NARROW_COLUMNS})",
+        conn.executemany(
+            f"INSERT INTO errors (seq, {_NARROW_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             [
                 (
                     s.received_at,
@@ -621,9 +603,8 @@ class SqliteStore:
                 for s in (i.snapshot for i in fresh)
             ],
         )
-        _insert_rows(
-            conn,
-            "INSERT INTO error_docs (seq, fingerprint, message, details, context)",
+        conn.executemany(
+            "INSERT INTO error_docs (seq, fingerprint, message, details, context) VALUES (?, ?, ?, ?, ?)",
             [
                 (
                     s.received_at,
@@ -635,32 +616,28 @@ class SqliteStore:
                 for s in (i.snapshot for i in fresh)
             ],
         )
-        _insert_rows(
-            conn,
-            "INSERT INTO errors_fts (rowid, message)",
+        conn.executemany(
+            "INSERT INTO errors_fts (rowid, message) VALUES (?, ?)",
             [(i.snapshot.received_at, i.snapshot.report.message) for i in fresh],
         )
-        _insert_rows(
-            conn,
-            "INSERT OR IGNORE INTO error_tags (seq, key, value)",
+        conn.executemany(
+            "INSERT OR IGNORE INTO error_tags (seq, key, value) VALUES (?, ?, ?)",
             [(i.snapshot.received_at, k, v) for i in fresh for k, v in i.snapshot.report.tags.items()],
         )
         # A reopened group takes the new status and the regression flag; otherwise both stay.
-        _insert_rows(
-            conn,
-            f"INSERT INTO error_groups ({_GROUP_COLUMNS})",
-            list(groups.values()),
-            """ON CONFLICT (group_id) DO UPDATE SET
+        conn.executemany(
+            f"""INSERT INTO error_groups ({_GROUP_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)
+                ON CONFLICT (group_id) DO UPDATE SET
                     count = count + excluded.count,
                     first_seen = MIN(first_seen, excluded.first_seen),
                     last_seen = MAX(last_seen, excluded.last_seen),
                     max_severity = MAX(max_severity, excluded.max_severity),
                     status = CASE WHEN excluded.regression = 1 THEN excluded.status ELSE status END,
                     regression = MAX(regression, excluded.regression)""",
+            list(groups.values()),
         )
-        _insert_rows(
-            conn,
-            "INSERT OR IGNORE INTO group_resources (group_id, resource_id)",
+        conn.executemany(
+            "INSERT OR IGNORE INTO group_resources (group_id, resource_id) VALUES (?, ?)",
             list(
                 {(i.snapshot.group_id, i.snapshot.report.resource_id) for i in fresh if i.snapshot.report.resource_id}
             ),
