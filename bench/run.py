@@ -74,6 +74,7 @@ def errorreplay_server(data_dir: Path, **env: str) -> Iterator[str]:
         **env,
     }
     proc = subprocess.Popen([str(BIN / "errorreplay"), "serve"], env=full_env, cwd=ROOT)
+    SERVER_PIDS[address] = proc.pid
     try:
         wait_ready(address)
         yield address
@@ -88,6 +89,7 @@ def echo_server() -> Iterator[str]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "bench.echo_server", "--address", address], cwd=ROOT, stdout=subprocess.DEVNULL
     )
+    SERVER_PIDS[address] = proc.pid
     try:
         wait_ready(address, health=False)
         yield address
@@ -113,6 +115,41 @@ def slow_backend(delay: float = 0.1) -> Iterator[str]:
         proc.wait(30)
 
 
+SERVER_PIDS: dict[str, int] = {}  # address -> pid of the server process listening there
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def load(address: str, *args: str) -> dict[str, Any]:
+    """bench.load against `address`, with the CPU the server spent meanwhile: both servers are
+    held to about one core by the GIL, so CPU per call is what sets the ceiling."""
+    before = cpu_seconds(SERVER_PIDS[address])
+    result = python("bench.load", "--target", address, *args)
+    used = cpu_seconds(SERVER_PIDS[address]) - before
+    result["server_cpu_cores"] = round(used / result["seconds"], 2)
+    result["server_cpu_us_per_error"] = round(used / max(1.0, result["errors_per_s"] * result["seconds"]) * 1e6, 1)
+    return result
+
+
+def cpu_note(result: dict[str, Any], unit: str) -> str:
+    return f"server CPU {result['server_cpu_cores']} cores, {result['server_cpu_us_per_error']:.0f} µs/{unit}"
+
+
+def enrichment_completed(metrics_port: int) -> float:
+    """Enrichment jobs the server has finished, from its own /metrics."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as response:
+        for line in response.read().decode().splitlines():
+            if line.startswith('errorreplay_enrichment_jobs_total{outcome="completed"}'):
+                return float(line.split()[-1])
+    raise RuntimeError("no errorreplay_enrichment_jobs_total in /metrics")
+
+
 def db_bytes(data_dir: Path) -> int:
     return sum(p.stat().st_size for p in data_dir.glob("errorreplay.db*"))
 
@@ -132,22 +169,30 @@ def main() -> None:
         tmp_path = Path(tmp)
         # 1-2. Unary capture and batch capture, against the bare echo in the same run.
         with echo_server() as echo:
-            results["echo_unary"] = python("bench.load", "--target", echo, "--duration", load_seconds)
-            results["echo_batch"] = python(
-                "bench.load", "--target", echo, "--mode", "batch", "--concurrency", "4", "--duration", load_seconds
-            )
+            results["echo_unary"] = load(echo, "--duration", load_seconds)
+            results["echo_batch"] = load(echo, "--mode", "batch", "--concurrency", "4", "--duration", load_seconds)
         with errorreplay_server(tmp_path / "capture-off", ERRORREPLAY_ENRICHMENT="off") as address:
-            results["capture_unary"] = python("bench.load", "--target", address, "--duration", load_seconds)
-            results["capture_batch"] = python(
-                "bench.load", "--target", address, "--mode", "batch", "--concurrency", "4", "--duration", load_seconds
-            )
+            results["capture_unary"] = load(address, "--duration", load_seconds)
+            batch_args = ("--mode", "batch", "--concurrency", "4", "--duration", load_seconds)
+            results["capture_batch"] = load(address, *batch_args)
+        metrics_port = free_port()
         with (
             slow_backend() as backend,
             errorreplay_server(
-                tmp_path / "capture-on", PROMETHEUS_URL=backend, LOKI_URL=backend, TEMPO_URL=backend
+                tmp_path / "capture-on",
+                PROMETHEUS_URL=backend,
+                LOKI_URL=backend,
+                TEMPO_URL=backend,
+                ERRORREPLAY_METRICS_PORT=str(metrics_port),
             ) as address,
         ):
-            results["capture_unary_enriched"] = python("bench.load", "--target", address, "--duration", load_seconds)
+            # Enrichment competes with capture for the same core: report the context it collected too.
+            jobs_before = enrichment_completed(metrics_port)
+            enriched = load(address, "--duration", load_seconds)
+            enriched["enrichment_jobs_per_s"] = round(
+                (enrichment_completed(metrics_port) - jobs_before) / enriched["seconds"], 1
+            )
+            results["capture_unary_enriched"] = enriched
         unary_ratio = results["capture_unary"]["calls_per_s"] / results["echo_unary"]["calls_per_s"]
         batch_ratio = results["capture_batch"]["errors_per_s"] / results["echo_batch"]["errors_per_s"]
         results["capture_unary_ratio"] = round(unary_ratio, 3)
@@ -156,25 +201,31 @@ def main() -> None:
             (
                 "bare echo, unary (64 in flight)",
                 f"{results['echo_unary']['calls_per_s']:.0f} calls/s",
-                f"p50 {results['echo_unary']['p50_ms']} ms, p99 {results['echo_unary']['p99_ms']} ms",
+                f"p50 {results['echo_unary']['p50_ms']} ms, p99 {results['echo_unary']['p99_ms']} ms; "
+                + cpu_note(results["echo_unary"], "call"),
             ),
             (
                 "CaptureError (64 in flight)",
                 f"{results['capture_unary']['calls_per_s']:.0f} errors/s",
                 f"{unary_ratio:.2f}× echo (target ≥ 0.7); p50 {results['capture_unary']['p50_ms']} ms, "
-                f"p99 {results['capture_unary']['p99_ms']} ms",
+                f"p99 {results['capture_unary']['p99_ms']} ms; " + cpu_note(results["capture_unary"], "call"),
             ),
             (
                 "CaptureError, enrichment on (100 ms backends)",
                 f"{results['capture_unary_enriched']['calls_per_s']:.0f} errors/s",
                 f"p50 {results['capture_unary_enriched']['p50_ms']} ms, "
-                f"p99 {results['capture_unary_enriched']['p99_ms']} ms (vs enrichment off above)",
+                f"p99 {results['capture_unary_enriched']['p99_ms']} ms; "
+                f"{results['capture_unary_enriched']['enrichment_jobs_per_s']:.0f} contexts collected/s",
             ),
-            ("bare echo, batch of 100", f"{results['echo_batch']['errors_per_s']:.0f} msgs/s", ""),
+            (
+                "bare echo, batch of 100",
+                f"{results['echo_batch']['errors_per_s']:.0f} msgs/s",
+                cpu_note(results["echo_batch"], "msg"),
+            ),
             (
                 "BatchCaptureErrors (100 per call)",
                 f"{results['capture_batch']['errors_per_s']:.0f} errors/s",
-                f"{batch_ratio:.2f}× echo (target ≥ 20,000 errors/s)",
+                f"{batch_ratio:.2f}× echo (target ≥ 20,000 errors/s); " + cpu_note(results["capture_batch"], "error"),
             ),
         ]
 

@@ -10,6 +10,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 def handler(delay: float) -> type[BaseHTTPRequestHandler]:
     class Slow(BaseHTTPRequestHandler):
+        # Keep-alive, as the real backends do; HTTP/1.0 made every query a new connection.
+        protocol_version = "HTTP/1.1"
+
         def do_GET(self) -> None:
             time.sleep(delay)
             if self.path.startswith("/api/v1/query_range"):
@@ -18,6 +21,7 @@ def handler(delay: float) -> type[BaseHTTPRequestHandler]:
                 body = {"status": "success", "data": {"resultType": "streams", "result": []}}
             else:
                 self.send_response(404)
+                self.send_header("Content-Length", "0")
                 self.end_headers()
                 return
             raw = json.dumps(body).encode()
