@@ -229,6 +229,17 @@ def main() -> None:
             ),
         ]
 
+        # Where the batch path's CPU goes, stage by stage on one thread (the floor under the above).
+        stages = results["capture_stages"] = python("bench.stages")
+        rows.append(
+            (
+                "capture stages, one thread, no gRPC",
+                f"{stages['total']:.0f} µs/error",
+                f"to domain {stages['to domain']}, validate+scrub+fingerprint "
+                f"{stages['validate, scrub, fingerprint']}, store {stages['store']}, response {stages['response']} µs",
+            )
+        )
+
         RESULTS.write_text(json.dumps(results, indent=2))  # partial results survive a later failure
 
         # 3. Reads at scale, on a store seeded through the bulk path.
