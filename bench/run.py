@@ -167,13 +167,14 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="errorreplay-bench-") as tmp:
         tmp_path = Path(tmp)
-        # 1-2. Unary capture and batch capture, against the bare echo in the same run.
+        # 1-2. Unary capture and batch capture, against the bare echo in the same run, same load.
+        unary_args = ("--duration", load_seconds)
+        batch_args = ("--mode", "batch", "--concurrency", "4", "--duration", load_seconds)
         with echo_server() as echo:
-            results["echo_unary"] = load(echo, "--duration", load_seconds)
-            results["echo_batch"] = load(echo, "--mode", "batch", "--concurrency", "4", "--duration", load_seconds)
+            results["echo_unary"] = load(echo, *unary_args)
+            results["echo_batch"] = load(echo, *batch_args)
         with errorreplay_server(tmp_path / "capture-off", ERRORREPLAY_ENRICHMENT="off") as address:
-            results["capture_unary"] = load(address, "--duration", load_seconds)
-            batch_args = ("--mode", "batch", "--concurrency", "4", "--duration", load_seconds)
+            results["capture_unary"] = load(address, *unary_args)
             results["capture_batch"] = load(address, *batch_args)
         metrics_port = free_port()
         with (
@@ -188,7 +189,7 @@ def main() -> None:
         ):
             # Enrichment competes with capture for the same core: report the context it collected too.
             jobs_before = enrichment_completed(metrics_port)
-            enriched = load(address, "--duration", load_seconds)
+            enriched = load(address, *unary_args)
             enriched["enrichment_jobs_per_s"] = round(
                 (enrichment_completed(metrics_port) - jobs_before) / enriched["seconds"], 1
             )

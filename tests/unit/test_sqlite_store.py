@@ -171,25 +171,3 @@ async def test_a_failing_capture_in_a_commit_group_fails_alone(tmp_path: Path) -
         assert page.total_size == 4
     finally:
         await store.close()
-
-
-async def test_captures_of_every_size_store_every_row(tmp_path: Path) -> None:
-    from errorreplay_server.domain.model import ErrorFilter
-    from tests.factories import new_error
-
-    store = SqliteStore(tmp_path / "db.sqlite")
-    await store.start()
-    try:
-        sizes = [1, 3, 128, 129, 300]
-        for n in sizes:
-            await store.capture([new_error(f"chunk {n} item {i}", tags={"n": str(n), "i": str(i)}) for i in range(n)])
-        assert await store.count_errors() == sum(sizes)
-        for n in sizes:
-            assert (await store.search_errors(ErrorFilter(tags={"n": str(n)}), 1)).total_size == n
-        with sqlite3.connect(tmp_path / "db.sqlite") as conn:
-            assert conn.execute("SELECT COUNT(*) FROM error_tags").fetchone()[0] == 2 * sum(sizes)
-            assert conn.execute("SELECT COUNT(*) FROM error_docs").fetchone()[0] == sum(sizes)
-            matches = "SELECT COUNT(*) FROM errors_fts WHERE errors_fts MATCH 'chunk'"
-            assert conn.execute(matches).fetchone()[0] == sum(sizes)
-    finally:
-        await store.close()

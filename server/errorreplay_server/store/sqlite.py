@@ -436,6 +436,20 @@ def _common_tags(conn: sqlite3.Connection, tags: Mapping[str, str]) -> set[tuple
     }
 
 
+def _sole_condition_count(conn: sqlite3.Connection, flt: ErrorFilter, text_matches: int | None) -> int | None:
+    """The match count when the filter is one text or one tag condition: that condition's own
+    index holds it, without probing the errors table row by row. None otherwise."""
+    if text_matches is not None and flt == ErrorFilter(text=flt.text):
+        return text_matches
+    if len(flt.tags) == 1 and flt == ErrorFilter(tags=flt.tags):
+        ((key, value),) = flt.tags.items()
+        count: int = conn.execute(
+            "SELECT COUNT(*) FROM error_tags WHERE key = ? AND value = ?", (key, value)
+        ).fetchone()[0]
+        return count
+    return None
+
+
 def _only_time_bounds(flt: ErrorFilter) -> bool:
     return flt == ErrorFilter(start_time=flt.start_time, end_time=flt.end_time, exclude_group_ids=flt.exclude_group_ids)
 
@@ -712,13 +726,8 @@ class SqliteStore:
             total = -1
             if with_total and after is None and len(rows) <= page_size:
                 total = len(rows)  # the first page holds every match: no need to count them again
-            elif with_total and text_matches is not None and len(clauses) == 1:
-                total = text_matches  # the text is the whole filter
-            elif with_total and flt == ErrorFilter(tags=flt.tags) and len(flt.tags) == 1:
-                # One tag is the whole filter: its own index holds the count.
-                ((key, value),) = flt.tags.items()
-                count_sql = "SELECT COUNT(*) FROM error_tags WHERE key = ? AND value = ?"
-                total = conn.execute(count_sql, (key, value)).fetchone()[0]
+            elif with_total and (own := _sole_condition_count(conn, flt, text_matches)) is not None:
+                total = own
             elif with_total:
                 count_sql = "SELECT COUNT(*) FROM errors" + (f" WHERE {' AND '.join(clauses)}" if clauses else "")
                 total = conn.execute(count_sql, params).fetchone()[0]
