@@ -272,7 +272,10 @@ class DataPlane:
                 violations.append((f"dependencies[{i}]", "a resource cannot depend on itself"))
         if violations:
             raise _many(violations)
-        return await self._store.upsert_resources(resources, dependencies)
+        written = await self._store.upsert_resources(resources, dependencies)
+        # Live correlated streams work out their neighbourhood from the topology: tell the hub.
+        self._hub.topology_changed()
+        return written
 
     async def get_topology(self, resource_id: str, depth: int) -> Topology:
         self._required_id("resource_id", resource_id)
