@@ -87,6 +87,73 @@ async def test_cascade_names_db_as_origin(api: Api) -> None:
     assert by_corr.origin_error_id == ids["db_error"]
 
 
+async def service_chain(
+    api: Api, n: int, gap_seconds: int, correlation_id: str = "", silent: tuple[int, ...] = ()
+) -> dict[str, str]:
+    """Services s1 <- s2 <- ... <- sn (each depends on the one before; s1 is the database),
+    declared first; then one error per service that is not silent, s1 first, each
+    `gap_seconds` after its dependency's."""
+    p = uid("p")
+    ids = {f"s{i}": f"{p}-s{i}" for i in range(1, n + 1)}
+    await api.topology.UpsertResources(
+        rr.UpsertResourcesRequest(
+            dependencies=[m.Dependency(dependent_id=ids[f"s{i + 1}"], dependency_id=ids[f"s{i}"]) for i in range(1, n)]
+        )
+    )
+    for i in range(1, n + 1):
+        if i in silent:
+            continue
+        reply = await capture(
+            api,
+            resource_id=ids[f"s{i}"],
+            correlation_id=correlation_id,
+            occurred_at=ts(T0 + (i - 1) * gap_seconds),
+            message=f"s{i} failed",
+            error_type=f"S{i}Error",
+        )
+        ids[f"e{i}"] = reply.error_id
+    return ids
+
+
+@pytest.mark.parametrize(
+    ("n", "gap", "with_correlation"),
+    [(5, 30, False), (5, 30, True), (6, 60, False), (6, 60, True), (8, 120, False), (8, 120, True)],
+)
+async def test_chain_cascade_names_the_deepest_service_as_origin(
+    api: Api, n: int, gap: int, with_correlation: bool
+) -> None:
+    # Issue 20: the walk stopped after related_hops and named a service in the middle. The
+    # 8-service chain spans 14 min, beyond the 10 min related window.
+    ids = await service_chain(api, n, gap, uid("corr-") if with_correlation else "")
+    out = await replay(api, ids[f"e{n}"])
+    assert out.propagation.origin_resource_id == ids["s1"]
+    assert out.propagation.origin_error_id == ids["e1"]
+    assert [s.resource_id for s in out.propagation.path] == [ids[f"s{i}"] for i in range(1, n + 1)]
+    assert out.root_cause.category == m.ROOT_CAUSE_CATEGORY_DEPENDENCY_FAILURE
+    assert out.root_cause.primary_cause.resource_id == ids["s1"]
+    assert {e.error_id for e in out.related_errors} == {ids[f"e{i}"] for i in range(1, n)}
+    origin_first = [r for r in out.recommendations if r.kind == m.RECOMMENDATION_KIND_INVESTIGATE_ORIGIN]
+    assert [r.target for r in origin_first] == [ids["s1"]]
+    # The origin's own error links back to the whole chain (links are symmetric).
+    got = await api.errors.GetError(rr.GetErrorRequest(error_id=ids["e1"]))
+    assert set(got.error.related_error_ids) == {ids[f"e{i}"] for i in range(2, n + 1)}
+
+
+async def test_chain_cascade_crosses_one_silent_service(api: Api) -> None:
+    ids = await service_chain(api, 6, 60, silent=(3,))
+    out = await replay(api, ids["e6"])
+    assert out.propagation.origin_resource_id == ids["s1"]
+    assert [s.resource_id for s in out.propagation.path] == [ids[f"s{i}"] for i in (1, 2, 4, 5, 6)]
+    assert f"{ids['s3']} (no error reported)" in out.propagation.explanation
+
+
+async def test_chain_cascade_stops_at_more_silent_services_than_the_hop_limit(api: Api) -> None:
+    ids = await service_chain(api, 6, 60, silent=(3, 4))
+    out = await replay(api, ids["e6"])
+    assert out.propagation.origin_resource_id == ids["s5"]
+    assert {e.error_id for e in out.related_errors} == {ids["e5"]}
+
+
 async def test_recent_change_is_primary_and_later_change_is_not(api: Api) -> None:
     res = uid("api-")
     recent = await api.topology.RecordChange(

@@ -297,5 +297,3 @@ async def test_topology_declared_after_subscribing_reaches_the_stream(api: Api) 
     assert list(db_msg.correlation.affected_resource_ids) == [svc, web]
     assert await quiet_for(call, 0.3) == []
     call.cancel()
-
-

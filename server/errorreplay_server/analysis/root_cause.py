@@ -15,7 +15,8 @@ Rules (weights and factors are AnalysisSettings fields):
 - Burst (ERROR_BURST): at least burst_min_errors errors (this one included) on the error's
   resource within burst_window up to it, counting only errors linked to this one: of its group,
   with its correlation or trace id, or on its propagation path. Unrelated errors that share the
-  resource (an OutOfStock next to a ConnectionError) are no burst of this failure. score = burst_weight × min(1, count / burst_full_errors).
+  resource (an OutOfStock next to a ConnectionError) are no burst of this failure.
+  score = burst_weight × min(1, count / burst_full_errors).
 - Elsewhere (EXTERNAL_DEPENDENCY), per other service: failing spans of another service, error
   logs labelled with another resource, and error logs of this resource that name one of its
   dependencies, up to evidence_lag after the error. Callers are left out, since they fail
