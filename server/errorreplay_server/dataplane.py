@@ -39,6 +39,7 @@ from errorreplay_server.domain.model import (
     Statistics,
     Topology,
     now_micros,
+    statistics_buckets,
 )
 from errorreplay_server.settings import Limits
 from errorreplay_server.store.base import Store
@@ -244,7 +245,7 @@ class DataPlane:
         bucket = bucket or DEFAULT_BUCKET
         if bucket < 0:
             raise InvalidArgument.single("bucket", "must be positive")
-        if (end - start) // bucket > MAX_BUCKETS:
+        if statistics_buckets(start, end, bucket)[1] > MAX_BUCKETS:
             raise InvalidArgument.single("bucket", f"gives more than {MAX_BUCKETS} buckets for this range")
         if top_groups < 0:
             raise InvalidArgument.single("top_groups_limit", "must not be negative")
