@@ -9,6 +9,8 @@ from errorreplay.v1 import message_pb2 as m
 from errorreplay.v1 import request_response_pb2 as rr
 from errorreplay_server.domain.model import (
     MICROS_PER_MINUTE,
+    CollectionState,
+    CollectorStatus,
     ErrorContext,
     MetricAnomaly,
     MetricPoint,
@@ -223,8 +225,34 @@ async def test_lone_error_is_unknown_with_zero_confidence(api: Api) -> None:
     assert out.root_cause.category == m.ROOT_CAUSE_CATEGORY_UNKNOWN
     assert out.root_cause.confidence == 0
     assert not out.HasField("propagation") or not out.propagation.origin_error_id
-    assert all(r.kind == m.RECOMMENDATION_KIND_INVESTIGATE_ERROR for r in out.recommendations)
+    kinds = [r.kind for r in out.recommendations]
+    assert kinds == [m.RECOMMENDATION_KIND_INVESTIGATE_ERROR, m.RECOMMENDATION_KIND_GATHER_CONTEXT]
     assert [e.kind for e in out.timeline] == [m.TIMELINE_EVENT_KIND_ERROR]
+
+
+async def test_replay_says_plainly_when_most_context_sources_gave_nothing(api: Api) -> None:
+    # The test server has no metrics, log or trace backend: five of its seven sources are SKIPPED.
+    err = await capture(api, resource_id=uid("thin-"), occurred_at=ts(T0))
+    out = await replay(api, err.error_id)
+    coverage = out.context_coverage
+    assert coverage.limited and coverage.sources == 7
+    assert sorted(s.split(" ")[0] for s in coverage.missing_sources) == [
+        "azure_log_analytics",
+        "elasticsearch",
+        "loki",
+        "prometheus",
+        "tempo",
+    ]
+    assert coverage.summary.startswith("The diagnosis had little to go on: 5 of 7 context sources gave nothing")
+    gather = out.recommendations[-1]
+    assert gather.kind == m.RECOMMENDATION_KIND_GATHER_CONTEXT and coverage.summary in gather.rationale
+    # With every source answered, nothing is said.
+    full = ErrorContext(statuses=[CollectorStatus(s.collector, CollectionState.OK) for s in out.error.context.statuses])
+    await api.running.store.update_context(err.error_id, full)
+    again = await replay(api, err.error_id)
+    assert not again.context_coverage.limited and again.context_coverage.summary == ""
+    assert again.context_coverage.sources == 7 and not again.context_coverage.missing_sources
+    assert all(r.kind != m.RECOMMENDATION_KIND_GATHER_CONTEXT for r in again.recommendations)
 
 
 async def test_replay_unknown_error_is_not_found(api: Api) -> None:

@@ -75,6 +75,9 @@ class AnalysisSettings:
     min_cause_score: float = 0.05
     ambiguity_penalty: float = 0.25
 
+    # --- context coverage (analysis/coverage.py) ---
+    limited_context_share: float = 0.5
+
     def __post_init__(self) -> None:
         problems: list[str] = []
         for name in (
@@ -87,6 +90,7 @@ class AnalysisSettings:
             "external_weight",
             "min_cause_score",
             "ambiguity_penalty",
+            "limited_context_share",
         ):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
@@ -171,6 +175,11 @@ class AnalysisSettings:
         - ERRORREPLAY_CAUSE_MIN_SCORE (0.05): weaker candidates are dropped as noise.
         - ERRORREPLAY_CAUSE_AMBIGUITY_PENALTY (0.25): confidence = best score minus this times
           the best rival's score (a candidate on another resource, or of the same category).
+
+        Context coverage:
+        - ERRORREPLAY_LIMITED_CONTEXT_SHARE (0.5): when more than this share of the error's
+          context sources were SKIPPED, FAILED or still PENDING, the replay says its diagnosis
+          had little to go on (context_coverage.limited, a GATHER_CONTEXT recommendation).
         """
         values: dict[str, Any] = {}
         for f in fields(cls):
@@ -227,6 +236,7 @@ ENV_VARIABLES: dict[str, dict[str, str]] = {
     "external_full_signals": _env("ERRORREPLAY_CAUSE_EXTERNAL_FULL_SIGNALS", _INT_KIND),
     "min_cause_score": _env("ERRORREPLAY_CAUSE_MIN_SCORE", _FLOAT_KIND),
     "ambiguity_penalty": _env("ERRORREPLAY_CAUSE_AMBIGUITY_PENALTY", _FLOAT_KIND),
+    "limited_context_share": _env("ERRORREPLAY_LIMITED_CONTEXT_SHARE", _FLOAT_KIND),
 }
 
 DEFAULT_SETTINGS = AnalysisSettings()
