@@ -197,8 +197,9 @@ class Subscription:
         self.matcher = matcher
         self.include_correlated = include_correlated
         self._filter_neighbours = filter_neighbours
-        # The hub's topology version the filter's neighbourhood was resolved at.
+        # The hub's topology version the filter's neighbourhood was resolved at, and when.
         self.topology_version = topology_version
+        self.resolved_at = time.monotonic()
         self._settings = settings
         self._memory: deque[_Remembered] = deque(maxlen=settings.memory_size)
         self._queue: deque[tuple[ErrorSnapshot, StreamCorrelation]] = deque()
@@ -224,6 +225,7 @@ class Subscription:
     def set_filter_neighbours(self, neighbours: Neighbours, topology_version: int) -> None:
         self._filter_neighbours = neighbours
         self.topology_version = topology_version
+        self.resolved_at = time.monotonic()
 
     def _remember(self, s: ErrorSnapshot) -> None:
         r = s.report
@@ -365,7 +367,12 @@ class InProcessHub:
         self._topology_version += 1
 
     async def _current_filter(self, sub: Subscription) -> None:
-        if sub.include_correlated and sub.topology_version != self._topology_version:
+        """Re-resolve the filter's neighbourhood after a topology change here, or once it is older
+        than the cache TTL (edges written elsewhere)."""
+        if not sub.include_correlated:
+            return
+        expired = time.monotonic() - sub.resolved_at >= self._settings.topology_ttl_seconds
+        if sub.topology_version != self._topology_version or expired:
             version = self._topology_version
             sub.set_filter_neighbours(await self._filter_neighbours(sub.matcher), version)
 
