@@ -11,7 +11,7 @@ from errorreplay_server.analysis.correlation import (
     affected_resources,
     cascade_errors,
     occurred_at,
-    order_key,
+    related_errors,
 )
 from errorreplay_server.analysis.model import Propagation, ReplayAnalysis
 from errorreplay_server.analysis.propagation import correlation_origin
@@ -182,7 +182,9 @@ class DataPlane:
             times = [occurred_at(e) for e in linked]
             lo, hi = min(lo, min(times) - window), max(hi, max(times) + window)
         dependencies = sorted(edges, key=lambda d: (d.dependent_id, d.dependency_id))
-        return sorted(found.values(), key=order_key), dependencies
+        # The widened reads fetch more than the rule relates (a neighbour's neighbour, minutes
+        # outside the window); keep what the rule keeps, as the replay does.
+        return related_errors(snapshot, found.values(), dependencies, settings), dependencies
 
     def _checked_filter(self, flt: ErrorFilter, prefix: str = "filter") -> ErrorFilter:
         raise_if(filter_violations(flt, self._limits, prefix))
