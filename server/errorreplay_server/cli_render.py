@@ -260,6 +260,7 @@ def render_replay(replay: rr.ReplayErrorResponse, *, color: bool = False) -> str
         paint(f"  occurred {_time(anchor)}" + (f"  type {report.error_type}" if report.error_type else ""), _DIM),
         "",
     ]
+    lines += _context_coverage_lines(replay, paint)
     lines += _timeline_section(replay, anchor, paint)
     lines += _propagation_section(replay, paint)
     lines += _root_cause_section(replay, paint)
@@ -268,6 +269,15 @@ def render_replay(replay: rr.ReplayErrorResponse, *, color: bool = False) -> str
     while lines and not lines[-1]:
         lines.pop()
     return "\n".join(lines) + "\n"
+
+
+def _context_coverage_lines(replay: rr.ReplayErrorResponse, paint: _Paint) -> list[str]:
+    """One warning, before anything else, when the diagnosis had little context to go on."""
+    coverage = replay.context_coverage
+    if not coverage.limited:
+        return []
+    text = coverage.summary or f"{len(coverage.missing_sources)} of {coverage.sources} context sources gave nothing."
+    return [paint(line, _YELLOW) for line in _wrap(text, "  Limited context: ", "                   ")] + [""]
 
 
 def _timeline_section(replay: rr.ReplayErrorResponse, anchor: timestamp_pb2.Timestamp, paint: _Paint) -> list[str]:

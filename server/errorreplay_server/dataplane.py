@@ -5,7 +5,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from errorreplay_server.analysis.correlation import DependencyGraph, Direction, affected_resources
+from errorreplay_server.analysis.correlation import (
+    DependencyGraph,
+    Direction,
+    affected_resources,
+    cascade_errors,
+    occurred_at,
+    related_errors,
+)
 from errorreplay_server.analysis.model import Propagation, ReplayAnalysis
 from errorreplay_server.analysis.propagation import correlation_origin
 from errorreplay_server.analysis.replay import analyse
@@ -32,6 +39,7 @@ from errorreplay_server.domain.model import (
     Statistics,
     Topology,
     now_micros,
+    statistics_buckets,
 )
 from errorreplay_server.settings import Limits
 from errorreplay_server.store.base import Store
@@ -134,20 +142,49 @@ class DataPlane:
         return snapshot, analysis
 
     async def related(self, snapshot: ErrorSnapshot) -> tuple[list[ErrorSnapshot], list[Dependency]]:
-        """Errors related to `snapshot` (computed now, so links are symmetric) and the edges used."""
-        dependencies: list[Dependency] = []
-        neighbours: list[str] = []
-        if snapshot.report.resource_id:
-            try:
-                topology = await self._store.get_topology(snapshot.report.resource_id, self._analysis.related_hops)
-            except NotFound:
-                topology = Topology(snapshot.report.resource_id)
-            dependencies = topology.dependencies
-            neighbours = [r.id for r in topology.resources]
+        """Errors related to `snapshot` (computed now, so links are symmetric) and the edges used.
+
+        Starts with the topology within related_hops of the error's resource and the errors in
+        the related window there. While a cascade continues (analysis/correlation.py
+        `cascade_errors`: errors on resources further along DEPENDS_ON, each within the window of
+        the next), it reads the topology around the newly linked failing resources and the
+        errors around their times, up to max_cascade_depth rounds and cascade_max_resources
+        resources. A lone error costs one topology read and one error query, as before."""
+        settings = self._analysis
+        root = snapshot.report.resource_id
         t = snapshot.report.occurred_at
-        window = self._analysis.related_window_us
-        related = await self._store.related_errors(snapshot, t - window, t + window, neighbours, RELATED_LIMIT)
-        return related, dependencies
+        window = settings.related_window_us
+        if not root:
+            return await self._store.related_errors(snapshot, t - window, t + window, [], RELATED_LIMIT), []
+        edges: set[Dependency] = set()
+        known: set[str] = {root}
+        explored: set[str] = set()
+        found: dict[str, ErrorSnapshot] = {}
+        frontier = [root]
+        lo, hi = t - window, t + window
+        for _ in range(settings.max_cascade_depth + 1):
+            for rid in frontier:
+                explored.add(rid)
+                try:
+                    topology = await self._store.get_topology(rid, settings.related_hops)
+                except NotFound:
+                    continue
+                edges.update(topology.dependencies)
+                known.update(r.id for r in topology.resources)
+            for e in await self._store.related_errors(snapshot, lo, hi, sorted(known), RELATED_LIMIT):
+                found.setdefault(e.error_id, e)
+            linked = cascade_errors(snapshot, found.values(), edges, settings)
+            frontier = sorted({e.report.resource_id for e in linked} - explored)
+            room = settings.cascade_max_resources - len(explored)
+            frontier = frontier[: max(0, room)]
+            if not frontier:
+                break
+            times = [occurred_at(e) for e in linked]
+            lo, hi = min(lo, min(times) - window), max(hi, max(times) + window)
+        dependencies = sorted(edges, key=lambda d: (d.dependent_id, d.dependency_id))
+        # The widened reads fetch more than the rule relates (a neighbour's neighbour, minutes
+        # outside the window); keep what the rule keeps, as the replay does.
+        return related_errors(snapshot, found.values(), dependencies, settings), dependencies
 
     def _checked_filter(self, flt: ErrorFilter, prefix: str = "filter") -> ErrorFilter:
         raise_if(filter_violations(flt, self._limits, prefix))
@@ -210,7 +247,7 @@ class DataPlane:
         bucket = bucket or DEFAULT_BUCKET
         if bucket < 0:
             raise InvalidArgument.single("bucket", "must be positive")
-        if (end - start) // bucket > MAX_BUCKETS:
+        if statistics_buckets(start, end, bucket)[1] > MAX_BUCKETS:
             raise InvalidArgument.single("bucket", f"gives more than {MAX_BUCKETS} buckets for this range")
         if top_groups < 0:
             raise InvalidArgument.single("top_groups_limit", "must not be negative")
@@ -272,7 +309,10 @@ class DataPlane:
                 violations.append((f"dependencies[{i}]", "a resource cannot depend on itself"))
         if violations:
             raise _many(violations)
-        return await self._store.upsert_resources(resources, dependencies)
+        written = await self._store.upsert_resources(resources, dependencies)
+        # Live correlated streams work out their neighbourhood from the topology: tell the hub.
+        self._hub.topology_changed()
+        return written
 
     async def get_topology(self, resource_id: str, depth: int) -> Topology:
         self._required_id("resource_id", resource_id)

@@ -10,6 +10,7 @@ from errorreplay_server.domain.errors import InvalidArgument, NotFound
 from errorreplay_server.domain.model import (
     MICROS_PER_HOUR,
     MICROS_PER_MINUTE,
+    MICROS_PER_SECOND,
     Change,
     ChangeKind,
     CollectionState,
@@ -364,15 +365,14 @@ async def test_statistics_counts_sum_to_total(store: Store, mixed: tuple[dict[st
         assert sum(counts.values()) == 12
     assert stats.by_severity[Severity.INFO] == 3
     assert stats.by_source == {Source.PROMETHEUS: 4, Source.APPLICATION: 8}
-    assert [t.count for t in stats.timed_counts] == [5, 5, 2]
-    assert [t.start_time for t in stats.timed_counts] == [
-        start,
-        start + 5 * MICROS_PER_MINUTE,
-        start + 10 * MICROS_PER_MINUTE,
-    ]
+    # Buckets start on multiples of 5 min since the epoch; T0 is 200 s past one. The window ends
+    # at T0 + 12 min, inside the fourth bucket, which is partial and holds nothing.
+    first = T0 - 200 * MICROS_PER_SECOND
+    assert [t.count for t in stats.timed_counts] == [2, 5, 5, 0]
+    assert [t.start_time for t in stats.timed_counts] == [first + i * 5 * MICROS_PER_MINUTE for i in range(4)]
     assert sum(g.count for g in stats.top_groups) == 12
     assert {g.group_id for g in stats.top_groups} == {f"grp_{keys['run']}_0", f"grp_{keys['run']}_1"}
-    narrowed = await store.statistics(flt, T0, T0 + 2 * MICROS_PER_MINUTE, MICROS_PER_HOUR, 1)
+    narrowed = await store.statistics(flt, T0, T0 + 3 * MICROS_PER_MINUTE, MICROS_PER_HOUR, 1)
     assert narrowed.total_count == 3 and len(narrowed.timed_counts) == 1 and len(narrowed.top_groups) == 1
     muted = ErrorFilter(tags={"run": keys["run"]}, exclude_group_ids=[f"grp_{keys['run']}_0"])
     assert (await store.statistics(muted, start, end, MICROS_PER_HOUR, 10)).total_count == 6
@@ -383,6 +383,43 @@ async def test_statistics_includes_empty_buckets(store: Store) -> None:
     assert stats.total_count == 0
     assert [t.count for t in stats.timed_counts] == [0, 0, 0, 0]
     assert stats.top_groups == []
+
+
+async def test_statistics_buckets_align_to_the_hour_and_stop_at_the_end(store: Store) -> None:
+    # Issue 20: 24 h in 1 h buckets gave 25 buckets from the request's own microsecond, the last
+    # one empty. A day from midnight to midnight is 24 buckets on the hour; the end is excluded.
+    run = uid()
+    hour = MICROS_PER_HOUR
+    day = T0 - T0 % (24 * hour)
+    for i, at in enumerate((day, day + 90 * MICROS_PER_MINUTE, day + 24 * hour - 1, day + 24 * hour)):
+        await capture_one(store, message=f"at {i}", resource_id=f"{run}-r", tags={"run": run}, occurred_at=at)
+    flt = ErrorFilter(tags={"run": run})
+    stats = await store.statistics(flt, day, day + 24 * hour, hour, 5)
+    assert [t.start_time for t in stats.timed_counts] == [day + i * hour for i in range(24)]
+    counts = [t.count for t in stats.timed_counts]
+    assert counts[0] == 1 and counts[1] == 1 and counts[23] == 1 and sum(counts) == stats.total_count == 3
+
+
+async def test_statistics_partial_first_and_last_buckets_count_only_the_window(store: Store) -> None:
+    run = uid()
+    hour = MICROS_PER_HOUR
+    h = T0 - T0 % hour
+    start = h + 30 * MICROS_PER_MINUTE + 7  # an odd instant, like a request's own "now - 24 h"
+    end = start + 24 * hour
+    times = {
+        "before the window": h + 10 * MICROS_PER_MINUTE,
+        "first bucket": h + 45 * MICROS_PER_MINUTE,
+        "last bucket": h + 24 * hour + 10 * MICROS_PER_MINUTE,
+        "after the window": h + 24 * hour + 40 * MICROS_PER_MINUTE,
+    }
+    for label, at in times.items():
+        await capture_one(store, message=label, resource_id=f"{run}-r", tags={"run": run}, occurred_at=at)
+    stats = await store.statistics(ErrorFilter(tags={"run": run}), start, end, hour, 5)
+    starts = [t.start_time for t in stats.timed_counts]
+    assert starts == [h + i * hour for i in range(25)]
+    assert all(s % hour == 0 for s in starts) and starts[-1] < end
+    assert stats.timed_counts[0].count == 1 and stats.timed_counts[-1].count == 1
+    assert stats.total_count == sum(t.count for t in stats.timed_counts) == 2
 
 
 async def test_list_groups_ordered_and_paginated(store: Store) -> None:

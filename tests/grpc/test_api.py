@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import grpc
 import pytest
 from google.protobuf import duration_pb2, timestamp_pb2
@@ -408,7 +410,9 @@ async def test_statistics_counts_add_up(api: Api) -> None:
     for counts in (stats.by_severity, stats.by_source, stats.by_resource, stats.by_resource_type, stats.by_error_type):
         assert sum(counts.values()) == 30
     assert stats.by_severity["SEVERITY_CRITICAL"] == 6
-    assert len(stats.timed_counts) == 5 and sum(t.count for t in stats.timed_counts) == 30
+    # Hourly buckets start on the hour (T0 is 3,200 s past one): six cover the five hours.
+    assert [t.start_time.seconds for t in stats.timed_counts] == [T0 - 3200 + i * 3600 for i in range(6)]
+    assert sum(t.count for t in stats.timed_counts) == 30
     assert sum(g.count for g in stats.top_groups) <= 30 and stats.top_groups
 
 
@@ -420,6 +424,14 @@ async def test_statistics_validation(api: Api) -> None:
     ]:
         err = await expect_status(api.errors.GetStatistics(bad), grpc.StatusCode.INVALID_ARGUMENT)
         assert field_violations(err) == [field]
+
+
+async def test_default_statistics_window_has_hourly_buckets_on_the_hour(api: Api) -> None:
+    stats = await api.errors.GetStatistics(rr.GetStatisticsRequest())
+    starts = [t.start_time for t in stats.timed_counts]
+    assert 24 <= len(starts) <= 25
+    assert all(s.seconds % 3600 == 0 and s.nanos == 0 for s in starts)
+    assert starts[-1].ToMicroseconds() <= time.time() * 1_000_000  # no bucket past the end
 
 
 async def test_muted_groups_leave_statistics_by_default(api: Api) -> None:

@@ -9,6 +9,8 @@ from errorreplay.v1 import message_pb2 as m
 from errorreplay.v1 import request_response_pb2 as rr
 from errorreplay_server.domain.model import (
     MICROS_PER_MINUTE,
+    CollectionState,
+    CollectorStatus,
     ErrorContext,
     MetricAnomaly,
     MetricPoint,
@@ -87,6 +89,73 @@ async def test_cascade_names_db_as_origin(api: Api) -> None:
     assert by_corr.origin_error_id == ids["db_error"]
 
 
+async def service_chain(
+    api: Api, n: int, gap_seconds: int, correlation_id: str = "", silent: tuple[int, ...] = ()
+) -> dict[str, str]:
+    """Services s1 <- s2 <- ... <- sn (each depends on the one before; s1 is the database),
+    declared first; then one error per service that is not silent, s1 first, each
+    `gap_seconds` after its dependency's."""
+    p = uid("p")
+    ids = {f"s{i}": f"{p}-s{i}" for i in range(1, n + 1)}
+    await api.topology.UpsertResources(
+        rr.UpsertResourcesRequest(
+            dependencies=[m.Dependency(dependent_id=ids[f"s{i + 1}"], dependency_id=ids[f"s{i}"]) for i in range(1, n)]
+        )
+    )
+    for i in range(1, n + 1):
+        if i in silent:
+            continue
+        reply = await capture(
+            api,
+            resource_id=ids[f"s{i}"],
+            correlation_id=correlation_id,
+            occurred_at=ts(T0 + (i - 1) * gap_seconds),
+            message=f"s{i} failed",
+            error_type=f"S{i}Error",
+        )
+        ids[f"e{i}"] = reply.error_id
+    return ids
+
+
+@pytest.mark.parametrize(
+    ("n", "gap", "with_correlation"),
+    [(5, 30, False), (5, 30, True), (6, 60, False), (6, 60, True), (8, 120, False), (8, 120, True)],
+)
+async def test_chain_cascade_names_the_deepest_service_as_origin(
+    api: Api, n: int, gap: int, with_correlation: bool
+) -> None:
+    # Issue 20: the walk stopped after related_hops and named a service in the middle. The
+    # 8-service chain spans 14 min, beyond the 10 min related window.
+    ids = await service_chain(api, n, gap, uid("corr-") if with_correlation else "")
+    out = await replay(api, ids[f"e{n}"])
+    assert out.propagation.origin_resource_id == ids["s1"]
+    assert out.propagation.origin_error_id == ids["e1"]
+    assert [s.resource_id for s in out.propagation.path] == [ids[f"s{i}"] for i in range(1, n + 1)]
+    assert out.root_cause.category == m.ROOT_CAUSE_CATEGORY_DEPENDENCY_FAILURE
+    assert out.root_cause.primary_cause.resource_id == ids["s1"]
+    assert {e.error_id for e in out.related_errors} == {ids[f"e{i}"] for i in range(1, n)}
+    origin_first = [r for r in out.recommendations if r.kind == m.RECOMMENDATION_KIND_INVESTIGATE_ORIGIN]
+    assert [r.target for r in origin_first] == [ids["s1"]]
+    # The origin's own error links back to the whole chain (links are symmetric).
+    got = await api.errors.GetError(rr.GetErrorRequest(error_id=ids["e1"]))
+    assert set(got.error.related_error_ids) == {ids[f"e{i}"] for i in range(2, n + 1)}
+
+
+async def test_chain_cascade_crosses_one_silent_service(api: Api) -> None:
+    ids = await service_chain(api, 6, 60, silent=(3,))
+    out = await replay(api, ids["e6"])
+    assert out.propagation.origin_resource_id == ids["s1"]
+    assert [s.resource_id for s in out.propagation.path] == [ids[f"s{i}"] for i in (1, 2, 4, 5, 6)]
+    assert f"{ids['s3']} (no error reported)" in out.propagation.explanation
+
+
+async def test_chain_cascade_stops_at_more_silent_services_than_the_hop_limit(api: Api) -> None:
+    ids = await service_chain(api, 6, 60, silent=(3, 4))
+    out = await replay(api, ids["e6"])
+    assert out.propagation.origin_resource_id == ids["s5"]
+    assert {e.error_id for e in out.related_errors} == {ids["e5"]}
+
+
 async def test_recent_change_is_primary_and_later_change_is_not(api: Api) -> None:
     res = uid("api-")
     recent = await api.topology.RecordChange(
@@ -156,8 +225,34 @@ async def test_lone_error_is_unknown_with_zero_confidence(api: Api) -> None:
     assert out.root_cause.category == m.ROOT_CAUSE_CATEGORY_UNKNOWN
     assert out.root_cause.confidence == 0
     assert not out.HasField("propagation") or not out.propagation.origin_error_id
-    assert all(r.kind == m.RECOMMENDATION_KIND_INVESTIGATE_ERROR for r in out.recommendations)
+    kinds = [r.kind for r in out.recommendations]
+    assert kinds == [m.RECOMMENDATION_KIND_INVESTIGATE_ERROR, m.RECOMMENDATION_KIND_GATHER_CONTEXT]
     assert [e.kind for e in out.timeline] == [m.TIMELINE_EVENT_KIND_ERROR]
+
+
+async def test_replay_says_plainly_when_most_context_sources_gave_nothing(api: Api) -> None:
+    # The test server has no metrics, log or trace backend: five of its seven sources are SKIPPED.
+    err = await capture(api, resource_id=uid("thin-"), occurred_at=ts(T0))
+    out = await replay(api, err.error_id)
+    coverage = out.context_coverage
+    assert coverage.limited and coverage.sources == 7
+    assert sorted(s.split(" ")[0] for s in coverage.missing_sources) == [
+        "azure_log_analytics",
+        "elasticsearch",
+        "loki",
+        "prometheus",
+        "tempo",
+    ]
+    assert coverage.summary.startswith("The diagnosis had little to go on: 5 of 7 context sources gave nothing")
+    gather = out.recommendations[-1]
+    assert gather.kind == m.RECOMMENDATION_KIND_GATHER_CONTEXT and coverage.summary in gather.rationale
+    # With every source answered, nothing is said.
+    full = ErrorContext(statuses=[CollectorStatus(s.collector, CollectionState.OK) for s in out.error.context.statuses])
+    await api.running.store.update_context(err.error_id, full)
+    again = await replay(api, err.error_id)
+    assert not again.context_coverage.limited and again.context_coverage.summary == ""
+    assert again.context_coverage.sources == 7 and not again.context_coverage.missing_sources
+    assert all(r.kind != m.RECOMMENDATION_KIND_GATHER_CONTEXT for r in again.recommendations)
 
 
 async def test_replay_unknown_error_is_not_found(api: Api) -> None:

@@ -259,3 +259,41 @@ async def test_shutdown_ends_streams_with_unavailable(tmp_path: Path) -> None:
                 assert msg is not grpc.aio.EOF
         assert info.value.code() == grpc.StatusCode.UNAVAILABLE
         await stopping
+
+
+async def test_topology_declared_after_subscribing_reaches_the_stream(api: Api) -> None:
+    # Issue 20: a bot that subscribes before the topology is declared must still get the cascade.
+    p = uid("p")
+    web, svc, db = f"{p}-web", f"{p}-api", f"{p}-db"
+    call = await subscribed(
+        api, rr.SubscribeErrorsRequest(filter=m.ErrorFilter(resource_ids=[web]), include_correlated=True)
+    )
+    # Before any edge exists, a db error is not related to web: nothing arrives.
+    early = await capture(api, resource_id=db, occurred_at=ts(T0 - 3600), message="before the topology")
+    marker = await capture(api, resource_id=web, occurred_at=ts(T0 - 3600), message="marker")
+    (first,) = await read_errors(call, 1)
+    assert first.error.error_id == marker.error_id and early.error_id != marker.error_id
+    await api.topology.UpsertResources(
+        rr.UpsertResourcesRequest(
+            dependencies=[
+                m.Dependency(dependent_id=web, dependency_id=svc),
+                m.Dependency(dependent_id=svc, dependency_id=db),
+            ]
+        )
+    )
+    db_err = await capture(api, resource_id=db, occurred_at=ts(T0), message="pool exhausted")
+    api_err = await capture(api, resource_id=svc, occurred_at=ts(T0 + 60), message="upstream 503")
+    web_err = await capture(api, resource_id=web, occurred_at=ts(T0 + 120), message="timeout")
+    db_msg, api_msg, web_msg = await read_errors(call, 3)
+    assert [x.error.error_id for x in (db_msg, api_msg, web_msg)] == [
+        db_err.error_id,
+        api_err.error_id,
+        web_err.error_id,
+    ]
+    assert db_msg.correlation.correlated and db_msg.correlation.reason == m.CORRELATION_REASON_DOWNSTREAM_FAILURE
+    assert api_msg.correlation.correlated
+    assert not web_msg.correlation.correlated
+    assert web_msg.correlation.origin_error_id == db_err.error_id
+    assert list(db_msg.correlation.affected_resource_ids) == [svc, web]
+    assert await quiet_for(call, 0.3) == []
+    call.cancel()

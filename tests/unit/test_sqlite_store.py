@@ -133,6 +133,10 @@ async def test_wide_window_statistics_equal_the_grouped_ones(tmp_path: Path, mon
         grouped = await store.statistics(*args)
         assert wide == grouped
         assert wide.total_count == 96 and sum(t.count for t in wide.timed_counts) == 96
+        # Both paths bucket on multiples of the width since the epoch, none at or past the end.
+        starts = [t.start_time for t in wide.timed_counts]
+        assert all(s % (17 * MICROS_PER_MINUTE) == 0 for s in starts)
+        assert starts[0] <= t0 < starts[0] + 17 * MICROS_PER_MINUTE and starts[-1] < t0 + 119 * MICROS_PER_MINUTE
     finally:
         await store.close()
 

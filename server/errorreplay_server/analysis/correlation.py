@@ -10,10 +10,21 @@ their occurred_at differ by at most the related window and
 - one resource reaches the other along DEPENDS_ON within `related_hops` hops, in either
   direction. The path must run one way (a -> b -> c); two callers of one shared dependency are
   not related through it alone, since that dependency's own error, if any, links them.
+
+A cascade reaches further (issue 20): errors are also related when a chain of errors links them,
+each step from an error to one on a resource it depends on, within `related_hops` hops (the
+stretch of resources with no error a step may cross), at or before it and within the related
+window of it; or the same chain read the other way, towards the callers and forward in time. A
+chain reaches at most `max_cascade_depth` DEPENDS_ON hops from the error's resource. So a
+failure five or eight services deep, each service failing shortly after its dependency, is
+followed to its origin, with or without a correlation id, while a stretch of more than
+`related_hops` hops through silent resources, or a pause longer than the window, ends it. Read
+backwards a chain is a chain, so on a chain of services this too is symmetric.
 """
 
 from __future__ import annotations
 
+import bisect
 from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -185,7 +196,9 @@ def related_errors(
     dependencies: GraphLike,
     settings: AnalysisSettings = DEFAULT_SETTINGS,
 ) -> list[ErrorSnapshot]:
-    """The candidates related to `error`, each once, oldest first (ties by error_id)."""
+    """The candidates related to `error`, each once, oldest first (ties by error_id): the pairwise
+    rule, and the errors a cascade chain links to it."""
+    candidates = list(candidates)
     graph = as_graph(dependencies)
     resource = error.report.resource_id
     near: set[str] = set()
@@ -206,7 +219,56 @@ def related_errors(
             or (b.resource_id and b.resource_id in near)
         ):
             out[other.error_id] = other
+    for other in cascade_errors(error, candidates, graph, settings):
+        out.setdefault(other.error_id, other)
     return sorted(out.values(), key=order_key)
+
+
+def cascade_errors(
+    error: ErrorSnapshot,
+    candidates: Iterable[ErrorSnapshot],
+    dependencies: GraphLike,
+    settings: AnalysisSettings = DEFAULT_SETTINGS,
+) -> list[ErrorSnapshot]:
+    """The candidates a cascade chain links to `error` (see the module docstring), each once,
+    oldest first. One walk towards dependencies (back in time) and one towards dependents
+    (forward in time); the two walks never mix, so two callers of one dependency are not linked
+    through it."""
+    resource = error.report.resource_id
+    if not resource or settings.max_cascade_depth <= 0:
+        return []
+    graph = as_graph(dependencies)
+    by_resource: dict[str, list[tuple[Micros, str, ErrorSnapshot]]] = {}
+    for e in candidates:
+        if e.error_id != error.error_id and e.report.resource_id:
+            by_resource.setdefault(e.report.resource_id, []).append((occurred_at(e), e.error_id, e))
+    for errors in by_resource.values():
+        errors.sort(key=lambda item: (item[0], item[1]))
+    window, hops = settings.related_window_us, settings.related_hops
+    found: dict[str, ErrorSnapshot] = {}
+    for direction, backwards in ((Direction.TOWARDS_DEPENDENCIES, True), (Direction.TOWARDS_DEPENDENTS, False)):
+        scope = graph.distances(resource, direction, settings.max_cascade_depth)
+        reach: dict[str, list[str]] = {}
+        visited = {error.error_id}
+        pending = [error]
+        while pending:
+            x = pending.pop()
+            rid, t = x.report.resource_id, occurred_at(x)
+            if rid not in reach:
+                near = graph.distances(rid, direction, hops)
+                reach[rid] = [r for r in near if r != rid and r in scope and r in by_resource]
+            lo, hi = (t - window, t) if backwards else (t, t + window)
+            for other in reach[rid]:
+                errors = by_resource[other]
+                start = bisect.bisect_left(errors, lo, key=lambda item: item[0])
+                for at, error_id, y in errors[start:]:
+                    if at > hi:
+                        break
+                    if error_id not in visited:
+                        visited.add(error_id)
+                        pending.append(y)
+                        found[error_id] = y
+    return sorted(found.values(), key=order_key)
 
 
 def related_changes(

@@ -37,6 +37,7 @@ class RecommendationKind(IntEnum):
     ESCALATE = 4
     ADD_CIRCUIT_BREAKER = 5
     INVESTIGATE_ERROR = 6
+    GATHER_CONTEXT = 7
 
 
 class CorrelationReason(IntEnum):
@@ -121,6 +122,20 @@ class Recommendation:
 
 
 @dataclass(frozen=True, slots=True)
+class ContextCoverage:
+    """How much of the frozen context the analysis could use (analysis/coverage.py)."""
+
+    sources: int
+    # "<collector> <STATE>: <detail>" for each source that gave nothing to analyse.
+    missing_sources: list[str]
+    limited: bool
+    summary: str
+
+
+NO_CONTEXT_JUDGED = ContextCoverage(0, [], False, "")
+
+
+@dataclass(frozen=True, slots=True)
 class ReplayAnalysis:
     """Everything ReplayError adds to the stored snapshot."""
 
@@ -133,3 +148,4 @@ class ReplayAnalysis:
     # Oldest first; the errors that passed the relation rule.
     related_errors: list[ErrorSnapshot]
     affected_resource_ids: list[str]
+    context_coverage: ContextCoverage = NO_CONTEXT_JUDGED

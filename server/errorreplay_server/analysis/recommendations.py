@@ -10,6 +10,8 @@ From each candidate, primary first, then contributing factors by rank:
   call to it.
 Escalation comes first when the error is CRITICAL. With no candidate, the only other
 recommendation is to inspect the error itself, which is always true; there is no filler.
+When the context coverage is limited (analysis/coverage.py), a GATHER_CONTEXT recommendation
+comes last: the diagnosis above rests on little, so get the missing sources and replay again.
 A (kind, target) pair appears once. Priorities run 1, 2, 3... in that order.
 """
 
@@ -20,6 +22,7 @@ from collections.abc import Sequence
 from errorreplay_server.analysis.correlation import Direction, GraphLike, as_graph
 from errorreplay_server.analysis.model import (
     Cause,
+    ContextCoverage,
     Propagation,
     Recommendation,
     RecommendationKind,
@@ -194,12 +197,25 @@ def _inspect_error(error: ErrorSnapshot) -> Recommendation:
     return Recommendation(RecommendationKind.INVESTIGATE_ERROR, title, rationale, r.resource_id or r.service, 0)
 
 
+def _gather_context(coverage: ContextCoverage) -> Recommendation:
+    names = sorted({item.split(" ", 1)[0] for item in coverage.missing_sources})
+    return Recommendation(
+        RecommendationKind.GATHER_CONTEXT,
+        "Little context was collected: fill the gaps before trusting this diagnosis",
+        f"{coverage.summary} The root cause and the recommendations above rest on what is left. "
+        "Configure or repair those sources, then replay with refresh_context.",
+        ",".join(names),
+        0,
+    )
+
+
 def recommendations_for(
     error: ErrorSnapshot,
     root_cause: RootCause,
     propagation: Propagation | None,
     changes: Sequence[Change],
     dependencies: GraphLike,
+    coverage: ContextCoverage | None = None,
 ) -> list[Recommendation]:
     """Recommendations in priority order (see the module docstring). `changes` are the related
     changes the RECENT_CHANGE candidates came from."""
@@ -212,6 +228,8 @@ def recommendations_for(
         drafts += _from_cause(cause, n == 0, error, propagation, changes, graph)
     if not causes:
         drafts.append(_inspect_error(error))
+    if coverage is not None and coverage.limited:
+        drafts.append(_gather_context(coverage))
     out: list[Recommendation] = []
     seen: set[tuple[RecommendationKind, str]] = set()
     for draft in drafts:

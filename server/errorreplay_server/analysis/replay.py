@@ -11,6 +11,7 @@ from errorreplay_server.analysis.correlation import (
     related_changes,
     related_errors,
 )
+from errorreplay_server.analysis.coverage import context_coverage
 from errorreplay_server.analysis.model import ReplayAnalysis
 from errorreplay_server.analysis.propagation import propagation_path
 from errorreplay_server.analysis.recommendations import recommendations_for
@@ -58,12 +59,14 @@ def analyse(
         settings=settings,
     )
     root_cause = root_cause_from(ranked, settings)
+    coverage = context_coverage(context, settings)
     return ReplayAnalysis(
         timeline=timeline,
         propagation=propagation,
         root_cause=root_cause,
-        recommendations=recommendations_for(error, root_cause, propagation, changes_here, graph),
+        recommendations=recommendations_for(error, root_cause, propagation, changes_here, graph, coverage),
         related_changes=changes_here,
         related_errors=related,
         affected_resource_ids=affected_resources(error, graph, settings.related_hops),
+        context_coverage=coverage,
     )

@@ -13,7 +13,10 @@ Rules (weights and factors are AnalysisSettings fields):
   |baseline| (full when the baseline is 0); score = saturation_weight × min(1, excess /
   saturation_full_excess), from the series' largest excess.
 - Burst (ERROR_BURST): at least burst_min_errors errors (this one included) on the error's
-  resource within burst_window up to it. score = burst_weight × min(1, count / burst_full_errors).
+  resource within burst_window up to it, counting only errors linked to this one: of its group,
+  with its correlation or trace id, or on its propagation path. Unrelated errors that share the
+  resource (an OutOfStock next to a ConnectionError) are no burst of this failure.
+  score = burst_weight × min(1, count / burst_full_errors).
 - Elsewhere (EXTERNAL_DEPENDENCY), per other service: failing spans of another service, error
   logs labelled with another resource, and error logs of this resource that name one of its
   dependencies, up to evidence_lag after the error. Callers are left out, since they fail
@@ -193,16 +196,31 @@ def saturation_causes(
     return out
 
 
+def _linked_to(error: ErrorSnapshot, other: ErrorSnapshot, path_ids: set[str]) -> bool:
+    """Whether `other` is the same failure as `error` or one the analysis ties to it: the same
+    group, the same correlation or trace id, or a step of its propagation path. Another kind
+    of error that merely shares the resource is not."""
+    a, b = error.report, other.report
+    return (
+        (bool(error.group_id) and other.group_id == error.group_id)
+        or (bool(a.correlation_id) and a.correlation_id == b.correlation_id)
+        or (bool(a.trace_id) and a.trace_id == b.trace_id)
+        or other.error_id in path_ids
+    )
+
+
 def burst_cause(
     error: ErrorSnapshot,
     related: Iterable[ErrorSnapshot],
     index: EventIndex,
     settings: AnalysisSettings = DEFAULT_SETTINGS,
+    propagation: Propagation | None = None,
 ) -> Cause | None:
     resource = error.report.resource_id
     if not resource:
         return None
     t, last = occurred_at(error), order_key(error)
+    path_ids = {step.error_id for step in propagation.path} if propagation is not None else set()
     burst = sorted(
         (
             e
@@ -211,6 +229,7 @@ def burst_cause(
             and e.report.resource_id == resource
             and order_key(e) < last
             and occurred_at(e) >= t - settings.burst_window_us
+            and _linked_to(error, e, path_ids)
         ),
         key=order_key,
     )
@@ -349,7 +368,7 @@ def candidate_causes(
         causes.append(cascade)
     causes += change_causes(error, related_changes, graph, group_first_seen, index, settings)
     causes += saturation_causes(error, ctx, index, settings)
-    burst = burst_cause(error, related, index, settings)
+    burst = burst_cause(error, related, index, settings, propagation)
     if burst is not None:
         causes.append(burst)
     causes += external_causes(error, ctx, graph, index, settings)

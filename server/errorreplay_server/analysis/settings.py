@@ -31,6 +31,10 @@ class AnalysisSettings:
     # --- correlation and windows ---
     related_window_us: Micros = 10 * MICROS_PER_MINUTE
     related_hops: int = 2
+    # A cascade is followed this many DEPENDS_ON hops from the error's resource at most (see
+    # analysis/correlation.py); a replay reads the topology of at most cascade_max_resources.
+    max_cascade_depth: int = 10
+    cascade_max_resources: int = 100
     change_window_us: Micros = 24 * MICROS_PER_HOUR
     # Evidence (anomalies, spans, logs) this long after the error still counts: scrape intervals
     # and clock skew put the sign of a cause slightly after the error it caused.
@@ -71,6 +75,9 @@ class AnalysisSettings:
     min_cause_score: float = 0.05
     ambiguity_penalty: float = 0.25
 
+    # --- context coverage (analysis/coverage.py) ---
+    limited_context_share: float = 0.5
+
     def __post_init__(self) -> None:
         problems: list[str] = []
         for name in (
@@ -83,6 +90,7 @@ class AnalysisSettings:
             "external_weight",
             "min_cause_score",
             "ambiguity_penalty",
+            "limited_context_share",
         ):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
@@ -90,7 +98,15 @@ class AnalysisSettings:
         for name in ("change_half_life_us", "saturation_full_excess"):
             if getattr(self, name) <= 0:
                 problems.append(f"{name} must be positive")
-        for name in ("related_window_us", "change_window_us", "evidence_lag_us", "burst_window_us", "related_hops"):
+        for name in (
+            "related_window_us",
+            "change_window_us",
+            "evidence_lag_us",
+            "burst_window_us",
+            "related_hops",
+            "max_cascade_depth",
+            "cascade_max_resources",
+        ):
             if getattr(self, name) < 0:
                 problems.append(f"{name} must not be negative")
         for name in ("fingerprint_frames", "group_title_max_chars", "summary_max_chars", "external_full_signals"):
@@ -112,7 +128,14 @@ class AnalysisSettings:
         Correlation and windows:
         - ERRORREPLAY_RELATED_WINDOW (10m): errors this close in time may be related (either side).
         - ERRORREPLAY_RELATED_HOPS (2): DEPENDS_ON hops that still relate two errors, that bound
-          one propagation step, and that bound the affected resources.
+          one propagation step, and that bound the affected resources. Within a cascade it bounds
+          only the resources with no error one step may cross.
+        - ERRORREPLAY_MAX_CASCADE_DEPTH (10): a cascade (each resource failing within the related
+          window after its dependency) is followed at most this many DEPENDS_ON hops from the
+          error's resource (0 turns cascade following off: related errors are then only those
+          within related hops).
+        - ERRORREPLAY_CASCADE_MAX_RESOURCES (100): resources whose topology a replay reads while
+          it follows a cascade.
         - ERRORREPLAY_CHANGES_WINDOW_BEFORE (24h): changes this long before the error are related.
           The collectors read the same variable.
         - ERRORREPLAY_EVIDENCE_LAG (1m): anomalies, spans and logs this long after the error still
@@ -152,6 +175,11 @@ class AnalysisSettings:
         - ERRORREPLAY_CAUSE_MIN_SCORE (0.05): weaker candidates are dropped as noise.
         - ERRORREPLAY_CAUSE_AMBIGUITY_PENALTY (0.25): confidence = best score minus this times
           the best rival's score (a candidate on another resource, or of the same category).
+
+        Context coverage:
+        - ERRORREPLAY_LIMITED_CONTEXT_SHARE (0.5): when more than this share of the error's
+          context sources were SKIPPED, FAILED or still PENDING, the replay says its diagnosis
+          had little to go on (context_coverage.limited, a GATHER_CONTEXT recommendation).
         """
         values: dict[str, Any] = {}
         for f in fields(cls):
@@ -183,6 +211,8 @@ def _parse(kind: str, raw: str) -> Any:
 ENV_VARIABLES: dict[str, dict[str, str]] = {
     "related_window_us": _env("ERRORREPLAY_RELATED_WINDOW", _DURATION_KIND),
     "related_hops": _env("ERRORREPLAY_RELATED_HOPS", _INT_KIND),
+    "max_cascade_depth": _env("ERRORREPLAY_MAX_CASCADE_DEPTH", _INT_KIND),
+    "cascade_max_resources": _env("ERRORREPLAY_CASCADE_MAX_RESOURCES", _INT_KIND),
     "change_window_us": _env("ERRORREPLAY_CHANGES_WINDOW_BEFORE", _DURATION_KIND),
     "evidence_lag_us": _env("ERRORREPLAY_EVIDENCE_LAG", _DURATION_KIND),
     "fingerprint_frames": _env("ERRORREPLAY_FINGERPRINT_FRAMES", _INT_KIND),
@@ -206,6 +236,7 @@ ENV_VARIABLES: dict[str, dict[str, str]] = {
     "external_full_signals": _env("ERRORREPLAY_CAUSE_EXTERNAL_FULL_SIGNALS", _INT_KIND),
     "min_cause_score": _env("ERRORREPLAY_CAUSE_MIN_SCORE", _FLOAT_KIND),
     "ambiguity_penalty": _env("ERRORREPLAY_CAUSE_AMBIGUITY_PENALTY", _FLOAT_KIND),
+    "limited_context_share": _env("ERRORREPLAY_LIMITED_CONTEXT_SHARE", _FLOAT_KIND),
 }
 
 DEFAULT_SETTINGS = AnalysisSettings()

@@ -404,6 +404,11 @@ def replay_to_pb(snapshot: ErrorSnapshot, analysis: ReplayAnalysis, out: Any) ->
     for c in analysis.related_changes:
         change_to_pb(c, out.related_changes.add())
     snapshots_to_pb(analysis.related_errors, out.related_errors)
+    coverage = analysis.context_coverage
+    out.context_coverage.sources = coverage.sources
+    out.context_coverage.missing_sources.extend(coverage.missing_sources)
+    out.context_coverage.limited = coverage.limited
+    out.context_coverage.summary = coverage.summary
 
 
 class StreamEncoder:

@@ -292,6 +292,15 @@ class TimedCount:
     count: int
 
 
+def statistics_buckets(start: Micros, end: Micros, bucket: Micros) -> tuple[Micros, int]:
+    """The buckets that cover the statistics window [start, end): the first bucket's start
+    (start rounded down to a multiple of `bucket` since the Unix epoch, so hourly buckets begin
+    on the hour in UTC) and how many there are. None starts at or after `end`; there is always
+    at least one. The first and last may be partial: they count only errors inside the window."""
+    first = start - start % bucket
+    return first, max(1, -(-(end - first) // bucket))
+
+
 @dataclass(slots=True)
 class GroupCount:
     group_id: str

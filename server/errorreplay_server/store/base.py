@@ -86,8 +86,9 @@ class Store(Protocol):
     async def statistics(
         self, flt: ErrorFilter, start: Micros, end: Micros, bucket: Micros, top_groups: int
     ) -> Statistics:
-        """Counts of errors with occurred_at in [start, end] matching `flt`. timed_counts has one
-        entry per bucket from `start`, including empty ones."""
+        """Counts of errors with occurred_at in [start, end) matching `flt`. timed_counts has one
+        entry per bucket of `statistics_buckets(start, end, bucket)` (aligned to multiples of the
+        width since the epoch), including empty ones; none starts at or after `end`."""
 
     async def count_errors(self) -> int: ...
 

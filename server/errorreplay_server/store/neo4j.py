@@ -78,6 +78,7 @@ from errorreplay_server.domain.model import (
     Statistics,
     TimedCount,
     Topology,
+    statistics_buckets,
 )
 from errorreplay_server.settings import Neo4jSettings
 from errorreplay_server.store import codec
@@ -847,9 +848,11 @@ class Neo4jStore:
     ) -> Statistics:
         if bucket <= 0:
             raise InvalidArgument.single("bucket", "must be positive")
+        # The window is [start, end): consecutive windows count each error once.
         bounded = replace(flt)
         bounded.start_time = start if flt.start_time is None else max(start, flt.start_time)
-        bounded.end_time = end if flt.end_time is None else min(end, flt.end_time)
+        bounded.end_time = end - 1 if flt.end_time is None else min(end - 1, flt.end_time)
+        first, n_buckets = statistics_buckets(start, end, bucket)
         q = _where(bounded)
         match = q.match()
 
@@ -878,7 +881,7 @@ class Neo4jStore:
             self._fetch(
                 f"{match} RETURN (e.occurred_at - $bucket_start) / $bucket_size AS b, count(*) AS n",
                 **params,
-                bucket_start=start,
+                bucket_start=first,
                 bucket_size=bucket,
             ),
             top(),
@@ -891,8 +894,7 @@ class Neo4jStore:
         stats.by_error_type = {k: n for k, n in error_types if k}
         stats.total_count = sum(stats.by_severity.values())
         per_bucket = {b: n for b, n in buckets}
-        n_buckets = max(1, -(-(end - start + 1) // bucket))
-        stats.timed_counts = [TimedCount(start + i * bucket, per_bucket.get(i, 0)) for i in range(n_buckets)]
+        stats.timed_counts = [TimedCount(first + i * bucket, per_bucket.get(i, 0)) for i in range(n_buckets)]
         stats.top_groups = [
             GroupCount(gid, title or "", n, GroupStatus(status if status is not None else GroupStatus.OPEN))
             for gid, n, title, status in sorted(counted, key=lambda row: (-row[1], row[0]))

@@ -42,6 +42,7 @@ from errorreplay_server.domain.model import (
     Statistics,
     TimedCount,
     Topology,
+    statistics_buckets,
 )
 from errorreplay_server.store import codec
 from errorreplay_server.store.codec import (
@@ -787,13 +788,14 @@ class SqliteStore:
     ) -> Statistics:
         if bucket <= 0:
             raise InvalidArgument.single("bucket", "must be positive")
+        # The window is [start, end): consecutive windows count each error once.
         bounded = replace(flt)
         bounded.start_time = start if flt.start_time is None else max(start, flt.start_time)
-        bounded.end_time = end if flt.end_time is None else min(end, flt.end_time)
+        bounded.end_time = end - 1 if flt.end_time is None else min(end - 1, flt.end_time)
         clauses, params = _where(bounded)
         where = " WHERE " + " AND ".join(clauses)
 
-        n_buckets = max(1, -(-(end - start + 1) // bucket))
+        first, n_buckets = statistics_buckets(start, end, bucket)
         if _only_time_bounds(flt) and n_buckets <= MAX_BUCKETS_COUNTED_ONE_BY_ONE:
             window_rows, table_rows = await self._read(
                 lambda conn: (
@@ -802,7 +804,7 @@ class SqliteStore:
                 )
             )
             if window_rows >= WIDE_WINDOW_SHARE * table_rows:
-                return await self._wide_window_statistics(where, params, start, end, bucket, n_buckets, top_groups)
+                return await self._wide_window_statistics(where, params, first, end, bucket, n_buckets, top_groups)
 
         # Three passes over the covering index, each on its own reader thread (SQLite releases
         # the GIL while it scans): low-cardinality columns with the time bucket; resource and error
@@ -812,7 +814,7 @@ class SqliteStore:
                 f"SELECT severity, source, resource_type, (occurred_at - ?) / ?, COUNT(*) FROM errors{where}"
                 " GROUP BY 1, 2, 3, 4"
             )
-            return conn.execute(sql, [start, bucket, *params]).fetchall()
+            return conn.execute(sql, [first, bucket, *params]).fetchall()
 
         def by_resource(conn: sqlite3.Connection) -> list[tuple[str, str, int]]:
             sql = f"SELECT resource_id, error_type, COUNT(*) FROM errors{where} GROUP BY 1, 2"
@@ -844,14 +846,14 @@ class SqliteStore:
                 stats.by_resource[resource_id] = stats.by_resource.get(resource_id, 0) + n
             if error_type:
                 stats.by_error_type[error_type] = stats.by_error_type.get(error_type, 0) + n
-        stats.timed_counts = [TimedCount(start + i * bucket, buckets.get(i, 0)) for i in range(n_buckets)]
+        stats.timed_counts = [TimedCount(first + i * bucket, buckets.get(i, 0)) for i in range(n_buckets)]
         return stats
 
     async def _wide_window_statistics(
         self,
         where: str,
         params: list[Any],
-        start: Micros,
+        first: Micros,
         end: Micros,
         bucket: Micros,
         n_buckets: int,
@@ -871,8 +873,8 @@ class SqliteStore:
         def count_buckets(conn: sqlite3.Connection) -> list[int]:
             counts = []
             for i in range(n_buckets):
-                lo = start + i * bucket
-                hi = min(end, lo + bucket - 1)
+                lo = first + i * bucket
+                hi = min(end - 1, lo + bucket - 1)
                 sql = f"SELECT COUNT(*) FROM errors{where} AND occurred_at BETWEEN ? AND ?"
                 counts.append(conn.execute(sql, [*params, lo, hi]).fetchone()[0])
             return counts
@@ -897,7 +899,7 @@ class SqliteStore:
             by_resource_type={k: n for k, n in resource_type if k},
             by_resource={k: n for k, n in resource if k},
             by_error_type={k: n for k, n in error_type if k},
-            timed_counts=[TimedCount(start + i * bucket, n) for i, n in enumerate(buckets)],
+            timed_counts=[TimedCount(first + i * bucket, n) for i, n in enumerate(buckets)],
         )
         if top_groups > 0:
             top = sorted(group, key=lambda g: (-g[1], g[0]))[:top_groups]

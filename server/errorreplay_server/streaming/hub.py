@@ -86,12 +86,20 @@ NO_NEIGHBOURS = Neighbours(frozenset(), frozenset(), ())
 
 
 class TopologyCache:
-    """Neighbourhoods loaded from the store, kept for a short time (topology changes rarely)."""
+    """Neighbourhoods loaded from the store, kept for a short time. `invalidate` drops them all
+    when this server writes topology; the TTL bounds how stale an edge written elsewhere (another
+    replica, or straight into a shared Neo4j graph) can be."""
 
     def __init__(self, store: Store, settings: HubSettings) -> None:
         self._store = store
         self._settings = settings
         self._entries: OrderedDict[str, tuple[float, Neighbours]] = OrderedDict()
+        # Bumped by invalidate, so a lookup that started before it does not store a stale answer.
+        self._generation = 0
+
+    def invalidate(self) -> None:
+        self._entries.clear()
+        self._generation += 1
 
     async def neighbours(self, resource_id: str) -> Neighbours:
         if not resource_id:
@@ -101,6 +109,7 @@ class TopologyCache:
         if hit is not None and now - hit[0] < self._settings.topology_ttl_seconds:
             return hit[1]
         hops = self._settings.correlation_hops
+        generation = self._generation
         try:
             topology = await self._store.get_topology(resource_id, hops)
         except NotFound:
@@ -112,6 +121,8 @@ class TopologyCache:
             found = Neighbours(
                 frozenset(down) - {resource_id}, frozenset(up) - {resource_id}, tuple(topology.dependencies)
             )
+        if generation != self._generation:
+            return found
         self._entries[resource_id] = (now, found)
         self._entries.move_to_end(resource_id)
         while len(self._entries) > self._settings.topology_cache_size:
@@ -181,10 +192,14 @@ class Subscription:
         include_correlated: bool,
         filter_neighbours: Neighbours,
         settings: HubSettings,
+        topology_version: int = 0,
     ) -> None:
         self.matcher = matcher
         self.include_correlated = include_correlated
         self._filter_neighbours = filter_neighbours
+        # The hub's topology version the filter's neighbourhood was resolved at, and when.
+        self.topology_version = topology_version
+        self.resolved_at = time.monotonic()
         self._settings = settings
         self._memory: deque[_Remembered] = deque(maxlen=settings.memory_size)
         self._queue: deque[tuple[ErrorSnapshot, StreamCorrelation]] = deque()
@@ -206,6 +221,11 @@ class Subscription:
             return False, reason, ""
         self._remember(s)
         return True, reason, matched
+
+    def set_filter_neighbours(self, neighbours: Neighbours, topology_version: int) -> None:
+        self._filter_neighbours = neighbours
+        self.topology_version = topology_version
+        self.resolved_at = time.monotonic()
 
     def _remember(self, s: ErrorSnapshot) -> None:
         r = s.report
@@ -290,6 +310,10 @@ class Stream:
 class Hub(Protocol):
     def publish(self, snapshot: ErrorSnapshot) -> None: ...
 
+    def topology_changed(self) -> None:
+        """DEPENDS_ON edges were written: correlated subscriptions must see the new neighbourhood."""
+        ...
+
     async def subscribe(
         self, matcher: ErrorMatcher, include_correlated: bool, resume_after: str, heartbeat_seconds: float | None
     ) -> Stream: ...
@@ -311,6 +335,7 @@ class InProcessHub:
         self._subscriptions: set[Subscription] = set()
         self._inbox: asyncio.Queue[ErrorSnapshot | None] = asyncio.Queue()
         self._dispatcher: asyncio.Task[None] | None = None
+        self._topology_version = 0
         self.published = 0
         self.delivered = 0
 
@@ -335,6 +360,22 @@ class InProcessHub:
         self.published += 1
         self._inbox.put_nowait(snapshot)
 
+    def topology_changed(self) -> None:
+        """Drop every cached neighbourhood; each correlated subscription resolves its filter's
+        neighbourhood again before it judges its next error (in `_current_filter`)."""
+        self._topology.invalidate()
+        self._topology_version += 1
+
+    async def _current_filter(self, sub: Subscription) -> None:
+        """Re-resolve the filter's neighbourhood after a topology change here, or once it is older
+        than the cache TTL (edges written elsewhere)."""
+        if not sub.include_correlated:
+            return
+        expired = time.monotonic() - sub.resolved_at >= self._settings.topology_ttl_seconds
+        if sub.topology_version != self._topology_version or expired:
+            version = self._topology_version
+            sub.set_filter_neighbours(await self._filter_neighbours(sub.matcher), version)
+
     async def _dispatch(self) -> None:
         while True:
             snapshot = await self._inbox.get()
@@ -354,6 +395,7 @@ class InProcessHub:
         # the same reason share it, so the transport can encode the message once for all of them.
         shared: dict[tuple[CorrelationReason, str], StreamCorrelation] = {}
         for sub in list(subscriptions):
+            await self._current_filter(sub)
             deliver, reason, matched = sub.decide(s, neighbours)
             if not deliver:
                 continue
@@ -409,7 +451,9 @@ class InProcessHub:
         if len(self._subscriptions) >= self._settings.max_subscriptions:
             raise ResourceExhausted("too many subscriptions on this server", retry_after_seconds=5)
         start_after = await self._resume_point(resume_after)
-        sub = Subscription(matcher, include_correlated, await self._filter_neighbours(matcher), self._settings)
+        version = self._topology_version
+        filter_neighbours = await self._filter_neighbours(matcher) if include_correlated else NO_NEIGHBOURS
+        sub = Subscription(matcher, include_correlated, filter_neighbours, self._settings, version)
         # Register before reading the backlog: whatever commits from now on is queued live. The
         # backlog stops where the live queue starts, and anything at or before the last error sent
         # is skipped, so the switch has no gap and no duplicate.
@@ -450,6 +494,7 @@ class InProcessHub:
                     return  # the live queue holds the rest
                 cursor = s.received_at
                 neighbours = await self._topology.neighbours(s.report.resource_id)
+                await self._current_filter(sub)
                 deliver, reason, matched = sub.decide(s, neighbours)
                 if deliver:
                     origin, related, affected = self._correlation_block(s, neighbours, recent)

@@ -1,6 +1,12 @@
 import random
 
+import pytest
+
+from errorreplay_server.analysis.correlation import cascade_errors as cascade_linked
+from errorreplay_server.analysis.model import RootCauseCategory
 from errorreplay_server.analysis.propagation import correlation_origin, propagation_path, silent_hops
+from errorreplay_server.analysis.replay import analyse
+from errorreplay_server.analysis.settings import AnalysisSettings
 
 from .builders import CASCADE, MIN, T0, edges, snap
 
@@ -203,3 +209,81 @@ def test_a_resource_whose_error_came_too_late_is_passed_but_not_called_silent() 
     assert path_of(p) == [("db", "e_db"), ("web", "e_web")]
     assert "web, which depends on db through api, failed 2 min later" in p.explanation
     assert silent_hops(p.path, CASCADE) == 1
+
+
+# --- deep cascades (issue 20) ---------------------------------------------------------------
+
+
+def chain(n: int) -> list:
+    """s1 <- s2 <- ... <- sn: each service depends on the one before; s1 is the database."""
+    return edges(*(f"s{i + 1}>s{i}" for i in range(1, n)))
+
+
+def chain_errors(n: int, gap: int, correlation_id: str = "", silent: tuple[int, ...] = ()) -> list:
+    """One error per service, s1 first, each `gap` after its dependency's; none on `silent`."""
+    return [
+        snap(f"e{i}", f"s{i}", T0 + (i - 1) * gap, correlation_id=correlation_id)
+        for i in range(1, n + 1)
+        if i not in silent
+    ]
+
+
+@pytest.mark.parametrize(
+    ("n", "gap", "correlation_id"),
+    [(5, MIN // 2, ""), (5, MIN // 2, "req-5"), (6, MIN, ""), (6, MIN, "req-6"), (8, 2 * MIN, ""), (8, 2 * MIN, "r8")],
+)
+def test_replay_follows_a_chain_to_its_origin(n: int, gap: int, correlation_id: str) -> None:
+    # The 8-service chain spans 14 min, beyond the 10 min related window: the cascade goes on
+    # as long as each service fails within the window after its dependency.
+    *before, last = chain_errors(n, gap, correlation_id)
+    replay = analyse(last, before, [], chain(n), None)
+    assert replay.propagation is not None
+    assert replay.propagation.origin_resource_id == "s1"
+    assert [s.resource_id for s in replay.propagation.path] == [f"s{i}" for i in range(1, n + 1)]
+    assert replay.root_cause.category == RootCauseCategory.DEPENDENCY_FAILURE
+    assert replay.root_cause.primary_cause is not None and replay.root_cause.primary_cause.resource_id == "s1"
+    assert {e.error_id for e in replay.related_errors} == {e.error_id for e in before}
+
+
+def test_a_chain_crosses_a_silent_service_within_the_hop_limit() -> None:
+    *before, last = chain_errors(6, MIN, silent=(3,))
+    replay = analyse(last, before, [], chain(6), None)
+    assert replay.propagation is not None and replay.propagation.origin_resource_id == "s1"
+    assert [s.resource_id for s in replay.propagation.path] == ["s1", "s2", "s4", "s5", "s6"]
+    assert "s3 (no error reported)" in replay.propagation.explanation
+
+
+def test_more_silent_services_than_the_hop_limit_end_the_chain() -> None:
+    *before, last = chain_errors(6, MIN, silent=(3, 4))
+    replay = analyse(last, before, [], chain(6), None)
+    assert replay.propagation is not None and replay.propagation.origin_resource_id == "s5"
+    assert {e.error_id for e in replay.related_errors} == {"e5"}
+
+
+def test_a_gap_in_time_ends_the_chain() -> None:
+    # s2 failed 11 min after s1, beyond the related window: s1's failure is not part of it.
+    errors = [snap("e1", "s1", T0), *(snap(f"e{i}", f"s{i}", T0 + 11 * MIN + (i - 2) * MIN) for i in range(2, 7))]
+    *before, last = errors
+    replay = analyse(last, before, [], chain(6), None)
+    assert replay.propagation is not None and replay.propagation.origin_resource_id == "s2"
+    assert "e1" not in {e.error_id for e in replay.related_errors}
+
+
+def test_the_cascade_depth_is_a_setting() -> None:
+    *before, last = chain_errors(8, MIN)
+    replay = analyse(last, before, [], chain(8), None, AnalysisSettings(max_cascade_depth=3))
+    assert replay.propagation is not None and replay.propagation.origin_resource_id == "s5"
+
+
+def test_cascade_links_are_symmetric() -> None:
+    errors = chain_errors(8, 2 * MIN)
+    deps = chain(8)
+    for a in errors:
+        linked = {e.error_id for e in cascade_linked(a, errors, deps)}
+        for b in errors:
+            if b.error_id != a.error_id:
+                assert (b.error_id in linked) == (a.error_id in {e.error_id for e in cascade_linked(b, errors, deps)})
+    # Two callers of one failing dependency are not linked through it.
+    fan = edges("a>db", "b>db")
+    trio = [snap("db1", "db", T0), snap("a1", "a", T0 + MIN), snap("b1", "b", T0 + MIN)]
+    assert [e.error_id for e in cascade_linked(trio[1], trio, fan)] == ["db1"]

@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import pytest
 
 from errorreplay_server.analysis.correlation import related_changes
@@ -189,6 +191,28 @@ def test_three_errors_on_the_resource_are_a_burst() -> None:
 def test_no_burst_below_the_minimum_or_from_later_or_older_errors() -> None:
     related = [snap("b1", "api", T0 - MIN), snap("later", "api", T0 + MIN), snap("old", "api", T0 - 6 * MIN)]
     assert causes_of(snap("e", "api"), related) == []
+
+
+def test_unrelated_errors_on_the_resource_are_no_burst() -> None:
+    # Issue 20: OutOfStock errors on the db were blamed as a burst for its ConnectionError.
+    def out_of_stock(error_id: str, at: int) -> ErrorSnapshot:
+        return replace(snap(error_id, "db", at, error_type="OutOfStock"), group_id="grp_stock")
+
+    failure = replace(snap("e", "db", error_type="ConnectionError"), group_id="grp_conn")
+    unrelated = [out_of_stock(f"s{i}", T0 - i * MIN) for i in range(1, 4)]
+    assert only(causes_of(failure, unrelated), C.ERROR_BURST) == []
+
+
+def test_a_burst_counts_its_group_and_the_errors_linked_to_it() -> None:
+    failure = replace(snap("e", "db", error_type="ConnectionError", correlation_id="req-1"), group_id="grp_conn")
+    same_group = replace(snap("g1", "db", T0 - 3 * MIN), group_id="grp_conn")
+    same_request = replace(snap("c1", "db", T0 - 2 * MIN, correlation_id="req-1"), group_id="grp_other")
+    same_trace = replace(snap("t1", "db", T0 - 90_000_000, trace_id="tr"), group_id="grp_other")
+    other = replace(snap("o1", "db", T0 - MIN), group_id="grp_stock")
+    traced = replace(failure, report=replace(failure.report, trace_id="tr"))
+    (cause,) = only(causes_of(traced, [same_group, same_request, same_trace, other]), C.ERROR_BURST)
+    assert cause.summary == "4 errors on db within 5 min up to this one"
+    assert [e.reference_id for e in cause.evidence] == ["g1", "c1", "t1"]
 
 
 def test_burst_reaches_full_weight() -> None:

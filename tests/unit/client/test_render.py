@@ -251,3 +251,19 @@ def test_json_keeps_proto_field_names() -> None:
     assert data["error"]["error_id"] == "err_web"
     assert data["root_cause"]["contributing_factors"][0]["category"] == "ROOT_CAUSE_CATEGORY_RECENT_CHANGE"
     assert "\n" not in cli_render.to_json(cascade_replay(), indent=None)
+
+
+def test_limited_context_is_said_before_the_timeline() -> None:
+    replay = cascade_replay()
+    assert "Limited context" not in cli_render.render_replay(replay)
+    replay.context_coverage.CopyFrom(
+        m.ContextCoverage(
+            sources=7,
+            missing_sources=["loki SKIPPED: not configured", "prometheus FAILED: timeout"],
+            limited=True,
+            summary="The diagnosis had little to go on: 5 of 7 context sources gave nothing (loki SKIPPED).",
+        )
+    )
+    text = cli_render.render_replay(replay)
+    assert "  Limited context: The diagnosis had little to go on: 5 of 7 context sources" in text
+    assert text.index("Limited context") < text.index("Timeline (")

@@ -220,6 +220,8 @@ class _RecommendationKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Re
     RECOMMENDATION_KIND_ESCALATE: _RecommendationKind.ValueType  # 4
     RECOMMENDATION_KIND_ADD_CIRCUIT_BREAKER: _RecommendationKind.ValueType  # 5
     RECOMMENDATION_KIND_INVESTIGATE_ERROR: _RecommendationKind.ValueType  # 6
+    RECOMMENDATION_KIND_GATHER_CONTEXT: _RecommendationKind.ValueType  # 7
+    """Most context sources gave nothing: configure or fix them, then replay with refresh_context."""
 
 class RecommendationKind(_RecommendationKind, metaclass=_RecommendationKindEnumTypeWrapper): ...
 
@@ -230,6 +232,8 @@ RECOMMENDATION_KIND_SCALE_RESOURCE: RecommendationKind.ValueType  # 3
 RECOMMENDATION_KIND_ESCALATE: RecommendationKind.ValueType  # 4
 RECOMMENDATION_KIND_ADD_CIRCUIT_BREAKER: RecommendationKind.ValueType  # 5
 RECOMMENDATION_KIND_INVESTIGATE_ERROR: RecommendationKind.ValueType  # 6
+RECOMMENDATION_KIND_GATHER_CONTEXT: RecommendationKind.ValueType  # 7
+"""Most context sources gave nothing: configure or fix them, then replay with refresh_context."""
 Global___RecommendationKind: _TypeAlias = RecommendationKind  # noqa: Y015
 
 class _CorrelationReason:
@@ -1227,6 +1231,48 @@ class RootCause(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RootCause: _TypeAlias = RootCause  # noqa: Y015
+
+@_typing.final
+class ContextCoverage(_message.Message):
+    """How much of the error's frozen context the replay could use."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SOURCES_FIELD_NUMBER: _builtins.int
+    MISSING_SOURCES_FIELD_NUMBER: _builtins.int
+    LIMITED_FIELD_NUMBER: _builtins.int
+    SUMMARY_FIELD_NUMBER: _builtins.int
+    sources: _builtins.int
+    """Context sources recorded for the error (one per collector: metrics, logs, traces, topology,
+    changes). 0 when none ran (enrichment off): coverage is then not judged.
+    """
+    limited: _builtins.bool
+    """True when the share of missing sources is above the analysis setting
+    ERRORREPLAY_LIMITED_CONTEXT_SHARE (default 0.5): the diagnosis had little to go on.
+    """
+    summary: _builtins.str
+    """One plain sentence saying so when limited; empty otherwise."""
+    @_builtins.property
+    def missing_sources(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Sources that gave nothing to analyse (SKIPPED, FAILED or still PENDING), each as
+        "<collector> <STATE>" with the reason after a colon when there is one.
+        """
+
+    def __init__(
+        self,
+        *,
+        sources: _builtins.int = ...,
+        missing_sources: _abc.Iterable[_builtins.str] | None = ...,
+        limited: _builtins.bool = ...,
+        summary: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["limited", b"limited", "missing_sources", b"missing_sources", "sources", b"sources", "summary", b"summary"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ContextCoverage: _TypeAlias = ContextCoverage  # noqa: Y015
 
 @_typing.final
 class Recommendation(_message.Message):

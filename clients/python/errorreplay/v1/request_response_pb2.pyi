@@ -254,6 +254,7 @@ class ReplayErrorResponse(_message.Message):
     RECOMMENDATIONS_FIELD_NUMBER: _builtins.int
     RELATED_CHANGES_FIELD_NUMBER: _builtins.int
     RELATED_ERRORS_FIELD_NUMBER: _builtins.int
+    CONTEXT_COVERAGE_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def error(self) -> _message_pb2.ErrorSnapshot: ...
     @_builtins.property
@@ -268,6 +269,10 @@ class ReplayErrorResponse(_message.Message):
     def related_changes(self) -> _containers.RepeatedCompositeFieldContainer[_message_pb2.Change]: ...
     @_builtins.property
     def related_errors(self) -> _containers.RepeatedCompositeFieldContainer[_message_pb2.ErrorSnapshot]: ...
+    @_builtins.property
+    def context_coverage(self) -> _message_pb2.ContextCoverage:
+        """Whether the diagnosis had enough context to go on (README: Replay)."""
+
     def __init__(
         self,
         *,
@@ -278,10 +283,11 @@ class ReplayErrorResponse(_message.Message):
         recommendations: _abc.Iterable[_message_pb2.Recommendation] | None = ...,
         related_changes: _abc.Iterable[_message_pb2.Change] | None = ...,
         related_errors: _abc.Iterable[_message_pb2.ErrorSnapshot] | None = ...,
+        context_coverage: _message_pb2.ContextCoverage | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "propagation", b"propagation", "root_cause", b"root_cause"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["context_coverage", b"context_coverage", "error", b"error", "propagation", b"propagation", "root_cause", b"root_cause"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "propagation", b"propagation", "recommendations", b"recommendations", "related_changes", b"related_changes", "related_errors", b"related_errors", "root_cause", b"root_cause", "timeline", b"timeline"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["context_coverage", b"context_coverage", "error", b"error", "propagation", b"propagation", "recommendations", b"recommendations", "related_changes", b"related_changes", "related_errors", b"related_errors", "root_cause", b"root_cause", "timeline", b"timeline"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -358,15 +364,20 @@ class GetStatisticsRequest(_message.Message):
     """Muted groups are left out unless this is set."""
     @_builtins.property
     def start_time(self) -> _timestamp_pb2.Timestamp:
-        """Defaults to 24 hours before end_time."""
+        """Errors with start_time <= occurred_at < end_time are counted. Defaults to 24 hours before
+        end_time.
+        """
 
     @_builtins.property
     def end_time(self) -> _timestamp_pb2.Timestamp:
-        """Defaults to now."""
+        """Excluded from the window. Defaults to now."""
 
     @_builtins.property
     def bucket(self) -> _duration_pb2.Duration:
-        """Width of each timed_counts bucket; defaults to 1 hour."""
+        """Width of each timed_counts bucket; defaults to 1 hour. Buckets start on multiples of the
+        width since the Unix epoch (UTC); the first and last may be partial and count only errors
+        inside the window; no bucket starts at or after end_time.
+        """
 
     @_builtins.property
     def filter(self) -> _message_pb2.ErrorFilter: ...
