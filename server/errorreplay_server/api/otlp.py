@@ -63,6 +63,7 @@ class OtlpCapture:
         """Captures `items`; returns how many OTLP units (spans, log records) had a rejected error,
         and a message naming the first problems. StoreUnavailable propagates (UNAVAILABLE)."""
         rejected_units: set[int] = set()
+        rejected = 0
         problems: list[str] = []
         for start in range(0, len(items), self._max_batch_size):
             chunk = items[start : start + self._max_batch_size]
@@ -70,12 +71,12 @@ class OtlpCapture:
             results = await self._plane.capture_batch(requests, timeout)
             for item, result in zip(chunk, results, strict=True):
                 if isinstance(result, DomainError):
+                    rejected += 1
                     rejected_units.add(item.unit)
                     if len(problems) < MAX_PROBLEMS_IN_MESSAGE:
                         problems.extend(_problems(item, result))
         if not rejected_units:
             return 0, ""
-        rejected = sum(1 for item in items if item.unit in rejected_units)
         shown = "; ".join(problems[:MAX_PROBLEMS_IN_MESSAGE])
         log.info("OTLP export: %d of %d errors rejected: %s", rejected, len(items), shown)
         return len(rejected_units), f"{rejected} of {len(items)} errors rejected: {shown}"
