@@ -89,6 +89,9 @@ def severity_for_span_event(status_code: int, escaped: bool) -> Severity:
 
 
 def any_value_str(value: AnyValue) -> str:
+    text = value.string_value  # nearly every attribute: one read instead of WhichOneof and a compare
+    if text:
+        return text
     kind = value.WhichOneof("value")
     if kind == "string_value":
         return value.string_value
@@ -241,12 +244,12 @@ class OtlpAdapter:
                     if scope_attributes is None:
                         scope_attributes = self._scope_attributes(scope_spans.scope, "trace")
                     path = f"resource_spans[{r}].scope_spans[{s}].spans[{p}]"
-                    span_attrs = _pick(span.attributes, self._tag_keys)
+                    span_tags = {**res.tags, **self._tags(_pick(span.attributes, self._tag_keys))}
                     for e, event in exception_events:
-                        captured = self._event_request(res, scope_attributes, span, span_attrs, e, event)
+                        captured = self._event_request(res, scope_attributes, span, span_tags, e, event)
                         items.append(OtlpItem(captured, f"{path}.events[{e}]", unit - 1))
                     if error_span:
-                        captured = self._error_span_request(res, scope_attributes, span, span_attrs)
+                        captured = self._error_span_request(res, scope_attributes, span, span_tags)
                         items.append(OtlpItem(captured, path, unit - 1))
         return items
 
@@ -255,7 +258,7 @@ class OtlpAdapter:
         res: _ResourceFields,
         scope_attributes: dict[str, Any],
         span: Span,
-        span_attrs: dict[str, str],
+        span_tags: dict[str, str],
         index: int,
         event: Span.Event,
     ) -> CaptureRequest:
@@ -276,7 +279,7 @@ class OtlpAdapter:
             trace_id=trace_id,
             span_id=span_id,
             occurred_at=_micros(event.time_unix_nano),
-            tags={**res.tags, **self._tags(span_attrs), **self._tags(attrs)},
+            tags={**span_tags, **self._tags(attrs)},
             attributes=attributes,
         )
         request_id = f"otlp:event:{trace_id}:{span_id}:{index}:{event.time_unix_nano}"
@@ -286,7 +289,7 @@ class OtlpAdapter:
         return CaptureRequest(report, request_id)
 
     def _error_span_request(
-        self, res: _ResourceFields, scope_attributes: dict[str, Any], span: Span, span_attrs: dict[str, str]
+        self, res: _ResourceFields, scope_attributes: dict[str, Any], span: Span, span_tags: dict[str, str]
     ) -> CaptureRequest:
         trace_id, span_id = span.trace_id.hex(), span.span_id.hex()
         report = self._report(
@@ -298,7 +301,7 @@ class OtlpAdapter:
             trace_id=trace_id,
             span_id=span_id,
             occurred_at=_micros(span.end_time_unix_nano or span.start_time_unix_nano),
-            tags={**res.tags, **self._tags(span_attrs)},
+            tags=dict(span_tags),
             attributes={**scope_attributes, SPAN_NAME: span.name},
         )
         request_id = f"otlp:span:{trace_id}:{span_id}:{span.end_time_unix_nano}"
