@@ -31,9 +31,13 @@ STACK = "".join(
 )
 
 
+def gateway_timeout(i: int) -> str:
+    return f"upstream payment gateway timed out after 3000 ms for order {i} (attempt 3)"
+
+
 def make_report(i: int, run: str) -> m.ErrorReport:
     r = m.ErrorReport(
-        message=f"upstream payment gateway timed out after 3000 ms for order {i} (attempt 3)",
+        message=gateway_timeout(i),
         severity=m.SEVERITY_HIGH if i % 3 else m.SEVERITY_CRITICAL,
         source=m.SOURCE_APPLICATION,
         resource_id=f"api-{i % 20}",
@@ -78,7 +82,7 @@ def make_otlp_export(first: int, count: int, run: str) -> ExportTraceServiceRequ
             time_unix_nano=now + i,
             attributes=[
                 _kv("exception.type", "GatewayTimeout"),
-                _kv("exception.message", f"upstream payment gateway timed out after 3000 ms for order {i} (attempt 3)"),
+                _kv("exception.message", gateway_timeout(i)),
                 _kv("exception.stacktrace", STACK),
                 _kv("exception.escaped", "true"),
             ],
@@ -103,13 +107,18 @@ def make_otlp_export(first: int, count: int, run: str) -> ExportTraceServiceRequ
 
 
 def fresh_ids(template: ExportTraceServiceRequest, call: int) -> ExportTraceServiceRequest:
-    """The template with new trace ids, so each call's errors are new (not retries) while the
-    load generator spends little CPU building them (it shares the cores with the server)."""
+    """The template with new trace ids and order numbers, so each call's errors are new (not
+    retries, and not messages the scrubber has seen, as in the batch rows) while the load generator
+    spends little CPU building them (it shares the cores with the server)."""
     export = ExportTraceServiceRequest()
     export.CopyFrom(template)
     prefix = call.to_bytes(8, "big")
-    for n, span in enumerate(export.resource_spans[0].scope_spans[0].spans):
+    spans = export.resource_spans[0].scope_spans[0].spans
+    for n, span in enumerate(spans):
         span.trace_id = prefix + n.to_bytes(8, "big")
+        message = span.events[0].attributes[1]
+        assert message.key == "exception.message"
+        message.value.string_value = gateway_timeout(call * len(spans) + n)
     return export
 
 
