@@ -123,3 +123,43 @@ def test_the_cli_shows_them(server: ServerProcess, app_trace_ids: dict[str, str]
     assert text.startswith(f"Replay of {error_id}  HIGH  shop-checkout")
     assert "production" in text.splitlines()[0]
     assert "connection refused to payments-db:5432" in text
+
+
+def test_with_auth_on_the_exporter_sends_a_writer_token_in_the_standard_headers_variable(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    writer, reader = "w-" + os.urandom(12).hex(), "r-" + os.urandom(12).hex()
+    proc = ServerProcess(
+        tmp_path_factory.mktemp("otlp-auth"), extra_env={"ERRORREPLAY_AUTH_TOKENS": f"writer:{writer},reader:{reader}"}
+    ).start()
+    try:
+        base = {
+            "PATH": os.environ.get("PATH", ""),
+            "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://{proc.address}",
+            "OTEL_EXPORTER_OTLP_INSECURE": "true",
+            "OTEL_SERVICE_NAME": "shop-auth",
+        }
+        refused = subprocess.run([sys.executable, str(APP)], env=base, capture_output=True, text=True, timeout=60)
+        assert "Failed to export" in refused.stderr and "UNAUTHENTICATED" in refused.stderr, refused.stderr
+        env = {**base, "OTEL_EXPORTER_OTLP_HEADERS": f"authorization=Bearer {writer}"}
+        done = subprocess.run([sys.executable, str(APP)], env=env, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0 and "Failed to export" not in done.stderr, done.stderr
+        with grpc.insecure_channel(proc.address) as channel:
+            stub = service_pb2_grpc.ErrorReplayServiceStub(channel)
+            for trace_id in json.loads(done.stdout).values():
+                found = stub.SearchErrors(
+                    rr.SearchErrorsRequest(filter=m.ErrorFilter(trace_id=trace_id)),
+                    metadata=(("authorization", f"Bearer {reader}"),),
+                    timeout=10,
+                )
+                assert [e.report.service for e in found.errors] == ["shop-auth"]
+            refused_ids = json.loads(refused.stdout).values()
+            for trace_id in refused_ids:
+                found = stub.SearchErrors(
+                    rr.SearchErrorsRequest(filter=m.ErrorFilter(trace_id=trace_id)),
+                    metadata=(("authorization", f"Bearer {reader}"),),
+                    timeout=10,
+                )
+                assert list(found.errors) == []
+    finally:
+        proc.stop()
