@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import grpc
@@ -16,8 +18,12 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
 from errorreplay.v1 import message_pb2 as m
 from errorreplay.v1 import request_response_pb2 as rr
+from errorreplay_server.domain.model import CaptureOutcome, NewError
 from errorreplay_server.security_settings import SecuritySettings
-from tests.grpc.conftest import Api, server_settings, status_of
+from errorreplay_server.server import start_server
+from errorreplay_server.settings import Limits
+from errorreplay_server.store.sqlite import SqliteStore
+from tests.grpc.conftest import Api, server_settings, serving, status_of
 from tests.grpc.test_auth import Tokens, bearer, secured_server
 from tests.grpc.test_auth import tokens as tokens  # the fixture
 from tests.grpc.test_ratelimit import limiter_of
@@ -207,12 +213,6 @@ async def test_a_malformed_export_is_invalid_argument(api: Api) -> None:
 
 
 async def test_an_export_larger_than_one_batch_is_captured_in_batches(tmp_path: Path) -> None:
-    from dataclasses import replace
-
-    from errorreplay_server.server import start_server
-    from errorreplay_server.settings import Limits
-    from tests.grpc.conftest import serving
-
     settings = server_settings(tmp_path, limits=replace(Limits(), max_batch_size=3))
     async with serving(await start_server(settings)) as api:
         tid = trace_id()
@@ -267,3 +267,21 @@ async def test_rate_limit_charges_one_token_per_exported_error(tmp_path: Path) -
             await traces(srv.channel).Export(trace_export([span([exception_event()], trace_id=trace_id())]))
         assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
         assert status_of(info.value).code == code_pb2.RESOURCE_EXHAUSTED
+
+
+class ExplodingStore(SqliteStore):
+    async def capture(self, errors: Sequence[NewError]) -> list[CaptureOutcome]:
+        raise RuntimeError("password=hunter2 in /srv/errorreplay/secret_module.py")
+
+
+async def test_an_unexpected_failure_is_internal_and_opaque(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    running = await start_server(server_settings(tmp_path), store=ExplodingStore(tmp_path / "x.db"))
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await traces(channel).Export(trace_export([span([exception_event()])]), timeout=10)
+        assert info.value.code() == grpc.StatusCode.INTERNAL
+        assert "hunter2" not in (info.value.details() or "") and "secret_module" not in (info.value.details() or "")
+        assert "secret_module" in caplog.text  # the traceback went to the log instead
+    finally:
+        await running.stop(None)

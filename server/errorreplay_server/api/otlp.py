@@ -27,8 +27,6 @@ OTLP_SERVICE_NAMES = (
     trace_service_pb2.DESCRIPTOR.services_by_name["TraceService"].full_name,
     logs_service_pb2.DESCRIPTOR.services_by_name["LogsService"].full_name,
 )
-TRACE_EXPORT = f"/{OTLP_SERVICE_NAMES[0]}/Export"
-LOGS_EXPORT = f"/{OTLP_SERVICE_NAMES[1]}/Export"
 
 MAX_PROBLEMS_IN_MESSAGE = 3
 """partial_success.error_message names the first few problems; the count says how many there were."""
