@@ -1,7 +1,9 @@
 """A load generator process: many unary calls in flight over one grpc.aio channel.
 
 Prints one JSON line: calls, errors/s, latency percentiles. Payloads are realistic error reports
-of about 1.5 KB (message, stack trace, tags, attributes), like DESIGN §7's echo baseline.
+of about 1.5 KB (message, stack trace, tags, attributes), like DESIGN §7's echo baseline. The
+`otlp` mode sends the same errors as OTLP trace exports: one span per error, each with one
+`exception` event, as an OpenTelemetry SDK exports them.
 """
 
 from __future__ import annotations
@@ -13,6 +15,11 @@ import time
 import uuid
 
 import grpc
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, InstrumentationScope, KeyValue
+from opentelemetry.proto.resource.v1.resource_pb2 import Resource
+from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span, Status
 
 from errorreplay.v1 import message_pb2 as m
 from errorreplay.v1 import request_response_pb2 as rr
@@ -24,9 +31,13 @@ STACK = "".join(
 )
 
 
+def gateway_timeout(i: int) -> str:
+    return f"upstream payment gateway timed out after 3000 ms for order {i} (attempt 3)"
+
+
 def make_report(i: int, run: str) -> m.ErrorReport:
     r = m.ErrorReport(
-        message=f"upstream payment gateway timed out after 3000 ms for order {i} (attempt 3)",
+        message=gateway_timeout(i),
         severity=m.SEVERITY_HIGH if i % 3 else m.SEVERITY_CRITICAL,
         source=m.SOURCE_APPLICATION,
         resource_id=f"api-{i % 20}",
@@ -44,6 +55,73 @@ def make_report(i: int, run: str) -> m.ErrorReport:
     return r
 
 
+def _kv(key: str, value: str | int | float) -> KeyValue:
+    if isinstance(value, str):
+        return KeyValue(key=key, value=AnyValue(string_value=value))
+    if isinstance(value, int):
+        return KeyValue(key=key, value=AnyValue(int_value=value))
+    return KeyValue(key=key, value=AnyValue(double_value=value))
+
+
+def make_otlp_export(first: int, count: int, run: str) -> ExportTraceServiceRequest:
+    """`count` spans of one service, each with one `exception` event: the same content as make_report."""
+    resource = Resource(
+        attributes=[
+            _kv("service.name", "checkout"),
+            _kv("service.version", "2.14.1"),
+            _kv("deployment.environment.name", "prod"),
+            _kv("cloud.region", "eu-west-1"),
+            _kv("host.name", f"checkout-{first % 7}"),
+        ]
+    )
+    now = time.time_ns()
+    spans = []
+    for i in range(first, first + count):
+        event = Span.Event(
+            name="exception",
+            time_unix_nano=now + i,
+            attributes=[
+                _kv("exception.type", "GatewayTimeout"),
+                _kv("exception.message", gateway_timeout(i)),
+                _kv("exception.stacktrace", STACK),
+                _kv("exception.escaped", "true"),
+            ],
+        )
+        spans.append(
+            Span(
+                trace_id=uuid.uuid4().bytes,
+                span_id=uuid.uuid4().bytes[:8],
+                name="POST /v1/payments",
+                kind=Span.SPAN_KIND_SERVER,
+                start_time_unix_nano=now + i - 3_000_000_000,
+                end_time_unix_nano=now + i,
+                attributes=[_kv("http.route", "/v1/payments"), _kv("order_id", i), _kv("run", run)],
+                events=[event],
+                status=Status(code=Status.STATUS_CODE_ERROR),
+            )
+        )
+    scope = InstrumentationScope(name="checkout.payments", version="2.14.1")
+    return ExportTraceServiceRequest(
+        resource_spans=[ResourceSpans(resource=resource, scope_spans=[ScopeSpans(scope=scope, spans=spans)])]
+    )
+
+
+def fresh_ids(template: ExportTraceServiceRequest, call: int) -> ExportTraceServiceRequest:
+    """The template with new trace ids and order numbers, so each call's errors are new (not
+    retries, and not messages the scrubber has seen, as in the batch rows) while the load generator
+    spends little CPU building them (it shares the cores with the server)."""
+    export = ExportTraceServiceRequest()
+    export.CopyFrom(template)
+    prefix = call.to_bytes(8, "big")
+    spans = export.resource_spans[0].scope_spans[0].spans
+    for n, span in enumerate(spans):
+        span.trace_id = prefix + n.to_bytes(8, "big")
+        message = span.events[0].attributes[1]
+        assert message.key == "exception.message"
+        message.value.string_value = gateway_timeout(call * len(spans) + n)
+    return export
+
+
 def percentile(sorted_values: list[float], q: float) -> float:
     if not sorted_values:
         return 0.0
@@ -55,6 +133,9 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
     options = [("grpc.max_receive_message_length", 64 * 1024 * 1024)]
     async with grpc.aio.insecure_channel(args.target, options=options) as channel:
         stub = service_pb2_grpc.ErrorReplayServiceStub(channel)
+        otlp = trace_service_pb2_grpc.TraceServiceStub(channel)
+        otlp_template = make_otlp_export(0, args.batch, run_id)
+        rejected = 0
         latencies: list[float] = []
         failures = 0
         counter = 0
@@ -62,7 +143,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         deadline_total = args.calls
 
         async def worker() -> None:
-            nonlocal counter, failures
+            nonlocal counter, failures, rejected
             while True:
                 if deadline_total and counter >= deadline_total:
                     return
@@ -70,6 +151,17 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
                     return
                 i = counter
                 counter += 1
+                if args.mode == "otlp":
+                    export = fresh_ids(otlp_template, i)
+                    started = time.perf_counter()
+                    try:
+                        reply = await otlp.Export(export, timeout=30)
+                    except grpc.aio.AioRpcError:
+                        failures += 1
+                        continue
+                    latencies.append(time.perf_counter() - started)
+                    rejected += reply.partial_success.rejected_spans
+                    continue
                 if args.mode == "batch":
                     request = rr.BatchCaptureErrorsRequest(
                         requests=[
@@ -92,7 +184,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         await asyncio.gather(*(worker() for _ in range(args.concurrency)))
         elapsed = time.perf_counter() - began
     latencies.sort()
-    per_call = args.batch if args.mode == "batch" else 1
+    per_call = args.batch if args.mode in ("batch", "otlp") else 1
     return {
         "mode": args.mode,
         "calls": len(latencies),
@@ -102,14 +194,20 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         "errors_per_s": round(len(latencies) * per_call / elapsed, 1),
         "p50_ms": round(percentile(latencies, 0.50) * 1000, 2),
         "p99_ms": round(percentile(latencies, 0.99) * 1000, 2),
+        "rejected": rejected,
         "payload_bytes": make_report(1, run_id).ByteSize(),
+        "call_bytes": (
+            make_otlp_export(0, args.batch, run_id).ByteSize()
+            if args.mode == "otlp"
+            else make_report(1, run_id).ByteSize() * per_call
+        ),
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--target", required=True)
-    parser.add_argument("--mode", choices=["capture", "batch"], default="capture")
+    parser.add_argument("--mode", choices=["capture", "batch", "otlp"], default="capture")
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--calls", type=int, default=0, help="stop after this many calls instead of a duration")

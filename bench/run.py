@@ -6,6 +6,7 @@ Prints a table and writes bench/results.json.
 
     python -m bench.run            # full: 100k and 1M stored errors, about 10-15 minutes
     python -m bench.run --quick    # under 2 minutes: shorter runs, 20k stored errors
+    python -m bench.run --quick --only otlp   # only BatchCaptureErrors and OTLP export, same server
 """
 
 from __future__ import annotations
@@ -154,12 +155,60 @@ def db_bytes(data_dir: Path) -> int:
     return sum(p.stat().st_size for p in data_dir.glob("errorreplay.db*"))
 
 
+def batch_load(load_seconds: str) -> tuple[str, ...]:
+    """The load of every batched row (echo, BatchCaptureErrors, OTLP export): 100 per call, 4 in flight."""
+    return ("--batch", "100", "--concurrency", "4", "--duration", load_seconds)
+
+
+def batch_and_otlp(address: str, load_seconds: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """BatchCaptureErrors and OTLP trace exports of as many errors per call, same server, same load."""
+    common = batch_load(load_seconds)
+    batch = load(address, "--mode", "batch", *common)
+    otlp = load(address, "--mode", "otlp", *common)
+    if otlp["rejected"] or otlp["failures"]:
+        raise RuntimeError(f"OTLP exports were not all stored: {otlp}")
+    return batch, otlp
+
+
+def otlp_row(otlp: dict[str, Any], batch: dict[str, Any]) -> tuple[str, str, str]:
+    ratio = otlp["errors_per_s"] / batch["errors_per_s"]
+    return (
+        "OTLP TraceService/Export (100 exception events per call)",
+        f"{otlp['errors_per_s']:.0f} errors/s",
+        f"{ratio:.2f}× BatchCaptureErrors; p50 {otlp['p50_ms']} ms, p99 {otlp['p99_ms']} ms; "
+        + cpu_note(otlp, "error"),
+    )
+
+
+def print_table(rows: list[tuple[str, str, str]]) -> None:
+    width = max(len(r[0]) for r in rows)
+    print(f"\n{'measure'.ljust(width)}  {'figure':>22}  notes")
+    for name, figure, notes in rows:
+        print(f"{name.ljust(width)}  {figure:>22}  {notes}")
+
+
+def only_otlp(load_seconds: str) -> None:
+    """The OTLP row beside BatchCaptureErrors, without the rest of the bench; results.json is left alone."""
+    with (
+        tempfile.TemporaryDirectory(prefix="errorreplay-bench-") as tmp,
+        errorreplay_server(Path(tmp) / "otlp", ERRORREPLAY_ENRICHMENT="off") as address,
+    ):
+        batch, otlp = batch_and_otlp(address, load_seconds)
+    row = ("BatchCaptureErrors (100 per call)", f"{batch['errors_per_s']:.0f} errors/s", cpu_note(batch, "error"))
+    print_table([row, otlp_row(otlp, batch)])
+    print(json.dumps({"capture_batch": batch, "otlp_export": otlp}))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--only", choices=["otlp"], help="run only these rows")
     args = parser.parse_args()
     quick = args.quick
     load_seconds = "4" if quick else "15"
+    if args.only == "otlp":
+        only_otlp(load_seconds)
+        return
     sizes = [20_000] if quick else [100_000, 1_000_000]
     read_calls = "60" if quick else "500"
     results: dict[str, Any] = {"quick": quick, "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
@@ -169,13 +218,13 @@ def main() -> None:
         tmp_path = Path(tmp)
         # 1-2. Unary capture and batch capture, against the bare echo in the same run, same load.
         unary_args = ("--duration", load_seconds)
-        batch_args = ("--mode", "batch", "--concurrency", "4", "--duration", load_seconds)
+        batch_args = ("--mode", "batch", *batch_load(load_seconds))
         with echo_server() as echo:
             results["echo_unary"] = load(echo, *unary_args)
             results["echo_batch"] = load(echo, *batch_args)
         with errorreplay_server(tmp_path / "capture-off", ERRORREPLAY_ENRICHMENT="off") as address:
             results["capture_unary"] = load(address, *unary_args)
-            results["capture_batch"] = load(address, *batch_args)
+            results["capture_batch"], results["otlp_export"] = batch_and_otlp(address, load_seconds)
         metrics_port = free_port()
         with (
             slow_backend() as backend,
@@ -228,6 +277,7 @@ def main() -> None:
                 f"{results['capture_batch']['errors_per_s']:.0f} errors/s",
                 f"{batch_ratio:.2f}× echo (target ≥ 20,000 errors/s); " + cpu_note(results["capture_batch"], "error"),
             ),
+            otlp_row(results["otlp_export"], results["capture_batch"]),
         ]
 
         # Where the batch path's CPU goes, stage by stage on one thread (the floor under the above).
@@ -300,10 +350,7 @@ def main() -> None:
 
     results["table"] = rows
     RESULTS.write_text(json.dumps(results, indent=2))
-    width = max(len(r[0]) for r in rows)
-    print(f"\n{'measure'.ljust(width)}  {'figure':>22}  notes")
-    for name, figure, notes in rows:
-        print(f"{name.ljust(width)}  {figure:>22}  {notes}")
+    print_table(rows)
     print(f"\nwritten to {RESULTS.relative_to(ROOT)}")
 
 

@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry
 from errorreplay.v1 import service_pb2, service_pb2_grpc
 from errorreplay_server.api.auth import build_interceptors
 from errorreplay_server.api.errors import ErrorMappingInterceptor
+from errorreplay_server.api.otlp import OTLP_SERVICE_NAMES, OtlpCapture, add_otlp_servicers
 from errorreplay_server.api.servicer import ErrorReplayServicer, TopologyServicer
 from errorreplay_server.api.tls import server_credentials
 from errorreplay_server.capture.enrichment import EnrichmentQueue
@@ -24,6 +25,7 @@ from errorreplay_server.capture.scrubbing import SecretScrubber
 from errorreplay_server.capture.service import CaptureService
 from errorreplay_server.collectors import Collector, build_collectors, close_collectors
 from errorreplay_server.dataplane import DataPlane
+from errorreplay_server.ingest.otlp import OtlpAdapter
 from errorreplay_server.metrics import RpcMetrics, StateCollector
 from errorreplay_server.settings import Settings
 from errorreplay_server.store.base import Store
@@ -32,7 +34,7 @@ from errorreplay_server.streaming.hub import InProcessHub
 
 log = logging.getLogger("errorreplay")
 
-SERVICE_NAMES = tuple(s.full_name for s in service_pb2.DESCRIPTOR.services_by_name.values())
+SERVICE_NAMES = (*(s.full_name for s in service_pb2.DESCRIPTOR.services_by_name.values()), *OTLP_SERVICE_NAMES)
 
 
 @dataclass
@@ -110,6 +112,8 @@ async def start_server(
     )
     service_pb2_grpc.add_ErrorReplayServiceServicer_to_server(ErrorReplayServicer(plane), server)
     service_pb2_grpc.add_TopologyServiceServicer_to_server(TopologyServicer(plane), server)
+    otlp_adapter = OtlpAdapter(settings.otlp, settings.limits.max_tag_value_chars)
+    add_otlp_servicers(server, OtlpCapture(plane, otlp_adapter, settings.limits.max_batch_size))
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
@@ -135,7 +139,7 @@ async def serve(settings: Settings) -> None:
     """Run until SIGTERM or SIGINT, then shut down gracefully."""
     running = await start_server(
         settings,
-        extra_interceptors=build_interceptors(settings.security),
+        extra_interceptors=build_interceptors(settings.security, settings.otlp),
         credentials=server_credentials(settings.security),
     )
     if settings.metrics_port:

@@ -78,6 +78,65 @@ class Limits:
         )
 
 
+OTLP_SEVERITY_NAMES = {"TRACE": 1, "DEBUG": 5, "INFO": 9, "WARN": 13, "WARNING": 13, "ERROR": 17, "FATAL": 21}
+"""The first OTLP severity_number of each range (opentelemetry/proto/logs/v1/logs.proto SeverityNumber)."""
+
+
+def _otlp_severity(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    number = OTLP_SEVERITY_NAMES.get(raw.upper())
+    if number is None:
+        try:
+            number = int(raw)
+        except ValueError as exc:
+            names = ", ".join(OTLP_SEVERITY_NAMES)
+            raise ValueError(f"{name} must be a severity number 1-24 or one of {names}, got {raw!r}") from exc
+    if not 1 <= number <= 24:
+        raise ValueError(f"{name} must be between 1 and 24, got {number}")
+    return number
+
+
+def _names(env: Mapping[str, str], name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    raw = env.get(name)
+    if raw is None:
+        return default
+    return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
+@dataclass(frozen=True, slots=True)
+class OtlpSettings:
+    """What the OTLP receiver (ingest/otlp.py) turns into errors, and how it maps them (README: OpenTelemetry)."""
+
+    # Log records at or above this severity_number are errors even without exception.* attributes.
+    min_log_severity: int = 17  # ERROR
+    # Spans with status ERROR but no `exception` event become errors too.
+    error_spans: bool = False
+    # The resource attribute whose value becomes resource_id (e.g. k8s.deployment.name).
+    resource_id_attribute: str = "service.name"
+    # Attributes copied into tags (looked up on the event or log record, then the span, then the resource).
+    tag_attributes: tuple[str, ...] = (
+        "service.namespace",
+        "service.instance.id",
+        "host.name",
+        "k8s.namespace.name",
+        "k8s.pod.name",
+        "cloud.region",
+    )
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> OtlpSettings:
+        d = cls()
+        return cls(
+            min_log_severity=_otlp_severity(env, "ERRORREPLAY_OTLP_MIN_LOG_SEVERITY", d.min_log_severity),
+            error_spans=env.get("ERRORREPLAY_OTLP_ERROR_SPANS", "off").strip().lower() in ("on", "1", "true"),
+            resource_id_attribute=env.get("ERRORREPLAY_OTLP_RESOURCE_ID_ATTRIBUTE", "").strip()
+            or d.resource_id_attribute,
+            tag_attributes=_names(env, "ERRORREPLAY_OTLP_TAG_ATTRIBUTES", d.tag_attributes),
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class Neo4jSettings:
     uri: str = ""
@@ -111,6 +170,7 @@ class Settings:
     analysis: AnalysisSettings = field(default_factory=AnalysisSettings)
     collectors: CollectorSettings = field(default_factory=CollectorSettings)
     security: SecuritySettings = field(default_factory=SecuritySettings)
+    otlp: OtlpSettings = field(default_factory=OtlpSettings)
     enrichment_enabled: bool = True
     # auto (uvloop when installed), uvloop, or asyncio.
     event_loop: str = "auto"
@@ -135,6 +195,7 @@ class Settings:
             analysis=AnalysisSettings.from_env(env),
             collectors=CollectorSettings.from_env(env),
             security=SecuritySettings.from_env(env),
+            otlp=OtlpSettings.from_env(env),
             enrichment_enabled=env.get("ERRORREPLAY_ENRICHMENT", "on").strip().lower() not in ("off", "0", "false"),
             event_loop=_choice(env, "ERRORREPLAY_EVENT_LOOP", ("auto", "uvloop", "asyncio")),
             hub=HubSettings(

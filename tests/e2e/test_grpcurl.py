@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
 from collections.abc import Iterator
@@ -38,8 +39,50 @@ def test_list_shows_services(server: ServerProcess) -> None:
         "errorreplay.v1.TopologyService",
         "grpc.health.v1.Health",
         "grpc.reflection.v1alpha.ServerReflection",
+        "opentelemetry.proto.collector.logs.v1.LogsService",
+        "opentelemetry.proto.collector.trace.v1.TraceService",
     ):
         assert name in out
+
+
+def test_otlp_services_through_reflection(server: ServerProcess) -> None:
+    for service in (
+        "opentelemetry.proto.collector.trace.v1.TraceService",
+        "opentelemetry.proto.collector.logs.v1.LogsService",
+    ):
+        assert "rpc Export" in grpcurl(server, "describe", service)
+    # An export through grpcurl (protobuf JSON: bytes are base64), then found by its trace id.
+    trace_id = base64.b64encode(bytes.fromhex("0af7651916cd43dd8448eb211c80319c")).decode()
+    span_id = base64.b64encode(bytes.fromhex("b7ad6b7169203331")).decode()
+    event = {
+        "name": "exception",
+        "timeUnixNano": "1760000000000000000",
+        "attributes": [
+            {"key": "exception.type", "value": {"stringValue": "TimeoutError"}},
+            {"key": "exception.message", "value": {"stringValue": "grpcurl export timed out"}},
+        ],
+    }
+    export = {
+        "resourceSpans": [
+            {
+                "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "grpcurl-svc"}}]},
+                "scopeSpans": [
+                    {"spans": [{"traceId": trace_id, "spanId": span_id, "name": "GET /", "events": [event]}]}
+                ],
+            }
+        ]
+    }
+    assert json.loads(grpcurl(server, "opentelemetry.proto.collector.trace.v1.TraceService/Export", data=export)) == {}
+    found = json.loads(
+        grpcurl(
+            server,
+            "errorreplay.v1.ErrorReplayService/SearchErrors",
+            data={"filter": {"trace_id": "0af7651916cd43dd8448eb211c80319c"}},
+        )
+    )
+    (error,) = found["errors"]
+    assert error["report"]["message"] == "grpcurl export timed out"
+    assert error["report"]["service"] == "grpcurl-svc"
 
 
 def test_describe_shows_rpcs(server: ServerProcess) -> None:

@@ -15,6 +15,8 @@ import pytest
 from google.rpc import code_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
 from errorreplay.v1 import message_pb2 as m
 from errorreplay.v1 import request_response_pb2 as rr
@@ -36,10 +38,19 @@ from errorreplay_server.server import RunningServer, start_server
 from errorreplay_server.settings import Settings
 from tests.grpc.conftest import server_settings, status_of
 
-ALL_METHODS = tuple(
+OTLP_METHODS = tuple(
     f"/{service.full_name}/{method.name}"
-    for service in service_pb2.DESCRIPTOR.services_by_name.values()
+    for descriptor in (trace_service_pb2.DESCRIPTOR, logs_service_pb2.DESCRIPTOR)
+    for service in descriptor.services_by_name.values()
     for method in service.methods
+)
+ALL_METHODS = (
+    *(
+        f"/{service.full_name}/{method.name}"
+        for service in service_pb2.DESCRIPTOR.services_by_name.values()
+        for method in service.methods
+    ),
+    *OTLP_METHODS,
 )
 STREAMING_METHODS = frozenset(
     f"/{service.full_name}/{method.name}"
@@ -228,7 +239,19 @@ def test_repr_and_start_up_line_hide_tokens() -> None:
 def test_every_rpc_has_an_explicit_role() -> None:
     assert set(METHOD_ROLES) == set(ALL_METHODS)
     by_role = {role: sorted(p.rsplit("/", 1)[1] for p, r in METHOD_ROLES.items() if r == role) for role in Role}
-    assert by_role[Role.WRITER] == ["BatchCaptureErrors", "CaptureError", "RecordChange", "UpsertResources"]
+    assert by_role[Role.WRITER] == [
+        "BatchCaptureErrors",
+        "CaptureError",
+        "Export",
+        "Export",
+        "RecordChange",
+        "UpsertResources",
+    ]
+    assert {METHOD_ROLES[method] for method in OTLP_METHODS} == {Role.WRITER}
+    assert set(OTLP_METHODS) == {
+        "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+        "/opentelemetry.proto.collector.logs.v1.LogsService/Export",
+    }
     assert by_role[Role.ADMIN] == ["UpdateErrorGroup"]
     assert by_role[Role.READER] == sorted(
         [
@@ -420,7 +443,12 @@ async def test_health_and_reflection_stay_open(tmp_path: Path, tokens: Tokens) -
         names = set()
         async for response in stream:
             names |= {s.name for s in response.list_services_response.service}
-        assert {"errorreplay.v1.ErrorReplayService", "grpc.health.v1.Health"} <= names
+        assert {
+            "errorreplay.v1.ErrorReplayService",
+            "grpc.health.v1.Health",
+            "opentelemetry.proto.collector.trace.v1.TraceService",
+            "opentelemetry.proto.collector.logs.v1.LogsService",
+        } <= names
 
 
 async def test_unknown_methods_are_admin_only(tmp_path: Path, tokens: Tokens) -> None:

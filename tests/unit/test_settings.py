@@ -47,3 +47,27 @@ def test_values_from_the_environment() -> None:
 def test_bad_values_name_the_variable(name: str, value: str) -> None:
     with pytest.raises(ValueError, match=name):
         Settings.from_env({name: value})
+
+
+def test_otlp_defaults_and_values() -> None:
+    d = Settings.from_env({}).otlp
+    assert (d.min_log_severity, d.error_spans, d.resource_id_attribute) == (17, False, "service.name")
+    assert "host.name" in d.tag_attributes and "k8s.namespace.name" in d.tag_attributes
+    s = Settings.from_env(
+        {
+            "ERRORREPLAY_OTLP_MIN_LOG_SEVERITY": "warn",
+            "ERRORREPLAY_OTLP_ERROR_SPANS": "on",
+            "ERRORREPLAY_OTLP_RESOURCE_ID_ATTRIBUTE": "k8s.deployment.name",
+            "ERRORREPLAY_OTLP_TAG_ATTRIBUTES": "http.route, k8s.pod.name,",
+        }
+    ).otlp
+    assert (s.min_log_severity, s.error_spans, s.resource_id_attribute) == (13, True, "k8s.deployment.name")
+    assert s.tag_attributes == ("http.route", "k8s.pod.name")
+    assert Settings.from_env({"ERRORREPLAY_OTLP_MIN_LOG_SEVERITY": "21"}).otlp.min_log_severity == 21
+    assert Settings.from_env({"ERRORREPLAY_OTLP_TAG_ATTRIBUTES": ""}).otlp.tag_attributes == ()
+
+
+@pytest.mark.parametrize("value", ["loud", "0", "25"])
+def test_bad_otlp_severity_names_the_variable(value: str) -> None:
+    with pytest.raises(ValueError, match="ERRORREPLAY_OTLP_MIN_LOG_SEVERITY"):
+        Settings.from_env({"ERRORREPLAY_OTLP_MIN_LOG_SEVERITY": value})

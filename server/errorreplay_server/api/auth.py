@@ -5,7 +5,8 @@ Auth is on when tokens are configured (security_settings: `ERRORREPLAY_AUTH_TOKE
 `authorization: Bearer <token>` metadata.
 
 Roles (METHOD_ROLES is the table):
-- `writer`: CaptureError, BatchCaptureErrors, UpsertResources, RecordChange;
+- `writer`: CaptureError, BatchCaptureErrors, UpsertResources, RecordChange, and the OTLP
+  receiver's TraceService/Export and LogsService/Export;
 - `reader`: GetError, ReplayError, SearchErrors, GetStatistics, the List* RPCs, SubscribeErrors,
   GetTopology, ListChanges;
 - `admin`: UpdateErrorGroup, any method not in the table (deny by default), and everything above.
@@ -40,6 +41,7 @@ from grpc_status import rpc_status
 
 from errorreplay_server.api.errors import status_for
 from errorreplay_server.api.ratelimit import (
+    CallCost,
     CallerKey,
     RateLimitInterceptor,
     StreamLimiter,
@@ -48,6 +50,7 @@ from errorreplay_server.api.ratelimit import (
 )
 from errorreplay_server.domain.errors import DomainError, PermissionDenied, Unauthenticated
 from errorreplay_server.security_settings import Role, SecuritySettings, TokenGrant
+from errorreplay_server.settings import OtlpSettings
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +64,8 @@ OPEN_METHOD_PREFIXES = (
 
 _ERRORS = "/errorreplay.v1.ErrorReplayService/"
 _TOPOLOGY = "/errorreplay.v1.TopologyService/"
+_OTLP_TRACES = "/opentelemetry.proto.collector.trace.v1.TraceService/"
+_OTLP_LOGS = "/opentelemetry.proto.collector.logs.v1.LogsService/"
 
 METHOD_ROLES: Mapping[str, Role] = MappingProxyType(
     {
@@ -68,6 +73,8 @@ METHOD_ROLES: Mapping[str, Role] = MappingProxyType(
         _ERRORS + "BatchCaptureErrors": Role.WRITER,
         _TOPOLOGY + "UpsertResources": Role.WRITER,
         _TOPOLOGY + "RecordChange": Role.WRITER,
+        _OTLP_TRACES + "Export": Role.WRITER,
+        _OTLP_LOGS + "Export": Role.WRITER,
         _ERRORS + "GetError": Role.READER,
         _ERRORS + "ReplayError": Role.READER,
         _ERRORS + "SearchErrors": Role.READER,
@@ -216,8 +223,11 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         return _denial_handler(handler, denial, method)
 
 
-def build_interceptors(security: SecuritySettings) -> list[grpc.aio.ServerInterceptor]:
-    """The security interceptors, outermost first: auth, then the per-caller limits. Empty when all are off."""
+def build_interceptors(
+    security: SecuritySettings, otlp: OtlpSettings | None = None
+) -> list[grpc.aio.ServerInterceptor]:
+    """The security interceptors, outermost first: auth, then the per-caller limits. Empty when all are off.
+    `otlp` decides what an OTLP export's errors are, and so what it costs."""
     interceptors: list[grpc.aio.ServerInterceptor] = []
     caller_key: CallerKey = peer_caller_key
     if security.auth_enabled:
@@ -230,5 +240,5 @@ def build_interceptors(security: SecuritySettings) -> list[grpc.aio.ServerInterc
     )
     streams = StreamLimiter(security.max_streams_per_token) if security.max_streams_per_token else None
     if limiter is not None or streams is not None:
-        interceptors.append(RateLimitInterceptor(caller_key, limiter, streams, exempt=is_open))
+        interceptors.append(RateLimitInterceptor(caller_key, limiter, streams, exempt=is_open, cost=CallCost(otlp)))
     return interceptors

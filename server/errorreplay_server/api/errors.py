@@ -159,12 +159,16 @@ def _passes_through(exc: BaseException) -> bool:
     return isinstance(exc, grpc.aio.AbortError | asyncio.CancelledError)
 
 
-class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
-    """Wraps every errorreplay handler so that exceptions become statuses via `status_for`."""
+MAPPED_PREFIXES = ("/errorreplay.", "/opentelemetry.proto.collector.")
+"""errorreplay's own services and the OTLP receiver (api/otlp.py): their errors map via `status_for`."""
 
-    def __init__(self, metrics: RpcMetrics | None = None, prefix: str = "/errorreplay.") -> None:
+
+class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
+    """Wraps every errorreplay and OTLP handler so that exceptions become statuses via `status_for`."""
+
+    def __init__(self, metrics: RpcMetrics | None = None, prefixes: tuple[str, ...] = MAPPED_PREFIXES) -> None:
         self._metrics = metrics
-        self._prefix = prefix
+        self._prefixes = prefixes
         self._wrapped: dict[str, grpc.RpcMethodHandler] = {}
 
     async def intercept_service(
@@ -180,7 +184,7 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
         if handler is None:
             return handler
         # Other services (health) get only the parse guard: their errors are theirs to map.
-        guard = self._wrap if method.startswith(self._prefix) else _parse_guarded
+        guard = self._wrap if method.startswith(self._prefixes) else _parse_guarded
         wrapped = guard(handler, method)
         self._wrapped[method] = wrapped
         return wrapped

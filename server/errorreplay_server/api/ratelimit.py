@@ -4,9 +4,10 @@ Who is a caller is decided outside (auth.build_interceptors): the bearer token w
 client's address without its port when it is off (so that opening more connections gains nothing).
 
 Rate limit (`ERRORREPLAY_RATE_LIMIT_PER_SECOND`, `ERRORREPLAY_RATE_LIMIT_BURST`):
-- Every call costs one token; `BatchCaptureErrors` costs one per item, so the limit reads as "errors
-  per second" whichever RPC a client uses. Opening a stream costs one token too, which throttles
-  reconnect loops; the messages of an open stream cost nothing.
+- Every call costs one token; `BatchCaptureErrors` costs one per item and an OTLP export one per
+  error it holds, so the limit reads as "errors per second" whichever RPC a client uses. Opening a
+  stream costs one token too, which throttles reconnect loops; the messages of an open stream cost
+  nothing.
 - A call is admitted when its caller holds at least one whole token. A batch may cost more than the
   caller holds: the balance goes negative and later calls wait the debt out. So a batch larger than
   the burst still goes through, and the sustained rate still holds.
@@ -29,10 +30,14 @@ from typing import Any
 
 import grpc
 from grpc_status import rpc_status
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from errorreplay.v1 import request_response_pb2 as rr
 from errorreplay_server.api.errors import status_for
 from errorreplay_server.domain.errors import ResourceExhausted
+from errorreplay_server.ingest.otlp import OtlpAdapter
+from errorreplay_server.settings import OtlpSettings
 
 log = logging.getLogger(__name__)
 
@@ -48,11 +53,23 @@ _ROUNDING = 1e-9
 """A client that waits exactly the RetryInfo delay must not be refused by a floating-point residue."""
 
 
-def call_cost(request: Any) -> int:
-    """Tokens a unary call costs: one, or one per item of a batch capture."""
-    if isinstance(request, rr.BatchCaptureErrorsRequest):
-        return max(1, len(request.requests))
-    return 1
+class CallCost:
+    """Tokens a unary call costs: one, or one per item of a batch capture, or one per error in an
+    OTLP export (counted by the OTLP adapter's own rules, so the settings that decide what is an
+    error decide the cost too)."""
+
+    def __init__(self, otlp: OtlpSettings | None = None) -> None:
+        self._otlp = OtlpAdapter(otlp or OtlpSettings())
+
+    def __call__(self, request: Any) -> int:
+        if isinstance(request, rr.BatchCaptureErrorsRequest):
+            return max(1, len(request.requests))
+        if isinstance(request, ExportTraceServiceRequest | ExportLogsServiceRequest):
+            return max(1, self._otlp.count_errors(request))
+        return 1
+
+
+call_cost = CallCost()
 
 
 @dataclass(slots=True)
@@ -164,8 +181,10 @@ class RateLimitInterceptor(grpc.aio.ServerInterceptor):
         limiter: TokenBucketLimiter | None,
         streams: StreamLimiter | None,
         exempt: Callable[[str], bool] = lambda method: False,
+        cost: Callable[[Any], int] = call_cost,
     ) -> None:
         self._caller_key = caller_key
+        self._cost = cost
         self._limiter = limiter
         self._streams = streams
         self._exempt = exempt
@@ -229,7 +248,7 @@ class RateLimitInterceptor(grpc.aio.ServerInterceptor):
             inner = handler.unary_unary
 
             async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
-                refusal = self._refusal(self._caller_key(context), call_cost(request))
+                refusal = self._refusal(self._caller_key(context), self._cost(request))
                 if refusal is not None:
                     await _abort(refusal, context)
                 return await inner(request, context)

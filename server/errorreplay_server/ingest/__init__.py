@@ -1,0 +1,1 @@
+"""Adapters from other wire formats onto ErrorReport (each feeds the one capture path)."""
