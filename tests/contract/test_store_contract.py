@@ -491,3 +491,24 @@ async def test_concurrent_writers_lose_and_duplicate_nothing(store: Store) -> No
     assert len(ids) == len(set(ids)) == 4000
     assert (await store.search_errors(ErrorFilter(tags={"run": run}), 1)).total_size == 4000
     assert await store.count_errors() >= before + 4000
+
+
+async def test_topology_around_a_hub_is_capped_and_marked_truncated(store: Store) -> None:
+    # 300 dependents of one hub: the neighbourhood lists at most the cap per hop (100 by default).
+    p = uid("hub")
+    hub, lone = f"{p}-db", f"{p}-lone"
+    dependents = [f"{p}-svc-{i:03d}" for i in range(300)]
+    await store.upsert_resources([Resource(hub, "postgres", "DB"), Resource(lone)], [])
+    await store.upsert_resources([], [Dependency(d, hub) for d in dependents])
+    around_hub = await store.get_topology(hub, 2)
+    assert around_hub.truncated
+    listed = {r.id for r in around_hub.resources}
+    assert hub in listed and len(listed) == 1 + 100
+    assert listed - {hub} <= set(dependents)
+    assert set(around_hub.dependencies) == {Dependency(d, hub) for d in listed - {hub}}
+    # One dependent sees the hub and nothing else: its siblings are not neighbours.
+    one = await store.get_topology(dependents[7], 2)
+    assert not one.truncated
+    assert {r.id for r in one.resources} == {dependents[7], hub}
+    assert one.dependencies == [Dependency(dependents[7], hub)]
+    assert not (await store.get_topology(lone, 2)).truncated

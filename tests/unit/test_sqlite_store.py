@@ -171,3 +171,28 @@ async def test_a_failing_capture_in_a_commit_group_fails_alone(tmp_path: Path) -
         assert page.total_size == 4
     finally:
         await store.close()
+
+
+async def test_close_interrupts_busy_readers_instead_of_waiting_for_them(tmp_path: Path) -> None:
+    import asyncio
+    import threading
+
+    from errorreplay_server.store import sqlite
+
+    store = SqliteStore(tmp_path / "db.sqlite")
+    await store.start()
+    started = threading.Semaphore(0)
+    # Long enough (tens of seconds) that only an interrupt ends it early; it also keeps every
+    # reader thread busy, so one more read waits in the queue.
+    slow = "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < 100000000) SELECT COUNT(*) FROM n"
+
+    def busy(conn: sqlite3.Connection) -> int:
+        started.release()
+        return int(conn.execute(slow).fetchone()[0])
+
+    reads = [asyncio.ensure_future(store._read(busy)) for _ in range(sqlite.READER_THREADS + 1)]
+    for _ in range(sqlite.READER_THREADS):
+        await asyncio.to_thread(started.acquire)
+    await asyncio.wait_for(store.close(), 60)
+    outcomes = await asyncio.gather(*reads, return_exceptions=True)
+    assert all(isinstance(o, StoreUnavailable) for o in outcomes), outcomes

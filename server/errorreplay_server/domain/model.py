@@ -185,6 +185,8 @@ class Topology:
     root_resource_id: str = ""
     resources: list[Resource] = field(default_factory=list)
     dependencies: list[Dependency] = field(default_factory=list)
+    # Some neighbours or edges were left out: a hop had more than the cap (settings.Limits).
+    truncated: bool = False
 
 
 @dataclass(slots=True)

@@ -16,6 +16,7 @@ Rules every store keeps:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from errorreplay_server.domain.model import (
@@ -36,6 +37,14 @@ from errorreplay_server.domain.model import (
     Statistics,
     Topology,
 )
+
+
+@dataclass(frozen=True, slots=True)
+class TopologyBounds:
+    """How much of a neighbourhood get_topology reads (settings.Limits holds the configured values)."""
+
+    max_neighbours_per_hop: int = 100
+    max_edges: int = 2000
 
 
 class Store(Protocol):
@@ -116,7 +125,11 @@ class Store(Protocol):
 
     async def get_topology(self, resource_id: str, depth: int) -> Topology:
         """Resources within `depth` hops of resource_id in either direction, and the edges
-        among them. Raises NotFound("resource", id) for an unknown resource."""
+        among them. Raises NotFound("resource", id) for an unknown resource.
+
+        Bounded by the store's TopologyBounds: at most max_neighbours_per_hop new resources per hop
+        and direction, at most max_edges edges, with `truncated` set when anything was left out.
+        The work is linear in what is read, never in the square of a hub's degree."""
 
     async def record_change(self, change: Change) -> Change: ...
 

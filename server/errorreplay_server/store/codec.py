@@ -116,11 +116,14 @@ def context_from_json(text: str | None) -> ErrorContext:
 
 
 def topology_to_doc(t: Topology) -> dict[str, Any]:
-    return {
+    doc: dict[str, Any] = {
         "root": t.root_resource_id,
         "resources": [[r.id, r.type, r.name, r.labels] for r in t.resources],
         "dependencies": [[d.dependent_id, d.dependency_id] for d in t.dependencies],
     }
+    if t.truncated:
+        doc["truncated"] = True
+    return doc
 
 
 def topology_from_doc(doc: dict[str, Any]) -> Topology:
@@ -128,6 +131,7 @@ def topology_from_doc(doc: dict[str, Any]) -> Topology:
         root_resource_id=doc.get("root", ""),
         resources=[Resource(i, ty, n, lb) for i, ty, n, lb in doc.get("resources", ())],
         dependencies=[Dependency(a, b) for a, b in doc.get("dependencies", ())],
+        truncated=bool(doc.get("truncated", False)),
     )
 
 

@@ -81,6 +81,7 @@ from errorreplay_server.domain.model import (
 )
 from errorreplay_server.settings import Neo4jSettings
 from errorreplay_server.store import codec
+from errorreplay_server.store.base import TopologyBounds
 
 # Shared with the SQLite store so that both decode rows, digest filters and list group resources
 # the same way; they would sit better in codec.py and pagination.py.
@@ -234,8 +235,11 @@ MERGE (a)-[:DEPENDS_ON]->(b)
 """
 _NEIGHBOURS = {
     # Walked separately: a sibling (the dependency of a dependent) is not a neighbour.
-    "dependencies": "UNWIND $ids AS id MATCH (:Resource {id: id})-[:DEPENDS_ON]->(n:Resource) RETURN DISTINCT n.id",
-    "dependents": "UNWIND $ids AS id MATCH (:Resource {id: id})<-[:DEPENDS_ON]-(n:Resource) RETURN DISTINCT n.id",
+    # LIMIT without ORDER BY: the query stops after enough rows instead of reading a hub's every edge.
+    "dependencies": "UNWIND $ids AS id MATCH (:Resource {id: id})-[:DEPENDS_ON]->(n:Resource)"
+    " RETURN DISTINCT n.id LIMIT $limit",
+    "dependents": "UNWIND $ids AS id MATCH (:Resource {id: id})<-[:DEPENDS_ON]-(n:Resource)"
+    " RETURN DISTINCT n.id LIMIT $limit",
 }
 
 
@@ -412,8 +416,9 @@ async def _rows(runner: AsyncSession | AsyncTransaction, query: str, **params: A
 class Neo4jStore:
     """The Store over Bolt (Neo4j 5, or ArcadeDB's Bolt endpoint in the tests)."""
 
-    def __init__(self, settings: Neo4jSettings) -> None:
+    def __init__(self, settings: Neo4jSettings, topology_bounds: TopologyBounds | None = None) -> None:
         self._settings = settings
+        self._bounds = topology_bounds or TopologyBounds()
         self._database = settings.database or None
         self._driver: AsyncDriver | None = None
         self._dialect: Dialect = NEO4J
@@ -1006,35 +1011,48 @@ class Neo4jStore:
             )
             if not found:
                 raise NotFound("resource", resource_id)
+            cap = self._bounds.max_neighbours_per_hop
             reach: set[str] = {resource_id}
+            truncated = False
+            # As in the SQLite store: each hop asks for at most cap + |reach| + 1 ids, enough to
+            # find cap + 1 new ones, so a hub with 20,000 dependents costs a bounded read.
             for query in _NEIGHBOURS.values():
-                frontier = {resource_id}
+                frontier = [resource_id]
                 for _ in range(depth):
                     if not frontier:
                         break
-                    found_ids = {row[0] for row in await _rows(session, query, ids=sorted(frontier))}
-                    frontier = found_ids - reach
-                    reach |= found_ids
+                    new_ids: list[str] = []
+                    for (far,) in await _rows(session, query, ids=frontier, limit=cap + len(reach) + 1):
+                        if far in reach:
+                            continue
+                        if len(new_ids) == cap:
+                            truncated = True
+                            break
+                        new_ids.append(far)
+                    reach.update(new_ids)
+                    frontier = new_ids
             ids = sorted(reach)
             resources = [
                 Resource(i, t or "", n or "", codec.loads(lb) or {})
                 for i, t, n, lb in await _rows(
                     session,
-                    "UNWIND $ids AS id MATCH (r:Resource {id: id})"
-                    " RETURN r.id AS id, r.type, r.name, r.labels_json ORDER BY id",
+                    "UNWIND $ids AS id MATCH (r:Resource {id: id}) RETURN r.id AS id, r.type, r.name, r.labels_json",
                     ids=ids,
                 )
             ]
-            deps = [
-                Dependency(a, b)
-                for a, b in await _rows(
-                    session,
-                    "UNWIND $ids AS id MATCH (a:Resource {id: id})-[:DEPENDS_ON]->(b:Resource) WHERE b.id IN $ids"
-                    " RETURN DISTINCT a.id AS a, b.id AS b ORDER BY a, b",
-                    ids=ids,
-                )
-            ]
-            return Topology(resource_id, resources, deps)
+            resources.sort(key=lambda r: r.id)
+            edges = await _rows(
+                session,
+                "UNWIND $ids AS id MATCH (a:Resource {id: id})-[:DEPENDS_ON]->(b:Resource) WHERE b.id IN $ids"
+                " RETURN a.id AS a, b.id AS b LIMIT $limit",
+                ids=ids,
+                limit=self._bounds.max_edges + 1,
+            )
+            if len(edges) > self._bounds.max_edges:
+                truncated = True
+                edges = edges[: self._bounds.max_edges]
+            deps = sorted({Dependency(a, b) for a, b in edges}, key=lambda d: (d.dependent_id, d.dependency_id))
+            return Topology(resource_id, resources, deps, truncated)
 
         return await self._read(run)
 

@@ -15,7 +15,8 @@ import queue
 import sqlite3
 import threading
 from collections.abc import Callable, Collection, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent import futures
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
@@ -44,6 +45,7 @@ from errorreplay_server.domain.model import (
     Topology,
 )
 from errorreplay_server.store import codec
+from errorreplay_server.store.base import TopologyBounds
 from errorreplay_server.store.codec import (
     MAX_GROUP_RESOURCES_LISTED,
     group_from_row,
@@ -58,6 +60,11 @@ R = TypeVar("R")
 # Commits are grouped up to this many jobs; bigger groups stop paying off and delay the first caller.
 MAX_JOBS_PER_COMMIT = 256
 READER_THREADS = 4
+# Topology reads (capture-time correlation, enrichment, replay) run on their own threads, so that a
+# burst of them can never take the threads that GetError, SearchErrors and ListRecentErrors need.
+TOPOLOGY_READER_THREADS = 2
+# On close, running reads are interrupted; this long is waited for their threads to notice.
+READER_STOP_SECONDS = 2.0
 # Above this many text matches a search walks the time index instead of sorting the matches.
 TEXT_MATCHES_SCANNED_BY_TIME = 1000
 # A tag on more rows than this is checked row by row (a primary-key probe per candidate) rather
@@ -207,7 +214,17 @@ def _create_schema(conn: sqlite3.Connection) -> None:
 
 
 # SQLite errors that mean the database cannot be used right now, as opposed to a bad query.
-_UNAVAILABLE_MESSAGES = ("locked", "busy", "disk i/o", "unable to open", "disk is full", "readonly", "closed")
+# "interrupted": close() interrupts the reads still running.
+_UNAVAILABLE_MESSAGES = (
+    "locked",
+    "busy",
+    "disk i/o",
+    "unable to open",
+    "disk is full",
+    "readonly",
+    "closed",
+    "interrupted",
+)
 
 
 def _means_unavailable(exc: sqlite3.Error) -> bool:
@@ -473,10 +490,13 @@ def _group_counts(conn: sqlite3.Connection, counted: list[tuple[str, int]]) -> l
 class SqliteStore:
     """The embedded Store. `path` is the database file; its directory is created if missing."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, topology_bounds: TopologyBounds | None = None) -> None:
         self._path = str(path)
+        self._bounds = topology_bounds or TopologyBounds()
         self._writer: _Writer | None = None
         self._readers: ThreadPoolExecutor | None = None
+        self._topology_readers: ThreadPoolExecutor | None = None
+        self._inflight: set[Future[Any]] = set()
         self._local = threading.local()
         self._reader_connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
@@ -491,15 +511,36 @@ class SqliteStore:
             raise StoreUnavailable(f"cannot open the embedded store at {self._path}: {writer.startup_error}")
         self._writer = writer
         self._readers = ThreadPoolExecutor(max_workers=READER_THREADS, thread_name_prefix="sqlite-reader")
+        self._topology_readers = ThreadPoolExecutor(
+            max_workers=TOPOLOGY_READER_THREADS, thread_name_prefix="sqlite-topology-reader"
+        )
 
     async def close(self) -> None:
         if self._writer is not None:
             self._writer.stop()
             await asyncio.to_thread(self._writer.join)
             self._writer = None
-        if self._readers is not None:
-            self._readers.shutdown(wait=True)
-            self._readers = None
+        pools = [p for p in (self._readers, self._topology_readers) if p is not None]
+        self._readers = self._topology_readers = None
+        # Shutdown must not wait on a long read: queued reads are dropped, running ones interrupted
+        # (they fail UNAVAILABLE), and their threads are given a bounded time to notice.
+        for pool in pools:
+            pool.shutdown(wait=False, cancel_futures=True)
+        with self._lock:
+            connections = list(self._reader_connections)
+        for conn in connections:
+            conn.interrupt()
+        running = list(self._inflight)
+        if running:
+            # Waited on in a thread: asyncio wrappers would log the interrupted reads' errors again.
+            _, still = await asyncio.to_thread(futures.wait, running, READER_STOP_SECONDS)
+            if still:
+                log.warning(
+                    "%d sqlite reads still busy after %.1f s; closing without them",
+                    len(still),
+                    READER_STOP_SECONDS,
+                )
+                return  # their connections stay open until the threads end; closing them now could crash
         with self._lock:
             for conn in self._reader_connections:
                 conn.close()
@@ -516,12 +557,23 @@ class SqliteStore:
                 self._reader_connections.append(conn)
         return conn
 
-    async def _read(self, fn: Callable[[sqlite3.Connection], R]) -> R:
-        if self._readers is None:
+    async def _read(self, fn: Callable[[sqlite3.Connection], R], *, topology: bool = False) -> R:
+        pool = self._topology_readers if topology else self._readers
+        if pool is None:
             raise StoreUnavailable("the embedded store is not open")
-        loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(self._readers, lambda: fn(self._reader()))
+            work = pool.submit(lambda: fn(self._reader()))
+        except RuntimeError as exc:  # the pool was shut down after the check above
+            raise StoreUnavailable("the embedded store is closing") from exc
+        self._inflight.add(work)
+        work.add_done_callback(self._inflight.discard)
+        try:
+            return await asyncio.wrap_future(work)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if work.cancelled() and task is not None and not task.cancelling():
+                raise StoreUnavailable("the embedded store is closing") from None  # dropped by close()
+            raise
         except sqlite3.OperationalError as exc:
             if not _means_unavailable(exc):
                 raise  # a query bug is INTERNAL, not "the store is down, retry"
@@ -1005,48 +1057,71 @@ class SqliteStore:
         return await self._write(run)
 
     async def get_topology(self, resource_id: str, depth: int) -> Topology:
+        cap = self._bounds.max_neighbours_per_hop
+        max_edges = self._bounds.max_edges
+
         def run(conn: sqlite3.Connection) -> Topology:
             if conn.execute("SELECT 1 FROM resources WHERE id = ?", (resource_id,)).fetchone() is None:
                 raise NotFound("resource", resource_id)
             reach: set[str] = {resource_id}
+            truncated = False
             # Walk dependencies and dependents separately: a sibling (the dependency of a dependent)
-            # is not a neighbour.
+            # is not a neighbour. Each hop reads at most cap + |reach| + 1 index rows: enough to
+            # find cap + 1 new ids even when every known one comes first, and never a hub's all.
             for near_column, far_column in (
                 ("dependent_id", "dependency_id"),
                 ("dependency_id", "dependent_id"),
             ):
-                frontier = {resource_id}
+                frontier = [resource_id]
                 for _ in range(depth):
                     if not frontier:
                         break
-                    marks = ",".join("?" * len(frontier))
-                    rows = conn.execute(
-                        f"SELECT {far_column} FROM dependencies WHERE {near_column} IN ({marks})",
-                        sorted(frontier),
-                    )
-                    found = {r[0] for r in rows}
-                    frontier = found - reach
-                    reach |= found
-            ids = sorted(reach)
-            marks = ",".join("?" * len(ids))
+                    found: list[str] = []
+                    seen = set(reach)
+                    for start in range(0, len(frontier), MAX_SQL_VARIABLES):
+                        chunk = frontier[start : start + MAX_SQL_VARIABLES]
+                        rows = conn.execute(
+                            f"SELECT DISTINCT {far_column} FROM dependencies"
+                            f" WHERE {near_column} IN ({','.join('?' * len(chunk))}) LIMIT ?",
+                            [*chunk, cap + len(seen) + 1],
+                        )
+                        for (far,) in rows:
+                            if far in seen:
+                                continue
+                            if len(found) == cap:
+                                truncated = True
+                                break
+                            seen.add(far)
+                            found.append(far)
+                        if len(found) == cap and truncated:
+                            break
+                    reach.update(found)
+                    frontier = found
+            ids = codec.dumps(sorted(reach))
             resources = [
                 Resource(i, t, n, codec.loads(lb) or {})
                 for i, t, n, lb in conn.execute(
-                    f"SELECT id, type, name, labels FROM resources WHERE id IN ({marks}) ORDER BY id", ids
+                    "SELECT id, type, name, labels FROM resources"
+                    " WHERE id IN (SELECT value FROM json_each(?)) ORDER BY id",
+                    (ids,),
                 )
             ]
-            deps = [
-                Dependency(a, b)
-                for a, b in conn.execute(
-                    f"SELECT dependent_id, dependency_id FROM dependencies"
-                    f" WHERE dependent_id IN ({marks}) AND dependency_id IN ({marks})"
-                    " ORDER BY dependent_id, dependency_id",
-                    [*ids, *ids],
-                )
-            ]
-            return Topology(resource_id, resources, deps)
+            # Each reached resource's own edges, kept when both ends were reached: linear in those
+            # edges. The unary + keeps dependency_id out of the index lookup; with it SQLite probed
+            # every (dependent, dependency) pair, the square of the neighbourhood.
+            edges = conn.execute(
+                "SELECT d.dependent_id, d.dependency_id FROM json_each(?) AS r"
+                " CROSS JOIN dependencies AS d ON d.dependent_id = r.value"
+                " WHERE +d.dependency_id IN (SELECT value FROM json_each(?)) LIMIT ?",
+                (ids, ids, max_edges + 1),
+            ).fetchall()
+            if len(edges) > max_edges:
+                truncated = True
+                edges = edges[:max_edges]
+            deps = [Dependency(a, b) for a, b in sorted(edges)]
+            return Topology(resource_id, resources, deps, truncated)
 
-        return await self._read(run)
+        return await self._read(run, topology=True)
 
     async def record_change(self, change: Change) -> Change:
         doc = codec.dumps(codec.change_to_doc(change))
