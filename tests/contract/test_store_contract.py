@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 
 import pytest
 
@@ -512,3 +514,31 @@ async def test_topology_around_a_hub_is_capped_and_marked_truncated(store: Store
     assert {r.id for r in one.resources} == {dependents[7], hub}
     assert one.dependencies == [Dependency(dependents[7], hub)]
     assert not (await store.get_topology(lone, 2)).truncated
+
+
+async def test_crafted_page_tokens_are_invalid_never_internal(store: Store) -> None:
+    from errorreplay_server.store.pagination import PageTokens, filter_digest, new_key, query_digest
+
+    run = uid()
+    for _ in range(3):
+        await capture_one(store, tags={"run": run})
+    flt = ErrorFilter(tags={"run": run})
+    page = await store.search_errors(flt, 1)
+    assert (await store.search_errors(flt, 1, page.next_page_token)).items
+    digest = filter_digest(flt, False)
+    own = PageTokens(store.token_key())
+    crafted = [
+        # What a client could build before tokens were signed: the digest is public.
+        base64.urlsafe_b64encode(json.dumps({"q": digest, "k": [9223372036854775808, 0]}).encode()).decode(),
+        PageTokens(new_key()).encode(digest, [T0, T0]),  # signed by another database
+        own.encode(digest, [2**63, 0]),  # signed, out of range
+        own.encode(digest, [T0, "x"]),  # signed, wrong type
+    ]
+    for token in crafted:
+        with pytest.raises(InvalidArgument) as info:
+            await store.search_errors(flt, 1, token)
+        assert [v.field for v in info.value.violations] == ["page_token"]
+    groups_digest = query_digest("groups", [], "last_seen")
+    with pytest.raises(InvalidArgument):
+        await store.list_groups([], GroupOrder.LAST_SEEN, 1, own.encode(groups_digest, [0, "\ud800"]))
+    assert len(store.token_key()) == 32

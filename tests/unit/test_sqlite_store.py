@@ -196,3 +196,28 @@ async def test_close_interrupts_busy_readers_instead_of_waiting_for_them(tmp_pat
     await asyncio.wait_for(store.close(), 60)
     outcomes = await asyncio.gather(*reads, return_exceptions=True)
     assert all(isinstance(o, StoreUnavailable) for o in outcomes), outcomes
+
+
+async def test_the_signing_key_is_made_once_and_kept_across_restarts(tmp_path: Path) -> None:
+    from errorreplay_server.domain.model import ErrorFilter
+    from tests.factories import new_error
+
+    store = SqliteStore(tmp_path / "db.sqlite")
+    await store.start()
+    await store.capture([new_error(f"e{i}") for i in range(3)])
+    token = (await store.search_errors(ErrorFilter(), 1)).next_page_token
+    key = store.token_key()
+    await store.close()
+    again = SqliteStore(tmp_path / "db.sqlite")
+    await again.start()
+    try:
+        assert again.token_key() == key and len(key) == 32
+        assert len((await again.search_errors(ErrorFilter(), 1, token)).items) == 1
+    finally:
+        await again.close()
+    other = SqliteStore(tmp_path / "other.sqlite")
+    await other.start()
+    try:
+        assert other.token_key() != key
+    finally:
+        await other.close()

@@ -13,6 +13,7 @@ from errorreplay_server.capture.service import CaptureRequest
 from errorreplay_server.dataplane import DataPlane
 from errorreplay_server.domain.errors import InvalidArgument, ResourceExhausted
 from errorreplay_server.domain.model import CaptureOutcome, ChangeKind, GroupOrder, GroupStatus, Severity
+from errorreplay_server.streaming.hub import too_slow
 
 
 def _deadline(context: grpc.aio.ServicerContext) -> float | None:
@@ -162,18 +163,20 @@ class ErrorReplayServicer(service_pb2_grpc.ErrorReplayServiceServicer):
         handler = asyncio.current_task()
         assert handler is not None
         watcher = asyncio.ensure_future(_cancel_on(stream.overflow_event, handler))
-        cursor = request.resume_after
+        cursor = stream.start_cursor
         try:
             async for item in stream.items:
-                await context.write(self._stream_encoder.encode(item))
+                # Before the write: once write() is called the message is handed to the transport
+                # and reaches the client ahead of the status, even if this task is then cancelled.
                 cursor = item.cursor
+                await context.write(self._stream_encoder.encode(item))
+        except ResourceExhausted:  # the queue overflowed while the stream waited for items
+            raise too_slow(cursor) from None
         except asyncio.CancelledError:
             if not stream.overflow_event.is_set():
                 raise
             handler.uncancel()
-            raise ResourceExhausted(
-                f"subscriber too slow: its queue overflowed; resubscribe with resume_after={cursor}"
-            ) from None
+            raise too_slow(cursor) from None
         finally:
             watcher.cancel()
             await stream.items.aclose()

@@ -7,8 +7,9 @@ Rules every store keeps:
   cursor" is exact.
 - A `request_id` seen before returns the first snapshot with `duplicate=True`, and nothing new is
   stored (the group count does not move either).
-- Lists are keyset-paginated; page tokens are opaque strings bound to the query that made them.
-  A token from another query, or a garbled one, raises InvalidArgument("page_token").
+- Lists are keyset-paginated; page tokens are opaque strings bound to the query that made them
+  and signed with `token_key()`. A token from another query or database, a forged or garbled
+  one, raises InvalidArgument("page_token").
 - Time bounds are inclusive. Search order is newest first by (occurred_at, received_at).
 - Errors on a store that cannot be reached raise StoreUnavailable.
 """
@@ -53,6 +54,10 @@ class Store(Protocol):
 
     async def close(self) -> None:
         """Flush pending writes and close."""
+
+    def token_key(self) -> bytes:
+        """The database's secret (created by its first start, then kept) that signs page tokens
+        and stream cursors. Valid after start()."""
 
     # --- errors ---------------------------------------------------------------------------
     async def capture(self, errors: Sequence[NewError]) -> list[CaptureOutcome]:

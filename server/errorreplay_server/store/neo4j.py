@@ -92,7 +92,7 @@ from errorreplay_server.store.codec import (
     snapshot_from_row,
 )
 from errorreplay_server.store.neo4j_dialect import NEO4J, Dialect, detect
-from errorreplay_server.store.pagination import decode_token, encode_token, filter_digest, query_digest
+from errorreplay_server.store.pagination import PageTokens, filter_digest, new_key, query_digest
 
 log = logging.getLogger(__name__)
 R = TypeVar("R")
@@ -128,7 +128,10 @@ _CONSTRAINTS = (
     "CREATE CONSTRAINT errorreplay_resource_id IF NOT EXISTS FOR (r:Resource) REQUIRE r.id IS UNIQUE",
     "CREATE CONSTRAINT errorreplay_change_id IF NOT EXISTS FOR (c:Change) REQUIRE c.change_id IS UNIQUE",
     "CREATE CONSTRAINT errorreplay_tag IF NOT EXISTS FOR (t:Tag) REQUIRE (t.key, t.value) IS UNIQUE",
+    "CREATE CONSTRAINT errorreplay_meta_name IF NOT EXISTS FOR (m:ErrorReplayMeta) REQUIRE m.name IS UNIQUE",
 )
+# The singleton that holds the database's signing key for page tokens and cursors (pagination.py).
+_TOKEN_KEY = "MERGE (m:ErrorReplayMeta {name: 'token_key'}) ON CREATE SET m.value = $value RETURN m.value"
 # Every property a search filters or sorts on.
 _INDEXES = (
     "CREATE INDEX errorreplay_error_time IF NOT EXISTS FOR (e:ErrorSnapshot) ON (e.occurred_at, e.received_at)",
@@ -427,6 +430,8 @@ class Neo4jStore:
         # Shared by every session, so that a read sees every write acknowledged before it, also
         # when a cluster routes reads to a follower (the SQLite store's read-your-writes).
         self._bookmarks = AsyncGraphDatabase.bookmark_manager()
+        self._token_key = b""
+        self._tokens = PageTokens(b"")
 
     @property
     def dialect(self) -> Dialect:
@@ -453,6 +458,11 @@ class Neo4jStore:
             self._dialect = detect(info.agent or "")
             async with driver.session(database=self._database) as session:
                 await self._create_schema(session)
+                # Hex: every Bolt server takes a string; not all take bytes.
+                stored = await (await session.run(_TOKEN_KEY, value=new_key().hex())).single()
+                assert stored is not None
+                self._token_key = bytes.fromhex(stored[0])
+                self._tokens = PageTokens(self._token_key)
         except BaseException as exc:
             await driver.close()
             raise self._start_failure(exc) from exc
@@ -490,6 +500,9 @@ class Neo4jStore:
         if self._driver is not None:
             await self._driver.close()
             self._driver = None
+
+    def token_key(self) -> bytes:
+        return self._token_key
 
     # --- plumbing -----------------------------------------------------------------------------
     def _unavailable(self, exc: BaseException) -> StoreUnavailable:
@@ -754,7 +767,7 @@ class Neo4jStore:
         with_total: bool = True,
     ) -> Page[ErrorSnapshot]:
         digest = filter_digest(flt, oldest_first)
-        after = decode_token(page_token, digest, (int, int))
+        after = self._tokens.decode(page_token, digest, (int, int))
         q = _where(flt)
         keyset: list[str] = []
         params = dict(q.params)
@@ -778,7 +791,7 @@ class Neo4jStore:
             token = ""
             if len(rows) > page_size:
                 last = items[-1]
-                token = encode_token(digest, [last.report.occurred_at, last.received_at])
+                token = self._tokens.encode(digest, [last.report.occurred_at, last.received_at])
             total = -1
             if with_total:
                 total = int((await _rows(session, count_query, **q.params))[0][0])
@@ -936,7 +949,7 @@ class Neo4jStore:
     ) -> Page[ErrorGroup]:
         key = _GROUP_KEYS.get(order, "last_seen")
         digest = query_digest("groups", sorted(int(s) for s in statuses), key)
-        after = decode_token(page_token, digest, (int, str))
+        after = self._tokens.decode(page_token, digest, (int, str))
         where: list[str] = []
         params: dict[str, Any] = {"limit": page_size + 1}
         if statuses:
@@ -957,7 +970,7 @@ class Neo4jStore:
             token = ""
             if len(rows) > page_size:
                 last = groups[-1]
-                token = encode_token(digest, [last.count if key == "count" else last.last_seen, last.group_id])
+                token = self._tokens.encode(digest, [last.count if key == "count" else last.last_seen, last.group_id])
             return Page(groups, token)
 
         return await self._read(run)

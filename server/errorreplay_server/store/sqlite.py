@@ -52,7 +52,7 @@ from errorreplay_server.store.codec import (
     report_details_json,
     snapshot_from_row,
 )
-from errorreplay_server.store.pagination import decode_token, encode_token, filter_digest, query_digest
+from errorreplay_server.store.pagination import PageTokens, filter_digest, new_key, query_digest
 
 log = logging.getLogger(__name__)
 R = TypeVar("R")
@@ -166,6 +166,12 @@ CREATE TABLE IF NOT EXISTS changes (
 );
 CREATE INDEX IF NOT EXISTS changes_by_resource ON changes (resource_id, occurred_at);
 CREATE INDEX IF NOT EXISTS changes_by_time ON changes (occurred_at);
+-- Per-database values created once, such as the key that signs page tokens and cursors. A new
+-- table with IF NOT EXISTS: a database of this schema version from before it gains it at start.
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value BLOB NOT NULL
+);
 """
 
 _ERROR_COLUMNS = (
@@ -211,6 +217,12 @@ def _create_schema(conn: sqlite3.Connection) -> None:
         )
     conn.executescript(_SCHEMA)
     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+def _token_key(conn: sqlite3.Connection) -> bytes:
+    """The database's signing key, created by the first start."""
+    conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('token_key', ?)", (new_key(),))
+    return bytes(conn.execute("SELECT value FROM meta WHERE key = 'token_key'").fetchone()[0])
 
 
 # SQLite errors that mean the database cannot be used right now, as opposed to a bad query.
@@ -261,6 +273,7 @@ class _Writer(threading.Thread):
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self.ready = threading.Event()
         self.startup_error: BaseException | None = None
+        self.token_key = b""
 
     def submit(self, job: Callable[[sqlite3.Connection], R]) -> asyncio.Future[R]:
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
@@ -279,6 +292,7 @@ class _Writer(threading.Thread):
         try:
             conn = _connect(self._path)
             _create_schema(conn)
+            self.token_key = _token_key(conn)
         except BaseException as exc:  # reported by start()
             self.startup_error = exc
             self.ready.set()
@@ -497,6 +511,8 @@ class SqliteStore:
         self._readers: ThreadPoolExecutor | None = None
         self._topology_readers: ThreadPoolExecutor | None = None
         self._inflight: set[Future[Any]] = set()
+        self._token_key = b""
+        self._tokens = PageTokens(b"")
         self._local = threading.local()
         self._reader_connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
@@ -510,6 +526,8 @@ class SqliteStore:
         if writer.startup_error is not None:
             raise StoreUnavailable(f"cannot open the embedded store at {self._path}: {writer.startup_error}")
         self._writer = writer
+        self._token_key = writer.token_key
+        self._tokens = PageTokens(writer.token_key)
         self._readers = ThreadPoolExecutor(max_workers=READER_THREADS, thread_name_prefix="sqlite-reader")
         self._topology_readers = ThreadPoolExecutor(
             max_workers=TOPOLOGY_READER_THREADS, thread_name_prefix="sqlite-topology-reader"
@@ -545,6 +563,9 @@ class SqliteStore:
             for conn in self._reader_connections:
                 conn.close()
             self._reader_connections.clear()
+
+    def token_key(self) -> bytes:
+        return self._token_key
 
     # --- plumbing ---------------------------------------------------------------------------
     def _reader(self) -> sqlite3.Connection:
@@ -743,7 +764,7 @@ class SqliteStore:
         with_total: bool = True,
     ) -> Page[ErrorSnapshot]:
         digest = filter_digest(flt, oldest_first)
-        after = decode_token(page_token, digest, (int, int))
+        after = self._tokens.decode(page_token, digest, (int, int))
 
         def run(conn: sqlite3.Connection) -> Page[ErrorSnapshot]:
             clauses, params = _where(flt, _common_tags(conn, flt.tags) if flt.tags else ())
@@ -774,7 +795,7 @@ class SqliteStore:
             token = ""
             if len(rows) > page_size:
                 last = items[-1]
-                token = encode_token(digest, [last.report.occurred_at, last.received_at])
+                token = self._tokens.encode(digest, [last.report.occurred_at, last.received_at])
             total = -1
             if with_total and after is None and len(rows) <= page_size:
                 total = len(rows)  # the first page holds every match: no need to count them again
@@ -986,7 +1007,7 @@ class SqliteStore:
     ) -> Page[ErrorGroup]:
         key_column = "count" if order == GroupOrder.COUNT else "last_seen"
         digest = query_digest("groups", sorted(int(s) for s in statuses), key_column)
-        after = decode_token(page_token, digest, (int, str))
+        after = self._tokens.decode(page_token, digest, (int, str))
 
         def run(conn: sqlite3.Connection) -> Page[ErrorGroup]:
             where: list[str] = []
@@ -1004,7 +1025,9 @@ class SqliteStore:
             token = ""
             if len(rows) > page_size:
                 last = groups[-1]
-                token = encode_token(digest, [last.count if key_column == "count" else last.last_seen, last.group_id])
+                token = self._tokens.encode(
+                    digest, [last.count if key_column == "count" else last.last_seen, last.group_id]
+                )
             return Page(groups, token)
 
         return await self._read(run)
