@@ -542,3 +542,27 @@ async def test_crafted_page_tokens_are_invalid_never_internal(store: Store) -> N
     with pytest.raises(InvalidArgument):
         await store.list_groups([], GroupOrder.LAST_SEEN, 1, own.encode(groups_digest, [0, "\ud800"]))
     assert len(store.token_key()) == 32
+
+
+async def test_request_id_is_unique_per_idempotency_scope(store: Store) -> None:
+    rid = uid("req-")
+
+    def scoped(scope: str, message: str):  # type: ignore[no-untyped-def]
+        new = new_error(message, request_id=rid)
+        new.snapshot.idempotency_scope = scope
+        return new
+
+    (a,) = await store.capture([scoped("token:aaaa", "from a")])
+    (b,) = await store.capture([scoped("token:bbbb", "from b")])
+    (bare,) = await store.capture([scoped("", "no scope")])
+    assert not a.duplicate and not b.duplicate and not bare.duplicate
+    assert len({a.snapshot.error_id, b.snapshot.error_id, bare.snapshot.error_id}) == 3
+    retry_a, retry_bare = await store.capture([scoped("token:aaaa", "again"), scoped("", "again")])
+    assert retry_a.duplicate and retry_a.snapshot.error_id == a.snapshot.error_id
+    assert retry_a.snapshot.report.message == "from a"
+    assert retry_bare.duplicate and retry_bare.snapshot.error_id == bare.snapshot.error_id
+    # Read back with the plain request_id and its scope.
+    got = await store.get_error(b.snapshot.error_id)
+    assert (got.request_id, got.idempotency_scope) == (rid, "token:bbbb")
+    got = await store.get_error(bare.snapshot.error_id)
+    assert (got.request_id, got.idempotency_scope) == (rid, "")

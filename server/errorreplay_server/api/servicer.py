@@ -9,10 +9,12 @@ import grpc
 from errorreplay.v1 import request_response_pb2 as rr
 from errorreplay.v1 import service_pb2_grpc
 from errorreplay_server.api import convert
+from errorreplay_server.api.auth import current_caller
 from errorreplay_server.capture.service import CaptureRequest
 from errorreplay_server.dataplane import DataPlane
 from errorreplay_server.domain.errors import InvalidArgument, ResourceExhausted
 from errorreplay_server.domain.model import CaptureOutcome, ChangeKind, GroupOrder, GroupStatus, Severity
+from errorreplay_server.security_settings import Role
 from errorreplay_server.streaming.hub import too_slow
 
 
@@ -22,10 +24,13 @@ def _deadline(context: grpc.aio.ServicerContext) -> float | None:
 
 
 def _capture_request(msg: rr.CaptureErrorRequest, field: str) -> CaptureRequest:
+    caller = current_caller()
     return CaptureRequest(
         report=convert.report_from_pb(msg.error, f"{field}error"),
         request_id=msg.request_id,
         wait_for_context=msg.wait_for_context,
+        idempotency_scope=caller.key if caller is not None else "",
+        caller_may_read=caller is None or caller.may(Role.READER),
     )
 
 
@@ -34,7 +39,8 @@ def _capture_response(outcome: CaptureOutcome, out: rr.CaptureErrorResponse) -> 
     out.group_id = outcome.snapshot.group_id
     out.duplicate = outcome.duplicate
     out.regression = outcome.regression
-    convert.snapshot_to_pb(outcome.snapshot, out.error)
+    if not outcome.snapshot_withheld:
+        convert.snapshot_to_pb(outcome.snapshot, out.error)
 
 
 class ErrorReplayServicer(service_pb2_grpc.ErrorReplayServiceServicer):

@@ -32,6 +32,7 @@ from errorreplay_server.domain.model import (
     Span,
     SpanStatus,
     Topology,
+    split_idempotency_key,
 )
 
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=False).encode
@@ -207,14 +208,17 @@ def snapshot_from_row(row: Sequence[Any]) -> ErrorSnapshot:
         attributes=d.get("attributes", {}),
         fingerprint=d.get("fingerprint", []),
     )
+    # The stored key is (scope, request_id) in one string: see domain.model.idempotency_key.
+    scope, plain_request_id = split_idempotency_key(request_id or "")
     return ErrorSnapshot(
         error_id=error_id,
         group_id=group_id,
         received_at=received_at,
         report=report,
         fingerprint=fingerprint,
-        request_id=request_id or "",
+        request_id=plain_request_id,
         context=context_from_json(context),
+        idempotency_scope=scope,
     )
 
 

@@ -78,6 +78,7 @@ from errorreplay_server.domain.model import (
     Statistics,
     TimedCount,
     Topology,
+    idempotency_key,
 )
 from errorreplay_server.settings import Neo4jSettings
 from errorreplay_server.store import codec
@@ -314,7 +315,7 @@ def _error_row(snap: ErrorSnapshot) -> dict[str, Any]:
     r = snap.report
     props: dict[str, Any] = {
         "error_id": snap.error_id,
-        "request_id": snap.request_id,
+        "request_id": idempotency_key(snap),
         "group_id": snap.group_id,
         "fingerprint": snap.fingerprint,
         "received_at": snap.received_at,
@@ -667,7 +668,8 @@ class Neo4jStore:
         self, tx: AsyncTransaction, jobs: list[list[NewError]], retry: bool
     ) -> list[list[CaptureOutcome]]:
         items = [item for job in jobs for item in job]
-        request_ids = sorted({i.snapshot.request_id for i in items if i.snapshot.request_id})
+        # The request_id property holds the idempotency key: (scope, request_id) in one string.
+        request_ids = sorted({key for i in items if (key := idempotency_key(i.snapshot))})
         group_ids = sorted({i.snapshot.group_id for i in items})
         # Only a retry can find its own errors: the COMMIT of the failed attempt may have landed.
         error_ids = [i.snapshot.error_id for i in items] if retry else []
@@ -681,7 +683,7 @@ class Neo4jStore:
                 statuses[row[0]] = row[1]
             elif kind == "request":
                 snap = snapshot_from_row(row)
-                stored_by_request[snap.request_id] = snap
+                stored_by_request[idempotency_key(snap)] = snap
             else:
                 snap = snapshot_from_row(row)
                 stored_by_id[snap.error_id] = snap
@@ -713,14 +715,15 @@ class Neo4jStore:
         """Decides one capture in submission order, as SQLite's one-by-one inserts would."""
         snap = item.snapshot
         r = snap.report
-        if snap.request_id and snap.request_id in stored_by_request:
-            return CaptureOutcome(stored_by_request[snap.request_id], duplicate=True)
+        key = idempotency_key(snap)
+        if key and key in stored_by_request:
+            return CaptureOutcome(stored_by_request[key], duplicate=True)
         if snap.error_id in stored_by_id:
             # Stored by an attempt whose COMMIT reply was lost: the same outcome, counted once.
             return CaptureOutcome(stored_by_id[snap.error_id], duplicate=False)
-        if snap.request_id:
+        if key:
             # A later item with the same request id, in this batch, is the duplicate.
-            stored_by_request[snap.request_id] = snap
+            stored_by_request[key] = snap
         segment.rows.append(_error_row(snap))
         group = segment.groups.get(snap.group_id)
         if group is None:

@@ -43,6 +43,7 @@ from errorreplay_server.domain.model import (
     Statistics,
     TimedCount,
     Topology,
+    idempotency_key,
 )
 from errorreplay_server.store import codec
 from errorreplay_server.store.base import TopologyBounds
@@ -614,13 +615,14 @@ class SqliteStore:
     @staticmethod
     def _capture_many(conn: sqlite3.Connection, items: list[NewError]) -> list[CaptureOutcome]:
         """Insert new errors and count them in their groups, a statement per table, not per row."""
-        request_ids = list({i.snapshot.request_id for i in items if i.snapshot.request_id})
+        # The request_id column holds the idempotency key: (scope, request_id) in one string.
+        request_ids = list({key for i in items if (key := idempotency_key(i.snapshot))})
         known: dict[str, ErrorSnapshot] = {}
         for start in range(0, len(request_ids), MAX_SQL_VARIABLES):
             chunk = request_ids[start : start + MAX_SQL_VARIABLES]
             for row in conn.execute(f"{_SELECT_ERRORS} WHERE request_id IN ({','.join('?' * len(chunk))})", chunk):
                 snap = snapshot_from_row(row)
-                known[snap.request_id] = snap
+                known[idempotency_key(snap)] = snap
         group_ids = list({i.snapshot.group_id for i in items})
         status: dict[str, int] = {}
         for start in range(0, len(group_ids), MAX_SQL_VARIABLES):
@@ -634,11 +636,12 @@ class SqliteStore:
         for item in items:
             snap = item.snapshot
             r = snap.report
-            if snap.request_id and snap.request_id in known:
-                outcomes.append(CaptureOutcome(known[snap.request_id], duplicate=True))
+            key = idempotency_key(snap)
+            if key and key in known:
+                outcomes.append(CaptureOutcome(known[key], duplicate=True))
                 continue
-            if snap.request_id:
-                known[snap.request_id] = snap
+            if key:
+                known[key] = snap
             fresh.append(item)
             # The first error on a resolved group reopens it; the rest of the batch sees it open.
             regression = status.get(snap.group_id) == GroupStatus.RESOLVED
@@ -673,7 +676,7 @@ class SqliteStore:
                 (
                     s.received_at,
                     s.error_id,
-                    s.request_id or None,
+                    idempotency_key(s) or None,
                     s.group_id,
                     s.received_at,
                     s.report.occurred_at,
