@@ -221,3 +221,27 @@ async def test_the_signing_key_is_made_once_and_kept_across_restarts(tmp_path: P
         assert other.token_key() != key
     finally:
         await other.close()
+
+
+async def test_topology_bounds_cap_each_hop_and_the_edges(tmp_path: Path) -> None:
+    from errorreplay_server.domain.model import Dependency
+    from errorreplay_server.store.base import TopologyBounds
+
+    store = SqliteStore(tmp_path / "db.sqlite", TopologyBounds(max_neighbours_per_hop=2, max_edges=3))
+    await store.start()
+    try:
+        # root <- a, b, c (three dependents); a <- a1, a2, a3; root -> x (one dependency).
+        deps = [Dependency(d, "root") for d in ("a", "b", "c")]
+        deps += [Dependency(d, "a") for d in ("a1", "a2", "a3")] + [Dependency("root", "x")]
+        await store.upsert_resources([], deps)
+        one_hop = await store.get_topology("root", 1)
+        assert one_hop.truncated
+        ids = {r.id for r in one_hop.resources}
+        assert "root" in ids and "x" in ids and len(ids - {"root", "x"}) == 2
+        small = await store.get_topology("x", 1)
+        assert not small.truncated and {r.id for r in small.resources} == {"x", "root"}
+        deep = await store.get_topology("a", 2)
+        # a's dependents are capped at 2; edges at 3 of the 4 among the reached resources.
+        assert deep.truncated and len(deep.dependencies) == 3
+    finally:
+        await store.close()

@@ -1104,6 +1104,7 @@ class SqliteStore:
                         break
                     found: list[str] = []
                     seen = set(reach)
+                    hop_overflowed = False
                     for start in range(0, len(frontier), MAX_SQL_VARIABLES):
                         chunk = frontier[start : start + MAX_SQL_VARIABLES]
                         rows = conn.execute(
@@ -1115,12 +1116,13 @@ class SqliteStore:
                             if far in seen:
                                 continue
                             if len(found) == cap:
-                                truncated = True
+                                hop_overflowed = True
                                 break
                             seen.add(far)
                             found.append(far)
-                        if len(found) == cap and truncated:
+                        if hop_overflowed:
                             break
+                    truncated = truncated or hop_overflowed
                     reach.update(found)
                     frontier = found
             ids = codec.dumps(sorted(reach))
