@@ -566,3 +566,12 @@ async def test_request_id_is_unique_per_idempotency_scope(store: Store) -> None:
     assert (got.request_id, got.idempotency_scope) == (rid, "token:bbbb")
     got = await store.get_error(bare.snapshot.error_id)
     assert (got.request_id, got.idempotency_scope) == (rid, "")
+
+
+async def test_related_errors_over_a_large_neighbourhood(store: Store) -> None:
+    # A capped neighbourhood can still name hundreds of resources (2 hops x 2 ways x 100 + more).
+    subject = (await capture_one(store, resource_id=uid("res-"), occurred_at=T0)).snapshot
+    neighbours = [uid("nb-") for _ in range(800)]
+    far = await capture_one(store, resource_id=neighbours[-1], occurred_at=T0 + MICROS_PER_MINUTE)
+    related = await store.related_errors(subject, T0 - MICROS_PER_HOUR, T0 + MICROS_PER_HOUR, neighbours, 100)
+    assert [r.error_id for r in related] == [far.snapshot.error_id]

@@ -835,7 +835,10 @@ class SqliteStore:
         if r.trace_id:
             links.append(("trace_id = ? AND trace_id != ''", [r.trace_id]))
         resources = [x for x in dict.fromkeys([r.resource_id, *resource_ids]) if x]
-        links += [("resource_id = ?", [resource]) for resource in resources]
+        if resources:
+            # One term for every resource (an index lookup each), not one UNION term per resource:
+            # a neighbourhood of hundreds would pass SQLite's 500-term limit on compound SELECTs.
+            links.append(("resource_id IN (SELECT value FROM json_each(?))", [codec.dumps(resources)]))
         if not links:
             return []
         seqs = " UNION ".join(
