@@ -294,17 +294,27 @@ class DataPlane:
     async def upsert_resources(
         self, resources: Sequence[Resource], dependencies: Sequence[Dependency]
     ) -> tuple[int, int]:
+        limits = self._limits
+        # The counts first: a call over them is refused before any item is looked at.
+        counts: list[tuple[str, str]] = []
+        if len(resources) > limits.max_resources_per_call:
+            counts.append(("resources", f"has more than {limits.max_resources_per_call} items"))
+        if len(dependencies) > limits.max_dependencies_per_call:
+            counts.append(("dependencies", f"has more than {limits.max_dependencies_per_call} items"))
+        if counts:
+            raise _many(counts)
         violations: list[tuple[str, str]] = []
         for i, r in enumerate(resources):
-            if not r.id:
-                violations.append((f"resources[{i}].id", "is required"))
-            elif len(r.id) > self._limits.max_id_chars:
-                violations.append((f"resources[{i}].id", f"is longer than {self._limits.max_id_chars} characters"))
+            violations += _id_violations(f"resources[{i}].id", r.id, limits.max_id_chars)
+            for name, value in (("type", r.type), ("name", r.name)):
+                if len(value) > limits.max_resource_name_chars:
+                    violations.append(
+                        (f"resources[{i}].{name}", f"is longer than {limits.max_resource_name_chars} characters")
+                    )
+            violations += _map_violations(f"resources[{i}].labels", r.labels, limits.max_labels, limits)
         for i, d in enumerate(dependencies):
-            if not d.dependent_id:
-                violations.append((f"dependencies[{i}].dependent_id", "is required"))
-            if not d.dependency_id:
-                violations.append((f"dependencies[{i}].dependency_id", "is required"))
+            violations += _id_violations(f"dependencies[{i}].dependent_id", d.dependent_id, limits.max_id_chars)
+            violations += _id_violations(f"dependencies[{i}].dependency_id", d.dependency_id, limits.max_id_chars)
             if d.dependent_id and d.dependent_id == d.dependency_id:
                 violations.append((f"dependencies[{i}]", "a resource cannot depend on itself"))
         if violations:
@@ -331,6 +341,9 @@ class DataPlane:
                 violations.append((f"change.{name}", f"is longer than {self._limits.max_id_chars} characters"))
         if len(change.description) > self._limits.max_message_chars:
             violations.append(("change.description", f"is longer than {self._limits.max_message_chars} characters"))
+        violations += _map_violations(
+            "change.metadata", change.metadata, self._limits.max_change_metadata, self._limits
+        )
         if violations:
             raise _many(violations)
         stamped = replace(
@@ -358,5 +371,35 @@ class DataPlane:
         return await self._store.list_changes(resource_ids, start, end, kinds, size)
 
 
+# A status lists at most this many violations (a 5,000-item call could otherwise make trailers
+# larger than clients accept); the last entry says how many more there were.
+MAX_VIOLATIONS_LISTED = 20
+
+
 def _many(violations: list[tuple[str, str]]) -> InvalidArgument:
-    return InvalidArgument([FieldViolation(f, d) for f, d in violations])
+    listed = [FieldViolation(f, d) for f, d in violations[:MAX_VIOLATIONS_LISTED]]
+    if len(violations) > MAX_VIOLATIONS_LISTED:
+        more = len(violations) - MAX_VIOLATIONS_LISTED
+        listed.append(FieldViolation("request", f"{more} more violations not listed"))
+    return InvalidArgument(listed)
+
+
+def _id_violations(field: str, value: str, max_chars: int) -> list[tuple[str, str]]:
+    if not value:
+        return [(field, "is required")]
+    if len(value) > max_chars:
+        return [(field, f"is longer than {max_chars} characters")]
+    return []
+
+
+def _map_violations(field: str, entries: dict[str, str], max_entries: int, limits: Limits) -> list[tuple[str, str]]:
+    """Labels and change metadata: the entry count, then each key and value against the tag limits."""
+    if len(entries) > max_entries:
+        return [(field, f"has more than {max_entries} entries")]
+    out: list[tuple[str, str]] = []
+    for key, value in entries.items():
+        if len(key) > limits.max_tag_key_chars:
+            out.append((f"{field}[{key[:32]!r}]", f"key is longer than {limits.max_tag_key_chars} characters"))
+        if len(value) > limits.max_tag_value_chars:
+            out.append((f"{field}[{key[:32]!r}]", f"is longer than {limits.max_tag_value_chars} characters"))
+    return out

@@ -34,6 +34,8 @@ from errorreplay_server.streaming.hub import InProcessHub
 
 log = logging.getLogger("errorreplay")
 
+# Of the shutdown grace period, at most this much is kept for closing enrichment and the store.
+CLOSE_RESERVE_SECONDS = 2.0
 SERVICE_NAMES = (*(s.full_name for s in service_pb2.DESCRIPTOR.services_by_name.values()), *OTLP_SERVICE_NAMES)
 
 
@@ -59,11 +61,15 @@ class RunningServer:
     enrichment: Enrichment | None = None
 
     async def stop(self, grace: float | None = None) -> None:
-        """Refuse new calls, drain in-flight ones within `grace`, then flush and close the store."""
+        """Refuse new calls, drain in-flight ones within `grace`, then flush and close the store.
+
+        Part of `grace` is kept for closing: the store interrupts reads still running rather than
+        waiting for them (store/sqlite.py close), so the whole stop fits in `grace`."""
         await self.health.enter_graceful_shutdown()
         # Streams flush what they hold, then end with UNAVAILABLE so subscribers resume elsewhere.
         await self.hub.close()
-        await self.server.stop(grace)
+        drain = None if grace is None else max(0.0, grace - min(CLOSE_RESERVE_SECONDS, grace / 5))
+        await self.server.stop(drain)
         if self.enrichment is not None:
             await self.enrichment.close()
         await self.store.close()

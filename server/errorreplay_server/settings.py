@@ -10,6 +10,7 @@ from pathlib import Path
 from errorreplay_server.analysis.settings import AnalysisSettings
 from errorreplay_server.collectors.settings import CollectorSettings
 from errorreplay_server.security_settings import SecuritySettings
+from errorreplay_server.store.base import TopologyBounds
 from errorreplay_server.streaming.hub import HubSettings
 
 DEFAULT_HUB = HubSettings()
@@ -59,6 +60,17 @@ class Limits:
     max_batch_size: int = 1000
     max_search_text_chars: int = 1024
     max_future_skew_seconds: int = 24 * 3600
+    # Topology: a neighbourhood lists at most this many new resources per hop and direction, and
+    # at most max_topology_edges edges; beyond either it is marked truncated.
+    max_neighbours_per_hop: int = 100
+    max_topology_edges: int = 2000
+    # Topology input, per UpsertResources call. Label keys and values, and change metadata, share
+    # the tag limits (max_tag_key_chars, max_tag_value_chars).
+    max_resources_per_call: int = 1000
+    max_dependencies_per_call: int = 5000
+    max_resource_name_chars: int = 256
+    max_labels: int = 64
+    max_change_metadata: int = 64
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Limits:
@@ -75,7 +87,18 @@ class Limits:
             max_attributes_depth=_int(env, "ERRORREPLAY_MAX_ATTRIBUTES_DEPTH", d.max_attributes_depth),
             max_fingerprint_parts=_int(env, "ERRORREPLAY_MAX_FINGERPRINT_PARTS", d.max_fingerprint_parts),
             max_batch_size=_int(env, "ERRORREPLAY_MAX_BATCH_SIZE", d.max_batch_size),
+            max_neighbours_per_hop=_int(env, "ERRORREPLAY_MAX_NEIGHBOURS_PER_HOP", d.max_neighbours_per_hop),
+            max_topology_edges=_int(env, "ERRORREPLAY_MAX_TOPOLOGY_EDGES", d.max_topology_edges),
+            max_resources_per_call=_int(env, "ERRORREPLAY_MAX_RESOURCES_PER_CALL", d.max_resources_per_call),
+            max_dependencies_per_call=_int(env, "ERRORREPLAY_MAX_DEPENDENCIES_PER_CALL", d.max_dependencies_per_call),
+            max_resource_name_chars=_int(env, "ERRORREPLAY_MAX_RESOURCE_NAME_CHARS", d.max_resource_name_chars),
+            max_labels=_int(env, "ERRORREPLAY_MAX_LABELS", d.max_labels),
+            max_change_metadata=_int(env, "ERRORREPLAY_MAX_CHANGE_METADATA", d.max_change_metadata),
         )
+
+    @property
+    def topology_bounds(self) -> TopologyBounds:
+        return TopologyBounds(self.max_neighbours_per_hop, self.max_topology_edges)
 
 
 OTLP_SEVERITY_NAMES = {"TRACE": 1, "DEBUG": 5, "INFO": 9, "WARN": 13, "WARNING": 13, "ERROR": 17, "FATAL": 21}

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 
 import pytest
 
@@ -528,3 +530,85 @@ async def test_concurrent_writers_lose_and_duplicate_nothing(store: Store) -> No
     assert len(ids) == len(set(ids)) == 4000
     assert (await store.search_errors(ErrorFilter(tags={"run": run}), 1)).total_size == 4000
     assert await store.count_errors() >= before + 4000
+
+
+async def test_topology_around_a_hub_is_capped_and_marked_truncated(store: Store) -> None:
+    # 300 dependents of one hub: the neighbourhood lists at most the cap per hop (100 by default).
+    p = uid("hub")
+    hub, lone = f"{p}-db", f"{p}-lone"
+    dependents = [f"{p}-svc-{i:03d}" for i in range(300)]
+    await store.upsert_resources([Resource(hub, "postgres", "DB"), Resource(lone)], [])
+    await store.upsert_resources([], [Dependency(d, hub) for d in dependents])
+    around_hub = await store.get_topology(hub, 2)
+    assert around_hub.truncated
+    listed = {r.id for r in around_hub.resources}
+    assert hub in listed and len(listed) == 1 + 100
+    assert listed - {hub} <= set(dependents)
+    assert set(around_hub.dependencies) == {Dependency(d, hub) for d in listed - {hub}}
+    # One dependent sees the hub and nothing else: its siblings are not neighbours.
+    one = await store.get_topology(dependents[7], 2)
+    assert not one.truncated
+    assert {r.id for r in one.resources} == {dependents[7], hub}
+    assert one.dependencies == [Dependency(dependents[7], hub)]
+    assert not (await store.get_topology(lone, 2)).truncated
+
+
+async def test_crafted_page_tokens_are_invalid_never_internal(store: Store) -> None:
+    from errorreplay_server.store.pagination import PageTokens, filter_digest, new_key, query_digest
+
+    run = uid()
+    for _ in range(3):
+        await capture_one(store, tags={"run": run})
+    flt = ErrorFilter(tags={"run": run})
+    page = await store.search_errors(flt, 1)
+    assert (await store.search_errors(flt, 1, page.next_page_token)).items
+    digest = filter_digest(flt, False)
+    own = PageTokens(store.token_key())
+    crafted = [
+        # What a client could build before tokens were signed: the digest is public.
+        base64.urlsafe_b64encode(json.dumps({"q": digest, "k": [9223372036854775808, 0]}).encode()).decode(),
+        PageTokens(new_key()).encode(digest, [T0, T0]),  # signed by another database
+        own.encode(digest, [2**63, 0]),  # signed, out of range
+        own.encode(digest, [T0, "x"]),  # signed, wrong type
+    ]
+    for token in crafted:
+        with pytest.raises(InvalidArgument) as info:
+            await store.search_errors(flt, 1, token)
+        assert [v.field for v in info.value.violations] == ["page_token"]
+    groups_digest = query_digest("groups", [], "last_seen")
+    with pytest.raises(InvalidArgument):
+        await store.list_groups([], GroupOrder.LAST_SEEN, 1, own.encode(groups_digest, [0, "\ud800"]))
+    assert len(store.token_key()) == 32
+
+
+async def test_request_id_is_unique_per_idempotency_scope(store: Store) -> None:
+    rid = uid("req-")
+
+    def scoped(scope: str, message: str):  # type: ignore[no-untyped-def]
+        new = new_error(message, request_id=rid)
+        new.snapshot.idempotency_scope = scope
+        return new
+
+    (a,) = await store.capture([scoped("token:aaaa", "from a")])
+    (b,) = await store.capture([scoped("token:bbbb", "from b")])
+    (bare,) = await store.capture([scoped("", "no scope")])
+    assert not a.duplicate and not b.duplicate and not bare.duplicate
+    assert len({a.snapshot.error_id, b.snapshot.error_id, bare.snapshot.error_id}) == 3
+    retry_a, retry_bare = await store.capture([scoped("token:aaaa", "again"), scoped("", "again")])
+    assert retry_a.duplicate and retry_a.snapshot.error_id == a.snapshot.error_id
+    assert retry_a.snapshot.report.message == "from a"
+    assert retry_bare.duplicate and retry_bare.snapshot.error_id == bare.snapshot.error_id
+    # Read back with the plain request_id and its scope.
+    got = await store.get_error(b.snapshot.error_id)
+    assert (got.request_id, got.idempotency_scope) == (rid, "token:bbbb")
+    got = await store.get_error(bare.snapshot.error_id)
+    assert (got.request_id, got.idempotency_scope) == (rid, "")
+
+
+async def test_related_errors_over_a_large_neighbourhood(store: Store) -> None:
+    # A capped neighbourhood can still name hundreds of resources (2 hops x 2 ways x 100 + more).
+    subject = (await capture_one(store, resource_id=uid("res-"), occurred_at=T0)).snapshot
+    neighbours = [uid("nb-") for _ in range(800)]
+    far = await capture_one(store, resource_id=neighbours[-1], occurred_at=T0 + MICROS_PER_MINUTE)
+    related = await store.related_errors(subject, T0 - MICROS_PER_HOUR, T0 + MICROS_PER_HOUR, neighbours, 100)
+    assert [r.error_id for r in related] == [far.snapshot.error_id]

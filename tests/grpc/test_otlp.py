@@ -243,6 +243,20 @@ async def test_auth_an_export_without_a_token_is_unauthenticated(tmp_path: Path,
         assert [e.report.message for e in found.errors] == ["authed"]
 
 
+async def test_an_export_retried_by_another_token_is_its_own_capture(tmp_path: Path, tokens: Tokens) -> None:
+    """OTLP request ids are scoped to the caller like any request_id: the same export from two
+    writer tokens stores one error for each, and each token's retry stores nothing new."""
+    tid = trace_id()
+    export = trace_export([span([exception_event("scoped")], trace_id=tid)])
+    async with secured_server(tmp_path, tokens.security()) as srv:
+        for token in (tokens.writer, tokens.read_write, tokens.writer, tokens.read_write):
+            await traces(srv.channel).Export(export, metadata=bearer(token))
+        found = await srv.errors.SearchErrors(
+            rr.SearchErrorsRequest(filter=m.ErrorFilter(trace_id=tid.hex())), metadata=bearer(tokens.reader)
+        )
+        assert [e.report.message for e in found.errors] == ["scoped", "scoped"]
+
+
 async def test_rate_limit_charges_one_token_per_exported_error(tmp_path: Path) -> None:
     security = SecuritySettings(rate_limit_per_second=0.001, rate_limit_burst=10)
     async with secured_server(tmp_path, security) as srv:

@@ -71,3 +71,29 @@ def test_otlp_defaults_and_values() -> None:
 def test_bad_otlp_severity_names_the_variable(value: str) -> None:
     with pytest.raises(ValueError, match="ERRORREPLAY_OTLP_MIN_LOG_SEVERITY"):
         Settings.from_env({"ERRORREPLAY_OTLP_MIN_LOG_SEVERITY": value})
+
+
+def test_topology_limits_come_from_the_environment() -> None:
+    from errorreplay_server.settings import Limits
+    from errorreplay_server.store.base import TopologyBounds
+
+    limits = Limits.from_env(
+        {
+            "ERRORREPLAY_MAX_NEIGHBOURS_PER_HOP": "7",
+            "ERRORREPLAY_MAX_TOPOLOGY_EDGES": "70",
+            "ERRORREPLAY_MAX_RESOURCES_PER_CALL": "10",
+            "ERRORREPLAY_MAX_DEPENDENCIES_PER_CALL": "20",
+            "ERRORREPLAY_MAX_RESOURCE_NAME_CHARS": "30",
+            "ERRORREPLAY_MAX_LABELS": "4",
+            "ERRORREPLAY_MAX_CHANGE_METADATA": "5",
+        }
+    )
+    assert (
+        limits.max_resources_per_call,
+        limits.max_dependencies_per_call,
+        limits.max_resource_name_chars,
+        limits.max_labels,
+        limits.max_change_metadata,
+    ) == (10, 20, 30, 4, 5)
+    assert limits.topology_bounds == TopologyBounds(max_neighbours_per_hop=7, max_edges=70)
+    assert Limits.from_env({}).topology_bounds == TopologyBounds(100, 2000)

@@ -175,3 +175,77 @@ async def test_a_failing_capture_in_a_commit_group_fails_alone(tmp_path: Path) -
         assert page.total_size == 4
     finally:
         await store.close()
+
+
+async def test_close_interrupts_busy_readers_instead_of_waiting_for_them(tmp_path: Path) -> None:
+    import asyncio
+    import threading
+
+    from errorreplay_server.store import sqlite
+
+    store = SqliteStore(tmp_path / "db.sqlite")
+    await store.start()
+    started = threading.Semaphore(0)
+    # Long enough (tens of seconds) that only an interrupt ends it early; it also keeps every
+    # reader thread busy, so one more read waits in the queue.
+    slow = "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < 100000000) SELECT COUNT(*) FROM n"
+
+    def busy(conn: sqlite3.Connection) -> int:
+        started.release()
+        return int(conn.execute(slow).fetchone()[0])
+
+    reads = [asyncio.ensure_future(store._read(busy)) for _ in range(sqlite.READER_THREADS + 1)]
+    for _ in range(sqlite.READER_THREADS):
+        await asyncio.to_thread(started.acquire)
+    await asyncio.wait_for(store.close(), 60)
+    outcomes = await asyncio.gather(*reads, return_exceptions=True)
+    assert all(isinstance(o, StoreUnavailable) for o in outcomes), outcomes
+
+
+async def test_the_signing_key_is_made_once_and_kept_across_restarts(tmp_path: Path) -> None:
+    from errorreplay_server.domain.model import ErrorFilter
+    from tests.factories import new_error
+
+    store = SqliteStore(tmp_path / "db.sqlite")
+    await store.start()
+    await store.capture([new_error(f"e{i}") for i in range(3)])
+    token = (await store.search_errors(ErrorFilter(), 1)).next_page_token
+    key = store.token_key()
+    await store.close()
+    again = SqliteStore(tmp_path / "db.sqlite")
+    await again.start()
+    try:
+        assert again.token_key() == key and len(key) == 32
+        assert len((await again.search_errors(ErrorFilter(), 1, token)).items) == 1
+    finally:
+        await again.close()
+    other = SqliteStore(tmp_path / "other.sqlite")
+    await other.start()
+    try:
+        assert other.token_key() != key
+    finally:
+        await other.close()
+
+
+async def test_topology_bounds_cap_each_hop_and_the_edges(tmp_path: Path) -> None:
+    from errorreplay_server.domain.model import Dependency
+    from errorreplay_server.store.base import TopologyBounds
+
+    store = SqliteStore(tmp_path / "db.sqlite", TopologyBounds(max_neighbours_per_hop=2, max_edges=3))
+    await store.start()
+    try:
+        # root <- a, b, c (three dependents); a <- a1, a2, a3; root -> x (one dependency).
+        deps = [Dependency(d, "root") for d in ("a", "b", "c")]
+        deps += [Dependency(d, "a") for d in ("a1", "a2", "a3")] + [Dependency("root", "x")]
+        await store.upsert_resources([], deps)
+        one_hop = await store.get_topology("root", 1)
+        assert one_hop.truncated
+        ids = {r.id for r in one_hop.resources}
+        assert "root" in ids and "x" in ids and len(ids - {"root", "x"}) == 2
+        small = await store.get_topology("x", 1)
+        assert not small.truncated and {r.id for r in small.resources} == {"x", "root"}
+        deep = await store.get_topology("a", 2)
+        # a's dependents are capped at 2; edges at 3 of the 4 among the reached resources.
+        assert deep.truncated and len(deep.dependencies) == 3
+    finally:
+        await store.close()

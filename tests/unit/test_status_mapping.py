@@ -12,6 +12,7 @@ from errorreplay_server.domain.errors import (
     FieldViolation,
     InvalidArgument,
     NotFound,
+    OutOfRange,
     ResourceExhausted,
     StoreUnavailable,
     Unimplemented,
@@ -38,6 +39,24 @@ def test_resource_exhausted_carries_retry_info() -> None:
     assert st.code == code_pb2.RESOURCE_EXHAUSTED
     retry = error_details_pb2.RetryInfo()
     assert st.details[0].Unpack(retry) and retry.retry_delay.ToNanoseconds() == 1_500_000_000
+
+
+def test_slow_subscriber_carries_its_resume_cursor() -> None:
+    st = status_for(ResourceExhausted("too slow", resume_after="cABC"))
+    assert st.code == code_pb2.RESOURCE_EXHAUSTED
+    retry, info = error_details_pb2.RetryInfo(), error_details_pb2.ErrorInfo()
+    assert st.details[0].Unpack(retry) and st.details[1].Unpack(info)
+    assert info.reason == "SUBSCRIBER_TOO_SLOW" and dict(info.metadata) == {"resume_after": "cABC"}
+
+
+def test_out_of_range_names_the_field() -> None:
+    st = status_for(OutOfRange("resume_after", "is past the newest stored error"))
+    assert st.code == code_pb2.OUT_OF_RANGE and "resume_after" in st.message
+    bad = error_details_pb2.BadRequest()
+    assert st.details[0].Unpack(bad)
+    assert [(v.field, v.description) for v in bad.field_violations] == [
+        ("resume_after", "is past the newest stored error")
+    ]
 
 
 @pytest.mark.parametrize(

@@ -30,8 +30,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import inspect
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
@@ -48,6 +50,7 @@ from errorreplay_server.api.ratelimit import (
     TokenBucketLimiter,
     peer_caller_key,
 )
+from errorreplay_server.capture.service import CaptureRequest
 from errorreplay_server.domain.errors import DomainError, PermissionDenied, Unauthenticated
 from errorreplay_server.security_settings import Role, SecuritySettings, TokenGrant
 from errorreplay_server.settings import OtlpSettings
@@ -112,6 +115,71 @@ class Principal:
 
     def may(self, role: Role) -> bool:
         return Role.ADMIN in self.roles or role in self.roles
+
+
+_CALLER: ContextVar[Principal | None] = ContextVar("errorreplay_caller", default=None)
+
+
+def current_caller() -> Principal | None:
+    """The authenticated caller of the RPC being handled; None when auth is off. Capture scopes
+    request ids to it (CaptureRequest.idempotency_scope)."""
+    return _CALLER.get()
+
+
+def scoped_to_caller(req: CaptureRequest) -> CaptureRequest:
+    """`req` with its request id scoped to the current caller, and whether that caller may see a
+    duplicate's stored snapshot. Every gRPC way in (errorreplay.v1 and OTLP) applies this."""
+    caller = current_caller()
+    req.idempotency_scope = caller.key if caller is not None else ""
+    req.caller_may_read = caller is None or caller.may(Role.READER)
+    return req
+
+
+def _with_caller(handler: grpc.RpcMethodHandler | None, principal: Principal) -> grpc.RpcMethodHandler | None:
+    """`handler`, run with `principal` as current_caller() (each call runs in its own task)."""
+    if handler is None:
+        return None
+    if handler.unary_unary is not None:
+        unary = handler.unary_unary
+
+        async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            token = _CALLER.set(principal)
+            try:
+                return await unary(request, context)
+            finally:
+                _CALLER.reset(token)
+
+        return grpc.unary_unary_rpc_method_handler(
+            call,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+    if handler.unary_stream is not None:
+        stream = handler.unary_stream
+        if inspect.isasyncgenfunction(stream):
+
+            async def stream_items(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+                _CALLER.set(principal)  # the generator runs in the call's own task and context
+                async for item in stream(request, context):
+                    yield item
+
+            wrapped: Callable[..., Any] = stream_items
+        else:
+
+            async def stream_call(request: Any, context: grpc.aio.ServicerContext) -> Any:
+                token = _CALLER.set(principal)
+                try:
+                    return await stream(request, context)
+                finally:
+                    _CALLER.reset(token)
+
+            wrapped = stream_call
+        return grpc.unary_stream_rpc_method_handler(
+            wrapped,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+    return handler
 
 
 def bearer_token(metadata: Iterable[tuple[str, Any]] | None) -> str | None:
@@ -218,7 +286,8 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             denial = PermissionDenied(f"{method} needs the {role} role; this token has {held}")
         handler = await continuation(handler_call_details)
         if denial is None:
-            return handler
+            assert principal is not None
+            return _with_caller(handler, principal)
         # The continuation was asked only for the handler's shape; the handler itself never runs.
         return _denial_handler(handler, denial, method)
 

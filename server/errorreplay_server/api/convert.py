@@ -248,6 +248,7 @@ def _span_to_pb(s: Span, out: pb.Span) -> None:
 
 def topology_to_pb(t: Topology, out: pb.Topology) -> None:
     out.root_resource_id = t.root_resource_id
+    out.truncated = t.truncated
     for r in t.resources:
         resource_to_pb(r, out.resources.add())
     for d in t.dependencies:

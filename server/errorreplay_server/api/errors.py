@@ -20,6 +20,7 @@ from errorreplay_server.domain.errors import (
     FailedPrecondition,
     InvalidArgument,
     NotFound,
+    OutOfRange,
     PermissionDenied,
     ResourceExhausted,
     ShuttingDown,
@@ -32,6 +33,9 @@ from errorreplay_server.metrics import RpcMetrics
 log = logging.getLogger(__name__)
 
 INTERNAL_MESSAGE = "internal error; the server logged the details"
+ERROR_DOMAIN = "errorreplay.v1"
+# google.rpc.ErrorInfo reason of a stream ended for a slow reader; metadata["resume_after"] is the cursor.
+SUBSCRIBER_TOO_SLOW = "SUBSCRIBER_TOO_SLOW"
 
 
 def status_for(exc: BaseException) -> status_pb2.Status:
@@ -46,7 +50,16 @@ def status_for(exc: BaseException) -> status_pb2.Status:
         return _status(code_pb2.NOT_FOUND, str(exc), info)
     if isinstance(exc, ResourceExhausted):
         retry = error_details_pb2.RetryInfo(retry_delay=_duration(exc.retry_after_seconds))
-        return _status(code_pb2.RESOURCE_EXHAUSTED, str(exc), retry)
+        if not exc.resume_after:
+            return _status(code_pb2.RESOURCE_EXHAUSTED, str(exc), retry)
+        resume = error_details_pb2.ErrorInfo(
+            reason=SUBSCRIBER_TOO_SLOW, domain=ERROR_DOMAIN, metadata={"resume_after": exc.resume_after}
+        )
+        return _status(code_pb2.RESOURCE_EXHAUSTED, str(exc), retry, resume)
+    if isinstance(exc, OutOfRange):
+        bad = error_details_pb2.BadRequest()
+        bad.field_violations.add(field=exc.field, description=exc.description)
+        return _status(code_pb2.OUT_OF_RANGE, str(exc), bad)
     if isinstance(exc, StoreUnavailable):
         return _status(code_pb2.UNAVAILABLE, f"store unavailable, retry with the same request_id: {exc}")
     if isinstance(exc, ShuttingDown):

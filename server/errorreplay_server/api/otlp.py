@@ -16,6 +16,7 @@ import grpc
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2, logs_service_pb2_grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 
+from errorreplay_server.api.auth import scoped_to_caller
 from errorreplay_server.capture.service import CaptureRequest
 from errorreplay_server.dataplane import DataPlane
 from errorreplay_server.domain.errors import DomainError, FieldViolation, InvalidArgument
@@ -65,7 +66,7 @@ class OtlpCapture:
         problems: list[str] = []
         for start in range(0, len(items), self._max_batch_size):
             chunk = items[start : start + self._max_batch_size]
-            requests: list[CaptureRequest | InvalidArgument] = [item.request for item in chunk]
+            requests: list[CaptureRequest | InvalidArgument] = [scoped_to_caller(item.request) for item in chunk]
             results = await self._plane.capture_batch(requests, timeout)
             for item, result in zip(chunk, results, strict=True):
                 if isinstance(result, DomainError):

@@ -9,10 +9,12 @@ import grpc
 from errorreplay.v1 import request_response_pb2 as rr
 from errorreplay.v1 import service_pb2_grpc
 from errorreplay_server.api import convert
+from errorreplay_server.api.auth import scoped_to_caller
 from errorreplay_server.capture.service import CaptureRequest
 from errorreplay_server.dataplane import DataPlane
 from errorreplay_server.domain.errors import InvalidArgument, ResourceExhausted
 from errorreplay_server.domain.model import CaptureOutcome, ChangeKind, GroupOrder, GroupStatus, Severity
+from errorreplay_server.streaming.hub import too_slow
 
 
 def _deadline(context: grpc.aio.ServicerContext) -> float | None:
@@ -21,10 +23,12 @@ def _deadline(context: grpc.aio.ServicerContext) -> float | None:
 
 
 def _capture_request(msg: rr.CaptureErrorRequest, field: str) -> CaptureRequest:
-    return CaptureRequest(
-        report=convert.report_from_pb(msg.error, f"{field}error"),
-        request_id=msg.request_id,
-        wait_for_context=msg.wait_for_context,
+    return scoped_to_caller(
+        CaptureRequest(
+            report=convert.report_from_pb(msg.error, f"{field}error"),
+            request_id=msg.request_id,
+            wait_for_context=msg.wait_for_context,
+        )
     )
 
 
@@ -33,7 +37,8 @@ def _capture_response(outcome: CaptureOutcome, out: rr.CaptureErrorResponse) -> 
     out.group_id = outcome.snapshot.group_id
     out.duplicate = outcome.duplicate
     out.regression = outcome.regression
-    convert.snapshot_to_pb(outcome.snapshot, out.error)
+    if not outcome.snapshot_withheld:
+        convert.snapshot_to_pb(outcome.snapshot, out.error)
 
 
 class ErrorReplayServicer(service_pb2_grpc.ErrorReplayServiceServicer):
@@ -162,18 +167,20 @@ class ErrorReplayServicer(service_pb2_grpc.ErrorReplayServiceServicer):
         handler = asyncio.current_task()
         assert handler is not None
         watcher = asyncio.ensure_future(_cancel_on(stream.overflow_event, handler))
-        cursor = request.resume_after
+        cursor = stream.start_cursor
         try:
             async for item in stream.items:
-                await context.write(self._stream_encoder.encode(item))
+                # Before the write: once write() is called the message is handed to the transport
+                # and reaches the client ahead of the status, even if this task is then cancelled.
                 cursor = item.cursor
+                await context.write(self._stream_encoder.encode(item))
+        except ResourceExhausted:  # the queue overflowed while the stream waited for items
+            raise too_slow(cursor) from None
         except asyncio.CancelledError:
             if not stream.overflow_event.is_set():
                 raise
             handler.uncancel()
-            raise ResourceExhausted(
-                f"subscriber too slow: its queue overflowed; resubscribe with resume_after={cursor}"
-            ) from None
+            raise too_slow(cursor) from None
         finally:
             watcher.cancel()
             await stream.items.aclose()

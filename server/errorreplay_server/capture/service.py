@@ -20,6 +20,8 @@ from errorreplay_server.domain.model import (
     ErrorReport,
     ErrorSnapshot,
     NewError,
+    Severity,
+    Source,
     now_micros,
 )
 from errorreplay_server.settings import Limits
@@ -59,6 +61,29 @@ class CaptureRequest:
     report: ErrorReport
     request_id: str = ""
     wait_for_context: bool = False
+    # Who asks (api/auth.py: the principal's key when auth is on, "" when off): a request_id is
+    # unique per scope, so one caller's request_id never returns another caller's error.
+    idempotency_scope: str = ""
+    # Whether the caller may read stored errors (reader or admin role, or auth off). A duplicate
+    # answer carries the stored snapshot only then; otherwise just its ids.
+    caller_may_read: bool = True
+
+
+def _withheld(outcome: CaptureOutcome) -> CaptureOutcome:
+    """A duplicate's answer for a caller that may not read it: the ids, nothing of the content."""
+    s = outcome.snapshot
+    stub = ErrorSnapshot(
+        error_id=s.error_id,
+        group_id=s.group_id,
+        received_at=0,
+        report=ErrorReport(message="", severity=Severity.UNSPECIFIED, source=Source.UNSPECIFIED),
+        fingerprint="",
+    )
+    return CaptureOutcome(stub, duplicate=True, snapshot_withheld=True)
+
+
+def _answer(req: CaptureRequest, outcome: CaptureOutcome) -> CaptureOutcome:
+    return _withheld(outcome) if outcome.duplicate and not req.caller_may_read else outcome
 
 
 def new_error_id(received_at: int) -> str:
@@ -120,6 +145,7 @@ class CaptureService:
             fingerprint=digest,
             request_id=req.request_id,
             context=self._enricher.initial_context() if self._enricher else ErrorContext(),
+            idempotency_scope=req.idempotency_scope if req.request_id else "",
         )
         return NewError(snapshot, title)
 
@@ -140,7 +166,7 @@ class CaptureService:
         self._after_commit([outcome])
         if req.wait_for_context and self._enricher is not None and not outcome.duplicate:
             await self._wait_for_context(outcome, timeout)
-        return outcome
+        return _answer(req, outcome)
 
     async def _wait_for_context(self, outcome: CaptureOutcome, timeout: float | None) -> None:
         assert self._enricher is not None
@@ -183,6 +209,10 @@ class CaptureService:
                     if _wants_context(requests[i]) and not o.duplicate
                 ]
                 await asyncio.gather(*waits)
+            for i, _ in accepted:
+                request, result = requests[i], results[i]
+                if isinstance(request, CaptureRequest) and isinstance(result, CaptureOutcome):
+                    results[i] = _answer(request, result)
         return [r for r in results if r is not None]
 
 

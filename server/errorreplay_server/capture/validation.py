@@ -91,6 +91,10 @@ def report_violations(report: ErrorReport, limits: Limits, now: Micros, prefix: 
 def check_request_id(request_id: str, limits: Limits, field: str = "request_id") -> list[FieldViolation]:
     if len(request_id) > limits.max_id_chars:
         return [FieldViolation(field, f"is longer than {limits.max_id_chars} characters")]
+    # The stored idempotency key joins scope and request_id with a control character
+    # (domain.model.idempotency_key), so a request_id must not hold one.
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in request_id):
+        return [FieldViolation(field, "must not contain control characters")]
     return []
 
 

@@ -33,9 +33,20 @@ class NotFound(DomainError):
 
 
 class ResourceExhausted(DomainError):
-    def __init__(self, message: str, retry_after_seconds: float = 1.0) -> None:
+    def __init__(self, message: str, retry_after_seconds: float = 1.0, resume_after: str = "") -> None:
         self.retry_after_seconds = retry_after_seconds
+        # A stream that ended this way resumes from this cursor without gap or duplicate.
+        self.resume_after = resume_after
         super().__init__(message)
+
+
+class OutOfRange(DomainError):
+    """A position past the end of what exists, such as a stream cursor newer than the newest error."""
+
+    def __init__(self, field: str, description: str) -> None:
+        self.field = field
+        self.description = description
+        super().__init__(f"{field}: {description}")
 
 
 class StoreUnavailable(DomainError):

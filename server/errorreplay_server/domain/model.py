@@ -185,6 +185,8 @@ class Topology:
     root_resource_id: str = ""
     resources: list[Resource] = field(default_factory=list)
     dependencies: list[Dependency] = field(default_factory=list)
+    # Some neighbours or edges were left out: a hop had more than the cap (settings.Limits).
+    truncated: bool = False
 
 
 @dataclass(slots=True)
@@ -224,6 +226,29 @@ class ErrorSnapshot:
     context: ErrorContext = field(default_factory=ErrorContext)
     related_error_ids: list[str] = field(default_factory=list)
     affected_resource_ids: list[str] = field(default_factory=list)
+    # Whose request_id it is: the caller's identity when auth is on, "" when off. Idempotency is
+    # keyed by (idempotency_scope, request_id), so one caller's request_id never finds another's.
+    idempotency_scope: str = ""
+
+
+def idempotency_key(snapshot: ErrorSnapshot) -> str:
+    """The stored, unique form of (idempotency_scope, request_id); "" without a request_id.
+
+    Unscoped keys are the bare request_id (as before scopes existed); scoped ones put the scope
+    first, split off by a control character that request ids may not contain."""
+    if not snapshot.request_id or not snapshot.idempotency_scope:
+        return snapshot.request_id
+    return f"{snapshot.idempotency_scope}{SCOPE_SEPARATOR}{snapshot.request_id}"
+
+
+def split_idempotency_key(stored: str) -> tuple[str, str]:
+    """(idempotency_scope, request_id) of a stored key."""
+    scope, sep, request_id = stored.partition(SCOPE_SEPARATOR)
+    return (scope, request_id) if sep else ("", stored)
+
+
+# A control character: request ids may not contain one (capture/validation.py).
+SCOPE_SEPARATOR = "\x1f"
 
 
 @dataclass(slots=True)
@@ -277,6 +302,8 @@ class CaptureOutcome:
     snapshot: ErrorSnapshot
     duplicate: bool
     regression: bool = False
+    # A duplicate answered to a caller that may not read errors: `snapshot` holds only the ids.
+    snapshot_withheld: bool = False
 
 
 @dataclass(slots=True)

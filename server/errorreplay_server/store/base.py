@@ -7,8 +7,9 @@ Rules every store keeps:
   cursor" is exact.
 - A `request_id` seen before returns the first snapshot with `duplicate=True`, and nothing new is
   stored (the group count does not move either).
-- Lists are keyset-paginated; page tokens are opaque strings bound to the query that made them.
-  A token from another query, or a garbled one, raises InvalidArgument("page_token").
+- Lists are keyset-paginated; page tokens are opaque strings bound to the query that made them
+  and signed with `token_key()`. A token from another query or database, a forged or garbled
+  one, raises InvalidArgument("page_token").
 - Time bounds are inclusive. Search order is newest first by (occurred_at, received_at).
 - Errors on a store that cannot be reached raise StoreUnavailable.
 """
@@ -16,6 +17,7 @@ Rules every store keeps:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from errorreplay_server.domain.model import (
@@ -38,12 +40,24 @@ from errorreplay_server.domain.model import (
 )
 
 
+@dataclass(frozen=True, slots=True)
+class TopologyBounds:
+    """How much of a neighbourhood get_topology reads (settings.Limits holds the configured values)."""
+
+    max_neighbours_per_hop: int = 100
+    max_edges: int = 2000
+
+
 class Store(Protocol):
     async def start(self) -> None:
         """Open connections and create the schema (idempotent)."""
 
     async def close(self) -> None:
         """Flush pending writes and close."""
+
+    def token_key(self) -> bytes:
+        """The database's secret (created by its first start, then kept) that signs page tokens
+        and stream cursors. Valid after start()."""
 
     # --- errors ---------------------------------------------------------------------------
     async def capture(self, errors: Sequence[NewError]) -> list[CaptureOutcome]:
@@ -117,7 +131,11 @@ class Store(Protocol):
 
     async def get_topology(self, resource_id: str, depth: int) -> Topology:
         """Resources within `depth` hops of resource_id in either direction, and the edges
-        among them. Raises NotFound("resource", id) for an unknown resource."""
+        among them. Raises NotFound("resource", id) for an unknown resource.
+
+        Bounded by the store's TopologyBounds: at most max_neighbours_per_hop new resources per hop
+        and direction, at most max_edges edges, with `truncated` set when anything was left out.
+        The work is linear in what is read, never in the square of a hub's degree."""
 
     async def record_change(self, change: Change) -> Change: ...
 

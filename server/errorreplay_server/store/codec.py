@@ -32,6 +32,7 @@ from errorreplay_server.domain.model import (
     Span,
     SpanStatus,
     Topology,
+    split_idempotency_key,
 )
 
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=False).encode
@@ -116,11 +117,14 @@ def context_from_json(text: str | None) -> ErrorContext:
 
 
 def topology_to_doc(t: Topology) -> dict[str, Any]:
-    return {
+    doc: dict[str, Any] = {
         "root": t.root_resource_id,
         "resources": [[r.id, r.type, r.name, r.labels] for r in t.resources],
         "dependencies": [[d.dependent_id, d.dependency_id] for d in t.dependencies],
     }
+    if t.truncated:
+        doc["truncated"] = True
+    return doc
 
 
 def topology_from_doc(doc: dict[str, Any]) -> Topology:
@@ -128,6 +132,7 @@ def topology_from_doc(doc: dict[str, Any]) -> Topology:
         root_resource_id=doc.get("root", ""),
         resources=[Resource(i, ty, n, lb) for i, ty, n, lb in doc.get("resources", ())],
         dependencies=[Dependency(a, b) for a, b in doc.get("dependencies", ())],
+        truncated=bool(doc.get("truncated", False)),
     )
 
 
@@ -203,14 +208,17 @@ def snapshot_from_row(row: Sequence[Any]) -> ErrorSnapshot:
         attributes=d.get("attributes", {}),
         fingerprint=d.get("fingerprint", []),
     )
+    # The stored key is (scope, request_id) in one string: see domain.model.idempotency_key.
+    scope, plain_request_id = split_idempotency_key(request_id or "")
     return ErrorSnapshot(
         error_id=error_id,
         group_id=group_id,
         received_at=received_at,
         report=report,
         fingerprint=fingerprint,
-        request_id=request_id or "",
+        request_id=plain_request_id,
         context=context_from_json(context),
+        idempotency_scope=scope,
     )
 
 

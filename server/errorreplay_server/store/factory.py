@@ -12,7 +12,7 @@ def open_store(settings: Settings) -> Store:
 
         if not settings.neo4j.uri:
             raise ValueError("ERRORREPLAY_STORE=neo4j needs NEO4J_URI (for example bolt://localhost:7687)")
-        return Neo4jStore(settings.neo4j)
+        return Neo4jStore(settings.neo4j, settings.limits.topology_bounds)
     from errorreplay_server.store.sqlite import SqliteStore
 
-    return SqliteStore(settings.sqlite_path)
+    return SqliteStore(settings.sqlite_path, settings.limits.topology_bounds)

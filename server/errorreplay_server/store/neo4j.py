@@ -78,10 +78,12 @@ from errorreplay_server.domain.model import (
     Statistics,
     TimedCount,
     Topology,
+    idempotency_key,
     statistics_buckets,
 )
 from errorreplay_server.settings import Neo4jSettings
 from errorreplay_server.store import codec
+from errorreplay_server.store.base import TopologyBounds
 
 # Shared with the SQLite store so that both decode rows, digest filters and list group resources
 # the same way; they would sit better in codec.py and pagination.py.
@@ -92,7 +94,7 @@ from errorreplay_server.store.codec import (
     snapshot_from_row,
 )
 from errorreplay_server.store.neo4j_dialect import NEO4J, Dialect, detect
-from errorreplay_server.store.pagination import decode_token, encode_token, filter_digest, query_digest
+from errorreplay_server.store.pagination import PageTokens, filter_digest, new_key, query_digest
 
 log = logging.getLogger(__name__)
 R = TypeVar("R")
@@ -128,7 +130,10 @@ _CONSTRAINTS = (
     "CREATE CONSTRAINT errorreplay_resource_id IF NOT EXISTS FOR (r:Resource) REQUIRE r.id IS UNIQUE",
     "CREATE CONSTRAINT errorreplay_change_id IF NOT EXISTS FOR (c:Change) REQUIRE c.change_id IS UNIQUE",
     "CREATE CONSTRAINT errorreplay_tag IF NOT EXISTS FOR (t:Tag) REQUIRE (t.key, t.value) IS UNIQUE",
+    "CREATE CONSTRAINT errorreplay_meta_name IF NOT EXISTS FOR (m:ErrorReplayMeta) REQUIRE m.name IS UNIQUE",
 )
+# The singleton that holds the database's signing key for page tokens and cursors (pagination.py).
+_TOKEN_KEY = "MERGE (m:ErrorReplayMeta {name: 'token_key'}) ON CREATE SET m.value = $value RETURN m.value"
 # Every property a search filters or sorts on.
 _INDEXES = (
     "CREATE INDEX errorreplay_error_time IF NOT EXISTS FOR (e:ErrorSnapshot) ON (e.occurred_at, e.received_at)",
@@ -235,8 +240,11 @@ MERGE (a)-[:DEPENDS_ON]->(b)
 """
 _NEIGHBOURS = {
     # Walked separately: a sibling (the dependency of a dependent) is not a neighbour.
-    "dependencies": "UNWIND $ids AS id MATCH (:Resource {id: id})-[:DEPENDS_ON]->(n:Resource) RETURN DISTINCT n.id",
-    "dependents": "UNWIND $ids AS id MATCH (:Resource {id: id})<-[:DEPENDS_ON]-(n:Resource) RETURN DISTINCT n.id",
+    # LIMIT without ORDER BY: the query stops after enough rows instead of reading a hub's every edge.
+    "dependencies": "UNWIND $ids AS id MATCH (:Resource {id: id})-[:DEPENDS_ON]->(n:Resource)"
+    " RETURN DISTINCT n.id LIMIT $limit",
+    "dependents": "UNWIND $ids AS id MATCH (:Resource {id: id})<-[:DEPENDS_ON]-(n:Resource)"
+    " RETURN DISTINCT n.id LIMIT $limit",
 }
 
 
@@ -308,7 +316,7 @@ def _error_row(snap: ErrorSnapshot) -> dict[str, Any]:
     r = snap.report
     props: dict[str, Any] = {
         "error_id": snap.error_id,
-        "request_id": snap.request_id,
+        "request_id": idempotency_key(snap),
         "group_id": snap.group_id,
         "fingerprint": snap.fingerprint,
         "received_at": snap.received_at,
@@ -413,8 +421,9 @@ async def _rows(runner: AsyncSession | AsyncTransaction, query: str, **params: A
 class Neo4jStore:
     """The Store over Bolt (Neo4j 5, or ArcadeDB's Bolt endpoint in the tests)."""
 
-    def __init__(self, settings: Neo4jSettings) -> None:
+    def __init__(self, settings: Neo4jSettings, topology_bounds: TopologyBounds | None = None) -> None:
         self._settings = settings
+        self._bounds = topology_bounds or TopologyBounds()
         self._database = settings.database or None
         self._driver: AsyncDriver | None = None
         self._dialect: Dialect = NEO4J
@@ -423,6 +432,8 @@ class Neo4jStore:
         # Shared by every session, so that a read sees every write acknowledged before it, also
         # when a cluster routes reads to a follower (the SQLite store's read-your-writes).
         self._bookmarks = AsyncGraphDatabase.bookmark_manager()
+        self._token_key = b""
+        self._tokens = PageTokens(b"")
 
     @property
     def dialect(self) -> Dialect:
@@ -449,6 +460,11 @@ class Neo4jStore:
             self._dialect = detect(info.agent or "")
             async with driver.session(database=self._database) as session:
                 await self._create_schema(session)
+                # Hex: every Bolt server takes a string; not all take bytes.
+                stored = await (await session.run(_TOKEN_KEY, value=new_key().hex())).single()
+                assert stored is not None
+                self._token_key = bytes.fromhex(stored[0])
+                self._tokens = PageTokens(self._token_key)
         except BaseException as exc:
             await driver.close()
             raise self._start_failure(exc) from exc
@@ -486,6 +502,9 @@ class Neo4jStore:
         if self._driver is not None:
             await self._driver.close()
             self._driver = None
+
+    def token_key(self) -> bytes:
+        return self._token_key
 
     # --- plumbing -----------------------------------------------------------------------------
     def _unavailable(self, exc: BaseException) -> StoreUnavailable:
@@ -650,7 +669,8 @@ class Neo4jStore:
         self, tx: AsyncTransaction, jobs: list[list[NewError]], retry: bool
     ) -> list[list[CaptureOutcome]]:
         items = [item for job in jobs for item in job]
-        request_ids = sorted({i.snapshot.request_id for i in items if i.snapshot.request_id})
+        # The request_id property holds the idempotency key: (scope, request_id) in one string.
+        request_ids = sorted({key for i in items if (key := idempotency_key(i.snapshot))})
         group_ids = sorted({i.snapshot.group_id for i in items})
         # Only a retry can find its own errors: the COMMIT of the failed attempt may have landed.
         error_ids = [i.snapshot.error_id for i in items] if retry else []
@@ -664,7 +684,7 @@ class Neo4jStore:
                 statuses[row[0]] = row[1]
             elif kind == "request":
                 snap = snapshot_from_row(row)
-                stored_by_request[snap.request_id] = snap
+                stored_by_request[idempotency_key(snap)] = snap
             else:
                 snap = snapshot_from_row(row)
                 stored_by_id[snap.error_id] = snap
@@ -696,14 +716,15 @@ class Neo4jStore:
         """Decides one capture in submission order, as SQLite's one-by-one inserts would."""
         snap = item.snapshot
         r = snap.report
-        if snap.request_id and snap.request_id in stored_by_request:
-            return CaptureOutcome(stored_by_request[snap.request_id], duplicate=True)
+        key = idempotency_key(snap)
+        if key and key in stored_by_request:
+            return CaptureOutcome(stored_by_request[key], duplicate=True)
         if snap.error_id in stored_by_id:
             # Stored by an attempt whose COMMIT reply was lost: the same outcome, counted once.
             return CaptureOutcome(stored_by_id[snap.error_id], duplicate=False)
-        if snap.request_id:
+        if key:
             # A later item with the same request id, in this batch, is the duplicate.
-            stored_by_request[snap.request_id] = snap
+            stored_by_request[key] = snap
         segment.rows.append(_error_row(snap))
         group = segment.groups.get(snap.group_id)
         if group is None:
@@ -750,7 +771,7 @@ class Neo4jStore:
         with_total: bool = True,
     ) -> Page[ErrorSnapshot]:
         digest = filter_digest(flt, oldest_first)
-        after = decode_token(page_token, digest, (int, int))
+        after = self._tokens.decode(page_token, digest, (int, int))
         q = _where(flt)
         keyset: list[str] = []
         params = dict(q.params)
@@ -774,7 +795,7 @@ class Neo4jStore:
             token = ""
             if len(rows) > page_size:
                 last = items[-1]
-                token = encode_token(digest, [last.report.occurred_at, last.received_at])
+                token = self._tokens.encode(digest, [last.report.occurred_at, last.received_at])
             total = -1
             if with_total:
                 total = int((await _rows(session, count_query, **q.params))[0][0])
@@ -933,7 +954,7 @@ class Neo4jStore:
     ) -> Page[ErrorGroup]:
         key = _GROUP_KEYS.get(order, "last_seen")
         digest = query_digest("groups", sorted(int(s) for s in statuses), key)
-        after = decode_token(page_token, digest, (int, str))
+        after = self._tokens.decode(page_token, digest, (int, str))
         where: list[str] = []
         params: dict[str, Any] = {"limit": page_size + 1}
         if statuses:
@@ -954,7 +975,7 @@ class Neo4jStore:
             token = ""
             if len(rows) > page_size:
                 last = groups[-1]
-                token = encode_token(digest, [last.count if key == "count" else last.last_seen, last.group_id])
+                token = self._tokens.encode(digest, [last.count if key == "count" else last.last_seen, last.group_id])
             return Page(groups, token)
 
         return await self._read(run)
@@ -1008,35 +1029,48 @@ class Neo4jStore:
             )
             if not found:
                 raise NotFound("resource", resource_id)
+            cap = self._bounds.max_neighbours_per_hop
             reach: set[str] = {resource_id}
+            truncated = False
+            # As in the SQLite store: each hop asks for at most cap + |reach| + 1 ids, enough to
+            # find cap + 1 new ones, so a hub with 20,000 dependents costs a bounded read.
             for query in _NEIGHBOURS.values():
-                frontier = {resource_id}
+                frontier = [resource_id]
                 for _ in range(depth):
                     if not frontier:
                         break
-                    found_ids = {row[0] for row in await _rows(session, query, ids=sorted(frontier))}
-                    frontier = found_ids - reach
-                    reach |= found_ids
+                    new_ids: list[str] = []
+                    for (far,) in await _rows(session, query, ids=frontier, limit=cap + len(reach) + 1):
+                        if far in reach:
+                            continue
+                        if len(new_ids) == cap:
+                            truncated = True
+                            break
+                        new_ids.append(far)
+                    reach.update(new_ids)
+                    frontier = new_ids
             ids = sorted(reach)
             resources = [
                 Resource(i, t or "", n or "", codec.loads(lb) or {})
                 for i, t, n, lb in await _rows(
                     session,
-                    "UNWIND $ids AS id MATCH (r:Resource {id: id})"
-                    " RETURN r.id AS id, r.type, r.name, r.labels_json ORDER BY id",
+                    "UNWIND $ids AS id MATCH (r:Resource {id: id}) RETURN r.id AS id, r.type, r.name, r.labels_json",
                     ids=ids,
                 )
             ]
-            deps = [
-                Dependency(a, b)
-                for a, b in await _rows(
-                    session,
-                    "UNWIND $ids AS id MATCH (a:Resource {id: id})-[:DEPENDS_ON]->(b:Resource) WHERE b.id IN $ids"
-                    " RETURN DISTINCT a.id AS a, b.id AS b ORDER BY a, b",
-                    ids=ids,
-                )
-            ]
-            return Topology(resource_id, resources, deps)
+            resources.sort(key=lambda r: r.id)
+            edges = await _rows(
+                session,
+                "UNWIND $ids AS id MATCH (a:Resource {id: id})-[:DEPENDS_ON]->(b:Resource) WHERE b.id IN $ids"
+                " RETURN a.id AS a, b.id AS b LIMIT $limit",
+                ids=ids,
+                limit=self._bounds.max_edges + 1,
+            )
+            if len(edges) > self._bounds.max_edges:
+                truncated = True
+                edges = edges[: self._bounds.max_edges]
+            deps = sorted({Dependency(a, b) for a, b in edges}, key=lambda d: (d.dependent_id, d.dependency_id))
+            return Topology(resource_id, resources, deps, truncated)
 
         return await self._read(run)
 

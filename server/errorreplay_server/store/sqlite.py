@@ -15,7 +15,8 @@ import queue
 import sqlite3
 import threading
 from collections.abc import Callable, Collection, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent import futures
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
@@ -42,16 +43,18 @@ from errorreplay_server.domain.model import (
     Statistics,
     TimedCount,
     Topology,
+    idempotency_key,
     statistics_buckets,
 )
 from errorreplay_server.store import codec
+from errorreplay_server.store.base import TopologyBounds
 from errorreplay_server.store.codec import (
     MAX_GROUP_RESOURCES_LISTED,
     group_from_row,
     report_details_json,
     snapshot_from_row,
 )
-from errorreplay_server.store.pagination import decode_token, encode_token, filter_digest, query_digest
+from errorreplay_server.store.pagination import PageTokens, filter_digest, new_key, query_digest
 
 log = logging.getLogger(__name__)
 R = TypeVar("R")
@@ -59,6 +62,11 @@ R = TypeVar("R")
 # Commits are grouped up to this many jobs; bigger groups stop paying off and delay the first caller.
 MAX_JOBS_PER_COMMIT = 256
 READER_THREADS = 4
+# Topology reads (capture-time correlation, enrichment, replay) run on their own threads, so that a
+# burst of them can never take the threads that GetError, SearchErrors and ListRecentErrors need.
+TOPOLOGY_READER_THREADS = 2
+# On close, running reads are interrupted; this long is waited for their threads to notice.
+READER_STOP_SECONDS = 2.0
 # Above this many text matches a search walks the time index instead of sorting the matches.
 TEXT_MATCHES_SCANNED_BY_TIME = 1000
 # A tag on more rows than this is checked row by row (a primary-key probe per candidate) rather
@@ -160,6 +168,12 @@ CREATE TABLE IF NOT EXISTS changes (
 );
 CREATE INDEX IF NOT EXISTS changes_by_resource ON changes (resource_id, occurred_at);
 CREATE INDEX IF NOT EXISTS changes_by_time ON changes (occurred_at);
+-- Per-database values created once, such as the key that signs page tokens and cursors. A new
+-- table with IF NOT EXISTS: a database of this schema version from before it gains it at start.
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value BLOB NOT NULL
+);
 """
 
 _ERROR_COLUMNS = (
@@ -207,8 +221,24 @@ def _create_schema(conn: sqlite3.Connection) -> None:
     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 
+def _token_key(conn: sqlite3.Connection) -> bytes:
+    """The database's signing key, created by the first start."""
+    conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('token_key', ?)", (new_key(),))
+    return bytes(conn.execute("SELECT value FROM meta WHERE key = 'token_key'").fetchone()[0])
+
+
 # SQLite errors that mean the database cannot be used right now, as opposed to a bad query.
-_UNAVAILABLE_MESSAGES = ("locked", "busy", "disk i/o", "unable to open", "disk is full", "readonly", "closed")
+# "interrupted": close() interrupts the reads still running.
+_UNAVAILABLE_MESSAGES = (
+    "locked",
+    "busy",
+    "disk i/o",
+    "unable to open",
+    "disk is full",
+    "readonly",
+    "closed",
+    "interrupted",
+)
 
 
 def _means_unavailable(exc: sqlite3.Error) -> bool:
@@ -245,6 +275,7 @@ class _Writer(threading.Thread):
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self.ready = threading.Event()
         self.startup_error: BaseException | None = None
+        self.token_key = b""
 
     def submit(self, job: Callable[[sqlite3.Connection], R]) -> asyncio.Future[R]:
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
@@ -263,6 +294,7 @@ class _Writer(threading.Thread):
         try:
             conn = _connect(self._path)
             _create_schema(conn)
+            self.token_key = _token_key(conn)
         except BaseException as exc:  # reported by start()
             self.startup_error = exc
             self.ready.set()
@@ -474,10 +506,15 @@ def _group_counts(conn: sqlite3.Connection, counted: list[tuple[str, int]]) -> l
 class SqliteStore:
     """The embedded Store. `path` is the database file; its directory is created if missing."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, topology_bounds: TopologyBounds | None = None) -> None:
         self._path = str(path)
+        self._bounds = topology_bounds or TopologyBounds()
         self._writer: _Writer | None = None
         self._readers: ThreadPoolExecutor | None = None
+        self._topology_readers: ThreadPoolExecutor | None = None
+        self._inflight: set[Future[Any]] = set()
+        self._token_key = b""
+        self._tokens = PageTokens(b"")
         self._local = threading.local()
         self._reader_connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
@@ -491,20 +528,46 @@ class SqliteStore:
         if writer.startup_error is not None:
             raise StoreUnavailable(f"cannot open the embedded store at {self._path}: {writer.startup_error}")
         self._writer = writer
+        self._token_key = writer.token_key
+        self._tokens = PageTokens(writer.token_key)
         self._readers = ThreadPoolExecutor(max_workers=READER_THREADS, thread_name_prefix="sqlite-reader")
+        self._topology_readers = ThreadPoolExecutor(
+            max_workers=TOPOLOGY_READER_THREADS, thread_name_prefix="sqlite-topology-reader"
+        )
 
     async def close(self) -> None:
         if self._writer is not None:
             self._writer.stop()
             await asyncio.to_thread(self._writer.join)
             self._writer = None
-        if self._readers is not None:
-            self._readers.shutdown(wait=True)
-            self._readers = None
+        pools = [p for p in (self._readers, self._topology_readers) if p is not None]
+        self._readers = self._topology_readers = None
+        # Shutdown must not wait on a long read: queued reads are dropped, running ones interrupted
+        # (they fail UNAVAILABLE), and their threads are given a bounded time to notice.
+        for pool in pools:
+            pool.shutdown(wait=False, cancel_futures=True)
+        with self._lock:
+            connections = list(self._reader_connections)
+        for conn in connections:
+            conn.interrupt()
+        running = list(self._inflight)
+        if running:
+            # Waited on in a thread: asyncio wrappers would log the interrupted reads' errors again.
+            _, still = await asyncio.to_thread(futures.wait, running, READER_STOP_SECONDS)
+            if still:
+                log.warning(
+                    "%d sqlite reads still busy after %.1f s; closing without them",
+                    len(still),
+                    READER_STOP_SECONDS,
+                )
+                return  # their connections stay open until the threads end; closing them now could crash
         with self._lock:
             for conn in self._reader_connections:
                 conn.close()
             self._reader_connections.clear()
+
+    def token_key(self) -> bytes:
+        return self._token_key
 
     # --- plumbing ---------------------------------------------------------------------------
     def _reader(self) -> sqlite3.Connection:
@@ -517,12 +580,23 @@ class SqliteStore:
                 self._reader_connections.append(conn)
         return conn
 
-    async def _read(self, fn: Callable[[sqlite3.Connection], R]) -> R:
-        if self._readers is None:
+    async def _read(self, fn: Callable[[sqlite3.Connection], R], *, topology: bool = False) -> R:
+        pool = self._topology_readers if topology else self._readers
+        if pool is None:
             raise StoreUnavailable("the embedded store is not open")
-        loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(self._readers, lambda: fn(self._reader()))
+            work = pool.submit(lambda: fn(self._reader()))
+        except RuntimeError as exc:  # the pool was shut down after the check above
+            raise StoreUnavailable("the embedded store is closing") from exc
+        self._inflight.add(work)
+        work.add_done_callback(self._inflight.discard)
+        try:
+            return await asyncio.wrap_future(work)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if work.cancelled() and task is not None and not task.cancelling():
+                raise StoreUnavailable("the embedded store is closing") from None  # dropped by close()
+            raise
         except sqlite3.OperationalError as exc:
             if not _means_unavailable(exc):
                 raise  # a query bug is INTERNAL, not "the store is down, retry"
@@ -542,13 +616,14 @@ class SqliteStore:
     @staticmethod
     def _capture_many(conn: sqlite3.Connection, items: list[NewError]) -> list[CaptureOutcome]:
         """Insert new errors and count them in their groups, a statement per table, not per row."""
-        request_ids = list({i.snapshot.request_id for i in items if i.snapshot.request_id})
+        # The request_id column holds the idempotency key: (scope, request_id) in one string.
+        request_ids = list({key for i in items if (key := idempotency_key(i.snapshot))})
         known: dict[str, ErrorSnapshot] = {}
         for start in range(0, len(request_ids), MAX_SQL_VARIABLES):
             chunk = request_ids[start : start + MAX_SQL_VARIABLES]
             for row in conn.execute(f"{_SELECT_ERRORS} WHERE request_id IN ({','.join('?' * len(chunk))})", chunk):
                 snap = snapshot_from_row(row)
-                known[snap.request_id] = snap
+                known[idempotency_key(snap)] = snap
         group_ids = list({i.snapshot.group_id for i in items})
         status: dict[str, int] = {}
         for start in range(0, len(group_ids), MAX_SQL_VARIABLES):
@@ -562,11 +637,12 @@ class SqliteStore:
         for item in items:
             snap = item.snapshot
             r = snap.report
-            if snap.request_id and snap.request_id in known:
-                outcomes.append(CaptureOutcome(known[snap.request_id], duplicate=True))
+            key = idempotency_key(snap)
+            if key and key in known:
+                outcomes.append(CaptureOutcome(known[key], duplicate=True))
                 continue
-            if snap.request_id:
-                known[snap.request_id] = snap
+            if key:
+                known[key] = snap
             fresh.append(item)
             # The first error on a resolved group reopens it; the rest of the batch sees it open.
             regression = status.get(snap.group_id) == GroupStatus.RESOLVED
@@ -601,7 +677,7 @@ class SqliteStore:
                 (
                     s.received_at,
                     s.error_id,
-                    s.request_id or None,
+                    idempotency_key(s) or None,
                     s.group_id,
                     s.received_at,
                     s.report.occurred_at,
@@ -692,7 +768,7 @@ class SqliteStore:
         with_total: bool = True,
     ) -> Page[ErrorSnapshot]:
         digest = filter_digest(flt, oldest_first)
-        after = decode_token(page_token, digest, (int, int))
+        after = self._tokens.decode(page_token, digest, (int, int))
 
         def run(conn: sqlite3.Connection) -> Page[ErrorSnapshot]:
             clauses, params = _where(flt, _common_tags(conn, flt.tags) if flt.tags else ())
@@ -723,7 +799,7 @@ class SqliteStore:
             token = ""
             if len(rows) > page_size:
                 last = items[-1]
-                token = encode_token(digest, [last.report.occurred_at, last.received_at])
+                token = self._tokens.encode(digest, [last.report.occurred_at, last.received_at])
             total = -1
             if with_total and after is None and len(rows) <= page_size:
                 total = len(rows)  # the first page holds every match: no need to count them again
@@ -760,7 +836,10 @@ class SqliteStore:
         if r.trace_id:
             links.append(("trace_id = ? AND trace_id != ''", [r.trace_id]))
         resources = [x for x in dict.fromkeys([r.resource_id, *resource_ids]) if x]
-        links += [("resource_id = ?", [resource]) for resource in resources]
+        if resources:
+            # One term for every resource (an index lookup each), not one UNION term per resource:
+            # a neighbourhood of hundreds would pass SQLite's 500-term limit on compound SELECTs.
+            links.append(("resource_id IN (SELECT value FROM json_each(?))", [codec.dumps(resources)]))
         if not links:
             return []
         seqs = " UNION ".join(
@@ -936,7 +1015,7 @@ class SqliteStore:
     ) -> Page[ErrorGroup]:
         key_column = "count" if order == GroupOrder.COUNT else "last_seen"
         digest = query_digest("groups", sorted(int(s) for s in statuses), key_column)
-        after = decode_token(page_token, digest, (int, str))
+        after = self._tokens.decode(page_token, digest, (int, str))
 
         def run(conn: sqlite3.Connection) -> Page[ErrorGroup]:
             where: list[str] = []
@@ -954,7 +1033,9 @@ class SqliteStore:
             token = ""
             if len(rows) > page_size:
                 last = groups[-1]
-                token = encode_token(digest, [last.count if key_column == "count" else last.last_seen, last.group_id])
+                token = self._tokens.encode(
+                    digest, [last.count if key_column == "count" else last.last_seen, last.group_id]
+                )
             return Page(groups, token)
 
         return await self._read(run)
@@ -1007,48 +1088,73 @@ class SqliteStore:
         return await self._write(run)
 
     async def get_topology(self, resource_id: str, depth: int) -> Topology:
+        cap = self._bounds.max_neighbours_per_hop
+        max_edges = self._bounds.max_edges
+
         def run(conn: sqlite3.Connection) -> Topology:
             if conn.execute("SELECT 1 FROM resources WHERE id = ?", (resource_id,)).fetchone() is None:
                 raise NotFound("resource", resource_id)
             reach: set[str] = {resource_id}
+            truncated = False
             # Walk dependencies and dependents separately: a sibling (the dependency of a dependent)
-            # is not a neighbour.
+            # is not a neighbour. Each hop reads at most cap + |reach| + 1 index rows: enough to
+            # find cap + 1 new ids even when every known one comes first, and never a hub's all.
             for near_column, far_column in (
                 ("dependent_id", "dependency_id"),
                 ("dependency_id", "dependent_id"),
             ):
-                frontier = {resource_id}
+                frontier = [resource_id]
                 for _ in range(depth):
                     if not frontier:
                         break
-                    marks = ",".join("?" * len(frontier))
-                    rows = conn.execute(
-                        f"SELECT {far_column} FROM dependencies WHERE {near_column} IN ({marks})",
-                        sorted(frontier),
-                    )
-                    found = {r[0] for r in rows}
-                    frontier = found - reach
-                    reach |= found
-            ids = sorted(reach)
-            marks = ",".join("?" * len(ids))
+                    found: list[str] = []
+                    seen = set(reach)
+                    hop_overflowed = False
+                    for start in range(0, len(frontier), MAX_SQL_VARIABLES):
+                        chunk = frontier[start : start + MAX_SQL_VARIABLES]
+                        rows = conn.execute(
+                            f"SELECT DISTINCT {far_column} FROM dependencies"
+                            f" WHERE {near_column} IN ({','.join('?' * len(chunk))}) LIMIT ?",
+                            [*chunk, cap + len(seen) + 1],
+                        )
+                        for (far,) in rows:
+                            if far in seen:
+                                continue
+                            if len(found) == cap:
+                                hop_overflowed = True
+                                break
+                            seen.add(far)
+                            found.append(far)
+                        if hop_overflowed:
+                            break
+                    truncated = truncated or hop_overflowed
+                    reach.update(found)
+                    frontier = found
+            ids = codec.dumps(sorted(reach))
             resources = [
                 Resource(i, t, n, codec.loads(lb) or {})
                 for i, t, n, lb in conn.execute(
-                    f"SELECT id, type, name, labels FROM resources WHERE id IN ({marks}) ORDER BY id", ids
+                    "SELECT id, type, name, labels FROM resources"
+                    " WHERE id IN (SELECT value FROM json_each(?)) ORDER BY id",
+                    (ids,),
                 )
             ]
-            deps = [
-                Dependency(a, b)
-                for a, b in conn.execute(
-                    f"SELECT dependent_id, dependency_id FROM dependencies"
-                    f" WHERE dependent_id IN ({marks}) AND dependency_id IN ({marks})"
-                    " ORDER BY dependent_id, dependency_id",
-                    [*ids, *ids],
-                )
-            ]
-            return Topology(resource_id, resources, deps)
+            # Each reached resource's own edges, kept when both ends were reached: linear in those
+            # edges. The unary + keeps dependency_id out of the index lookup; with it SQLite probed
+            # every (dependent, dependency) pair, the square of the neighbourhood.
+            edges = conn.execute(
+                "SELECT d.dependent_id, d.dependency_id FROM json_each(?) AS r"
+                " CROSS JOIN dependencies AS d ON d.dependent_id = r.value"
+                " WHERE +d.dependency_id IN (SELECT value FROM json_each(?)) LIMIT ?",
+                (ids, ids, max_edges + 1),
+            ).fetchall()
+            if len(edges) > max_edges:
+                truncated = True
+                edges = edges[:max_edges]
+            deps = [Dependency(a, b) for a, b in sorted(edges)]
+            return Topology(resource_id, resources, deps, truncated)
 
-        return await self._read(run)
+        return await self._read(run, topology=True)
 
     async def record_change(self, change: Change) -> Change:
         doc = codec.dumps(codec.change_to_doc(change))

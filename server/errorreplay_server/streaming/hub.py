@@ -23,18 +23,21 @@ from typing import Protocol
 from errorreplay_server.analysis.correlation import DependencyGraph, Direction, affected_resources
 from errorreplay_server.analysis.model import CorrelationReason, Propagation
 from errorreplay_server.analysis.propagation import correlation_origin
-from errorreplay_server.domain.errors import InvalidArgument, NotFound, ResourceExhausted, ShuttingDown
+from errorreplay_server.domain.errors import InvalidArgument, NotFound, OutOfRange, ResourceExhausted, ShuttingDown
 from errorreplay_server.domain.model import MICROS_PER_MINUTE, Dependency, ErrorSnapshot, Micros
 from errorreplay_server.store.base import Store
+from errorreplay_server.store.pagination import StreamCursors
 from errorreplay_server.streaming.matcher import ErrorMatcher
 
 log = logging.getLogger(__name__)
 
-CURSOR_PREFIX = "c"
 
-
-def cursor_for(received_at: Micros) -> str:
-    return f"{CURSOR_PREFIX}{received_at}"
+def too_slow(resume_after: str) -> ResourceExhausted:
+    """How a subscription that overflowed ends: always with the cursor of the last message written."""
+    return ResourceExhausted(
+        f"subscriber too slow: its queue overflowed; resubscribe with resume_after={resume_after}",
+        resume_after=resume_after,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,7 +285,7 @@ class Subscription:
         """The next queued item; None on timeout. Raises when overflowed, or closed and drained."""
         while True:
             if self.overflowed:
-                raise ResourceExhausted("subscriber too slow: its queue overflowed; resubscribe with resume_after")
+                raise ResourceExhausted("subscriber too slow: its queue overflowed")
             if self._queue:
                 return self._queue.popleft()
             if self.closed:
@@ -297,10 +300,12 @@ class Subscription:
 @dataclass(slots=True)
 class Stream:
     """An open subscription: its items, and the event a blocked writer watches for overflow.
-    Close `items` (aclose) to free the subscription at once."""
+    Close `items` (aclose) to free the subscription at once. `start_cursor` is the position the
+    subscription starts after, the resume point until a first message is written."""
 
     subscription: Subscription
     items: AsyncGenerator[StreamItem, None]
+    start_cursor: str
 
     @property
     def overflow_event(self) -> asyncio.Event:
@@ -336,6 +341,10 @@ class InProcessHub:
         self._inbox: asyncio.Queue[ErrorSnapshot | None] = asyncio.Queue()
         self._dispatcher: asyncio.Task[None] | None = None
         self._topology_version = 0
+        self._cursors = StreamCursors(b"")
+        # received_at of the last error fanned out to every subscription: a subscription that
+        # starts now receives exactly the errors after it.
+        self._dispatched_through: Micros = 0
         self.published = 0
         self.delivered = 0
 
@@ -344,7 +353,12 @@ class InProcessHub:
         return len(self._subscriptions)
 
     async def start(self) -> None:
+        self._cursors = StreamCursors(self._store.token_key())
+        self._dispatched_through = await self._store.latest_received_at()
         self._dispatcher = asyncio.create_task(self._dispatch(), name="hub-dispatcher")
+
+    def cursor_for(self, received_at: Micros) -> str:
+        return self._cursors.encode(received_at)
 
     async def close(self) -> None:
         """Flush what was published, then end every stream (they drain their queues first)."""
@@ -385,6 +399,9 @@ class InProcessHub:
                 await self._fan_out(snapshot, self._recent, self._subscriptions)
             except Exception:
                 log.exception("dispatch of %s failed", snapshot.error_id)
+            # Only now: a subscription registered while the fan-out awaited the topology got it
+            # live, so its start position must still be before it.
+            self._dispatched_through = max(self._dispatched_through, snapshot.received_at)
 
     async def _fan_out(
         self, s: ErrorSnapshot, recent: RecentErrors, subscriptions: Sequence[Subscription] | set[Subscription]
@@ -426,15 +443,21 @@ class InProcessHub:
         return origin, tuple(e.error_id for e in related), tuple(affected)
 
     async def _resume_point(self, resume_after: str) -> Micros:
-        if not resume_after:
-            return 0
-        digits = resume_after[len(CURSOR_PREFIX) :]
-        if resume_after.startswith(CURSOR_PREFIX) and digits.isdigit():
-            return int(digits)
-        try:
-            return (await self._store.get_error(resume_after)).received_at
-        except NotFound:
-            raise InvalidArgument.single("resume_after", "is neither a cursor nor a known error id") from None
+        """The received_at a resumed stream starts after: a cursor of this database (signed), or an
+        error id. A cursor past the newest stored error is OUT_OF_RANGE: accepting it would drop
+        every live error up to it."""
+        position = self._cursors.decode(resume_after)
+        if position is None:
+            try:
+                return (await self._store.get_error(resume_after)).received_at
+            except NotFound:
+                raise InvalidArgument.single(
+                    "resume_after", "is neither a cursor of this server nor a known error id"
+                ) from None
+        newest = await self._store.latest_received_at()
+        if position > newest:
+            raise OutOfRange("resume_after", "is past the newest stored error")
+        return position
 
     async def _filter_neighbours(self, matcher: ErrorMatcher) -> Neighbours:
         deps: set[str] = set()
@@ -450,15 +473,19 @@ class InProcessHub:
     ) -> Stream:
         if len(self._subscriptions) >= self._settings.max_subscriptions:
             raise ResourceExhausted("too many subscriptions on this server", retry_after_seconds=5)
-        start_after = await self._resume_point(resume_after)
+        resumed = await self._resume_point(resume_after) if resume_after else None
         version = self._topology_version
         filter_neighbours = await self._filter_neighbours(matcher) if include_correlated else NO_NEIGHBOURS
         sub = Subscription(matcher, include_correlated, filter_neighbours, self._settings, version)
         # Register before reading the backlog: whatever commits from now on is queued live. The
         # backlog stops where the live queue starts, and anything at or before the last error sent
-        # is skipped, so the switch has no gap and no duplicate.
+        # is skipped, so the switch has no gap and no duplicate. Without a resume point the stream
+        # starts after the last error dispatched (in the same step as registering), so its first
+        # heartbeat already names a position that resumes without replaying history.
+        start_after = self._dispatched_through if resumed is None else resumed
         self._subscriptions.add(sub)
-        return Stream(sub, self._items(sub, start_after, bool(resume_after), heartbeat_seconds))
+        items = self._items(sub, start_after, resumed is not None, heartbeat_seconds)
+        return Stream(sub, items, self.cursor_for(start_after))
 
     async def _items(
         self, sub: Subscription, start_after: Micros, backfill: bool, heartbeat_seconds: float | None
@@ -473,13 +500,13 @@ class InProcessHub:
             while True:
                 got = await sub.next(heartbeat_seconds)
                 if got is None:
-                    yield StreamItem(None, None, cursor_for(last))
+                    yield StreamItem(None, None, self.cursor_for(last))
                     continue
                 snapshot, correlation = got
                 if snapshot.received_at <= last:
                     continue
                 last = snapshot.received_at
-                yield StreamItem(snapshot, correlation, cursor_for(last))
+                yield StreamItem(snapshot, correlation, self.cursor_for(last))
         finally:
             self._subscriptions.discard(sub)
 
@@ -503,7 +530,7 @@ class InProcessHub:
                         StreamCorrelation(
                             reason is not CorrelationReason.FILTER_MATCH, reason, origin, related, affected, matched
                         ),
-                        cursor_for(s.received_at),
+                        self.cursor_for(s.received_at),
                     )
                 recent.add(s)
             if len(page) < self._settings.backfill_page:

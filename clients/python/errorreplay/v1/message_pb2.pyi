@@ -722,7 +722,12 @@ class Topology(_message.Message):
     ROOT_RESOURCE_ID_FIELD_NUMBER: _builtins.int
     RESOURCES_FIELD_NUMBER: _builtins.int
     DEPENDENCIES_FIELD_NUMBER: _builtins.int
+    TRUNCATED_FIELD_NUMBER: _builtins.int
     root_resource_id: _builtins.str
+    truncated: _builtins.bool
+    """True when a hop had more neighbours than the server's cap (ERRORREPLAY_MAX_NEIGHBOURS_PER_HOP)
+    or the edges exceeded ERRORREPLAY_MAX_TOPOLOGY_EDGES: only part of the neighbourhood is listed.
+    """
     @_builtins.property
     def resources(self) -> _containers.RepeatedCompositeFieldContainer[Global___Resource]: ...
     @_builtins.property
@@ -733,10 +738,11 @@ class Topology(_message.Message):
         root_resource_id: _builtins.str = ...,
         resources: _abc.Iterable[Global___Resource] | None = ...,
         dependencies: _abc.Iterable[Global___Dependency] | None = ...,
+        truncated: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["dependencies", b"dependencies", "resources", b"resources", "root_resource_id", b"root_resource_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dependencies", b"dependencies", "resources", b"resources", "root_resource_id", b"root_resource_id", "truncated", b"truncated"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
