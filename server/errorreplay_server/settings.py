@@ -9,6 +9,7 @@ from pathlib import Path
 
 from errorreplay_server.analysis.settings import AnalysisSettings
 from errorreplay_server.collectors.settings import CollectorSettings
+from errorreplay_server.http.settings import HttpSettings
 from errorreplay_server.security_settings import SecuritySettings
 from errorreplay_server.streaming.hub import HubSettings
 
@@ -111,6 +112,8 @@ class Settings:
     analysis: AnalysisSettings = field(default_factory=AnalysisSettings)
     collectors: CollectorSettings = field(default_factory=CollectorSettings)
     security: SecuritySettings = field(default_factory=SecuritySettings)
+    # The HTTP listener (http/settings.py); off unless configured, from_env turns it on.
+    http: HttpSettings = field(default_factory=HttpSettings)
     enrichment_enabled: bool = True
     # auto (uvloop when installed), uvloop, or asyncio.
     event_loop: str = "auto"
@@ -135,6 +138,7 @@ class Settings:
             analysis=AnalysisSettings.from_env(env),
             collectors=CollectorSettings.from_env(env),
             security=SecuritySettings.from_env(env),
+            http=HttpSettings.from_env(env),
             enrichment_enabled=env.get("ERRORREPLAY_ENRICHMENT", "on").strip().lower() not in ("off", "0", "false"),
             event_loop=_choice(env, "ERRORREPLAY_EVENT_LOOP", ("auto", "uvloop", "asyncio")),
             hub=HubSettings(

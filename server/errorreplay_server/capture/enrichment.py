@@ -24,6 +24,7 @@ from errorreplay_server.collectors.settings import CollectorSettings
 from errorreplay_server.collectors.tempo import MAX_ATTRIBUTE_CHARS
 from errorreplay_server.domain.errors import DomainError
 from errorreplay_server.domain.model import (
+    CLIENT_LOG_COLLECTOR,
     CollectionState,
     CollectorStatus,
     ErrorContext,
@@ -234,6 +235,8 @@ class EnrichmentQueue:
             context.statuses.append(
                 CollectorStatus(collector.name, result.state, result.detail, duration_ms, now_micros())
             )
+        # The client's own lines (breadcrumbs) were stored at capture and are not collected again.
+        context.logs.extend(line for line in snapshot.context.logs if line.collector == CLIENT_LOG_COLLECTOR)
         context.logs.sort(key=lambda line: line.time)
         return context
 
