@@ -129,18 +129,14 @@ class Ingestion:
         return web.json_response({"id": event.event_id})
 
     async def _capture_events(self, events: list[sentry.SentryEvent]) -> None:
-        if not events:
-            return
-        results = await self._plane.capture_batch([CaptureRequest(e.report, e.request_id) for e in events], None)
-        failure: DomainError | None = None
-        for result in results:
-            if isinstance(result, CaptureOutcome):
-                self._metrics.sentry_items.labels("event", "duplicate" if result.duplicate else "captured").inc()
-            else:
+        # One at a time (an envelope holds one event in practice), so a refusal names `error.<field>`.
+        for event in events:
+            try:
+                outcome = await self._plane.capture(CaptureRequest(event.report, event.request_id), None)
+            except DomainError:
                 self._metrics.sentry_items.labels("event", "rejected").inc()
-                failure = failure or result
-        if failure is not None:
-            raise failure
+                raise
+            self._metrics.sentry_items.labels("event", "duplicate" if outcome.duplicate else "captured").inc()
 
     # --- Alertmanager ---------------------------------------------------------------------------
     async def alertmanager_webhook(self, request: web.Request) -> web.Response:
