@@ -61,6 +61,8 @@ class RunningServer:
     async def stop(self, grace: float | None = None) -> None:
         """Refuse new calls, drain in-flight ones within `grace`, then flush and close the store."""
         await self.health.enter_graceful_shutdown()
+        if self.http is not None:
+            self.http.draining()
         # Streams flush what they hold, then end with UNAVAILABLE so subscribers resume elsewhere.
         await self.hub.close()
         await self.server.stop(grace)

@@ -241,3 +241,11 @@ def test_http_settings_from_env(tmp_path: Path) -> None:
         with pytest.raises(ValueError) as info:
             HttpSettings.from_env(bad)
         assert "a-b" not in str(info.value)
+
+
+async def test_healthz_answers_503_once_the_server_is_draining(http: Http) -> None:
+    assert http.running.http is not None
+    http.running.http.draining()  # what RunningServer.stop does first
+    async with http.session.get(http.url("/healthz")) as r:
+        assert r.status == 503
+        assert await r.json() == {"status": "shutting_down"}

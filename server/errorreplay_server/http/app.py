@@ -252,8 +252,12 @@ class HttpListener:
         bound = runner.addresses[0][1] if runner.addresses else port
         return cls(runner, ingestion, int(bound), context is not None)
 
-    async def stop(self) -> None:
-        """Answer 503 on /healthz, stop accepting, let in-flight requests finish within the grace."""
+    def draining(self) -> None:
+        """/healthz answers 503 from now on, so load balancers move away before the port closes."""
         self.ingestion.serving = False
+
+    async def stop(self) -> None:
+        """Stop accepting, let in-flight requests finish within the grace."""
+        self.draining()
         await self.runner.shutdown()
         await self.runner.cleanup()
