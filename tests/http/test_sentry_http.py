@@ -10,6 +10,7 @@ from pathlib import Path
 
 from errorreplay.v1 import message_pb2 as m
 from errorreplay.v1 import request_response_pb2 as rr
+from errorreplay_server.collectors.settings import CollectorSettings
 from tests.http.conftest import PROJECT, Http, http_server, http_settings
 from tests.http.test_listener import EVENT_ID, envelope, problem, still_serving
 
@@ -106,3 +107,36 @@ async def test_breadcrumbs_survive_background_enrichment(tmp_path: Path) -> None
             raise AssertionError("enrichment never finished")
         logs = [(line.collector, line.message) for line in snapshot.error.context.logs]
         assert logs == [("client", "step 0"), ("client", "step 1"), ("client", "step 2")]
+
+
+async def test_breadcrumbs_survive_an_overloaded_enrichment_queue(tmp_path: Path) -> None:
+    async def never_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()  # holds the connection until the client gives up
+
+    hanging = await asyncio.start_server(never_answer, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{hanging.sockets[0].getsockname()[1]}"
+    collectors = CollectorSettings(loki_url=url, timeout_seconds=0.2, enrichment_workers=1, enrichment_queue_size=1)
+    settings = replace(http_settings(tmp_path), enrichment_enabled=True, collectors=collectors)
+    try:
+        async with http_server(settings) as h:
+            for i in range(6):
+                crumbs = [{"timestamp": 1_700_000_000, "message": f"crumb of {i}"}]
+                body = envelope({"event_id": f"{i:032x}", "message": f"overload {i}", "breadcrumbs": crumbs})
+                async with h.session.post(h.envelope_url(), data=body) as r:
+                    assert r.status == 200
+            overloaded = h.running.enrichment.queue.counters.overloaded if h.running.enrichment else 0
+            assert overloaded >= 1
+            page = await h.errors.SearchErrors(rr.SearchErrorsRequest(filter={"text": "overload"}), timeout=10)
+            assert len(page.errors) == 6
+            for error in page.errors:
+                for _ in range(400):
+                    got = (await h.errors.GetError(rr.GetErrorRequest(error_id=error.error_id), timeout=10)).error
+                    if all(s.state != m.COLLECTION_STATE_PENDING for s in got.context.statuses):
+                        break
+                    await asyncio.sleep(0.05)
+                else:
+                    raise AssertionError("enrichment never finished")
+                number = got.report.message.split()[-1]
+                assert [(x.collector, x.message) for x in got.context.logs] == [("client", f"crumb of {number}")]
+    finally:
+        hanging.close()
