@@ -207,7 +207,7 @@ def _frame_line(frame: dict[str, Any]) -> str:
 def render_exception(exc: dict[str, Any]) -> str:
     """One exception as a readable trace: its frames oldest call first, then `type: value`.
     Frame variables (`vars`) are never rendered: they hold whatever the program held."""
-    frames = [f for f in _values((exc.get("stacktrace") or {}).get("frames")) if isinstance(f, dict)]
+    frames = [f for f in _values(_object(exc.get("stacktrace")).get("frames")) if isinstance(f, dict)]
     if len(frames) > MAX_FRAMES_PER_EXCEPTION:
         skipped = len(frames) - MAX_FRAMES_PER_EXCEPTION
         frames = frames[-MAX_FRAMES_PER_EXCEPTION:]
@@ -277,7 +277,8 @@ def _request_attributes(event: dict[str, Any]) -> dict[str, str]:
     url = _text(request.get("url"))
     query = request.get("query_string")
     if isinstance(query, dict | list) and query:
-        query = urlencode(query if isinstance(query, dict) else [tuple(p) for p in query if len(p) == 2])
+        pairs = query.items() if isinstance(query, dict) else [p for p in query if isinstance(p, list) and len(p) == 2]
+        query = urlencode([(_text(k), _text(v)) for k, v in pairs])
     if isinstance(query, str) and query and url and "?" not in url:
         url = f"{url}?{query}"
     out = {}
