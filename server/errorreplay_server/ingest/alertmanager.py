@@ -11,6 +11,7 @@ tests/unit/ingest/test_alertmanager.py tests them row by row.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,6 +63,16 @@ def _strings(value: object) -> dict[str, str]:
     if not isinstance(value, dict):
         return {}
     return {str(k): v if isinstance(v, str) else str(v) for k, v in value.items()}
+
+
+def _fit(attributes: dict[str, Any], max_bytes: int) -> None:
+    """Drop the longest annotations until the attributes fit the limit: an alert with a long
+    runbook in its annotations is still stored (summary and description are in the message)."""
+    annotations: dict[str, str] = attributes.get("annotations", {})
+    while annotations and len(json.dumps(attributes, ensure_ascii=False)) > max_bytes:
+        del annotations[max(annotations, key=lambda k: len(annotations[k]))]
+    if not annotations:
+        attributes.pop("annotations", None)
 
 
 def severity_of(labels: dict[str, str]) -> Severity:
@@ -141,12 +152,15 @@ def alert_report(
     if isinstance(generator, str) and generator:
         attributes["generator_url"] = _cut(generator, 2048)
     if annotations:
-        attributes["annotations"] = {k: _cut(v, 2048) for k, v in sorted(annotations.items())[:32]}
+        # At most 32, summary and description first.
+        ordered = sorted(annotations.items(), key=lambda kv: (kv[0] not in ("summary", "description"), kv[0]))
+        attributes["annotations"] = {k: _cut(v, 2048) for k, v in ordered[:32]}
     if notification:
         attributes["alertmanager"] = dict(notification)
     ends_at = parse_timestamp(alert.get("endsAt"))
     if status == "resolved" and ends_at is not None:
         attributes["ends_at"] = alert.get("endsAt")
+    _fit(attributes, limits.max_attributes_bytes)
     report = ErrorReport(
         message=_cut(message, limits.max_message_chars),
         severity=severity_of(labels),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from errorreplay_server.domain.errors import InvalidArgument
@@ -124,3 +126,10 @@ def test_malformed_notifications_name_the_field(payload: object, field: str) -> 
     with pytest.raises(InvalidArgument) as info:
         parse_notification(payload, Limits(), LABELS, NOW)
     assert info.value.violations[0].field == field
+
+
+def test_long_annotations_are_dropped_until_the_attributes_fit() -> None:
+    annotations = {f"runbook_{i}": "x" * 2000 for i in range(32)} | {"summary": "short"}
+    r = one(annotations=annotations).report
+    assert r.message == "short" and r.attributes["annotations"]["summary"] == "short"
+    assert len(json.dumps(r.attributes)) <= Limits().max_attributes_bytes
