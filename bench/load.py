@@ -1,15 +1,18 @@
-"""A load generator process: many unary calls in flight over one grpc.aio channel.
+"""A load generator process: many unary calls in flight over one grpc.aio channel, or (mode
+`sentry`) many Sentry envelopes in flight over HTTP keep-alive connections, as an SDK sends them.
 
 Prints one JSON line: calls, errors/s, latency percentiles. Payloads are realistic error reports
-of about 1.5 KB (message, stack trace, tags, attributes), like DESIGN §7's echo baseline. The
-`otlp` mode sends the same errors as OTLP trace exports: one span per error, each with one
-`exception` event, as an OpenTelemetry SDK exports them.
+of about 1.5 KB (message, stack trace, tags, attributes), like the bare echo baseline
+(docs/ARCHITECTURE.md §6). The `otlp` mode sends the same errors as OTLP trace exports: one span per
+error, each with one `exception` event, as an OpenTelemetry SDK exports them; the Sentry events
+carry the same content, gzip-compressed like the SDKs' bodies.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import gzip
 import json
 import time
 import uuid
@@ -122,6 +125,92 @@ def fresh_ids(template: ExportTraceServiceRequest, call: int) -> ExportTraceServ
     return export
 
 
+def make_envelope(i: int, run: str) -> bytes:
+    """A Sentry envelope with one event carrying make_report's content, gzip-compressed."""
+    event_id = uuid.uuid4().hex
+    frames = [
+        {
+            "filename": f"/srv/app/handlers/payment_{k}.py",
+            "function": f"handle_{k}",
+            "lineno": 100 + k,
+            "context_line": "    result = client.call(order)",
+        }
+        for k in range(8)
+    ]
+    event = {
+        "event_id": event_id,
+        "timestamp": time.time(),
+        "platform": "python",
+        "level": "error" if i % 3 else "fatal",
+        "release": "2.14.1",
+        "environment": "prod",
+        "server_name": f"checkout-{i % 7}",
+        "tags": {"run": run, "region": "eu-west-1", "service": f"api-{i % 20}"},
+        "contexts": {"trace": {"trace_id": uuid.uuid4().hex, "span_id": uuid.uuid4().hex[:16]}},
+        "exception": {
+            "values": [
+                {
+                    "type": "GatewayTimeout",
+                    "value": f"upstream payment gateway timed out after 3000 ms for order {i} (attempt 3)",
+                    "stacktrace": {"frames": frames},
+                }
+            ]
+        },
+        "breadcrumbs": {"values": [{"timestamp": time.time(), "category": "http", "message": f"POST /pay {i}"}]},
+    }
+    payload = json.dumps(event).encode()
+    item = json.dumps({"type": "event", "length": len(payload)}).encode()
+    return gzip.compress(json.dumps({"event_id": event_id}).encode() + b"\n" + item + b"\n" + payload + b"\n")
+
+
+async def run_sentry(args: argparse.Namespace) -> dict[str, object]:
+    import aiohttp
+
+    run_id = args.run or uuid.uuid4().hex[:8]
+    headers = {
+        "Content-Type": "application/x-sentry-envelope",
+        "Content-Encoding": "gzip",
+        "X-Sentry-Auth": f"Sentry sentry_key={args.sentry_key}, sentry_version=7, sentry_client=bench/1",
+    }
+    url = f"{args.sentry_url}/api/{args.sentry_project}/envelope/"
+    latencies: list[float] = []
+    failures = 0
+    counter = 0
+    stop_at = time.perf_counter() + args.duration
+    connector = aiohttp.TCPConnector(limit=args.concurrency)
+    async with aiohttp.ClientSession(connector=connector, headers=headers) as session:
+
+        async def worker() -> None:
+            nonlocal counter, failures
+            while (args.calls and counter < args.calls) or (not args.calls and time.perf_counter() < stop_at):
+                i = counter
+                counter += 1
+                body = make_envelope(i, run_id)
+                started = time.perf_counter()
+                async with session.post(url, data=body) as response:
+                    await response.read()
+                    if response.status != 200:
+                        failures += 1
+                        continue
+                latencies.append(time.perf_counter() - started)
+
+        began = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(args.concurrency)))
+        elapsed = time.perf_counter() - began
+    latencies.sort()
+    return {
+        "mode": "sentry",
+        "calls": len(latencies),
+        "failures": failures,
+        "seconds": round(elapsed, 3),
+        "calls_per_s": round(len(latencies) / elapsed, 1),
+        "errors_per_s": round(len(latencies) / elapsed, 1),
+        "p50_ms": round(percentile(latencies, 0.50) * 1000, 2),
+        "p99_ms": round(percentile(latencies, 0.99) * 1000, 2),
+        "payload_bytes": len(make_envelope(1, run_id)),
+    }
+
+
 def percentile(sorted_values: list[float], q: float) -> float:
     if not sorted_values:
         return 0.0
@@ -207,14 +296,18 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--target", required=True)
-    parser.add_argument("--mode", choices=["capture", "batch", "otlp"], default="capture")
+    parser.add_argument("--mode", choices=["capture", "batch", "otlp", "sentry"], default="capture")
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--calls", type=int, default=0, help="stop after this many calls instead of a duration")
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--run", default="")
+    parser.add_argument("--sentry-url", default="", help="the HTTP listener, for --mode sentry")
+    parser.add_argument("--sentry-project", default="1")
+    parser.add_argument("--sentry-key", default="")
     args = parser.parse_args()
-    print(json.dumps(asyncio.run(run(args))), flush=True)
+    result = asyncio.run(run_sentry(args) if args.mode == "sentry" else run(args))
+    print(json.dumps(result), flush=True)
 
 
 if __name__ == "__main__":

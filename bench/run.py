@@ -72,6 +72,7 @@ def errorreplay_server(data_dir: Path, **env: str) -> Iterator[str]:
         "ERRORREPLAY_DATA_DIR": str(data_dir),
         "ERRORREPLAY_METRICS_PORT": "0",
         "ERRORREPLAY_LOG_LEVEL": "WARNING",
+        "ERRORREPLAY_HTTP_ADDRESS": "off",
         **env,
     }
     proc = subprocess.Popen([str(BIN / "errorreplay"), "serve"], env=full_env, cwd=ROOT)
@@ -134,6 +135,38 @@ def load(address: str, *args: str) -> dict[str, Any]:
     result["server_cpu_cores"] = round(used / result["seconds"], 2)
     result["server_cpu_us_per_error"] = round(used / max(1.0, result["errors_per_s"] * result["seconds"]) * 1e6, 1)
     return result
+
+
+SENTRY_PROJECT, SENTRY_KEY = "1", "benchkey0123456789abcdef"
+
+
+@contextmanager
+def sentry_server(data_dir: Path) -> Iterator[tuple[str, str]]:
+    """errorreplay with its HTTP listener on and one Sentry key: (gRPC address, HTTP base URL)."""
+    http = f"127.0.0.1:{free_port()}"
+    with errorreplay_server(
+        data_dir,
+        ERRORREPLAY_ENRICHMENT="off",
+        ERRORREPLAY_HTTP_ADDRESS=http,
+        ERRORREPLAY_SENTRY_KEYS=f"{SENTRY_PROJECT}:{SENTRY_KEY}",
+    ) as address:
+        yield address, f"http://{http}"
+
+
+def sentry_load(address: str, url: str, *args: str) -> dict[str, Any]:
+    """Sentry envelopes per second through the HTTP listener (bench.load --mode sentry)."""
+    sentry = ("--mode", "sentry", "--sentry-url", url, "--sentry-project", SENTRY_PROJECT, "--sentry-key", SENTRY_KEY)
+    return load(address, *sentry, *args)
+
+
+def sentry_row(result: dict[str, Any], capture: dict[str, Any] | None) -> tuple[str, str, str]:
+    versus = f"{result['errors_per_s'] / capture['calls_per_s']:.2f}× CaptureError; " if capture else ""
+    return (
+        "Sentry envelopes, gzip (64 in flight)",
+        f"{result['errors_per_s']:.0f} events/s",
+        f"{versus}p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms; {result['failures']} failed; "
+        + cpu_note(result, "event"),
+    )
 
 
 def cpu_note(result: dict[str, Any], unit: str) -> str:
@@ -225,6 +258,8 @@ def main() -> None:
         with errorreplay_server(tmp_path / "capture-off", ERRORREPLAY_ENRICHMENT="off") as address:
             results["capture_unary"] = load(address, *unary_args)
             results["capture_batch"], results["otlp_export"] = batch_and_otlp(address, load_seconds)
+        with sentry_server(tmp_path / "sentry") as (address, url):
+            results["sentry_envelopes"] = sentry_load(address, url, *unary_args)
         metrics_port = free_port()
         with (
             slow_backend() as backend,
@@ -260,6 +295,7 @@ def main() -> None:
                 f"{unary_ratio:.2f}× echo (target ≥ 0.7); p50 {results['capture_unary']['p50_ms']} ms, "
                 f"p99 {results['capture_unary']['p99_ms']} ms; " + cpu_note(results["capture_unary"], "call"),
             ),
+            sentry_row(results["sentry_envelopes"], results["capture_unary"]),
             (
                 "CaptureError, enrichment on (100 ms backends)",
                 f"{results['capture_unary_enriched']['calls_per_s']:.0f} errors/s",

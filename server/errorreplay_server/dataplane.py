@@ -29,6 +29,7 @@ from errorreplay_server.domain.model import (
     Dependency,
     ErrorFilter,
     ErrorGroup,
+    ErrorReport,
     ErrorSnapshot,
     GroupOrder,
     GroupStatus,
@@ -93,6 +94,10 @@ class DataPlane:
         self, reqs: Sequence[CaptureRequest | InvalidArgument], timeout: float | None
     ) -> list[CaptureOutcome | DomainError]:
         return await self._capture.capture_batch(reqs, timeout)
+
+    def group_id_of(self, report: ErrorReport) -> str:
+        """The group `report` belongs to (the webhook resolves an alert's group with it)."""
+        return self._capture.group_id_of(report)
 
     # --- reads ------------------------------------------------------------------------------
     def _required_id(self, field: str, value: str) -> None:

@@ -25,6 +25,7 @@ from errorreplay_server.capture.scrubbing import SecretScrubber
 from errorreplay_server.capture.service import CaptureService
 from errorreplay_server.collectors import Collector, build_collectors, close_collectors
 from errorreplay_server.dataplane import DataPlane
+from errorreplay_server.http.app import HttpListener
 from errorreplay_server.ingest.otlp import OtlpAdapter
 from errorreplay_server.metrics import RpcMetrics, StateCollector
 from errorreplay_server.settings import Settings
@@ -59,6 +60,7 @@ class RunningServer:
     settings: Settings
     metrics: CollectorRegistry
     enrichment: Enrichment | None = None
+    http: HttpListener | None = None
 
     async def stop(self, grace: float | None = None) -> None:
         """Refuse new calls, drain in-flight ones within `grace`, then flush and close the store.
@@ -66,10 +68,14 @@ class RunningServer:
         Part of `grace` is kept for closing: the store interrupts reads still running rather than
         waiting for them (store/sqlite.py close), so the whole stop fits in `grace`."""
         await self.health.enter_graceful_shutdown()
+        if self.http is not None:
+            self.http.draining()
         # Streams flush what they hold, then end with UNAVAILABLE so subscribers resume elsewhere.
         await self.hub.close()
         drain = None if grace is None else max(0.0, grace - min(CLOSE_RESERVE_SECONDS, grace / 5))
         await self.server.stop(drain)
+        if self.http is not None:
+            await self.http.stop()
         if self.enrichment is not None:
             await self.enrichment.close()
         await self.store.close()
@@ -136,9 +142,26 @@ async def start_server(
         await store.close()
         raise RuntimeError(f"cannot listen on {settings.listen_address}: {exc}") from exc
     await server.start()
+    http = await _start_http(settings, plane, registry, server, store)
     for name in ("", *SERVICE_NAMES):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return RunningServer(server, port, store, hub, health_servicer, settings, registry, enrichment)
+    return RunningServer(server, port, store, hub, health_servicer, settings, registry, enrichment, http)
+
+
+async def _start_http(
+    settings: Settings, plane: DataPlane, registry: CollectorRegistry, server: grpc.aio.Server, store: Store
+) -> HttpListener | None:
+    """The HTTP listener (Sentry, Alertmanager, /healthz) when configured; on failure nothing stays open."""
+    if not settings.http.enabled:
+        return None
+    try:
+        return await HttpListener.start(
+            settings.http, settings.security, settings.limits, plane, registry, settings.shutdown_grace_seconds
+        )
+    except Exception:
+        await server.stop(None)
+        await store.close()
+        raise
 
 
 async def serve(settings: Settings) -> None:
@@ -159,6 +182,13 @@ async def serve(settings: Settings) -> None:
         settings.store,
         settings.data_dir,
     )
+    if running.http is not None:
+        log.info(
+            "HTTP (Sentry, Alertmanager, /healthz) on %s (port %d%s)",
+            settings.http.address,
+            running.http.port,
+            ", TLS" if running.http.tls else "",
+        )
     log.info("security: %s", settings.security.describe())
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from errorreplay_server.analysis.settings import AnalysisSettings
 from errorreplay_server.collectors.settings import CollectorSettings
+from errorreplay_server.http.settings import HttpSettings
 from errorreplay_server.security_settings import SecuritySettings
 from errorreplay_server.store.base import TopologyBounds
 from errorreplay_server.streaming.hub import HubSettings
@@ -194,6 +195,8 @@ class Settings:
     collectors: CollectorSettings = field(default_factory=CollectorSettings)
     security: SecuritySettings = field(default_factory=SecuritySettings)
     otlp: OtlpSettings = field(default_factory=OtlpSettings)
+    # The HTTP listener (http/settings.py); off unless configured, from_env turns it on.
+    http: HttpSettings = field(default_factory=HttpSettings)
     enrichment_enabled: bool = True
     # auto (uvloop when installed), uvloop, or asyncio.
     event_loop: str = "auto"
@@ -219,6 +222,7 @@ class Settings:
             collectors=CollectorSettings.from_env(env),
             security=SecuritySettings.from_env(env),
             otlp=OtlpSettings.from_env(env),
+            http=HttpSettings.from_env(env),
             enrichment_enabled=env.get("ERRORREPLAY_ENRICHMENT", "on").strip().lower() not in ("off", "0", "false"),
             event_loop=_choice(env, "ERRORREPLAY_EVENT_LOOP", ("auto", "uvloop", "asyncio")),
             hub=HubSettings(

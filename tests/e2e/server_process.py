@@ -41,6 +41,8 @@ class ServerProcess:
             "ERRORREPLAY_LISTEN_ADDRESS": self.address,
             "ERRORREPLAY_DATA_DIR": str(self.data_dir),
             "ERRORREPLAY_METRICS_PORT": "0",
+            # Off unless a test asks: the default (localhost:8080) is shared by every run on the machine.
+            "ERRORREPLAY_HTTP_ADDRESS": "off",
             **self.extra_env,
         }
         self.log_path = self.data_dir / f"server-{self.port}-{time.monotonic_ns()}.log"

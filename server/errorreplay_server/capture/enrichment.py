@@ -24,6 +24,7 @@ from errorreplay_server.collectors.settings import CollectorSettings
 from errorreplay_server.collectors.tempo import MAX_ATTRIBUTE_CHARS
 from errorreplay_server.domain.errors import DomainError
 from errorreplay_server.domain.model import (
+    CLIENT_LOG_COLLECTOR,
     CollectionState,
     CollectorStatus,
     ErrorContext,
@@ -93,7 +94,8 @@ class EnrichmentQueue:
         self._queue: asyncio.Queue[ErrorSnapshot] = asyncio.Queue(maxsize=max_queued)
         self._tasks: list[asyncio.Task[None]] = []
         # Errors refused by the full queue, waiting to be marked overloaded in the store.
-        self._overloaded: asyncio.Queue[str] = asyncio.Queue()
+        # Errors refused by a full queue, with the client's log lines to keep in their context.
+        self._overloaded: asyncio.Queue[tuple[str, list[LogLine]]] = asyncio.Queue()
         # error_id -> future resolved with "context stored", for wait_for.
         self._waiters: dict[str, asyncio.Future[bool]] = {}
         # Outcomes of recent jobs, so a wait_for that arrives after the job still gets an answer.
@@ -185,7 +187,7 @@ class EnrichmentQueue:
             self.counters.overloaded += 1
             if self._overloaded.qsize() < OVERLOAD_BACKLOG:
                 self._waiters.setdefault(snapshot.error_id, loop.create_future())
-                self._overloaded.put_nowait(snapshot.error_id)
+                self._overloaded.put_nowait((snapshot.error_id, client_logs(snapshot.context)))
             return False
         self.counters.queued += 1
         self._waiters.setdefault(snapshot.error_id, loop.create_future())
@@ -234,6 +236,8 @@ class EnrichmentQueue:
             context.statuses.append(
                 CollectorStatus(collector.name, result.state, result.detail, duration_ms, now_micros())
             )
+        # The client's own lines (breadcrumbs) were stored at capture and are not collected again.
+        context.logs.extend(client_logs(snapshot.context))
         context.logs.sort(key=lambda line: line.time)
         return context
 
@@ -316,9 +320,10 @@ class EnrichmentQueue:
             while len(batch) < OVERLOAD_BATCH and not self._overloaded.empty():
                 batch.append(self._overloaded.get_nowait())
             try:
-                context = self.overloaded_context()
-                stored = await asyncio.gather(*(self._store_context(i, context) for i in batch))
-                for error_id, ok in zip(batch, stored, strict=True):
+                stored = await asyncio.gather(
+                    *(self._store_context(i, replace(self.overloaded_context(), logs=lines)) for i, lines in batch)
+                )
+                for (error_id, _), ok in zip(batch, stored, strict=True):
                     self._resolve(error_id, ok)
             finally:
                 for _ in batch:
@@ -340,6 +345,11 @@ class EnrichmentQueue:
         self._recent[error_id] = stored
         while len(self._recent) > max(self._max_queued, RECENT_OUTCOMES):
             self._recent.popitem(last=False)
+
+
+def client_logs(context: ErrorContext) -> list[LogLine]:
+    """The log lines the reporting client sent (capture stored them); enrichment keeps them."""
+    return [line for line in context.logs if line.collector == CLIENT_LOG_COLLECTOR]
 
 
 def keep_earlier_data(earlier: ErrorContext, fresh: ErrorContext) -> ErrorContext:

@@ -15,10 +15,12 @@ from errorreplay_server.capture.clock import ReceiveClock
 from errorreplay_server.capture.validation import check_request_id, report_violations
 from errorreplay_server.domain.errors import DomainError, InvalidArgument
 from errorreplay_server.domain.model import (
+    CLIENT_LOG_COLLECTOR,
     CaptureOutcome,
     ErrorContext,
     ErrorReport,
     ErrorSnapshot,
+    LogLine,
     NewError,
     Severity,
     Source,
@@ -28,6 +30,11 @@ from errorreplay_server.settings import Limits
 from errorreplay_server.store.base import Store
 
 log = logging.getLogger(__name__)
+
+MAX_CLIENT_LOG_LINES = 200
+"""Breadcrumbs kept per error (the newest), as many as a log collector keeps."""
+MAX_CLIENT_LOG_LINE_CHARS = 2000
+"""A breadcrumb's message and each label value are cut here, like collected log lines."""
 
 
 class Scrubber(Protocol):
@@ -124,17 +131,7 @@ class CaptureService:
         if violations:
             self.rejected += 1
             raise InvalidArgument(violations)
-        s = self._scrubber
-        r = req.report
-        report = replace(
-            r,
-            message=s.scrub_text(r.message),
-            stack_trace=s.scrub_text(r.stack_trace) if r.stack_trace else "",
-            tags=s.scrub_tags(r.tags) if r.tags else {},
-            attributes=s.scrub_value(r.attributes) if r.attributes else {},
-            fingerprint=[s.scrub_text(part) for part in r.fingerprint],
-            occurred_at=r.occurred_at or now,
-        )
+        report = self._scrubbed(req.report, now)
         digest, title = fingerprint(report, self._analysis)
         received_at = self._clock.next()
         snapshot = ErrorSnapshot(
@@ -147,7 +144,45 @@ class CaptureService:
             context=self._enricher.initial_context() if self._enricher else ErrorContext(),
             idempotency_scope=req.idempotency_scope if req.request_id else "",
         )
+        if req.report.breadcrumbs:
+            snapshot.context.logs = self._client_logs(req.report.breadcrumbs)
         return NewError(snapshot, title)
+
+    def _scrubbed(self, r: ErrorReport, now: int) -> ErrorReport:
+        s = self._scrubber
+        return replace(
+            r,
+            message=s.scrub_text(r.message),
+            stack_trace=s.scrub_text(r.stack_trace) if r.stack_trace else "",
+            tags=s.scrub_tags(r.tags) if r.tags else {},
+            attributes=s.scrub_value(r.attributes) if r.attributes else {},
+            fingerprint=[s.scrub_text(part) for part in r.fingerprint],
+            occurred_at=r.occurred_at or now,
+            breadcrumbs=[],
+        )
+
+    def _client_logs(self, lines: Sequence[LogLine]) -> list[LogLine]:
+        """The client's breadcrumbs as context log lines: the newest, scrubbed, then cut to size."""
+        s = self._scrubber
+        kept = sorted(lines, key=lambda line: line.time)[-MAX_CLIENT_LOG_LINES:]
+        return [
+            LogLine(
+                time=line.time,
+                level=s.scrub_text(line.level)[:32],
+                message=s.scrub_text(line.message)[:MAX_CLIENT_LOG_LINE_CHARS],
+                collector=CLIENT_LOG_COLLECTOR,
+                labels={
+                    s.scrub_text(k)[:128]: s.scrub_text(v)[:MAX_CLIENT_LOG_LINE_CHARS]
+                    for k, v in list(line.labels.items())[:32]
+                },
+            )
+            for line in kept
+        ]
+
+    def group_id_of(self, report: ErrorReport) -> str:
+        """The group a report would join if it were captured now (same scrubbing, same fingerprint)."""
+        digest, _ = fingerprint(self._scrubbed(report, now_micros()), self._analysis)
+        return group_id_for(digest)
 
     def _after_commit(self, outcomes: Sequence[CaptureOutcome]) -> None:
         for outcome in outcomes:

@@ -103,6 +103,13 @@ class ErrorReport:
     tags: dict[str, str] = field(default_factory=dict)
     attributes: dict[str, Any] = field(default_factory=dict)
     fingerprint: list[str] = field(default_factory=list)
+    # What the client saw before the error (Sentry breadcrumbs). Capture scrubs them and stores them
+    # as the snapshot's first context log lines (collector CLIENT_LOG_COLLECTOR); never stored here.
+    breadcrumbs: list[LogLine] = field(default_factory=list)
+
+
+CLIENT_LOG_COLLECTOR = "client"
+"""The `collector` of context log lines that the reporting client sent with the error."""
 
 
 @dataclass(slots=True)

@@ -1,0 +1,125 @@
+"""Settings of the HTTP listener (Sentry ingestion, the Alertmanager webhook, /healthz).
+
+- `ERRORREPLAY_HTTP_ADDRESS` (`localhost:8080`): `host:port` of the listener; `off` turns it off;
+  port 0 picks a free port.
+- `ERRORREPLAY_HTTP_MAX_BODY_BYTES` (8 MiB): a request body as sent (compressed); more is 413.
+- `ERRORREPLAY_HTTP_MAX_DECOMPRESSED_BYTES` (8 MiB): a body once decompressed; more is 413, found
+  while inflating, so a compression bomb is never inflated whole.
+- `ERRORREPLAY_SENTRY_KEYS` (unset): DSN public keys, `project:key,project:key`.
+- `ERRORREPLAY_SENTRY_KEYS_FILE` (unset): a file of `project key` lines (`#` comments ignored).
+- `ERRORREPLAY_ALERTMANAGER_RESOURCE_LABELS` (`service,job,instance`): the first of these alert
+  labels present gives the resource id.
+
+TLS, bearer tokens and the per-caller rate limit are the gRPC ones (security_settings.py).
+A Sentry key allows ingestion into its project and nothing else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_ADDRESS = "localhost:8080"
+DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024
+DEFAULT_RESOURCE_LABELS = ("service", "job", "instance")
+
+
+@dataclass(frozen=True, slots=True)
+class SentryKey:
+    project_id: str
+    key: str = field(repr=False)
+
+    def __post_init__(self) -> None:
+        # Messages never quote the key: it is a credential.
+        if not self.project_id.isdigit() or len(self.project_id) > 20:
+            raise ValueError("a Sentry project id must be a number (the last part of the DSN)")
+        if not self.key or not self.key.isascii() or not self.key.isalnum() or len(self.key) > 128:
+            raise ValueError("a Sentry public key must be 1-128 ASCII letters and digits")
+
+
+def parse_sentry_keys(items: Iterable[str], where: str, sep: str | None) -> list[SentryKey]:
+    keys = []
+    for number, item in enumerate(items, start=1):
+        text = item.strip()
+        if not text or text.startswith("#"):
+            continue
+        parts = text.split(sep) if sep else text.split()
+        if len(parts) != 2:
+            raise ValueError(f"{where} item {number}: expected 'project{sep or ' '}key'")
+        try:
+            keys.append(SentryKey(parts[0].strip(), parts[1].strip()))
+        except ValueError as exc:
+            raise ValueError(f"{where} item {number}: {exc}") from None
+    return keys
+
+
+def _size(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be an integer, got {raw!r}") from None
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1, got {raw!r}")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class HttpSettings:
+    """The HTTP listener. In code the default address is "" (off), so a server built in tests or
+    embedded elsewhere opens no port it was not asked for; `from_env` defaults to DEFAULT_ADDRESS."""
+
+    address: str = ""
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    max_decompressed_bytes: int = DEFAULT_MAX_BODY_BYTES
+    sentry_keys: tuple[SentryKey, ...] = ()
+    alertmanager_resource_labels: tuple[str, ...] = DEFAULT_RESOURCE_LABELS
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.address)
+
+    @property
+    def host_port(self) -> tuple[str, int]:
+        host, sep, port = self.address.rpartition(":")
+        if not sep or not port.isdigit():
+            raise ValueError(f"ERRORREPLAY_HTTP_ADDRESS must be host:port, got {self.address!r}")
+        return host.strip("[]") or "0.0.0.0", int(port)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> HttpSettings:
+        address = env.get("ERRORREPLAY_HTTP_ADDRESS", "").strip() or DEFAULT_ADDRESS
+        keys: list[SentryKey] = []
+        keys_file = env.get("ERRORREPLAY_SENTRY_KEYS_FILE", "").strip()
+        if keys_file:
+            try:
+                text = Path(keys_file).read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                raise ValueError(f"ERRORREPLAY_SENTRY_KEYS_FILE: cannot read {keys_file}: {exc}") from None
+            from_file = parse_sentry_keys(text.splitlines(), f"ERRORREPLAY_SENTRY_KEYS_FILE {keys_file}", None)
+            if not from_file:
+                raise ValueError(f"ERRORREPLAY_SENTRY_KEYS_FILE {keys_file} holds no key")
+            keys += from_file
+        inline = env.get("ERRORREPLAY_SENTRY_KEYS", "")
+        if inline.strip():
+            keys += parse_sentry_keys(inline.split(","), "ERRORREPLAY_SENTRY_KEYS", ":")
+        labels = tuple(
+            label.strip()
+            for label in env.get("ERRORREPLAY_ALERTMANAGER_RESOURCE_LABELS", ",".join(DEFAULT_RESOURCE_LABELS)).split(
+                ","
+            )
+            if label.strip()
+        )
+        settings = cls(
+            address="" if address.lower() == "off" else address,
+            max_body_bytes=_size(env, "ERRORREPLAY_HTTP_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES),
+            max_decompressed_bytes=_size(env, "ERRORREPLAY_HTTP_MAX_DECOMPRESSED_BYTES", DEFAULT_MAX_BODY_BYTES),
+            sentry_keys=tuple(keys),
+            alertmanager_resource_labels=labels or DEFAULT_RESOURCE_LABELS,
+        )
+        if settings.enabled:
+            settings.host_port  # noqa: B018  (validates the address at start-up)
+        return settings
