@@ -259,8 +259,10 @@ def _run_client_command(command: Command) -> Callable[[argparse.Namespace], int]
 
 
 def _error_line(exc: grpc.RpcError) -> str:
-    code = exc.code() if isinstance(exc, grpc.Call) else grpc.StatusCode.UNKNOWN
-    details = exc.details() if isinstance(exc, grpc.Call) else str(exc)
+    # The client raises errorreplay.errors types: grpc.aio.AioRpcError, which is not a grpc.Call.
+    is_call = isinstance(exc, grpc.Call | grpc.aio.AioRpcError)
+    code = exc.code() if is_call else grpc.StatusCode.UNKNOWN
+    details = exc.details() if is_call else str(exc)
     return f"errorreplay: {code.name}: {' '.join(str(details or '').split()) or 'no details'}"
 
 

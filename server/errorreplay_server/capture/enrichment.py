@@ -16,6 +16,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
+from errorreplay_server.capture.service import CLIENT_COLLECTOR
 from errorreplay_server.collectors.base import Collector, CollectorResult, error_time
 from errorreplay_server.collectors.circuit import CircuitBreaker
 from errorreplay_server.collectors.httpclient import timeout_detail
@@ -223,7 +224,8 @@ class EnrichmentQueue:
         """Run every collector concurrently and merge what they return; nothing is stored."""
         at = error_time(snapshot)
         results = await asyncio.gather(*(self._run(c, snapshot, at) for c in self._collectors))
-        context = ErrorContext()
+        # Logs that came with the report (SDK breadcrumbs) are part of the report, not of a source.
+        context = ErrorContext(logs=[line for line in snapshot.context.logs if line.collector == CLIENT_COLLECTOR])
         for collector, (result, duration_ms) in zip(self._collectors, results, strict=True):
             context.logs.extend(result.logs)
             context.metrics.extend(result.metrics)

@@ -19,6 +19,7 @@ from errorreplay_server.domain.model import (
     ErrorContext,
     ErrorReport,
     ErrorSnapshot,
+    LogLine,
     NewError,
     now_micros,
 )
@@ -59,6 +60,24 @@ class CaptureRequest:
     report: ErrorReport
     request_id: str = ""
     wait_for_context: bool = False
+
+
+CLIENT_COLLECTOR = "client"
+"""The collector name of context logs that came with the report (SDK breadcrumbs)."""
+
+
+def client_logs(breadcrumbs: Sequence[LogLine], scrubber: Scrubber, occurred_at: int) -> list[LogLine]:
+    """Breadcrumbs as context logs: scrubbed like every stored string, undated ones at the error's time."""
+    return [
+        LogLine(
+            time=line.time or occurred_at,
+            level=scrubber.scrub_text(line.level),
+            message=scrubber.scrub_text(line.message),
+            collector=CLIENT_COLLECTOR,
+            labels=scrubber.scrub_tags(line.labels) if line.labels else {},
+        )
+        for line in breadcrumbs
+    ]
 
 
 def new_error_id(received_at: int) -> str:
@@ -109,6 +128,7 @@ class CaptureService:
             attributes=s.scrub_value(r.attributes) if r.attributes else {},
             fingerprint=[s.scrub_text(part) for part in r.fingerprint],
             occurred_at=r.occurred_at or now,
+            breadcrumbs=[],
         )
         digest, title = fingerprint(report, self._analysis)
         received_at = self._clock.next()
@@ -121,6 +141,8 @@ class CaptureService:
             request_id=req.request_id,
             context=self._enricher.initial_context() if self._enricher else ErrorContext(),
         )
+        if r.breadcrumbs:
+            snapshot.context.logs = client_logs(r.breadcrumbs, s, report.occurred_at)
         return NewError(snapshot, title)
 
     def _after_commit(self, outcomes: Sequence[CaptureOutcome]) -> None:

@@ -103,6 +103,9 @@ class ErrorReport:
     tags: dict[str, str] = field(default_factory=dict)
     attributes: dict[str, Any] = field(default_factory=dict)
     fingerprint: list[str] = field(default_factory=list)
+    # What the application logged just before the error (client SDK breadcrumbs), oldest first.
+    # CaptureService stores them, scrubbed, as the error's first context logs (collector "client").
+    breadcrumbs: list[LogLine] = field(default_factory=list)
 
 
 @dataclass(slots=True)
