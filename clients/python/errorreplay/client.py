@@ -112,8 +112,9 @@ def report_from_exception(
 ) -> m.ErrorReport:
     """An ErrorReport for a Python exception.
 
-    The message is `str(exc)`, or the type name when that is empty; `error_type` is the qualified class
-    name (`builtins.` left out); `stack_trace` is the formatted traceback with its chained causes.
+    The message is `message` when given, else `str(exc)`, or the type name when that is empty;
+    `error_type` is the qualified class name (`builtins.` left out); `stack_trace` is the formatted
+    traceback with its chained causes.
     `occurred_at` defaults to now, so that a capture delayed by retries keeps the time of the error.
     Other keyword arguments are ErrorReport fields (service, correlation_id, tags, ...).
     """
@@ -121,7 +122,7 @@ def report_from_exception(
     error_type = cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
     occurred_at = fields.pop("occurred_at", None)
     report = m.ErrorReport(
-        message=str(exc) or cls.__name__,
+        message=fields.pop("message", None) or str(exc) or cls.__name__,
         severity=severity,
         source=source,
         resource_id=resource_id,

@@ -72,6 +72,7 @@ class Options:
     give_up_after: float = 600.0
     tags: Mapping[str, str] = field(default_factory=dict)
     before_send: BeforeSend | None = None
+    default_integrations: bool = True
 
 
 def _env_float(env: Mapping[str, str], name: str, default: float) -> float:
@@ -121,9 +122,16 @@ def options_from(env: Mapping[str, str], **given: Any) -> Options:
         shutdown_timeout=pick("shutdown_timeout", "ERRORREPLAY_SHUTDOWN_TIMEOUT", _env_float),
         max_backoff=pick("max_backoff", "ERRORREPLAY_MAX_BACKOFF", _env_float),
         give_up_after=pick("give_up_after", "ERRORREPLAY_GIVE_UP_AFTER", _env_float),
-        tags=dict(given.get("tags") or {}),
+        tags=dict(given["tags"]) if given.get("tags") is not None else _env_tags(env.get("ERRORREPLAY_TAGS", "")),
         before_send=given.get("before_send"),
+        default_integrations=pick("default_integrations", "ERRORREPLAY_DEFAULT_INTEGRATIONS", _env_bool),
     )
+
+
+def _env_tags(raw: str) -> dict[str, str]:
+    """`team=payments,region=eu` as tags."""
+    pairs = (part.split("=", 1) for part in raw.split(",") if "=" in part)
+    return {key.strip(): value.strip() for key, value in pairs if key.strip()}
 
 
 def runtime_tags() -> dict[str, str]:
@@ -167,6 +175,11 @@ class Hub:
         self._breadcrumb_lock = threading.Lock()
         self.sampled_out = 0
         self.filtered_out = 0
+        # The last exception captured and its id: two integrations seeing one exception (the asyncio
+        # handler, then asyncio's own log record of it) store it once.
+        # Held strongly (exceptions take no weak references), like sentry-python's dedupe; only one.
+        self.last_exception: BaseException | None = None
+        self.last_exception_id = ""
         self.transport = BackgroundTransport(
             options.address,
             options=TransportOptions(
@@ -250,13 +263,16 @@ def init(
     give_up_after: float | None = None,
     tags: Mapping[str, str] | None = None,
     before_send: BeforeSend | None = None,
+    default_integrations: bool | None = None,
     env: Mapping[str, str] | None = None,
 ) -> Options:
     """Set up the SDK for this process; a second call replaces the first (flushing it).
 
     Each argument left out is read from its `ERRORREPLAY_*` variable (`env`, default os.environ).
     Without an address the SDK is disabled: every capture is a no-op, and this is logged once.
-    The queue is flushed at interpreter exit for at most `shutdown_timeout` seconds.
+    The queue is flushed at interpreter exit for at most `shutdown_timeout` seconds. With
+    `default_integrations` (the default) the excepthooks and the root logger's handler are installed
+    (errorreplay.integrations).
     """
     global _hub, _said_disabled
     options = options_from(
@@ -279,6 +295,7 @@ def init(
         give_up_after=give_up_after,
         tags=tags,
         before_send=before_send,
+        default_integrations=default_integrations,
     )
     close()
     with _hub_lock:
@@ -288,6 +305,12 @@ def init(
                 log.info("errorreplay: no address given (init(address=...) or ERRORREPLAY_ADDRESS); capturing is off")
             return options
         _hub = Hub(options)
+    if options.default_integrations:
+        from errorreplay.integrations import excepthooks
+        from errorreplay.integrations import logging as logging_integration
+
+        excepthooks.install()
+        logging_integration.install()
     return options
 
 
@@ -315,7 +338,12 @@ def capture_exception(
         if exc is None:
             return ""
     try:
-        return hub.capture(report_from_exception(exc, severity=severity, **fields))
+        last = hub.last_exception
+        if last is not None and last is exc:
+            return hub.last_exception_id
+        request_id = hub.capture(report_from_exception(exc, severity=severity, **fields))
+        hub.last_exception, hub.last_exception_id = exc, request_id
+        return request_id
     except Exception:
         log.exception("errorreplay: could not capture an exception")
         return ""
