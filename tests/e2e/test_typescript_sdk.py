@@ -4,6 +4,7 @@ the Node process exits. Built and run like the interop test (test_typescript_int
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -82,3 +83,18 @@ def test_node_uncaught_error_is_stored_before_exit(built: None, tmp_path: Path, 
         assert "sdk_uncaught" in error.report.stack_trace
     finally:
         server.stop()
+
+
+def test_npm_pack_ships_the_built_sdk_with_types(built: None) -> None:
+    done = subprocess.run(
+        ["npm", "pack", "--dry-run", "--json", "--ignore-scripts"],
+        cwd=TS_DIR,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    (package,) = json.loads(done.stdout)
+    files = {entry["path"] for entry in package["files"]}
+    assert {"dist/src/index.js", "dist/src/index.d.ts", "dist/src/sdk.js", "dist/src/sdk.d.ts", "LICENSE"} <= files
+    assert not [f for f in files if f.startswith(("src/", "test/", "dist/test/", "node_modules/"))]
