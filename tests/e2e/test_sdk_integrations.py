@@ -290,3 +290,15 @@ async def test_async_typed_errors_carry_field_violations(server: ServerProcess) 
         with pytest.raises(InvalidArgumentError) as raised:
             await client.capture(bad)
     assert [v.field for v in raised.value.field_violations] == ["error.source"]
+
+
+def test_sdk_example_program_runs(server: ServerProcess) -> None:
+    example = Path(__file__).resolve().parents[2] / "clients" / "python" / "examples" / "sdk_example.py"
+    done = subprocess.run([sys.executable, str(example), server.address], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    request_id = done.stdout.splitlines()[0]
+    assert len(request_id) == 32 and "flushed=True" in done.stdout
+    with SyncErrorReplayClient(server.address) as client:
+        (found,) = [s for s in client.search_all(m.ErrorFilter(service="checkout")) if s.request_id == request_id]
+        error = client.get(found.error_id)
+    assert [x.message for x in error.context.logs] == ["checkout started", "charging order o-1001"]

@@ -115,7 +115,7 @@ def options_from(env: Mapping[str, str], **given: Any) -> Options:
         tls=pick("tls", "ERRORREPLAY_TLS", _env_bool),
         root_certificates=pick("root_certificates", "ERRORREPLAY_ROOT_CERTIFICATES") or None,
         sample_rate=pick("sample_rate", "ERRORREPLAY_SAMPLE_RATE", _env_float),
-        max_breadcrumbs=pick("max_breadcrumbs", "ERRORREPLAY_MAX_BREADCRUMBS", as_int),
+        max_breadcrumbs=pick("max_breadcrumbs", "ERRORREPLAY_BREADCRUMBS", as_int),
         queue_size=pick("queue_size", "ERRORREPLAY_QUEUE_SIZE", as_int),
         batch_size=pick("batch_size", "ERRORREPLAY_BATCH_SIZE", as_int),
         timeout=pick("timeout", "ERRORREPLAY_TIMEOUT", _env_float),

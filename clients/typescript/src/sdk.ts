@@ -60,7 +60,7 @@ export interface InitOptions {
   giveUpAfterMs?: number;
   /** How long the exit handlers wait for the queue, in ms (default 2000). Env: ERRORREPLAY_SHUTDOWN_TIMEOUT_MS. */
   shutdownTimeoutMs?: number;
-  /** The last N breadcrumbs sent with each report (default 50). Env: ERRORREPLAY_MAX_BREADCRUMBS. */
+  /** The last N breadcrumbs sent with each report (default 50). Env: ERRORREPLAY_BREADCRUMBS. */
   maxBreadcrumbs?: number;
   /** Tags on every report. Env: ERRORREPLAY_TAGS (`team=payments,region=eu`). */
   tags?: Record<string, string>;
@@ -122,7 +122,7 @@ export function resolveOptions(o: InitOptions = {}): Resolved {
     maxBackoffMs: o.maxBackoffMs ?? envNumber("ERRORREPLAY_MAX_BACKOFF_MS", 30_000),
     giveUpAfterMs: o.giveUpAfterMs ?? envNumber("ERRORREPLAY_GIVE_UP_AFTER_MS", 600_000),
     shutdownTimeoutMs: o.shutdownTimeoutMs ?? envNumber("ERRORREPLAY_SHUTDOWN_TIMEOUT_MS", 2000),
-    maxBreadcrumbs: o.maxBreadcrumbs ?? envNumber("ERRORREPLAY_MAX_BREADCRUMBS", 50),
+    maxBreadcrumbs: o.maxBreadcrumbs ?? envNumber("ERRORREPLAY_BREADCRUMBS", 50),
     tags: o.tags ?? envTags(env.ERRORREPLAY_TAGS),
     beforeSend: o.beforeSend,
     defaultIntegrations:
