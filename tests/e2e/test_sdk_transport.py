@@ -15,7 +15,7 @@ from errorreplay.v1 import message_pb2 as m
 from tests.e2e.server_process import ServerProcess
 
 # The documented bound (clients/python/README.md): a capture never waits on the network; this is
-# far above its cost (tens of µs) and far below any network timeout, so a noisy machine cannot fail it.
+# far above its cost (about 0.1 ms) and far below any network timeout, so a noisy machine cannot fail it.
 PER_CALL_BOUND_SECONDS = 0.25
 
 
