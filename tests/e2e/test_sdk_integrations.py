@@ -12,7 +12,7 @@ import sys
 import textwrap
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from concurrent import futures
 from pathlib import Path
 
@@ -209,6 +209,12 @@ class RaisingServicer(service_pb2_grpc.ErrorReplayServiceServicer):
     ) -> rr.ReplayErrorResponse:
         await context.abort(grpc.StatusCode.NOT_FOUND, "no such error")
 
+    async def SubscribeErrors(
+        self, request: rr.SubscribeErrorsRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[rr.SubscribeErrorsResponse]:
+        yield rr.SubscribeErrorsResponse(cursor="c1")
+        raise RuntimeError("subscription state lost")
+
 
 class SyncRaisingServicer(service_pb2_grpc.ErrorReplayServiceServicer):
     def GetError(self, request: rr.GetErrorRequest, context: grpc.ServicerContext) -> rr.GetErrorResponse:
@@ -233,9 +239,16 @@ async def test_grpc_aio_interceptor_captures_a_raising_servicer(server: ServerPr
             with pytest.raises(grpc.aio.AioRpcError) as aborted:
                 await stub.ReplayError(rr.ReplayErrorRequest(error_id="x2"))
             assert aborted.value.code() == grpc.StatusCode.NOT_FOUND
+            received = []
+            with pytest.raises(grpc.aio.AioRpcError) as streamed:
+                async for message in stub.SubscribeErrors(rr.SubscribeErrorsRequest()):
+                    received.append(message.cursor)
+            assert received == ["c1"] and streamed.value.code() == grpc.StatusCode.UNKNOWN
     finally:
         await app.stop(None)
-    (error,) = stored(server, service)  # the deliberate NOT_FOUND is not an error
+    error, stream_error = stored(server, service)  # the deliberate NOT_FOUND is not an error
+    assert stream_error.report.tags["rpc.method"] == "SubscribeErrors"
+    assert stream_error.report.message == "subscription state lost"
     tags = error.report.tags
     assert error.report.error_type == "ValueError" and error.report.message == "cannot parse id x1"
     assert (tags["rpc.service"], tags["rpc.method"]) == ("errorreplay.v1.ErrorReplayService", "GetError")
