@@ -98,3 +98,35 @@ def test_npm_pack_ships_the_built_sdk_with_types(built: None) -> None:
     files = {entry["path"] for entry in package["files"]}
     assert {"dist/src/index.js", "dist/src/index.d.ts", "dist/src/sdk.js", "dist/src/sdk.d.ts", "LICENSE"} <= files
     assert not [f for f in files if f.startswith(("src/", "test/", "dist/test/", "node_modules/"))]
+
+
+def test_node_context_before_send_and_breadcrumbs(built: None, tmp_path: Path) -> None:
+    server = ServerProcess(tmp_path / "data").start()
+    service = f"node-ctx-{uuid.uuid4().hex[:8]}"
+    try:
+        done = subprocess.run(
+            ["node", str(TS_DIR / "dist" / "test" / "sdk_context.js"), server.address, service],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        ids, flushed = done.stdout.splitlines()[:2]
+        assert flushed == "flushed true"
+        _, kept, *dropped = ids.split(" ")
+        assert kept and dropped == [""]
+        (found,) = stored(server.address, service)
+        with SyncErrorReplayClient(server.address) as client:
+            error = client.get(found.error_id)
+    finally:
+        server.stop()
+    r = error.report
+    assert error.request_id == kept and r.error_type == "SyntaxError"
+    assert (r.service, r.release, r.environment, r.resource_id) == (service, "3.1.0", "staging", service)
+    assert r.tags["team"] == "payments" and r.tags["customer"] == "[removed]"
+    assert r.tags["process.pid"].isdigit() and r.tags["host.name"] and r.tags["process.runtime.name"] == "nodejs"
+    logs = [(x.level, x.message, x.collector) for x in error.context.logs]
+    assert logs == [
+        ("INFO", "cart loaded", "client"),
+        ("WARN", "calling bank with password=[REDACTED:password]", "client"),
+    ]
