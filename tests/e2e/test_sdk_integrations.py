@@ -171,6 +171,7 @@ def test_uncaught_exception_in_a_script_is_stored_before_exit(server: ServerProc
     assert "in main" in error.report.stack_trace
 
 
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
 def test_thread_excepthook_captures(server: ServerProcess, service: str) -> None:
     def work() -> None:
         raise LookupError("no such order")

@@ -182,7 +182,8 @@ class BackgroundTransport:
             self._close_deadline = time.monotonic() + timeout
             self._cond.notify_all()
         self._nudge.set()
-        self._worker.join(timeout + self.options.timeout)
+        # The worker is a daemon: an attempt still running after `timeout` is abandoned with the process.
+        self._worker.join(timeout)
         with self._cond:
             left = len(self._queue)
             self._queue.clear()
