@@ -61,9 +61,9 @@ def test_a_full_queue_drops_and_counts_instead_of_blocking(tmp_path: Path) -> No
     server = ServerProcess(tmp_path / "data")
     errorreplay.init(server.address, service="full-app", queue_size=10, max_backoff=0.5, timeout=1.0)
     ids = [errorreplay.capture_message(f"event {i}") for i in range(25)]
-    assert sum(1 for i in ids if i) <= 11  # ten queued, plus perhaps one batch already taken by the worker
+    # At most ten queued plus the one batch (at most ten) the worker holds while it retries.
     stats = errorreplay.stats()
-    assert stats is not None and stats.dropped_queue_full >= 14
+    assert stats is not None and stats.dropped_queue_full == ids.count("") >= 5
     server.start()
     try:
         assert errorreplay.flush(timeout=60)
