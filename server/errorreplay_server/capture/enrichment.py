@@ -42,6 +42,9 @@ RECENT_OUTCOMES = 10_000
 # Errors refused by a full queue wait here to be marked overloaded; past this backlog the store
 # is not keeping up either, and they are left PENDING.
 OVERLOAD_BACKLOG = 100_000
+# Client log lines (SDK breadcrumbs) held by that backlog, to be written back with the overload
+# mark; an error that would pass this is left PENDING rather than lose its lines.
+OVERLOAD_CLIENT_LOG_LINES = 50_000
 # Overload marks written concurrently, so the store can group them into few commits.
 OVERLOAD_BATCH = 256
 
@@ -94,7 +97,8 @@ class EnrichmentQueue:
         self._queue: asyncio.Queue[ErrorSnapshot] = asyncio.Queue(maxsize=max_queued)
         self._tasks: list[asyncio.Task[None]] = []
         # Errors refused by the full queue, waiting to be marked overloaded in the store.
-        self._overloaded: asyncio.Queue[str] = asyncio.Queue()
+        self._overloaded: asyncio.Queue[tuple[str, list[LogLine]]] = asyncio.Queue()
+        self._overloaded_log_lines = 0
         # error_id -> future resolved with "context stored", for wait_for.
         self._waiters: dict[str, asyncio.Future[bool]] = {}
         # Outcomes of recent jobs, so a wait_for that arrives after the job still gets an answer.
@@ -152,7 +156,8 @@ class EnrichmentQueue:
             self._queue.get_nowait()
             self._queue.task_done()
         while not self._overloaded.empty():
-            self._overloaded.get_nowait()
+            _, logs = self._overloaded.get_nowait()
+            self._overloaded_log_lines -= len(logs)
             self._overloaded.task_done()
         for error_id in list(self._waiters):
             self._resolve(error_id, False)
@@ -184,9 +189,12 @@ class EnrichmentQueue:
             self._queue.put_nowait(snapshot)
         except asyncio.QueueFull:
             self.counters.overloaded += 1
-            if self._overloaded.qsize() < OVERLOAD_BACKLOG:
+            client_logs = [line for line in snapshot.context.logs if line.collector == CLIENT_COLLECTOR]
+            lines = self._overloaded_log_lines + len(client_logs)
+            if self._overloaded.qsize() < OVERLOAD_BACKLOG and lines <= OVERLOAD_CLIENT_LOG_LINES:
+                self._overloaded_log_lines = lines
                 self._waiters.setdefault(snapshot.error_id, loop.create_future())
-                self._overloaded.put_nowait(snapshot.error_id)
+                self._overloaded.put_nowait((snapshot.error_id, client_logs))
             return False
         self.counters.queued += 1
         self._waiters.setdefault(snapshot.error_id, loop.create_future())
@@ -319,11 +327,14 @@ class EnrichmentQueue:
                 batch.append(self._overloaded.get_nowait())
             try:
                 context = self.overloaded_context()
-                stored = await asyncio.gather(*(self._store_context(i, context) for i in batch))
-                for error_id, ok in zip(batch, stored, strict=True):
+                stored = await asyncio.gather(
+                    *(self._store_context(i, replace(context, logs=logs) if logs else context) for i, logs in batch)
+                )
+                for (error_id, _), ok in zip(batch, stored, strict=True):
                     self._resolve(error_id, ok)
             finally:
-                for _ in batch:
+                for _, logs in batch:
+                    self._overloaded_log_lines -= len(logs)
                     self._overloaded.task_done()
 
     async def _store_context(self, error_id: str, context: ErrorContext) -> bool:
