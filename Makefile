@@ -15,9 +15,11 @@ PYTEST_ARGS ?=
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml
+# The client (clients/python, errorreplay-client) first: the server depends on it by name.
+$(STAMP): pyproject.toml clients/python/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e clients/python
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
@@ -50,6 +52,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check server clients/python tests bench
 	$(BIN)/ruff format --check server clients/python tests bench
 	$(BIN)/mypy
+	$(BIN)/mypy --strict clients/python/errorreplay clients/python/examples
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)

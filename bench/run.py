@@ -327,6 +327,19 @@ def main() -> None:
             )
         )
 
+        # The Python SDK's cost per capture_exception() on the application thread, server up and down.
+        with errorreplay_server(tmp_path / "client-cost", ERRORREPLAY_ENRICHMENT="off") as address:
+            client = results["client_cost"] = python("bench.client_cost", "--address", address)
+        rows.append(
+            (
+                "client capture_exception(), app thread",
+                f"{client['server_up']['cpu_mean_us']:.0f} µs up, {client['server_down']['cpu_mean_us']:.0f} µs down",
+                f"CPU per call over {client['calls']:,} calls; wall p50 {client['server_up']['p50_us']} µs up, "
+                f"{client['server_down']['p50_us']} µs down, p99 {client['server_up']['p99_us']} / "
+                f"{client['server_down']['p99_us']} µs",
+            )
+        )
+
         RESULTS.write_text(json.dumps(results, indent=2))  # partial results survive a later failure
 
         # 3. Reads at scale, on a store seeded through the bulk path.

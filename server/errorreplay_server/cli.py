@@ -14,6 +14,7 @@ import re
 import sys
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime, timedelta
+from importlib import metadata
 from typing import Any, TextIO
 
 import grpc
@@ -259,8 +260,10 @@ def _run_client_command(command: Command) -> Callable[[argparse.Namespace], int]
 
 
 def _error_line(exc: grpc.RpcError) -> str:
-    code = exc.code() if isinstance(exc, grpc.Call) else grpc.StatusCode.UNKNOWN
-    details = exc.details() if isinstance(exc, grpc.Call) else str(exc)
+    # The client raises errorreplay.errors types: grpc.aio.AioRpcError, which is not a grpc.Call.
+    is_call = isinstance(exc, grpc.Call | grpc.aio.AioRpcError)
+    code = exc.code() if is_call else grpc.StatusCode.UNKNOWN
+    details = exc.details() if is_call else str(exc)
     return f"errorreplay: {code.name}: {' '.join(str(details or '').split()) or 'no details'}"
 
 
@@ -320,8 +323,21 @@ def _filter_options(parser: argparse.ArgumentParser, *, watch: bool = False) -> 
     group.add_argument("--text", help="words that must all occur in the message")
 
 
+def version_text() -> str:
+    """`errorreplay X (errorreplay-client Y)`, from the installed distributions' metadata."""
+
+    def installed(name: str) -> str:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            return "not installed"
+
+    return f"errorreplay {installed('errorreplay')} (errorreplay-client {installed('errorreplay-client')})"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="errorreplay", description="A DVR for production errors.")
+    parser.add_argument("--version", action="version", version=version_text())
     _connection_options(parser, top_level=True)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 

@@ -58,6 +58,8 @@ class Limits:
     max_attributes_bytes: int = 16 * 1024
     max_attributes_depth: int = 10
     max_fingerprint_parts: int = 16
+    max_breadcrumbs: int = 100
+    max_breadcrumb_chars: int = 4096
     max_batch_size: int = 1000
     max_search_text_chars: int = 1024
     max_future_skew_seconds: int = 24 * 3600
@@ -87,6 +89,8 @@ class Limits:
             max_attributes_bytes=_int(env, "ERRORREPLAY_MAX_ATTRIBUTES_BYTES", d.max_attributes_bytes),
             max_attributes_depth=_int(env, "ERRORREPLAY_MAX_ATTRIBUTES_DEPTH", d.max_attributes_depth),
             max_fingerprint_parts=_int(env, "ERRORREPLAY_MAX_FINGERPRINT_PARTS", d.max_fingerprint_parts),
+            max_breadcrumbs=_int(env, "ERRORREPLAY_MAX_BREADCRUMBS", d.max_breadcrumbs),
+            max_breadcrumb_chars=_int(env, "ERRORREPLAY_MAX_BREADCRUMB_CHARS", d.max_breadcrumb_chars),
             max_batch_size=_int(env, "ERRORREPLAY_MAX_BATCH_SIZE", d.max_batch_size),
             max_neighbours_per_hop=_int(env, "ERRORREPLAY_MAX_NEIGHBOURS_PER_HOP", d.max_neighbours_per_hop),
             max_topology_edges=_int(env, "ERRORREPLAY_MAX_TOPOLOGY_EDGES", d.max_topology_edges),

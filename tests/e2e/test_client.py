@@ -14,7 +14,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from errorreplay import ErrorReplayClient, RetryPolicy, SyncErrorReplayClient, capture_exception
+from errorreplay import ErrorReplayClient, RetryPolicy, SyncErrorReplayClient, report_from_exception
 from errorreplay.v1 import message_pb2 as m
 from errorreplay.v1 import request_response_pb2 as rr
 from tests.e2e.server_process import VENV_BIN, ServerProcess
@@ -47,7 +47,7 @@ def failing_report(run: str, resource: str, correlation_id: str) -> m.ErrorRepor
         except ConnectionError as cause:
             raise DeployFailedError(f"checkout failed ({run})") from cause
     except DeployFailedError as exc:
-        return capture_exception(
+        return report_from_exception(
             exc, severity=m.SEVERITY_HIGH, resource_id=resource, correlation_id=correlation_id, tags={"run": run}
         )
 

@@ -24,6 +24,7 @@ import grpc
 from google.protobuf import duration_pb2, timestamp_pb2
 from google.protobuf.message import Message
 
+from errorreplay.errors import ErrorReplayError, from_rpc_error
 from errorreplay.v1 import message_pb2 as m
 from errorreplay.v1 import request_response_pb2 as rr
 from errorreplay.v1 import service_pb2_grpc
@@ -37,14 +38,16 @@ __all__ = [
     "RETRYABLE_CODES",
     "ErrorReplayClient",
     "RetryPolicy",
-    "capture_exception",
+    "report_from_exception",
+    "retry_wait",
 ]
 
 DEFAULT_TIMEOUT = 10.0
 """Seconds allowed for one attempt of a unary call. Streams get no default deadline."""
 
 RETRYABLE_CODES = frozenset({grpc.StatusCode.UNAVAILABLE})
-"""Only UNAVAILABLE is retried: the server stored nothing, or the idempotency key makes a repeat safe."""
+"""UNAVAILABLE is retried: the server stored nothing, or the idempotency key makes a repeat safe.
+RESOURCE_EXHAUSTED is retried only when it carries a RetryInfo (see `retry_wait`)."""
 
 RESUMABLE_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED})
 """A subscription ended with one of these codes can resume from its last cursor without loss."""
@@ -85,7 +88,21 @@ class RetryPolicy:
         return ceiling * (1 - self.jitter * rng())
 
 
-def capture_exception(
+def retry_wait(error: ErrorReplayError, attempt: int, policy: RetryPolicy) -> float | None:
+    """Seconds to wait before retrying a failed attempt, or None to give up.
+
+    UNAVAILABLE is retried with the policy's backoff, and RESOURCE_EXHAUSTED too when the server sent a
+    RetryInfo; a RetryInfo delay is honoured (waited at least).
+    """
+    if attempt >= policy.max_attempts:
+        return None
+    code = error.code()
+    if code in RETRYABLE_CODES or (code == grpc.StatusCode.RESOURCE_EXHAUSTED and error.retry_delay is not None):
+        return max(policy.backoff(attempt), error.retry_delay or 0.0)
+    return None
+
+
+def report_from_exception(
     exc: BaseException,
     *,
     severity: m.Severity.ValueType,
@@ -95,8 +112,9 @@ def capture_exception(
 ) -> m.ErrorReport:
     """An ErrorReport for a Python exception.
 
-    The message is `str(exc)`, or the type name when that is empty; `error_type` is the qualified class
-    name (`builtins.` left out); `stack_trace` is the formatted traceback with its chained causes.
+    The message is `message` when given, else `str(exc)`, or the type name when that is empty;
+    `error_type` is the qualified class name (`builtins.` left out); `stack_trace` is the formatted
+    traceback with its chained causes.
     `occurred_at` defaults to now, so that a capture delayed by retries keeps the time of the error.
     Other keyword arguments are ErrorReport fields (service, correlation_id, tags, ...).
     """
@@ -104,7 +122,7 @@ def capture_exception(
     error_type = cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
     occurred_at = fields.pop("occurred_at", None)
     report = m.ErrorReport(
-        message=str(exc) or cls.__name__,
+        message=fields.pop("message", None) or str(exc) or cls.__name__,
         severity=severity,
         source=source,
         resource_id=resource_id,
@@ -239,7 +257,8 @@ class ErrorReplayClient:
     """Async client for ErrorReplayService and TopologyService.
 
     Unary calls get `timeout` seconds per attempt (None: no deadline) and are retried on UNAVAILABLE
-    as `retry` says. Failures raise `grpc.aio.AioRpcError`; `.code()` and `.details()` say why.
+    as `retry` says. Failures raise the typed errors of `errorreplay.errors` (`InvalidArgumentError`
+    with `.field_violations`, ...), which are `grpc.aio.AioRpcError`s: `.code()` and `.details()` say why.
     Single-object responses are unwrapped (`get` returns the ErrorSnapshot); list calls return the
     response message with its page token.
     """
@@ -279,8 +298,9 @@ class ErrorReplayClient:
         await self._channel.close()
 
     async def _call(self, rpc: Any, request: Message, response_type: type[_R], timeout: float | None) -> _R:
-        """`rpc(request)` with the deadline and token, retried on UNAVAILABLE. `response_type` only tells
-        the type checker what `rpc` returns: grpcio ships no type stubs."""
+        """`rpc(request)` with the deadline and token, retried as `retry_wait` says. Failures raise the
+        typed errors of errorreplay.errors. `response_type` only tells the type checker what `rpc`
+        returns: grpcio ships no type stubs."""
         attempt = 1
         while True:
             try:
@@ -289,9 +309,11 @@ class ErrorReplayClient:
                 )
                 return cast(_R, response)
             except grpc.aio.AioRpcError as exc:
-                if exc.code() not in RETRYABLE_CODES or attempt >= self._retry.max_attempts:
-                    raise
-            await asyncio.sleep(self._retry.backoff(attempt))
+                error = from_rpc_error(exc)
+                wait = retry_wait(error, attempt, self._retry)
+                if wait is None:
+                    raise error from None
+            await asyncio.sleep(wait)
             attempt += 1
 
     # ErrorReplayService

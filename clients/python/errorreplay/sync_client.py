@@ -15,7 +15,6 @@ from google.protobuf.message import Message
 from errorreplay.client import (
     DEFAULT_TIMEOUT,
     RESUMABLE_CODES,
-    RETRYABLE_CODES,
     RetryPolicy,
     auth_metadata,
     batch_request,
@@ -24,9 +23,11 @@ from errorreplay.client import (
     list_changes_request,
     recent_request,
     record_change_request,
+    retry_wait,
     statistics_request,
     subscribe_request,
 )
+from errorreplay.errors import from_rpc_error
 from errorreplay.v1 import message_pb2 as m
 from errorreplay.v1 import request_response_pb2 as rr
 from errorreplay.v1 import service_pb2_grpc
@@ -39,7 +40,8 @@ _R = TypeVar("_R", bound=Message)
 class SyncErrorReplayClient:
     """Blocking client for ErrorReplayService and TopologyService; see ErrorReplayClient.
 
-    Failures raise `grpc.RpcError` (also a `grpc.Call`: `.code()` and `.details()` say why).
+    Failures raise the typed errors of `errorreplay.errors` (`InvalidArgumentError` with
+    `.field_violations`, ...); they are `grpc.RpcError`s whose `.code()` and `.details()` say why.
     """
 
     def __init__(
@@ -82,9 +84,11 @@ class SyncErrorReplayClient:
                 response = rpc(request, timeout=self._timeout if timeout is None else timeout, metadata=self._metadata)
                 return cast(_R, response)
             except grpc.RpcError as exc:
-                if exc.code() not in RETRYABLE_CODES or attempt >= self._retry.max_attempts:
-                    raise
-            time.sleep(self._retry.backoff(attempt))
+                error = from_rpc_error(exc)
+                wait = retry_wait(error, attempt, self._retry)
+                if wait is None:
+                    raise error from None
+            time.sleep(wait)
             attempt += 1
 
     # ErrorReplayService

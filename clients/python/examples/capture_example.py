@@ -13,7 +13,7 @@ import os
 import sys
 import uuid
 
-from errorreplay import ErrorReplayClient, RetryPolicy, capture_exception
+from errorreplay import ErrorReplayClient, RetryPolicy, report_from_exception
 from errorreplay.v1 import message_pb2 as m
 
 
@@ -25,7 +25,7 @@ async def charge(order_id: str, amount_cents: int) -> None:
     try:
         raise ConnectionResetError("payment gateway reset the connection")
     except ConnectionResetError as exc:
-        # Chained: capture_exception keeps both tracebacks in stack_trace.
+        # Chained: report_from_exception keeps both tracebacks in stack_trace.
         raise PaymentDeclinedError(f"charge of {amount_cents} cents for order {order_id} failed") from exc
 
 
@@ -34,7 +34,7 @@ async def checkout(client: ErrorReplayClient, order_id: str, correlation_id: str
     try:
         await charge(order_id, 4999)
     except PaymentDeclinedError as exc:
-        report = capture_exception(
+        report = report_from_exception(
             exc,
             severity=m.SEVERITY_HIGH,
             resource_id="api-payments",

@@ -137,6 +137,15 @@ def report_from_pb(msg: pb.ErrorReport, field: str = "error") -> ErrorReport:
         tags=dict(msg.tags),
         attributes=struct_to_dict(msg.attributes) if msg.HasField("attributes") else {},
         fingerprint=list(msg.fingerprint),
+        breadcrumbs=[
+            LogLine(
+                time=micros_from(line.time, f"{field}.breadcrumbs[{i}].time") if line.HasField("time") else 0,
+                level=line.level,
+                message=line.message,
+                labels=dict(line.labels),
+            )
+            for i, line in enumerate(msg.breadcrumbs)
+        ],
     )
 
 

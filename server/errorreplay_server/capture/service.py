@@ -145,7 +145,7 @@ class CaptureService:
             idempotency_scope=req.idempotency_scope if req.request_id else "",
         )
         if req.report.breadcrumbs:
-            snapshot.context.logs = self._client_logs(req.report.breadcrumbs)
+            snapshot.context.logs = self._client_logs(req.report.breadcrumbs, report.occurred_at)
         return NewError(snapshot, title)
 
     def _scrubbed(self, r: ErrorReport, now: int) -> ErrorReport:
@@ -161,10 +161,12 @@ class CaptureService:
             breadcrumbs=[],
         )
 
-    def _client_logs(self, lines: Sequence[LogLine]) -> list[LogLine]:
-        """The client's breadcrumbs as context log lines: the newest, scrubbed, then cut to size."""
+    def _client_logs(self, lines: Sequence[LogLine], occurred_at: int) -> list[LogLine]:
+        """The client's breadcrumbs as context log lines: the newest, scrubbed, then cut to size.
+        A line without a time takes the error's."""
         s = self._scrubber
-        kept = sorted(lines, key=lambda line: line.time)[-MAX_CLIENT_LOG_LINES:]
+        dated = [replace(line, time=line.time or occurred_at) for line in lines]
+        kept = sorted(dated, key=lambda line: line.time)[-MAX_CLIENT_LOG_LINES:]
         return [
             LogLine(
                 time=line.time,

@@ -85,6 +85,15 @@ def report_violations(report: ErrorReport, limits: Limits, now: Micros, prefix: 
         bad("fingerprint", f"has more than {limits.max_fingerprint_parts} parts")
     elif any(len(p) > limits.max_id_chars for p in report.fingerprint):
         bad("fingerprint", f"has a part longer than {limits.max_id_chars} characters")
+    if len(report.breadcrumbs) > limits.max_breadcrumbs:
+        bad("breadcrumbs", f"has more than {limits.max_breadcrumbs} entries")
+    else:
+        for i, line in enumerate(report.breadcrumbs):
+            size = len(line.message) + len(line.level) + sum(len(k) + len(x) for k, x in line.labels.items())
+            if size > limits.max_breadcrumb_chars:
+                bad(f"breadcrumbs[{i}]", f"is longer than {limits.max_breadcrumb_chars} characters")
+            elif line.time > now + limits.max_future_skew_seconds * MICROS_PER_SECOND:
+                bad(f"breadcrumbs[{i}].time", f"is more than {limits.max_future_skew_seconds} s in the future")
     return v
 
 

@@ -19,11 +19,13 @@ from errorreplay_server.collectors.base import CollectorResult, Window, WindowSp
 from errorreplay_server.collectors.factory import build_collectors, close_collectors
 from errorreplay_server.collectors.settings import CollectorSettings
 from errorreplay_server.domain.model import (
+    CLIENT_LOG_COLLECTOR,
     MICROS_PER_SECOND,
     CollectionState,
     CollectorStatus,
     Dependency,
     ErrorSnapshot,
+    LogLine,
     NewError,
     Resource,
 )
@@ -174,6 +176,31 @@ async def test_a_full_queue_acknowledges_and_marks_overloaded(store: SqliteStore
         else:
             assert states == {(CollectionState.FAILED, "overloaded")}
             assert [s.collector for s in snapshot.context.statuses] == NAMES
+
+
+async def test_overload_marks_keep_the_client_logs(store: SqliteStore, hanging_url: str) -> None:
+    settings = CollectorSettings(loki_url=hanging_url, timeout_seconds=0.2, enrichment_queue_size=1)
+    collectors = build_collectors(settings, store)
+    queue = EnrichmentQueue.from_settings(store, collectors, settings)
+    errors = [new_error(occurred_at=AT, resource_id=uid("api-")) for _ in range(5)]
+    for i, error in enumerate(errors):
+        error.snapshot.context.logs = [LogLine(AT - S, "INFO", f"breadcrumb {i}", CLIENT_LOG_COLLECTOR)]
+    await store.capture(errors)
+    await queue.start()
+    try:
+        accepted = [queue.submit(e.snapshot) for e in errors]
+        assert accepted.count(False) == 4
+        assert all([await queue.wait_for(e.snapshot.error_id, timeout=60) for e in errors])
+    finally:
+        await queue.stop()
+        await close_collectors(collectors)
+    stored = await store.get_errors([e.snapshot.error_id for e in errors])
+    for i, snapshot in enumerate(stored):
+        assert [(x.message, x.collector) for x in snapshot.context.logs if x.collector == CLIENT_LOG_COLLECTOR] == [
+            (f"breadcrumb {i}", CLIENT_LOG_COLLECTOR)
+        ]
+    overloaded = [s for s, ok in zip(stored, accepted, strict=True) if not ok]
+    assert all({st.detail for st in s.context.statuses} == {"overloaded"} for s in overloaded)
 
 
 async def test_wait_for_returns_once_the_complete_context_is_stored(store: SqliteStore) -> None:

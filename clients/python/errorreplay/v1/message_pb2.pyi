@@ -306,6 +306,7 @@ class ErrorReport(_message.Message):
     TAGS_FIELD_NUMBER: _builtins.int
     ATTRIBUTES_FIELD_NUMBER: _builtins.int
     FINGERPRINT_FIELD_NUMBER: _builtins.int
+    BREADCRUMBS_FIELD_NUMBER: _builtins.int
     message: _builtins.str
     """Required. Secrets in it are masked before storage."""
     severity: Global___Severity.ValueType
@@ -334,6 +335,12 @@ class ErrorReport(_message.Message):
     def fingerprint(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Overrides the computed grouping fingerprint when given."""
 
+    @_builtins.property
+    def breadcrumbs(self) -> _containers.RepeatedCompositeFieldContainer[Global___LogLine]:
+        """What the application logged just before the error (the client SDKs' breadcrumbs), oldest first.
+        Stored, scrubbed, as the error's first context logs with collector "client".
+        """
+
     def __init__(
         self,
         *,
@@ -354,10 +361,11 @@ class ErrorReport(_message.Message):
         tags: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         attributes: _struct_pb2.Struct | None = ...,
         fingerprint: _abc.Iterable[_builtins.str] | None = ...,
+        breadcrumbs: _abc.Iterable[Global___LogLine] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["attributes", b"attributes", "occurred_at", b"occurred_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attributes", b"attributes", "correlation_id", b"correlation_id", "environment", b"environment", "error_type", b"error_type", "fingerprint", b"fingerprint", "message", b"message", "occurred_at", b"occurred_at", "release", b"release", "resource_id", b"resource_id", "resource_type", b"resource_type", "service", b"service", "severity", b"severity", "source", b"source", "span_id", b"span_id", "stack_trace", b"stack_trace", "tags", b"tags", "trace_id", b"trace_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attributes", b"attributes", "breadcrumbs", b"breadcrumbs", "correlation_id", b"correlation_id", "environment", b"environment", "error_type", b"error_type", "fingerprint", b"fingerprint", "message", b"message", "occurred_at", b"occurred_at", "release", b"release", "resource_id", b"resource_id", "resource_type", b"resource_type", "service", b"service", "severity", b"severity", "source", b"source", "span_id", b"span_id", "stack_trace", b"stack_trace", "tags", b"tags", "trace_id", b"trace_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -1,4 +1,4 @@
-"""capture_exception: an ErrorReport from a Python exception, with its type, message and traceback."""
+"""report_from_exception: an ErrorReport from a Python exception, with its type, message and traceback."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from errorreplay import capture_exception
+from errorreplay import report_from_exception
 from errorreplay.v1 import message_pb2 as m
 
 
@@ -24,7 +24,7 @@ def _raise_chained() -> None:
 def test_message_type_and_traceback_with_chained_cause() -> None:
     with pytest.raises(PaymentDeclinedError) as info:
         _raise_chained()
-    report = capture_exception(info.value, severity=m.SEVERITY_HIGH, resource_id="api-payments")
+    report = report_from_exception(info.value, severity=m.SEVERITY_HIGH, resource_id="api-payments")
     assert report.message == "card declined for order ord-7"
     assert report.error_type == f"{__name__}.PaymentDeclinedError"
     assert report.severity == m.SEVERITY_HIGH
@@ -45,13 +45,13 @@ def test_implicit_context_is_kept() -> None:
         except TimeoutError:
             raise RuntimeError("retry failed")  # noqa: B904 - the implicit context is what is tested
     except RuntimeError as exc:
-        report = capture_exception(exc, severity=m.SEVERITY_MEDIUM)
+        report = report_from_exception(exc, severity=m.SEVERITY_MEDIUM)
     assert "During handling of the above exception, another exception occurred" in report.stack_trace
     assert "TimeoutError: pool timeout" in report.stack_trace
 
 
 def test_builtin_type_name_and_empty_message() -> None:
-    report = capture_exception(ValueError(), severity=m.SEVERITY_LOW)
+    report = report_from_exception(ValueError(), severity=m.SEVERITY_LOW)
     assert report.error_type == "ValueError"
     assert report.message == "ValueError"
     assert report.stack_trace == "ValueError\n"  # never raised: no frames, just the line
@@ -59,7 +59,7 @@ def test_builtin_type_name_and_empty_message() -> None:
 
 def test_extra_fields_source_and_occurred_at() -> None:
     before = datetime.now(UTC)
-    report = capture_exception(
+    report = report_from_exception(
         OSError("disk full"),
         severity=m.SEVERITY_CRITICAL,
         source=m.SOURCE_MANUAL,
@@ -75,10 +75,10 @@ def test_extra_fields_source_and_occurred_at() -> None:
 
 def test_explicit_occurred_at_is_kept() -> None:
     when = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
-    report = capture_exception(RuntimeError("x"), severity=m.SEVERITY_HIGH, occurred_at=when)
+    report = report_from_exception(RuntimeError("x"), severity=m.SEVERITY_HIGH, occurred_at=when)
     assert report.occurred_at.ToDatetime(tzinfo=UTC) == when
 
 
 def test_unknown_field_is_rejected() -> None:
     with pytest.raises(ValueError):
-        capture_exception(RuntimeError("x"), severity=m.SEVERITY_HIGH, no_such_field="y")
+        report_from_exception(RuntimeError("x"), severity=m.SEVERITY_HIGH, no_such_field="y")
