@@ -67,7 +67,8 @@ async def test_exact_queries_for_a_hostile_resource_id() -> None:
     backend = Backend(json_reply(matrix()))
     result = await collect(backend, resource_id=HOSTILE)
     assert result.state is CollectionState.EMPTY
-    assert [r.url.path for r in backend.requests] == ["/api/v1/query_range"] * 6
+    # Per template: the window, the hour before it, and the window a day earlier.
+    assert [r.url.path for r in backend.requests] == ["/api/v1/query_range"] * 18
     queries = {r.url.params["query"] for r in backend.requests}
     selector = "resource_id=" + HOSTILE_LITERAL
     assert queries == {
@@ -81,9 +82,17 @@ async def test_exact_queries_for_a_hostile_resource_id() -> None:
         f'100 * sum by (resource_id) (rate(http_requests_total{{{selector},code=~"5.."}}[5m])) '
         f"/ sum by (resource_id) (rate(http_requests_total{{{selector}}}[5m]))",
     }
-    params = backend.requests[0].url.params
-    # 15 minutes before to 5 minutes after, every 15 s.
-    assert (params["start"], params["end"], params["step"]) == ("1699999100.000000", "1700000300.000000", "15")
+    ranges = {(r.url.params["start"], r.url.params["end"], r.url.params["step"]) for r in backend.requests}
+    assert ranges == {
+        # 15 minutes before to 5 minutes after, every 15 s.
+        ("1699999100.000000", "1700000300.000000", "15"),
+        # The baseline: the hour before that, every minute.
+        ("1699995500.000000", "1699999100.000000", "60"),
+        # The same window a day earlier, every minute.
+        ("1699912700.000000", "1699913900.000000", "60"),
+    }
+    for query in queries:
+        assert sum(r.url.params["query"] == query for r in backend.requests) == 3
 
 
 async def test_service_is_the_fallback_selector() -> None:
@@ -168,7 +177,7 @@ async def test_templates_per_resource_type_and_renamed_labels() -> None:
     )
     backend = Backend(json_reply(matrix()))
     await collect(backend, settings(promql_templates=templates), resource_type="Pod", resource_id="p-1")
-    queries = [r.url.params["query"] for r in backend.requests]
+    queries = {r.url.params["query"] for r in backend.requests}
     assert len(queries) == 5
     assert any('container_memory_working_set_bytes{instance="p-1",container!=""}' in q for q in queries)
 
