@@ -196,8 +196,8 @@ def judge_series(
     before the window, else the window's own points before `at - lead`, so a service that always
     runs at 80% CPU is not flagged and one that jumps from 5% to 40% is. The anomaly's `since`
     is where the run of points above the threshold began.
-    Trend rule: a least-squares line through the window's points up to `at` that fits (R²),
-    rises to a multiple of its start, and ends above the baseline threshold: a leak or a slow
+    Trend rule: a least-squares line through the window's points up to `at` that fits (R²) and
+    rises, whose last point is a multiple of its first and above the baseline threshold: a leak or a slow
     climb, which the baseline rule alone misses when the ramp fills the window.
     Fixed rule: a point from `at - lead` on above the kind's limit, for series in percent."""
     cut = at - rules.lead
@@ -218,7 +218,7 @@ def judge_series(
                         value=point.value,
                         baseline=baseline.median,
                         threshold=threshold,
-                        reason=_baseline_reason(kind, point.value, baseline, threshold, rules),
+                        reason=_baseline_reason(kind, unit, point.value, baseline, threshold, rules),
                         kind=AnomalyKind.BASELINE,
                         since=points[onset].time,
                     )
@@ -257,18 +257,20 @@ def find_anomalies(
     return judge_series(kind, unit, points, at, rules)[0]
 
 
-def _baseline_reason(kind: str, value: float, baseline: MetricBaseline, threshold: float, rules: AnomalyRules) -> str:
+def _baseline_reason(
+    kind: str, unit: str, value: float, baseline: MetricBaseline, threshold: float, rules: AnomalyRules
+) -> str:
     mad_threshold = baseline.median + rules.mad_k * baseline.spread
     reason = (
-        f"{kind} {value:.4g} above its baseline: median {baseline.median:.4g} "
-        f"+ {rules.mad_k:g} × MAD {baseline.spread:.4g} = {mad_threshold:.4g}"
+        f"{kind} {quantity(value, unit)} above its baseline: median {quantity(baseline.median, unit)} "
+        f"+ {rules.mad_k:g} × MAD {quantity(baseline.spread, unit)} = {quantity(mad_threshold, unit)}"
     )
     if baseline.source == BASELINE_FROM_LOOKBACK:
         reason += f" over the {human_duration(baseline.end - baseline.start)} before the window"
     if threshold > mad_threshold and baseline.seasonal_peak is not None:
         reason += (
-            f"; and above {threshold:.4g}, {rules.seasonal_margin:.0%} over its peak of "
-            f"{baseline.seasonal_peak:.4g} {human_duration(baseline.seasonal_offset_us)} earlier"
+            f"; and above {quantity(threshold, unit)}, {rules.seasonal_margin:.0%} over its peak of "
+            f"{quantity(baseline.seasonal_peak, unit)} {human_duration(baseline.seasonal_offset_us)} earlier"
         )
     return reason
 
@@ -276,27 +278,32 @@ def _baseline_reason(kind: str, value: float, baseline: MetricBaseline, threshol
 def _trend(
     kind: str, unit: str, points: Sequence[MetricPoint], threshold: float, rules: AnomalyRules
 ) -> MetricAnomaly | None:
+    """The line says whether the rise is sustained; the evidence quotes the measured first and
+    last points, so a curve is not described by the line's extrapolated ends."""
     if len(points) < rules.trend_min_points:
         return None
     line = fit_line(points)
-    if line is None or line.slope <= 0 or line.r2 < rules.trend_min_r2 or line.start_value <= 0:
+    if line is None or line.slope <= 0 or line.r2 < rules.trend_min_r2:
         return None
-    rise = line.end_value / line.start_value
-    if rise < rules.trend_min_rise or line.end_value <= threshold:
+    first, last = points[0], points[-1]
+    if first.value <= 0 or last.value <= threshold:
+        return None
+    rise = last.value / first.value
+    if rise < rules.trend_min_rise:
         return None
     reason = (
-        f"{kind} grew {rise:.1f}× in {human_duration(line.end - line.start)} "
-        f"(from {quantity(line.start_value, unit, 3)} to {quantity(line.end_value, unit, 3)})"
-        f"{limit_closeness(line.end_value, unit)}"
+        f"{kind} grew {rise:.1f}× in {human_duration(last.time - first.time)} "
+        f"(from {quantity(first.value, unit, 3)} to {quantity(last.value, unit, 3)})"
+        f"{limit_closeness(last.value, unit)}"
     )
     return MetricAnomaly(
-        time=line.end,
-        value=line.end_value,
-        baseline=line.start_value,
-        threshold=line.start_value * rules.trend_min_rise,
+        time=last.time,
+        value=last.value,
+        baseline=first.value,
+        threshold=first.value * rules.trend_min_rise,
         reason=reason,
         kind=AnomalyKind.TREND,
-        since=line.start,
+        since=first.time,
     )
 
 

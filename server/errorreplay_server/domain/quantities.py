@@ -4,6 +4,8 @@ from __future__ import annotations
 
 PERCENT_UNITS = ("percent", "%")
 BYTES_UNIT = "bytes"
+# Units spelled out the way people write them.
+_UNIT_TEXT = {"seconds": "s", "percent_of_core": "% of a core"}
 # Decimal prefixes, as Prometheus and most dashboards show bytes by default.
 _BYTE_PREFIXES = (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3))
 
@@ -18,4 +20,7 @@ def quantity(value: float, unit: str = "", digits: int = 4) -> str:
     text = f"{value:.{digits}g}"
     if unit in PERCENT_UNITS:
         return f"{text}%"
+    unit = _UNIT_TEXT.get(unit, unit)
+    if unit.startswith("%"):
+        return f"{text}{unit}"
     return f"{text} {unit}" if unit else text
