@@ -6,7 +6,7 @@ before the error and five minutes after; `daily-peak` also has the same hours a 
 
 from __future__ import annotations
 
-from tests.integration.backfill import DAY, History, ramp, wobble
+from tests.integration.backfill import DAY, Curve, History, ramp, wobble
 
 HOURS = [(-3 * 3600, 300)]
 YESTERDAY = [(-DAY - 3600, -DAY + 900)]
@@ -41,7 +41,7 @@ def build(at: int) -> History:
     h = History(at)
     calm = wobble(0.02, seed=1)
 
-    def step(before: float, after: float, from_t: int, noise: float = 0.02):
+    def step(before: float, after: float, from_t: int, noise: float = 0.02) -> Curve:
         w = wobble(noise, seed=int(before))
         return lambda t: after if t >= from_t else before * w(t)
 

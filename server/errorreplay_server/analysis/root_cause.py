@@ -71,6 +71,7 @@ from errorreplay_server.domain.model import (
     Severity,
     Span,
 )
+from errorreplay_server.domain.quantities import limit_closeness
 
 CATEGORY_RANK: dict[RootCauseCategory, int] = {
     RootCauseCategory.DEPENDENCY_FAILURE: 0,
@@ -221,6 +222,9 @@ def saturation_causes(
             lasted = lasted_before(worst, t)
             if lasted:
                 summary += f", above its threshold for {human_duration(lasted)} before the error"
+            peak = max((p.value for p in series.points if p.time <= latest), default=worst.value)
+            if closeness := limit_closeness(peak, series.unit):
+                summary += f"; its highest, {number(peak, series.unit)}, was{closeness.removeprefix(',')}"
         evidence = []
         for anomaly in rising:
             i = index.find(TimelineEventKind.METRIC_ANOMALY, series.name, anomaly.time)

@@ -34,7 +34,7 @@ from errorreplay_server.domain.model import (
     MetricSeries,
     Micros,
 )
-from errorreplay_server.domain.quantities import quantity
+from errorreplay_server.domain.quantities import limit_closeness, quantity
 
 # MAD is 0 whenever over half the baseline equals its median (a series stepping 5, 6, 5, 4, 5),
 # and then any wobble would pass it. The mean absolute deviation stands in, scaled to MAD's
@@ -170,15 +170,6 @@ def fit_line(points: Sequence[MetricPoint]) -> Line | None:
     intercept = mean_y - slope * mean_x
     residual = sum((y - (intercept + slope * x)) ** 2 for x, y in zip(xs, ys, strict=True))
     return Line(t0, points[-1].time, intercept, intercept + slope * xs[-1], 1.0 - residual / syy)
-
-
-def limit_closeness(value: float, unit: str) -> str:
-    """How close a share of a capacity came to all of it ("" for other units)."""
-    if unit != PERCENT:
-        return ""
-    if value >= 100.0:
-        return ", at its limit (100%)"
-    return f", {100.0 - value:.2g} points below its limit (100%)"
 
 
 def judge_series(

@@ -24,3 +24,12 @@ def quantity(value: float, unit: str = "", digits: int = 4) -> str:
     if unit.startswith("%"):
         return f"{text}{unit}"
     return f"{text} {unit}" if unit else text
+
+
+def limit_closeness(value: float, unit: str) -> str:
+    """How close a share of a capacity came to all of it ("" for other units)."""
+    if unit not in PERCENT_UNITS:
+        return ""
+    if value >= 100.0:
+        return ", at its limit (100%)"
+    return f", {100.0 - value:.2g} points below its limit (100%)"
