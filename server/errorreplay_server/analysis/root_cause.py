@@ -222,8 +222,8 @@ def saturation_causes(
             lasted = lasted_before(worst, t)
             if lasted:
                 summary += f", above its threshold for {human_duration(lasted)} before the error"
-            peak = max((p.value for p in series.points if p.time <= latest), default=worst.value)
-            if closeness := limit_closeness(peak, series.unit):
+            peak = max((p.value for p in series.points if p.time <= latest), default=None)
+            if peak is not None and (closeness := limit_closeness(peak, series.unit)):
                 summary += f"; its highest, {number(peak, series.unit)}, was{closeness.removeprefix(',')}"
         evidence = []
         for anomaly in rising:
