@@ -212,6 +212,13 @@ async def test_controls_stay_unknown(api: Api, history: tuple[str, int], resourc
     out = await replay_of(api, at, resource)
     assert out.root_cause.category == m.ROOT_CAUSE_CATEGORY_UNKNOWN, out.root_cause.primary_cause.summary
     assert len(out.error.context.metrics) >= 1  # judged, not missing
+    for series in out.error.context.metrics:
+        assert series.baseline.source == "lookback" and series.baseline.points == 60
+        if resource == sc.DAILY_PEAK:  # the API shows what the peak was judged against
+            assert series.baseline.seasonal_offset.ToSeconds() == 86_400
+            assert series.baseline.seasonal_peak == pytest.approx(70, rel=0.05)
+        else:
+            assert not series.baseline.HasField("seasonal_offset")
 
 
 async def test_a_saturated_dependency_is_named_from_its_own_error(api: Api, history: tuple[str, int]) -> None:
@@ -235,6 +242,11 @@ async def test_the_verdict_is_frozen_with_the_baseline(history: tuple[str, int],
     async with serving(await start_server(server_settings(tmp_path, collectors=collector_settings(url)))) as api:
         first = await replay_of(api, at, sc.LEAK)
         stored = await api.running.store.get_error(first.error.error_id)
+    (shown,) = [s for s in first.error.context.metrics if s.name == "memory"]
+    assert shown.baseline.median == pytest.approx(210e6, rel=0.01) and shown.baseline.source == "lookback"
+    assert shown.baseline.start_time.ToSeconds() == at - 75 * 60 and shown.baseline.end_time.ToSeconds() == at - 15 * 60
+    trend = next(a for a in shown.anomalies if a.kind == AnomalyKind.TREND)
+    assert trend.reason == LEAK_EVIDENCE and trend.since.ToSeconds() == at - 15 * 60
     memory = only(stored.context.metrics, "memory")
     assert memory.baseline is not None and memory.baseline.source == BASELINE_FROM_LOOKBACK
     assert {a.kind for a in memory.anomalies} == {AnomalyKind.BASELINE, AnomalyKind.TREND}

@@ -12,7 +12,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file errorreplay/v1/message.proto.
  */
 export const file_errorreplay_v1_message: GenFile = /*@__PURE__*/
-  fileDesc("ChxlcnJvcnJlcGxheS92MS9tZXNzYWdlLnByb3RvEg5lcnJvcnJlcGxheS52MSKOBAoLRXJyb3JSZXBvcnQSDwoHbWVzc2FnZRgBIAEoCRIqCghzZXZlcml0eRgCIAEoDjIYLmVycm9ycmVwbGF5LnYxLlNldmVyaXR5EiYKBnNvdXJjZRgDIAEoDjIWLmVycm9ycmVwbGF5LnYxLlNvdXJjZRITCgtyZXNvdXJjZV9pZBgEIAEoCRIVCg1yZXNvdXJjZV90eXBlGAUgASgJEg8KB3NlcnZpY2UYBiABKAkSEwoLZW52aXJvbm1lbnQYByABKAkSDwoHcmVsZWFzZRgIIAEoCRISCgplcnJvcl90eXBlGAkgASgJEhMKC3N0YWNrX3RyYWNlGAogASgJEhYKDmNvcnJlbGF0aW9uX2lkGAsgASgJEhAKCHRyYWNlX2lkGAwgASgJEg8KB3NwYW5faWQYDSABKAkSLwoLb2NjdXJyZWRfYXQYDiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjMKBHRhZ3MYDyADKAsyJS5lcnJvcnJlcGxheS52MS5FcnJvclJlcG9ydC5UYWdzRW50cnkSKwoKYXR0cmlidXRlcxgQIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSEwoLZmluZ2VycHJpbnQYESADKAkaKwoJVGFnc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiwwEKD0NvbGxlY3RvclN0YXR1cxIRCgljb2xsZWN0b3IYASABKAkSLgoFc3RhdGUYAiABKA4yHy5lcnJvcnJlcGxheS52MS5Db2xsZWN0aW9uU3RhdGUSDgoGZGV0YWlsGAMgASgJEisKCGR1cmF0aW9uGAQgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEjAKDGNvbGxlY3RlZF9hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiygEKB0xvZ0xpbmUSKAoEdGltZRgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDQoFbGV2ZWwYAiABKAkSDwoHbWVzc2FnZRgDIAEoCRIRCgljb2xsZWN0b3IYBCABKAkSMwoGbGFiZWxzGAUgAygLMiMuZXJyb3JyZXBsYXkudjEuTG9nTGluZS5MYWJlbHNFbnRyeRotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIkYKC01ldHJpY1BvaW50EigKBHRpbWUYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg0KBXZhbHVlGAIgASgBIn0KDU1ldHJpY0Fub21hbHkSKAoEdGltZRgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDQoFdmFsdWUYAiABKAESEAoIYmFzZWxpbmUYAyABKAESEQoJdGhyZXNob2xkGAQgASgBEg4KBnJlYXNvbhgFIAEoCSKWAgoMTWV0cmljU2VyaWVzEgwKBG5hbWUYASABKAkSDQoFcXVlcnkYAiABKAkSOAoGbGFiZWxzGAMgAygLMiguZXJyb3JyZXBsYXkudjEuTWV0cmljU2VyaWVzLkxhYmVsc0VudHJ5EisKBnBvaW50cxgEIAMoCzIbLmVycm9ycmVwbGF5LnYxLk1ldHJpY1BvaW50EjAKCWFub21hbGllcxgFIAMoCzIdLmVycm9ycmVwbGF5LnYxLk1ldHJpY0Fub21hbHkSDAoEdW5pdBgGIAEoCRITCgtyZXNvdXJjZV9pZBgHIAEoCRotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIv8CCgRTcGFuEhAKCHRyYWNlX2lkGAEgASgJEg8KB3NwYW5faWQYAiABKAkSFgoOcGFyZW50X3NwYW5faWQYAyABKAkSDwoHc2VydmljZRgEIAEoCRIMCgRuYW1lGAUgASgJEi4KCnN0YXJ0X3RpbWUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEisKCGR1cmF0aW9uGAcgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEioKBnN0YXR1cxgIIAEoDjIaLmVycm9ycmVwbGF5LnYxLlNwYW5TdGF0dXMSFgoOc3RhdHVzX21lc3NhZ2UYCSABKAkSDwoHZmFpbGluZxgKIAEoCBI4CgphdHRyaWJ1dGVzGAsgAygLMiQuZXJyb3JyZXBsYXkudjEuU3Bhbi5BdHRyaWJ1dGVzRW50cnkaMQoPQXR0cmlidXRlc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEilwEKCFJlc291cmNlEgoKAmlkGAEgASgJEgwKBHR5cGUYAiABKAkSDAoEbmFtZRgDIAEoCRI0CgZsYWJlbHMYBCADKAsyJC5lcnJvcnJlcGxheS52MS5SZXNvdXJjZS5MYWJlbHNFbnRyeRotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIjkKCkRlcGVuZGVuY3kSFAoMZGVwZW5kZW50X2lkGAEgASgJEhUKDWRlcGVuZGVuY3lfaWQYAiABKAkigwEKCFRvcG9sb2d5EhgKEHJvb3RfcmVzb3VyY2VfaWQYASABKAkSKwoJcmVzb3VyY2VzGAIgAygLMhguZXJyb3JyZXBsYXkudjEuUmVzb3VyY2USMAoMZGVwZW5kZW5jaWVzGAMgAygLMhouZXJyb3JyZXBsYXkudjEuRGVwZW5kZW5jeSKqAgoGQ2hhbmdlEhEKCWNoYW5nZV9pZBgBIAEoCRIoCgRraW5kGAIgASgOMhouZXJyb3JyZXBsYXkudjEuQ2hhbmdlS2luZBITCgtyZXNvdXJjZV9pZBgDIAEoCRIPCgd2ZXJzaW9uGAQgASgJEhMKC2Rlc2NyaXB0aW9uGAUgASgJEg4KBmF1dGhvchgGIAEoCRIvCgtvY2N1cnJlZF9hdBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASNgoIbWV0YWRhdGEYCCADKAsyJC5lcnJvcnJlcGxheS52MS5DaGFuZ2UuTWV0YWRhdGFFbnRyeRovCg1NZXRhZGF0YUVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEikQIKDEVycm9yQ29udGV4dBIlCgRsb2dzGAEgAygLMhcuZXJyb3JyZXBsYXkudjEuTG9nTGluZRItCgdtZXRyaWNzGAIgAygLMhwuZXJyb3JyZXBsYXkudjEuTWV0cmljU2VyaWVzEiMKBXNwYW5zGAMgAygLMhQuZXJyb3JyZXBsYXkudjEuU3BhbhIqCgh0b3BvbG9neRgEIAEoCzIYLmVycm9ycmVwbGF5LnYxLlRvcG9sb2d5EicKB2NoYW5nZXMYBSADKAsyFi5lcnJvcnJlcGxheS52MS5DaGFuZ2USMQoIc3RhdHVzZXMYBiADKAsyHy5lcnJvcnJlcGxheS52MS5Db2xsZWN0b3JTdGF0dXMiowIKDUVycm9yU25hcHNob3QSEAoIZXJyb3JfaWQYASABKAkSEAoIZ3JvdXBfaWQYAiABKAkSLwoLcmVjZWl2ZWRfYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEisKBnJlcG9ydBgEIAEoCzIbLmVycm9ycmVwbGF5LnYxLkVycm9yUmVwb3J0Ei0KB2NvbnRleHQYBSABKAsyHC5lcnJvcnJlcGxheS52MS5FcnJvckNvbnRleHQSGQoRcmVsYXRlZF9lcnJvcl9pZHMYBiADKAkSHQoVYWZmZWN0ZWRfcmVzb3VyY2VfaWRzGAcgAygJEhMKC2ZpbmdlcnByaW50GAggASgJEhIKCnJlcXVlc3RfaWQYCSABKAki5QIKCkVycm9yR3JvdXASEAoIZ3JvdXBfaWQYASABKAkSDQoFdGl0bGUYAiABKAkSEgoKZXJyb3JfdHlwZRgDIAEoCRINCgVjb3VudBgEIAEoAxIuCgpmaXJzdF9zZWVuGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBItCglsYXN0X3NlZW4YBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjAKBnN0YXR1cxgHIAEoDjIgLmVycm9ycmVwbGF5LnYxLkVycm9yR3JvdXBTdGF0dXMSEgoKcmVncmVzc2lvbhgIIAEoCBIdChVhZmZlY3RlZF9yZXNvdXJjZV9pZHMYCSADKAkSHwoXcmVwcmVzZW50YXRpdmVfZXJyb3JfaWQYCiABKAkSLgoMbWF4X3NldmVyaXR5GAsgASgOMhguZXJyb3JyZXBsYXkudjEuU2V2ZXJpdHkihQQKC0Vycm9yRmlsdGVyEiwKCnNldmVyaXRpZXMYASADKA4yGC5lcnJvcnJlcGxheS52MS5TZXZlcml0eRIuCgxtaW5fc2V2ZXJpdHkYAiABKA4yGC5lcnJvcnJlcGxheS52MS5TZXZlcml0eRInCgdzb3VyY2VzGAMgAygOMhYuZXJyb3JyZXBsYXkudjEuU291cmNlEhQKDHJlc291cmNlX2lkcxgEIAMoCRIVCg1yZXNvdXJjZV90eXBlGAUgASgJEhIKCmVycm9yX3R5cGUYBiABKAkSFgoOY29ycmVsYXRpb25faWQYByABKAkSEAoIdHJhY2VfaWQYCCABKAkSEAoIZ3JvdXBfaWQYCSABKAkSMwoEdGFncxgKIAMoCzIlLmVycm9ycmVwbGF5LnYxLkVycm9yRmlsdGVyLlRhZ3NFbnRyeRIMCgR0ZXh0GAsgASgJEi4KCnN0YXJ0X3RpbWUYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZF90aW1lGA0gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgdzZXJ2aWNlGA4gASgJEhMKC2Vudmlyb25tZW50GA8gASgJGisKCVRhZ3NFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBItIBCg1UaW1lbGluZUV2ZW50EigKBHRpbWUYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KBGtpbmQYAiABKA4yIS5lcnJvcnJlcGxheS52MS5UaW1lbGluZUV2ZW50S2luZBITCgtyZXNvdXJjZV9pZBgDIAEoCRIPCgdzdW1tYXJ5GAQgASgJEhQKDHJlZmVyZW5jZV9pZBgFIAEoCRIqCghzZXZlcml0eRgGIAEoDjIYLmVycm9ycmVwbGF5LnYxLlNldmVyaXR5ImkKD1Byb3BhZ2F0aW9uU3RlcBITCgtyZXNvdXJjZV9pZBgBIAEoCRIQCghlcnJvcl9pZBgCIAEoCRIvCgtvY2N1cnJlZF9hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAihgEKC1Byb3BhZ2F0aW9uEhcKD29yaWdpbl9lcnJvcl9pZBgBIAEoCRIaChJvcmlnaW5fcmVzb3VyY2VfaWQYAiABKAkSLQoEcGF0aBgDIAMoCzIfLmVycm9ycmVwbGF5LnYxLlByb3BhZ2F0aW9uU3RlcBITCgtleHBsYW5hdGlvbhgEIAEoCSJNCghFdmlkZW5jZRIWCg50aW1lbGluZV9pbmRleBgBIAEoBRIUCgxyZWZlcmVuY2VfaWQYAiABKAkSEwoLZGVzY3JpcHRpb24YAyABKAkinQEKBUNhdXNlEjMKCGNhdGVnb3J5GAEgASgOMiEuZXJyb3JyZXBsYXkudjEuUm9vdENhdXNlQ2F0ZWdvcnkSDwoHc3VtbWFyeRgCIAEoCRINCgVzY29yZRgDIAEoARITCgtyZXNvdXJjZV9pZBgEIAEoCRIqCghldmlkZW5jZRgFIAMoCzIYLmVycm9ycmVwbGF5LnYxLkV2aWRlbmNlIuMBCglSb290Q2F1c2USLAoNcHJpbWFyeV9jYXVzZRgBIAEoCzIVLmVycm9ycmVwbGF5LnYxLkNhdXNlEjMKCGNhdGVnb3J5GAIgASgOMiEuZXJyb3JyZXBsYXkudjEuUm9vdENhdXNlQ2F0ZWdvcnkSEgoKY29uZmlkZW5jZRgDIAEoARIzChRjb250cmlidXRpbmdfZmFjdG9ycxgEIAMoCzIVLmVycm9ycmVwbGF5LnYxLkNhdXNlEioKCGV2aWRlbmNlGAUgAygLMhguZXJyb3JyZXBsYXkudjEuRXZpZGVuY2UihgEKDlJlY29tbWVuZGF0aW9uEjAKBGtpbmQYASABKA4yIi5lcnJvcnJlcGxheS52MS5SZWNvbW1lbmRhdGlvbktpbmQSDQoFdGl0bGUYAiABKAkSEQoJcmF0aW9uYWxlGAMgASgJEg4KBnRhcmdldBgEIAEoCRIQCghwcmlvcml0eRgFIAEoBSLBAQoLQ29ycmVsYXRpb24SEgoKY29ycmVsYXRlZBgBIAEoCBIxCgZyZWFzb24YAiABKA4yIS5lcnJvcnJlcGxheS52MS5Db3JyZWxhdGlvblJlYXNvbhIXCg9vcmlnaW5fZXJyb3JfaWQYAyABKAkSGQoRcmVsYXRlZF9lcnJvcl9pZHMYBCADKAkSHQoVYWZmZWN0ZWRfcmVzb3VyY2VfaWRzGAUgAygJEhgKEG1hdGNoZWRfZXJyb3JfaWQYBiABKAkiSwoKVGltZWRDb3VudBIuCgpzdGFydF90aW1lGAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBINCgVjb3VudBgCIAEoAyJuCgpHcm91cENvdW50EhAKCGdyb3VwX2lkGAEgASgJEg0KBXRpdGxlGAIgASgJEg0KBWNvdW50GAMgASgDEjAKBnN0YXR1cxgEIAEoDjIgLmVycm9ycmVwbGF5LnYxLkVycm9yR3JvdXBTdGF0dXMiNAoORmllbGRWaW9sYXRpb24SDQoFZmllbGQYASABKAkSEwoLZGVzY3JpcHRpb24YAiABKAkiZAoJSXRlbUVycm9yEgwKBGNvZGUYASABKAUSDwoHbWVzc2FnZRgCIAEoCRI4ChBmaWVsZF92aW9sYXRpb25zGAMgAygLMh4uZXJyb3JyZXBsYXkudjEuRmllbGRWaW9sYXRpb24qiAEKCFNldmVyaXR5EhgKFFNFVkVSSVRZX1VOU1BFQ0lGSUVEEAASEQoNU0VWRVJJVFlfSU5GTxABEhAKDFNFVkVSSVRZX0xPVxACEhMKD1NFVkVSSVRZX01FRElVTRADEhEKDVNFVkVSSVRZX0hJR0gQBBIVChFTRVZFUklUWV9DUklUSUNBTBAFKr8BCgZTb3VyY2USFgoSU09VUkNFX1VOU1BFQ0lGSUVEEAASFgoSU09VUkNFX0FQUExJQ0FUSU9OEAESFQoRU09VUkNFX1BST01FVEhFVVMQAhIPCgtTT1VSQ0VfTE9LSRADEhAKDFNPVVJDRV9URU1QTxAEEhgKFFNPVVJDRV9FTEFTVElDU0VBUkNIEAUSHgoaU09VUkNFX0FaVVJFX0xPR19BTkFMWVRJQ1MQBhIRCg1TT1VSQ0VfTUFOVUFMEAcqwQEKD0NvbGxlY3Rpb25TdGF0ZRIgChxDT0xMRUNUSU9OX1NUQVRFX1VOU1BFQ0lGSUVEEAASHAoYQ09MTEVDVElPTl9TVEFURV9QRU5ESU5HEAESFwoTQ09MTEVDVElPTl9TVEFURV9PSxACEhoKFkNPTExFQ1RJT05fU1RBVEVfRU1QVFkQAxIbChdDT0xMRUNUSU9OX1NUQVRFX0ZBSUxFRBAEEhwKGENPTExFQ1RJT05fU1RBVEVfU0tJUFBFRBAFKmsKClNwYW5TdGF0dXMSGwoXU1BBTl9TVEFUVVNfVU5TUEVDSUZJRUQQABIVChFTUEFOX1NUQVRVU19VTlNFVBABEhIKDlNQQU5fU1RBVFVTX09LEAISFQoRU1BBTl9TVEFUVVNfRVJST1IQAyp3CgpDaGFuZ2VLaW5kEhsKF0NIQU5HRV9LSU5EX1VOU1BFQ0lGSUVEEAASGgoWQ0hBTkdFX0tJTkRfREVQTE9ZTUVOVBABEhYKEkNIQU5HRV9LSU5EX0NPTkZJRxACEhgKFENIQU5HRV9LSU5EX1RPUE9MT0dZEAMqtwEKEEVycm9yR3JvdXBTdGF0dXMSIgoeRVJST1JfR1JPVVBfU1RBVFVTX1VOU1BFQ0lGSUVEEAASGwoXRVJST1JfR1JPVVBfU1RBVFVTX09QRU4QARIjCh9FUlJPUl9HUk9VUF9TVEFUVVNfQUNLTk9XTEVER0VEEAISHwobRVJST1JfR1JPVVBfU1RBVFVTX1JFU09MVkVEEAMSHAoYRVJST1JfR1JPVVBfU1RBVFVTX01VVEVEEAQqgQIKEVRpbWVsaW5lRXZlbnRLaW5kEiMKH1RJTUVMSU5FX0VWRU5UX0tJTkRfVU5TUEVDSUZJRUQQABIdChlUSU1FTElORV9FVkVOVF9LSU5EX0VSUk9SEAESJQohVElNRUxJTkVfRVZFTlRfS0lORF9SRUxBVEVEX0VSUk9SEAISHgoaVElNRUxJTkVfRVZFTlRfS0lORF9DSEFOR0UQAxIbChdUSU1FTElORV9FVkVOVF9LSU5EX0xPRxAEEiYKIlRJTUVMSU5FX0VWRU5UX0tJTkRfTUVUUklDX0FOT01BTFkQBRIcChhUSU1FTElORV9FVkVOVF9LSU5EX1NQQU4QBiqiAgoRUm9vdENhdXNlQ2F0ZWdvcnkSIwofUk9PVF9DQVVTRV9DQVRFR09SWV9VTlNQRUNJRklFRBAAEh8KG1JPT1RfQ0FVU0VfQ0FURUdPUllfVU5LTk9XThABEioKJlJPT1RfQ0FVU0VfQ0FURUdPUllfREVQRU5ERU5DWV9GQUlMVVJFEAISJQohUk9PVF9DQVVTRV9DQVRFR09SWV9SRUNFTlRfQ0hBTkdFEAMSIgoeUk9PVF9DQVVTRV9DQVRFR09SWV9TQVRVUkFUSU9OEAQSIwofUk9PVF9DQVVTRV9DQVRFR09SWV9FUlJPUl9CVVJTVBAFEisKJ1JPT1RfQ0FVU0VfQ0FURUdPUllfRVhURVJOQUxfREVQRU5ERU5DWRAGKrACChJSZWNvbW1lbmRhdGlvbktpbmQSIwofUkVDT01NRU5EQVRJT05fS0lORF9VTlNQRUNJRklFRBAAEicKI1JFQ09NTUVOREFUSU9OX0tJTkRfUk9MTEJBQ0tfQ0hBTkdFEAESKgomUkVDT01NRU5EQVRJT05fS0lORF9JTlZFU1RJR0FURV9PUklHSU4QAhImCiJSRUNPTU1FTkRBVElPTl9LSU5EX1NDQUxFX1JFU09VUkNFEAMSIAocUkVDT01NRU5EQVRJT05fS0lORF9FU0NBTEFURRAEEisKJ1JFQ09NTUVOREFUSU9OX0tJTkRfQUREX0NJUkNVSVRfQlJFQUtFUhAFEikKJVJFQ09NTUVOREFUSU9OX0tJTkRfSU5WRVNUSUdBVEVfRVJST1IQBiqoAgoRQ29ycmVsYXRpb25SZWFzb24SIgoeQ09SUkVMQVRJT05fUkVBU09OX1VOU1BFQ0lGSUVEEAASIwofQ09SUkVMQVRJT05fUkVBU09OX0ZJTFRFUl9NQVRDSBABEioKJkNPUlJFTEFUSU9OX1JFQVNPTl9TQU1FX0NPUlJFTEFUSU9OX0lEEAISJAogQ09SUkVMQVRJT05fUkVBU09OX1NBTUVfVFJBQ0VfSUQQAxIkCiBDT1JSRUxBVElPTl9SRUFTT05fU0FNRV9SRVNPVVJDRRAEEicKI0NPUlJFTEFUSU9OX1JFQVNPTl9VUFNUUkVBTV9GQUlMVVJFEAUSKQolQ09SUkVMQVRJT05fUkVBU09OX0RPV05TVFJFQU1fRkFJTFVSRRAGYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("ChxlcnJvcnJlcGxheS92MS9tZXNzYWdlLnByb3RvEg5lcnJvcnJlcGxheS52MSKOBAoLRXJyb3JSZXBvcnQSDwoHbWVzc2FnZRgBIAEoCRIqCghzZXZlcml0eRgCIAEoDjIYLmVycm9ycmVwbGF5LnYxLlNldmVyaXR5EiYKBnNvdXJjZRgDIAEoDjIWLmVycm9ycmVwbGF5LnYxLlNvdXJjZRITCgtyZXNvdXJjZV9pZBgEIAEoCRIVCg1yZXNvdXJjZV90eXBlGAUgASgJEg8KB3NlcnZpY2UYBiABKAkSEwoLZW52aXJvbm1lbnQYByABKAkSDwoHcmVsZWFzZRgIIAEoCRISCgplcnJvcl90eXBlGAkgASgJEhMKC3N0YWNrX3RyYWNlGAogASgJEhYKDmNvcnJlbGF0aW9uX2lkGAsgASgJEhAKCHRyYWNlX2lkGAwgASgJEg8KB3NwYW5faWQYDSABKAkSLwoLb2NjdXJyZWRfYXQYDiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjMKBHRhZ3MYDyADKAsyJS5lcnJvcnJlcGxheS52MS5FcnJvclJlcG9ydC5UYWdzRW50cnkSKwoKYXR0cmlidXRlcxgQIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSEwoLZmluZ2VycHJpbnQYESADKAkaKwoJVGFnc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiwwEKD0NvbGxlY3RvclN0YXR1cxIRCgljb2xsZWN0b3IYASABKAkSLgoFc3RhdGUYAiABKA4yHy5lcnJvcnJlcGxheS52MS5Db2xsZWN0aW9uU3RhdGUSDgoGZGV0YWlsGAMgASgJEisKCGR1cmF0aW9uGAQgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEjAKDGNvbGxlY3RlZF9hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiygEKB0xvZ0xpbmUSKAoEdGltZRgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDQoFbGV2ZWwYAiABKAkSDwoHbWVzc2FnZRgDIAEoCRIRCgljb2xsZWN0b3IYBCABKAkSMwoGbGFiZWxzGAUgAygLMiMuZXJyb3JyZXBsYXkudjEuTG9nTGluZS5MYWJlbHNFbnRyeRotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIkYKC01ldHJpY1BvaW50EigKBHRpbWUYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg0KBXZhbHVlGAIgASgBIrYBCg1NZXRyaWNBbm9tYWx5EigKBHRpbWUYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg0KBXZhbHVlGAIgASgBEhAKCGJhc2VsaW5lGAMgASgBEhEKCXRocmVzaG9sZBgEIAEoARIOCgZyZWFzb24YBSABKAkSDAoEa2luZBgGIAEoCRIpCgVzaW5jZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAi+QEKDk1ldHJpY0Jhc2VsaW5lEg4KBm1lZGlhbhgBIAEoARIOCgZzcHJlYWQYAiABKAESDgoGcG9pbnRzGAMgASgFEg4KBnNvdXJjZRgEIAEoCRIuCgpzdGFydF90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIsCghlbmRfdGltZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMgoPc2Vhc29uYWxfb2Zmc2V0GAcgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhUKDXNlYXNvbmFsX3BlYWsYCCABKAEiyAIKDE1ldHJpY1NlcmllcxIMCgRuYW1lGAEgASgJEg0KBXF1ZXJ5GAIgASgJEjgKBmxhYmVscxgDIAMoCzIoLmVycm9ycmVwbGF5LnYxLk1ldHJpY1Nlcmllcy5MYWJlbHNFbnRyeRIrCgZwb2ludHMYBCADKAsyGy5lcnJvcnJlcGxheS52MS5NZXRyaWNQb2ludBIwCglhbm9tYWxpZXMYBSADKAsyHS5lcnJvcnJlcGxheS52MS5NZXRyaWNBbm9tYWx5EgwKBHVuaXQYBiABKAkSEwoLcmVzb3VyY2VfaWQYByABKAkSMAoIYmFzZWxpbmUYCCABKAsyHi5lcnJvcnJlcGxheS52MS5NZXRyaWNCYXNlbGluZRotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIv8CCgRTcGFuEhAKCHRyYWNlX2lkGAEgASgJEg8KB3NwYW5faWQYAiABKAkSFgoOcGFyZW50X3NwYW5faWQYAyABKAkSDwoHc2VydmljZRgEIAEoCRIMCgRuYW1lGAUgASgJEi4KCnN0YXJ0X3RpbWUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEisKCGR1cmF0aW9uGAcgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEioKBnN0YXR1cxgIIAEoDjIaLmVycm9ycmVwbGF5LnYxLlNwYW5TdGF0dXMSFgoOc3RhdHVzX21lc3NhZ2UYCSABKAkSDwoHZmFpbGluZxgKIAEoCBI4CgphdHRyaWJ1dGVzGAsgAygLMiQuZXJyb3JyZXBsYXkudjEuU3Bhbi5BdHRyaWJ1dGVzRW50cnkaMQoPQXR0cmlidXRlc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEilwEKCFJlc291cmNlEgoKAmlkGAEgASgJEgwKBHR5cGUYAiABKAkSDAoEbmFtZRgDIAEoCRI0CgZsYWJlbHMYBCADKAsyJC5lcnJvcnJlcGxheS52MS5SZXNvdXJjZS5MYWJlbHNFbnRyeRotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIjkKCkRlcGVuZGVuY3kSFAoMZGVwZW5kZW50X2lkGAEgASgJEhUKDWRlcGVuZGVuY3lfaWQYAiABKAkigwEKCFRvcG9sb2d5EhgKEHJvb3RfcmVzb3VyY2VfaWQYASABKAkSKwoJcmVzb3VyY2VzGAIgAygLMhguZXJyb3JyZXBsYXkudjEuUmVzb3VyY2USMAoMZGVwZW5kZW5jaWVzGAMgAygLMhouZXJyb3JyZXBsYXkudjEuRGVwZW5kZW5jeSKqAgoGQ2hhbmdlEhEKCWNoYW5nZV9pZBgBIAEoCRIoCgRraW5kGAIgASgOMhouZXJyb3JyZXBsYXkudjEuQ2hhbmdlS2luZBITCgtyZXNvdXJjZV9pZBgDIAEoCRIPCgd2ZXJzaW9uGAQgASgJEhMKC2Rlc2NyaXB0aW9uGAUgASgJEg4KBmF1dGhvchgGIAEoCRIvCgtvY2N1cnJlZF9hdBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASNgoIbWV0YWRhdGEYCCADKAsyJC5lcnJvcnJlcGxheS52MS5DaGFuZ2UuTWV0YWRhdGFFbnRyeRovCg1NZXRhZGF0YUVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEikQIKDEVycm9yQ29udGV4dBIlCgRsb2dzGAEgAygLMhcuZXJyb3JyZXBsYXkudjEuTG9nTGluZRItCgdtZXRyaWNzGAIgAygLMhwuZXJyb3JyZXBsYXkudjEuTWV0cmljU2VyaWVzEiMKBXNwYW5zGAMgAygLMhQuZXJyb3JyZXBsYXkudjEuU3BhbhIqCgh0b3BvbG9neRgEIAEoCzIYLmVycm9ycmVwbGF5LnYxLlRvcG9sb2d5EicKB2NoYW5nZXMYBSADKAsyFi5lcnJvcnJlcGxheS52MS5DaGFuZ2USMQoIc3RhdHVzZXMYBiADKAsyHy5lcnJvcnJlcGxheS52MS5Db2xsZWN0b3JTdGF0dXMiowIKDUVycm9yU25hcHNob3QSEAoIZXJyb3JfaWQYASABKAkSEAoIZ3JvdXBfaWQYAiABKAkSLwoLcmVjZWl2ZWRfYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEisKBnJlcG9ydBgEIAEoCzIbLmVycm9ycmVwbGF5LnYxLkVycm9yUmVwb3J0Ei0KB2NvbnRleHQYBSABKAsyHC5lcnJvcnJlcGxheS52MS5FcnJvckNvbnRleHQSGQoRcmVsYXRlZF9lcnJvcl9pZHMYBiADKAkSHQoVYWZmZWN0ZWRfcmVzb3VyY2VfaWRzGAcgAygJEhMKC2ZpbmdlcnByaW50GAggASgJEhIKCnJlcXVlc3RfaWQYCSABKAki5QIKCkVycm9yR3JvdXASEAoIZ3JvdXBfaWQYASABKAkSDQoFdGl0bGUYAiABKAkSEgoKZXJyb3JfdHlwZRgDIAEoCRINCgVjb3VudBgEIAEoAxIuCgpmaXJzdF9zZWVuGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBItCglsYXN0X3NlZW4YBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjAKBnN0YXR1cxgHIAEoDjIgLmVycm9ycmVwbGF5LnYxLkVycm9yR3JvdXBTdGF0dXMSEgoKcmVncmVzc2lvbhgIIAEoCBIdChVhZmZlY3RlZF9yZXNvdXJjZV9pZHMYCSADKAkSHwoXcmVwcmVzZW50YXRpdmVfZXJyb3JfaWQYCiABKAkSLgoMbWF4X3NldmVyaXR5GAsgASgOMhguZXJyb3JyZXBsYXkudjEuU2V2ZXJpdHkihQQKC0Vycm9yRmlsdGVyEiwKCnNldmVyaXRpZXMYASADKA4yGC5lcnJvcnJlcGxheS52MS5TZXZlcml0eRIuCgxtaW5fc2V2ZXJpdHkYAiABKA4yGC5lcnJvcnJlcGxheS52MS5TZXZlcml0eRInCgdzb3VyY2VzGAMgAygOMhYuZXJyb3JyZXBsYXkudjEuU291cmNlEhQKDHJlc291cmNlX2lkcxgEIAMoCRIVCg1yZXNvdXJjZV90eXBlGAUgASgJEhIKCmVycm9yX3R5cGUYBiABKAkSFgoOY29ycmVsYXRpb25faWQYByABKAkSEAoIdHJhY2VfaWQYCCABKAkSEAoIZ3JvdXBfaWQYCSABKAkSMwoEdGFncxgKIAMoCzIlLmVycm9ycmVwbGF5LnYxLkVycm9yRmlsdGVyLlRhZ3NFbnRyeRIMCgR0ZXh0GAsgASgJEi4KCnN0YXJ0X3RpbWUYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZF90aW1lGA0gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgdzZXJ2aWNlGA4gASgJEhMKC2Vudmlyb25tZW50GA8gASgJGisKCVRhZ3NFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBItIBCg1UaW1lbGluZUV2ZW50EigKBHRpbWUYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KBGtpbmQYAiABKA4yIS5lcnJvcnJlcGxheS52MS5UaW1lbGluZUV2ZW50S2luZBITCgtyZXNvdXJjZV9pZBgDIAEoCRIPCgdzdW1tYXJ5GAQgASgJEhQKDHJlZmVyZW5jZV9pZBgFIAEoCRIqCghzZXZlcml0eRgGIAEoDjIYLmVycm9ycmVwbGF5LnYxLlNldmVyaXR5ImkKD1Byb3BhZ2F0aW9uU3RlcBITCgtyZXNvdXJjZV9pZBgBIAEoCRIQCghlcnJvcl9pZBgCIAEoCRIvCgtvY2N1cnJlZF9hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAihgEKC1Byb3BhZ2F0aW9uEhcKD29yaWdpbl9lcnJvcl9pZBgBIAEoCRIaChJvcmlnaW5fcmVzb3VyY2VfaWQYAiABKAkSLQoEcGF0aBgDIAMoCzIfLmVycm9ycmVwbGF5LnYxLlByb3BhZ2F0aW9uU3RlcBITCgtleHBsYW5hdGlvbhgEIAEoCSJNCghFdmlkZW5jZRIWCg50aW1lbGluZV9pbmRleBgBIAEoBRIUCgxyZWZlcmVuY2VfaWQYAiABKAkSEwoLZGVzY3JpcHRpb24YAyABKAkinQEKBUNhdXNlEjMKCGNhdGVnb3J5GAEgASgOMiEuZXJyb3JyZXBsYXkudjEuUm9vdENhdXNlQ2F0ZWdvcnkSDwoHc3VtbWFyeRgCIAEoCRINCgVzY29yZRgDIAEoARITCgtyZXNvdXJjZV9pZBgEIAEoCRIqCghldmlkZW5jZRgFIAMoCzIYLmVycm9ycmVwbGF5LnYxLkV2aWRlbmNlIuMBCglSb290Q2F1c2USLAoNcHJpbWFyeV9jYXVzZRgBIAEoCzIVLmVycm9ycmVwbGF5LnYxLkNhdXNlEjMKCGNhdGVnb3J5GAIgASgOMiEuZXJyb3JyZXBsYXkudjEuUm9vdENhdXNlQ2F0ZWdvcnkSEgoKY29uZmlkZW5jZRgDIAEoARIzChRjb250cmlidXRpbmdfZmFjdG9ycxgEIAMoCzIVLmVycm9ycmVwbGF5LnYxLkNhdXNlEioKCGV2aWRlbmNlGAUgAygLMhguZXJyb3JyZXBsYXkudjEuRXZpZGVuY2UihgEKDlJlY29tbWVuZGF0aW9uEjAKBGtpbmQYASABKA4yIi5lcnJvcnJlcGxheS52MS5SZWNvbW1lbmRhdGlvbktpbmQSDQoFdGl0bGUYAiABKAkSEQoJcmF0aW9uYWxlGAMgASgJEg4KBnRhcmdldBgEIAEoCRIQCghwcmlvcml0eRgFIAEoBSLBAQoLQ29ycmVsYXRpb24SEgoKY29ycmVsYXRlZBgBIAEoCBIxCgZyZWFzb24YAiABKA4yIS5lcnJvcnJlcGxheS52MS5Db3JyZWxhdGlvblJlYXNvbhIXCg9vcmlnaW5fZXJyb3JfaWQYAyABKAkSGQoRcmVsYXRlZF9lcnJvcl9pZHMYBCADKAkSHQoVYWZmZWN0ZWRfcmVzb3VyY2VfaWRzGAUgAygJEhgKEG1hdGNoZWRfZXJyb3JfaWQYBiABKAkiSwoKVGltZWRDb3VudBIuCgpzdGFydF90aW1lGAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBINCgVjb3VudBgCIAEoAyJuCgpHcm91cENvdW50EhAKCGdyb3VwX2lkGAEgASgJEg0KBXRpdGxlGAIgASgJEg0KBWNvdW50GAMgASgDEjAKBnN0YXR1cxgEIAEoDjIgLmVycm9ycmVwbGF5LnYxLkVycm9yR3JvdXBTdGF0dXMiNAoORmllbGRWaW9sYXRpb24SDQoFZmllbGQYASABKAkSEwoLZGVzY3JpcHRpb24YAiABKAkiZAoJSXRlbUVycm9yEgwKBGNvZGUYASABKAUSDwoHbWVzc2FnZRgCIAEoCRI4ChBmaWVsZF92aW9sYXRpb25zGAMgAygLMh4uZXJyb3JyZXBsYXkudjEuRmllbGRWaW9sYXRpb24qiAEKCFNldmVyaXR5EhgKFFNFVkVSSVRZX1VOU1BFQ0lGSUVEEAASEQoNU0VWRVJJVFlfSU5GTxABEhAKDFNFVkVSSVRZX0xPVxACEhMKD1NFVkVSSVRZX01FRElVTRADEhEKDVNFVkVSSVRZX0hJR0gQBBIVChFTRVZFUklUWV9DUklUSUNBTBAFKr8BCgZTb3VyY2USFgoSU09VUkNFX1VOU1BFQ0lGSUVEEAASFgoSU09VUkNFX0FQUExJQ0FUSU9OEAESFQoRU09VUkNFX1BST01FVEhFVVMQAhIPCgtTT1VSQ0VfTE9LSRADEhAKDFNPVVJDRV9URU1QTxAEEhgKFFNPVVJDRV9FTEFTVElDU0VBUkNIEAUSHgoaU09VUkNFX0FaVVJFX0xPR19BTkFMWVRJQ1MQBhIRCg1TT1VSQ0VfTUFOVUFMEAcqwQEKD0NvbGxlY3Rpb25TdGF0ZRIgChxDT0xMRUNUSU9OX1NUQVRFX1VOU1BFQ0lGSUVEEAASHAoYQ09MTEVDVElPTl9TVEFURV9QRU5ESU5HEAESFwoTQ09MTEVDVElPTl9TVEFURV9PSxACEhoKFkNPTExFQ1RJT05fU1RBVEVfRU1QVFkQAxIbChdDT0xMRUNUSU9OX1NUQVRFX0ZBSUxFRBAEEhwKGENPTExFQ1RJT05fU1RBVEVfU0tJUFBFRBAFKmsKClNwYW5TdGF0dXMSGwoXU1BBTl9TVEFUVVNfVU5TUEVDSUZJRUQQABIVChFTUEFOX1NUQVRVU19VTlNFVBABEhIKDlNQQU5fU1RBVFVTX09LEAISFQoRU1BBTl9TVEFUVVNfRVJST1IQAyp3CgpDaGFuZ2VLaW5kEhsKF0NIQU5HRV9LSU5EX1VOU1BFQ0lGSUVEEAASGgoWQ0hBTkdFX0tJTkRfREVQTE9ZTUVOVBABEhYKEkNIQU5HRV9LSU5EX0NPTkZJRxACEhgKFENIQU5HRV9LSU5EX1RPUE9MT0dZEAMqtwEKEEVycm9yR3JvdXBTdGF0dXMSIgoeRVJST1JfR1JPVVBfU1RBVFVTX1VOU1BFQ0lGSUVEEAASGwoXRVJST1JfR1JPVVBfU1RBVFVTX09QRU4QARIjCh9FUlJPUl9HUk9VUF9TVEFUVVNfQUNLTk9XTEVER0VEEAISHwobRVJST1JfR1JPVVBfU1RBVFVTX1JFU09MVkVEEAMSHAoYRVJST1JfR1JPVVBfU1RBVFVTX01VVEVEEAQqgQIKEVRpbWVsaW5lRXZlbnRLaW5kEiMKH1RJTUVMSU5FX0VWRU5UX0tJTkRfVU5TUEVDSUZJRUQQABIdChlUSU1FTElORV9FVkVOVF9LSU5EX0VSUk9SEAESJQohVElNRUxJTkVfRVZFTlRfS0lORF9SRUxBVEVEX0VSUk9SEAISHgoaVElNRUxJTkVfRVZFTlRfS0lORF9DSEFOR0UQAxIbChdUSU1FTElORV9FVkVOVF9LSU5EX0xPRxAEEiYKIlRJTUVMSU5FX0VWRU5UX0tJTkRfTUVUUklDX0FOT01BTFkQBRIcChhUSU1FTElORV9FVkVOVF9LSU5EX1NQQU4QBiqiAgoRUm9vdENhdXNlQ2F0ZWdvcnkSIwofUk9PVF9DQVVTRV9DQVRFR09SWV9VTlNQRUNJRklFRBAAEh8KG1JPT1RfQ0FVU0VfQ0FURUdPUllfVU5LTk9XThABEioKJlJPT1RfQ0FVU0VfQ0FURUdPUllfREVQRU5ERU5DWV9GQUlMVVJFEAISJQohUk9PVF9DQVVTRV9DQVRFR09SWV9SRUNFTlRfQ0hBTkdFEAMSIgoeUk9PVF9DQVVTRV9DQVRFR09SWV9TQVRVUkFUSU9OEAQSIwofUk9PVF9DQVVTRV9DQVRFR09SWV9FUlJPUl9CVVJTVBAFEisKJ1JPT1RfQ0FVU0VfQ0FURUdPUllfRVhURVJOQUxfREVQRU5ERU5DWRAGKrACChJSZWNvbW1lbmRhdGlvbktpbmQSIwofUkVDT01NRU5EQVRJT05fS0lORF9VTlNQRUNJRklFRBAAEicKI1JFQ09NTUVOREFUSU9OX0tJTkRfUk9MTEJBQ0tfQ0hBTkdFEAESKgomUkVDT01NRU5EQVRJT05fS0lORF9JTlZFU1RJR0FURV9PUklHSU4QAhImCiJSRUNPTU1FTkRBVElPTl9LSU5EX1NDQUxFX1JFU09VUkNFEAMSIAocUkVDT01NRU5EQVRJT05fS0lORF9FU0NBTEFURRAEEisKJ1JFQ09NTUVOREFUSU9OX0tJTkRfQUREX0NJUkNVSVRfQlJFQUtFUhAFEikKJVJFQ09NTUVOREFUSU9OX0tJTkRfSU5WRVNUSUdBVEVfRVJST1IQBiqoAgoRQ29ycmVsYXRpb25SZWFzb24SIgoeQ09SUkVMQVRJT05fUkVBU09OX1VOU1BFQ0lGSUVEEAASIwofQ09SUkVMQVRJT05fUkVBU09OX0ZJTFRFUl9NQVRDSBABEioKJkNPUlJFTEFUSU9OX1JFQVNPTl9TQU1FX0NPUlJFTEFUSU9OX0lEEAISJAogQ09SUkVMQVRJT05fUkVBU09OX1NBTUVfVFJBQ0VfSUQQAxIkCiBDT1JSRUxBVElPTl9SRUFTT05fU0FNRV9SRVNPVVJDRRAEEicKI0NPUlJFTEFUSU9OX1JFQVNPTl9VUFNUUkVBTV9GQUlMVVJFEAUSKQolQ09SUkVMQVRJT05fUkVBU09OX0RPV05TVFJFQU1fRkFJTFVSRRAGYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * ErrorReport is what a service sends when it hits an error.
@@ -238,7 +238,7 @@ export type MetricAnomaly = Message<"errorreplay.v1.MetricAnomaly"> & {
   value: number;
 
   /**
-   * The series' own baseline (median of the preceding window).
+   * The series' baseline median (for kind "trend": the value where the rise started).
    *
    * @generated from field: double baseline = 3;
    */
@@ -255,6 +255,21 @@ export type MetricAnomaly = Message<"errorreplay.v1.MetricAnomaly"> & {
    * @generated from field: string reason = 5;
    */
   reason: string;
+
+  /**
+   * The rule that found it: "baseline", "limit" or "trend" (empty in contexts stored before).
+   *
+   * @generated from field: string kind = 6;
+   */
+  kind: string;
+
+  /**
+   * When the excess began: the start of the run above the threshold, or of the rise (unset
+   * when unknown).
+   *
+   * @generated from field: google.protobuf.Timestamp since = 7;
+   */
+  since?: Timestamp | undefined;
 };
 
 /**
@@ -263,6 +278,70 @@ export type MetricAnomaly = Message<"errorreplay.v1.MetricAnomaly"> & {
  */
 export const MetricAnomalySchema: GenMessage<MetricAnomaly> = /*@__PURE__*/
   messageDesc(file_errorreplay_v1_message, 4);
+
+/**
+ * What a series was judged against, frozen with the context so a later replay agrees.
+ *
+ * @generated from message errorreplay.v1.MetricBaseline
+ */
+export type MetricBaseline = Message<"errorreplay.v1.MetricBaseline"> & {
+  /**
+   * @generated from field: double median = 1;
+   */
+  median: number;
+
+  /**
+   * The median absolute deviation (floored), in the series' unit.
+   *
+   * @generated from field: double spread = 2;
+   */
+  spread: number;
+
+  /**
+   * @generated from field: int32 points = 3;
+   */
+  points: number;
+
+  /**
+   * "lookback" (the range before the metrics window) or "window" (the window's own points
+   * before the error, when the lookback had too few).
+   *
+   * @generated from field: string source = 4;
+   */
+  source: string;
+
+  /**
+   * The range the baseline points came from.
+   *
+   * @generated from field: google.protobuf.Timestamp start_time = 5;
+   */
+  startTime?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp end_time = 6;
+   */
+  endTime?: Timestamp | undefined;
+
+  /**
+   * Set when the same window this long earlier (a day) was held by Prometheus; then
+   * seasonal_peak is its highest value, which a point had to pass too.
+   *
+   * @generated from field: google.protobuf.Duration seasonal_offset = 7;
+   */
+  seasonalOffset?: Duration | undefined;
+
+  /**
+   * @generated from field: double seasonal_peak = 8;
+   */
+  seasonalPeak: number;
+};
+
+/**
+ * Describes the message errorreplay.v1.MetricBaseline.
+ * Use `create(MetricBaselineSchema)` to create a new message.
+ */
+export const MetricBaselineSchema: GenMessage<MetricBaseline> = /*@__PURE__*/
+  messageDesc(file_errorreplay_v1_message, 5);
 
 /**
  * @generated from message errorreplay.v1.MetricSeries
@@ -304,6 +383,13 @@ export type MetricSeries = Message<"errorreplay.v1.MetricSeries"> & {
    * @generated from field: string resource_id = 7;
    */
   resourceId: string;
+
+  /**
+   * Unset when the series had too few points to judge.
+   *
+   * @generated from field: errorreplay.v1.MetricBaseline baseline = 8;
+   */
+  baseline?: MetricBaseline | undefined;
 };
 
 /**
@@ -311,7 +397,7 @@ export type MetricSeries = Message<"errorreplay.v1.MetricSeries"> & {
  * Use `create(MetricSeriesSchema)` to create a new message.
  */
 export const MetricSeriesSchema: GenMessage<MetricSeries> = /*@__PURE__*/
-  messageDesc(file_errorreplay_v1_message, 5);
+  messageDesc(file_errorreplay_v1_message, 6);
 
 /**
  * @generated from message errorreplay.v1.Span
@@ -378,7 +464,7 @@ export type Span = Message<"errorreplay.v1.Span"> & {
  * Use `create(SpanSchema)` to create a new message.
  */
 export const SpanSchema: GenMessage<Span> = /*@__PURE__*/
-  messageDesc(file_errorreplay_v1_message, 6);
+  messageDesc(file_errorreplay_v1_message, 7);
 
 /**
  * @generated from message errorreplay.v1.Resource
@@ -410,7 +496,7 @@ export type Resource = Message<"errorreplay.v1.Resource"> & {
  * Use `create(ResourceSchema)` to create a new message.
  */
 export const ResourceSchema: GenMessage<Resource> = /*@__PURE__*/
-  messageDesc(file_errorreplay_v1_message, 7);
+  messageDesc(file_errorreplay_v1_message, 8);
 
 /**
  * Dependency runs from the dependent to its dependency: api DEPENDS_ON db.
@@ -434,7 +520,7 @@ export type Dependency = Message<"errorreplay.v1.Dependency"> & {
  * Use `create(DependencySchema)` to create a new message.
  */
 export const DependencySchema: GenMessage<Dependency> = /*@__PURE__*/
-  messageDesc(file_errorreplay_v1_message, 8);
+  messageDesc(file_errorreplay_v1_message, 9);
 
 /**
  * @generated from message errorreplay.v1.Topology
@@ -461,7 +547,7 @@ export type Topology = Message<"errorreplay.v1.Topology"> & {
  * Use `create(TopologySchema)` to create a new message.
  */
 export const TopologySchema: GenMessage<Topology> = /*@__PURE__*/
-  messageDesc(file_errorreplay_v1_message, 9);
+  messageDesc(file_errorreplay_v1_message, 10);
 
 /**
  * @generated from message errorreplay.v1.Change
@@ -515,7 +601,7 @@ export type Change = Message<"errorreplay.v1.Change"> & {
  * Use `create(ChangeSchema)` to create a new message.
  */
 export const ChangeSchema: GenMessage<Change> = /*@__PURE__*/
-  messageDesc(file_errorreplay_v1_message, 10);
+  messageDesc(file_errorreplay_v1_message, 11);
 
 /**
  * ErrorContext is the context frozen around an error at capture time.
@@ -559,7 +645,7 @@ export type ErrorContext = Message<"errorreplay.v1.ErrorContext"> & {
  * Use `create(ErrorContextSchema)` to create a new message.
  */
 export const ErrorContextSchema: GenMessage<ErrorContext> = /*@__PURE__*/
-  messageDesc(file_errorreplay_v1_message, 11);
+  messageDesc(file_errorreplay_v1_message, 12);
 
 /**
  * ErrorSnapshot is a stored error: the report plus what the server knows about it.
@@ -620,7 +706,7 @@ export type ErrorSnapshot = Message<"errorreplay.v1.ErrorSnapshot"> & {
  * Use `create(ErrorSnapshotSchema)` to create a new message.
  */
 export const ErrorSnapshotSchema: GenMessage<ErrorSnapshot> = /*@__PURE__*/
-  messageDesc(file_errorreplay_v1_message, 12);
+  messageDesc(file_errorreplay_v1_message, 13);
 
 /**
  * @generated from message errorreplay.v1.ErrorGroup
@@ -689,7 +775,7 @@ export type ErrorGroup = Message<"errorreplay.v1.ErrorGroup"> & {
  * Use `create(ErrorGroupSchema)` to create a new message.
  */
 export const ErrorGroupSchema: GenMessage<ErrorGroup> = /*@__PURE__*/
-  messageDesc(file_errorreplay_v1_message, 13);
+  messageDesc(file_errorreplay_v1_message, 14);
 
 /**
  * ErrorFilter: every field that is set must match.
@@ -784,7 +870,7 @@ export type ErrorFilter = Message<"errorreplay.v1.ErrorFilter"> & {
  * Use `create(ErrorFilterSchema)` to create a new message.
  */
 export const ErrorFilterSchema: GenMessage<ErrorFilter> = /*@__PURE__*/
-  messageDesc(file_errorreplay_v1_message, 14);
+  messageDesc(file_errorreplay_v1_message, 15);
 
 /**
  * @generated from message errorreplay.v1.TimelineEvent
@@ -828,7 +914,7 @@ export type TimelineEvent = Message<"errorreplay.v1.TimelineEvent"> & {
  * Use `create(TimelineEventSchema)` to create a new message.
  */
 export const TimelineEventSchema: GenMessage<TimelineEvent> = /*@__PURE__*/
-  messageDesc(file_errorreplay_v1_message, 15);
+  messageDesc(file_errorreplay_v1_message, 16);
 
 /**
  * @generated from message errorreplay.v1.PropagationStep
@@ -855,7 +941,7 @@ export type PropagationStep = Message<"errorreplay.v1.PropagationStep"> & {
  * Use `create(PropagationStepSchema)` to create a new message.
  */
 export const PropagationStepSchema: GenMessage<PropagationStep> = /*@__PURE__*/
-  messageDesc(file_errorreplay_v1_message, 16);
+  messageDesc(file_errorreplay_v1_message, 17);
 
 /**
  * Propagation is the cascade path from the origin to the replayed error.
@@ -889,7 +975,7 @@ export type Propagation = Message<"errorreplay.v1.Propagation"> & {
  * Use `create(PropagationSchema)` to create a new message.
  */
 export const PropagationSchema: GenMessage<Propagation> = /*@__PURE__*/
-  messageDesc(file_errorreplay_v1_message, 17);
+  messageDesc(file_errorreplay_v1_message, 18);
 
 /**
  * Evidence points at one timeline entry.
@@ -918,7 +1004,7 @@ export type Evidence = Message<"errorreplay.v1.Evidence"> & {
  * Use `create(EvidenceSchema)` to create a new message.
  */
 export const EvidenceSchema: GenMessage<Evidence> = /*@__PURE__*/
-  messageDesc(file_errorreplay_v1_message, 18);
+  messageDesc(file_errorreplay_v1_message, 19);
 
 /**
  * @generated from message errorreplay.v1.Cause
@@ -955,7 +1041,7 @@ export type Cause = Message<"errorreplay.v1.Cause"> & {
  * Use `create(CauseSchema)` to create a new message.
  */
 export const CauseSchema: GenMessage<Cause> = /*@__PURE__*/
-  messageDesc(file_errorreplay_v1_message, 19);
+  messageDesc(file_errorreplay_v1_message, 20);
 
 /**
  * @generated from message errorreplay.v1.RootCause
@@ -994,7 +1080,7 @@ export type RootCause = Message<"errorreplay.v1.RootCause"> & {
  * Use `create(RootCauseSchema)` to create a new message.
  */
 export const RootCauseSchema: GenMessage<RootCause> = /*@__PURE__*/
-  messageDesc(file_errorreplay_v1_message, 20);
+  messageDesc(file_errorreplay_v1_message, 21);
 
 /**
  * @generated from message errorreplay.v1.Recommendation
@@ -1033,7 +1119,7 @@ export type Recommendation = Message<"errorreplay.v1.Recommendation"> & {
  * Use `create(RecommendationSchema)` to create a new message.
  */
 export const RecommendationSchema: GenMessage<Recommendation> = /*@__PURE__*/
-  messageDesc(file_errorreplay_v1_message, 21);
+  messageDesc(file_errorreplay_v1_message, 22);
 
 /**
  * @generated from message errorreplay.v1.Correlation
@@ -1079,7 +1165,7 @@ export type Correlation = Message<"errorreplay.v1.Correlation"> & {
  * Use `create(CorrelationSchema)` to create a new message.
  */
 export const CorrelationSchema: GenMessage<Correlation> = /*@__PURE__*/
-  messageDesc(file_errorreplay_v1_message, 22);
+  messageDesc(file_errorreplay_v1_message, 23);
 
 /**
  * @generated from message errorreplay.v1.TimedCount
@@ -1101,7 +1187,7 @@ export type TimedCount = Message<"errorreplay.v1.TimedCount"> & {
  * Use `create(TimedCountSchema)` to create a new message.
  */
 export const TimedCountSchema: GenMessage<TimedCount> = /*@__PURE__*/
-  messageDesc(file_errorreplay_v1_message, 23);
+  messageDesc(file_errorreplay_v1_message, 24);
 
 /**
  * @generated from message errorreplay.v1.GroupCount
@@ -1133,7 +1219,7 @@ export type GroupCount = Message<"errorreplay.v1.GroupCount"> & {
  * Use `create(GroupCountSchema)` to create a new message.
  */
 export const GroupCountSchema: GenMessage<GroupCount> = /*@__PURE__*/
-  messageDesc(file_errorreplay_v1_message, 24);
+  messageDesc(file_errorreplay_v1_message, 25);
 
 /**
  * @generated from message errorreplay.v1.FieldViolation
@@ -1155,7 +1241,7 @@ export type FieldViolation = Message<"errorreplay.v1.FieldViolation"> & {
  * Use `create(FieldViolationSchema)` to create a new message.
  */
 export const FieldViolationSchema: GenMessage<FieldViolation> = /*@__PURE__*/
-  messageDesc(file_errorreplay_v1_message, 25);
+  messageDesc(file_errorreplay_v1_message, 26);
 
 /**
  * ItemError is why one item of a batch was not stored.
@@ -1186,7 +1272,7 @@ export type ItemError = Message<"errorreplay.v1.ItemError"> & {
  * Use `create(ItemErrorSchema)` to create a new message.
  */
 export const ItemErrorSchema: GenMessage<ItemError> = /*@__PURE__*/
-  messageDesc(file_errorreplay_v1_message, 26);
+  messageDesc(file_errorreplay_v1_message, 27);
 
 /**
  * Severity is ordered: INFO < LOW < MEDIUM < HIGH < CRITICAL, so that min_severity works.
