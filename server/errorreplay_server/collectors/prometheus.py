@@ -391,19 +391,19 @@ class PrometheusCollector:
     async def _series_of(
         self, template: MetricTemplate, query: str, window: Window, at: Micros
     ) -> tuple[list[MetricSeries], list[str]]:
-        """The window's series, each judged against its own history. The window query, the
-        lookback query and the seasonal query run concurrently; only the window's failure fails
+        """The window's series, each judged against its own history. The history queries (the
+        lookback and the seasonal window, concurrently) run only when the window has series, so
+        a metric the resource does not have costs one query; only the window's failure fails
         the template (without history a series falls back to its own points)."""
+        current = await self._range(query, window, self.step_seconds(window))
+        if not current:
+            return [], []
         before, seasonal, history_step = self.history_ranges(window)
-        ranges = [(window, self.step_seconds(window))]
-        ranges += [(r, history_step) for r in (before, seasonal) if r is not None]
-        results = await asyncio.gather(*(self._range(query, r, step) for r, step in ranges), return_exceptions=True)
-        current = results[0]
-        if isinstance(current, BaseException):
-            raise current
+        ranges = [r for r in (before, seasonal) if r is not None]
+        results = await asyncio.gather(*(self._range(query, r, history_step) for r in ranges), return_exceptions=True)
         notes: list[str] = []
         histories: list[dict[tuple[tuple[str, str], ...], list[MetricPoint]]] = []
-        for (r, _), result in zip(ranges[1:], results[1:], strict=True):
+        for r, result in zip(ranges, results, strict=True):
             if isinstance(result, CollectorFailure):
                 notes.append(f"{'lookback' if r is before else 'seasonal'}: {result}")
                 histories.append({})

@@ -73,8 +73,8 @@ async def test_exact_queries_for_a_hostile_resource_id() -> None:
     backend = Backend(json_reply(matrix()))
     result = await collect(backend, resource_id=HOSTILE)
     assert result.state is CollectionState.EMPTY
-    # Per template: the window, the hour before it, and the window a day earlier.
-    assert [r.url.path for r in backend.requests] == ["/api/v1/query_range"] * 18
+    # No series in the window: no history queries either.
+    assert [r.url.path for r in backend.requests] == ["/api/v1/query_range"] * 6
     queries = {r.url.params["query"] for r in backend.requests}
     selector = "resource_id=" + HOSTILE_LITERAL
     assert queries == {
@@ -88,17 +88,34 @@ async def test_exact_queries_for_a_hostile_resource_id() -> None:
         f'100 * sum by (resource_id) (rate(http_requests_total{{{selector},code=~"5.."}}[5m])) '
         f"/ sum by (resource_id) (rate(http_requests_total{{{selector}}}[5m]))",
     }
-    ranges = {(r.url.params["start"], r.url.params["end"], r.url.params["step"]) for r in backend.requests}
-    assert ranges == {
-        # 15 minutes before to 5 minutes after, every 15 s.
-        ("1699999100.000000", "1700000300.000000", "15"),
-        # The baseline: the hour before that, every minute.
-        ("1699995500.000000", "1699999100.000000", "60"),
-        # The same window a day earlier, every minute.
-        ("1699912700.000000", "1699913900.000000", "60"),
-    }
-    for query in queries:
-        assert sum(r.url.params["query"] == query for r in backend.requests) == 3
+    params = backend.requests[0].url.params
+    # 15 minutes before to 5 minutes after, every 15 s.
+    assert (params["start"], params["end"], params["step"]) == ("1699999100.000000", "1700000300.000000", "15")
+
+
+async def test_series_with_points_get_their_history_queried_at_a_coarser_step() -> None:
+    backend = Backend(by_query)
+    await collect(backend)
+    by_query_text: dict[str, list[tuple[str, str, str]]] = {}
+    for r in backend.requests:
+        p = r.url.params
+        by_query_text.setdefault(p["query"], []).append((p["start"], p["end"], p["step"]))
+    with_series = {q for q in by_query_text if "process_cpu" in q or ("http_requests_total" in q and "5.." not in q)}
+    assert len(with_series) == 2
+    for query, ranges in by_query_text.items():
+        if query not in with_series:
+            assert len(ranges) == 1  # an empty window: nothing more is asked
+            continue
+        assert sorted(ranges) == sorted(
+            [
+                # 15 minutes before to 5 minutes after, every 15 s.
+                ("1699999100.000000", "1700000300.000000", "15"),
+                # The baseline: the hour before that, every minute.
+                ("1699995500.000000", "1699999100.000000", "60"),
+                # The same window a day earlier, every minute.
+                ("1699912700.000000", "1699913900.000000", "60"),
+            ]
+        )
 
 
 async def test_service_is_the_fallback_selector() -> None:
@@ -367,7 +384,7 @@ async def test_history_queries_use_the_coarser_step_and_their_failure_keeps_the_
     backend = Backend(reply)
     result = await collect(backend)
     assert result.state is CollectionState.OK
-    assert result.detail.startswith("12 history queries failed, the window's own points are the baseline: ")
+    assert result.detail.startswith("4 history queries failed, the window's own points are the baseline: ")
     cpu = next(s for s in result.metrics if s.name == "cpu")
     assert cpu.baseline is not None and cpu.baseline.source == "window"
     assert [a.value for a in cpu.anomalies] == [97.0]
