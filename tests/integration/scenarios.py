@@ -14,6 +14,7 @@ MIN = 60
 MB = 1e6
 
 LEAK = "leak"
+POD_LEAK = "pod-leak"
 CPU_CLIMB = "cpu-climb"
 LATENCY_CREEP = "latency-creep"
 DAILY_PEAK = "daily-peak"
@@ -50,6 +51,16 @@ def build(at: int) -> History:
 
     h.gauge("process_resident_memory_bytes", f'resource_id="{LEAK}"', leak_memory, HOURS)
     h.cpu_percent_of_core(LEAK, lambda t: 20 * calm(t), HOURS)
+
+    # A container leaking towards its 1 GB memory limit: 300 MB, then 300 MB -> 950 MB.
+    pod = f'resource_id="{POD_LEAK}",container="app"'
+    h.gauge(
+        "container_memory_working_set_bytes",
+        pod,
+        lambda t: 300 * MB * calm(t) if t < -15 * MIN else ramp(t, -15 * MIN, 0, 300 * MB, 950 * MB),
+        HOURS,
+    )
+    h.gauge("container_spec_memory_limit_bytes", pod, lambda t: 1000 * MB, HOURS)
 
     h.cpu_percent_of_core(
         CPU_CLIMB, lambda t: 20 * calm(t) if t < -15 * MIN else ramp(t, -15 * MIN, 0, 20.0, 80.0), HOURS

@@ -131,6 +131,13 @@ SATURATED = [
     # (resource, resource type, summary pattern, evidence pattern)
     (sc.LEAK, "", re.escape(f"Sustained rise on {sc.LEAK}: {LEAK_EVIDENCE}"), re.escape(LEAK_EVIDENCE)),
     (
+        sc.POD_LEAK,
+        "kubernetes_pod",
+        rf"Sustained rise on {sc.POD_LEAK}: memory grew 3\.2× in 15 min \(from 30% to 95%\), "
+        r"5 points below its limit \(100%\)",
+        r"memory grew 3\.2× in 15 min",
+    ),
+    (
         sc.CPU_CLIMB,
         "",
         rf"Sustained rise on {sc.CPU_CLIMB}: cpu grew 3\.\d× in 15 min \(from 20% of a core to 7\d(\.\d)?% of a core\)",
