@@ -7,6 +7,7 @@ import re
 from datetime import UTC, datetime
 
 from errorreplay_server.domain.model import MICROS_PER_HOUR, MICROS_PER_MINUTE, MICROS_PER_SECOND, Micros
+from errorreplay_server.domain.quantities import quantity
 
 _SPACE = re.compile(r"\s+")
 ELLIPSIS = "…"
@@ -40,8 +41,5 @@ def one_line(text: str, max_chars: int) -> str:
 
 
 def number(value: float, unit: str = "") -> str:
-    """`97%` for percent series, `0.25 s`, `1.2e+03 req/s`; 4 significant digits."""
-    text = f"{value:.4g}"
-    if unit in ("percent", "%"):
-        return f"{text}%"
-    return f"{text} {unit}" if unit else text
+    """`97%` for percent series, `0.25 s`, `1.2e+03 req/s`, `1.05 GB`; 4 significant digits."""
+    return quantity(value, unit)

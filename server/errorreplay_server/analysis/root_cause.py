@@ -10,8 +10,12 @@ Rules (weights and factors are AnalysisSettings fields):
   A change after the error is never a candidate.
 - Saturation (SATURATION), per metric series named like a saturation metric, from its anomalies
   up to evidence_lag after the error that lie above the baseline: excess = (value - baseline) /
-  |baseline| (full when the baseline is 0); score = saturation_weight × min(1, excess /
-  saturation_full_excess), from the series' largest excess.
+  |baseline| (full when the baseline is 0), lasted = error time - the anomaly's start;
+  score = saturation_weight × min(1, excess / saturation_full_excess) × (brief + (1 - brief) ×
+  min(1, lasted / saturation_full_duration)), brief = saturation_brief_factor, from the series'
+  strongest anomaly. A trend anomaly's baseline is where its line starts, so a leak from 210 MB
+  to 1.05 GB has an excess of 4. An anomaly with no recorded start counts as lasting the full
+  duration (contexts stored before starts were recorded keep their verdict).
 - Burst (ERROR_BURST): at least burst_min_errors errors (this one included) on the error's
   resource within burst_window up to it, counting only errors linked to this one: of its group,
   with its correlation or trace id, or on its propagation path. Unrelated errors that share the
@@ -60,7 +64,17 @@ from errorreplay_server.analysis.timeline import (
     log_severity,
     span_end,
 )
-from errorreplay_server.domain.model import Change, ErrorContext, ErrorSnapshot, Micros, Severity, Span
+from errorreplay_server.domain.model import (
+    AnomalyKind,
+    Change,
+    ErrorContext,
+    ErrorSnapshot,
+    MetricAnomaly,
+    Micros,
+    Severity,
+    Span,
+)
+from errorreplay_server.domain.quantities import limit_closeness
 
 CATEGORY_RANK: dict[RootCauseCategory, int] = {
     RootCauseCategory.DEPENDENCY_FAILURE: 0,
@@ -162,13 +176,34 @@ def relative_excess(value: float, baseline: float) -> float:
     return (value - baseline) / abs(baseline)
 
 
+def lasted_before(anomaly: MetricAnomaly, error_time: Micros) -> Micros | None:
+    """How long the anomaly's excess had lasted at the error (None when its start is unknown)."""
+    if not anomaly.since:
+        return None
+    return max(0, error_time - anomaly.since)
+
+
+def saturation_strength(
+    anomaly: MetricAnomaly, error_time: Micros, settings: AnalysisSettings = DEFAULT_SETTINGS
+) -> float:
+    """The saturation rule's score for one anomaly, before clamping (see the module docstring)."""
+    size = min(1.0, relative_excess(anomaly.value, anomaly.baseline) / settings.saturation_full_excess)
+    lasted = lasted_before(anomaly, error_time)
+    if lasted is None:
+        return settings.saturation_weight * size
+    brief = settings.saturation_brief_factor
+    duration = brief + (1.0 - brief) * min(1.0, lasted / settings.saturation_full_duration_us)
+    return settings.saturation_weight * size * duration
+
+
 def saturation_causes(
     error: ErrorSnapshot,
     context: ErrorContext,
     index: EventIndex,
     settings: AnalysisSettings = DEFAULT_SETTINGS,
 ) -> list[Cause]:
-    latest = occurred_at(error) + settings.evidence_lag_us
+    t = occurred_at(error)
+    latest = t + settings.evidence_lag_us
     out = []
     for series in context.metrics:
         if not is_saturation_metric(series.name, settings):
@@ -176,22 +211,34 @@ def saturation_causes(
         rising = [a for a in series.anomalies if a.time <= latest and a.value > a.baseline]
         if not rising:
             continue
-        worst = max(rising, key=lambda a: (relative_excess(a.value, a.baseline), -a.time))
-        excess = relative_excess(worst.value, worst.baseline)
-        score = settings.saturation_weight * min(1.0, excess / settings.saturation_full_excess)
+        # At equal strength a trend explains more than one point above a threshold.
+        worst = max(rising, key=lambda a: (saturation_strength(a, t, settings), a.kind == AnomalyKind.TREND, -a.time))
         resource = series.resource_id or error.report.resource_id
         where = f" on {resource}" if resource else ""
-        summary = (
-            f"{series.name}{where} reached {number(worst.value, series.unit)} against a baseline of "
-            f"{number(worst.baseline, series.unit)}"
-        )
+        if worst.kind == AnomalyKind.TREND:
+            summary = f"Sustained rise{where}: {worst.reason}"
+        else:
+            summary = (
+                f"{series.name}{where} reached {number(worst.value, series.unit)} against a baseline of "
+                f"{number(worst.baseline, series.unit)}"
+            )
+            lasted = lasted_before(worst, t)
+            if lasted:
+                summary += f", above its threshold for {human_duration(lasted)} before the error"
+            peak = max((p.value for p in series.points if p.time <= latest), default=None)
+            if peak is not None and (closeness := limit_closeness(peak, series.unit)):
+                summary += f"; its highest, {number(peak, series.unit)}, was{closeness.removeprefix(',')}"
         evidence = []
         for anomaly in rising:
             i = index.find(TimelineEventKind.METRIC_ANOMALY, series.name, anomaly.time)
             if i is not None:
-                value, threshold = number(anomaly.value, series.unit), number(anomaly.threshold, series.unit)
-                desc = f"{series.name} at {value} (threshold {threshold})"
+                if anomaly.kind == AnomalyKind.TREND:
+                    desc = anomaly.reason
+                else:
+                    value, threshold = number(anomaly.value, series.unit), number(anomaly.threshold, series.unit)
+                    desc = f"{series.name} at {value} (threshold {threshold})"
                 evidence.append(Evidence(i, series.name, desc))
+        score = saturation_strength(worst, t, settings)
         out.append(Cause(RootCauseCategory.SATURATION, summary, _clamp(score), resource, evidence))
     return out
 

@@ -59,6 +59,8 @@ class AnalysisSettings:
     # --- root cause: saturation ---
     saturation_weight: float = 0.7
     saturation_full_excess: float = 1.0
+    saturation_full_duration_us: Micros = 5 * MICROS_PER_MINUTE
+    saturation_brief_factor: float = 0.5
     saturation_metrics: tuple[str, ...] = ("cpu", "memory", "latency", "error_rate")
 
     # --- root cause: error burst ---
@@ -86,6 +88,7 @@ class AnalysisSettings:
             "change_weight",
             "change_dependency_factor",
             "saturation_weight",
+            "saturation_brief_factor",
             "burst_weight",
             "external_weight",
             "min_cause_score",
@@ -95,7 +98,7 @@ class AnalysisSettings:
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 problems.append(f"{name} must be within [0, 1], got {value}")
-        for name in ("change_half_life_us", "saturation_full_excess"):
+        for name in ("change_half_life_us", "saturation_full_excess", "saturation_full_duration_us"):
             if getattr(self, name) <= 0:
                 problems.append(f"{name} must be positive")
         for name in (
@@ -162,6 +165,11 @@ class AnalysisSettings:
         - ERRORREPLAY_CAUSE_SATURATION_WEIGHT (0.7): a metric rose above its baseline.
         - ERRORREPLAY_CAUSE_SATURATION_FULL_EXCESS (1.0): the rise over the baseline, relative to
           it, that earns the full weight (1.0 = double the baseline); less scales linearly.
+        - ERRORREPLAY_CAUSE_SATURATION_FULL_DURATION (5m): how long the excess must have lasted
+          before the error to earn the full weight.
+        - ERRORREPLAY_CAUSE_SATURATION_BRIEF_FACTOR (0.5): the share of the weight an excess that
+          began at the error keeps; it grows linearly to 1 at the full duration. Anomalies stored
+          before their start was recorded count as lasting the full duration.
         - ERRORREPLAY_CAUSE_SATURATION_METRICS (cpu,memory,latency,error_rate): series whose
           name starts with one of these count as saturation.
         - ERRORREPLAY_CAUSE_BURST_WEIGHT (0.5): many errors on the error's resource.
@@ -227,6 +235,8 @@ ENV_VARIABLES: dict[str, dict[str, str]] = {
     "change_dependency_factor": _env("ERRORREPLAY_CAUSE_CHANGE_DEPENDENCY_FACTOR", _FLOAT_KIND),
     "saturation_weight": _env("ERRORREPLAY_CAUSE_SATURATION_WEIGHT", _FLOAT_KIND),
     "saturation_full_excess": _env("ERRORREPLAY_CAUSE_SATURATION_FULL_EXCESS", _FLOAT_KIND),
+    "saturation_full_duration_us": _env("ERRORREPLAY_CAUSE_SATURATION_FULL_DURATION", _DURATION_KIND),
+    "saturation_brief_factor": _env("ERRORREPLAY_CAUSE_SATURATION_BRIEF_FACTOR", _FLOAT_KIND),
     "saturation_metrics": _env("ERRORREPLAY_CAUSE_SATURATION_METRICS", _NAMES_KIND),
     "burst_weight": _env("ERRORREPLAY_CAUSE_BURST_WEIGHT", _FLOAT_KIND),
     "burst_window_us": _env("ERRORREPLAY_CAUSE_BURST_WINDOW", _DURATION_KIND),

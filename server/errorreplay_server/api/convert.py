@@ -239,6 +239,20 @@ def _series_to_pb(m: MetricSeries, out: pb.MetricSeries) -> None:
         an.baseline = a.baseline
         an.threshold = a.threshold
         an.reason = a.reason
+        an.kind = a.kind
+        if a.since:
+            set_timestamp(an.since, a.since)
+    if m.baseline is not None:
+        b = out.baseline
+        b.median = m.baseline.median
+        b.spread = m.baseline.spread
+        b.points = m.baseline.points
+        b.source = m.baseline.source
+        set_timestamp(b.start_time, m.baseline.start)
+        set_timestamp(b.end_time, m.baseline.end)
+        if m.baseline.seasonal_peak is not None:
+            b.seasonal_offset.FromMicroseconds(m.baseline.seasonal_offset_us)
+            b.seasonal_peak = m.baseline.seasonal_peak
 
 
 def _span_to_pb(s: Span, out: pb.Span) -> None:

@@ -38,9 +38,25 @@ Caps on what is stored per source:
 - ERRORREPLAY_TOPOLOGY_DEPTH (2 hops).
 
 Anomalies (prometheus.py):
-- ERRORREPLAY_ANOMALY_MAD_K (5.0): a point is anomalous above median + k × MAD of the points
-  before the error. With raw MAD, k = 5 is close to the usual modified z-score cut-off of 3.5.
-- ERRORREPLAY_ANOMALY_MIN_BASELINE_POINTS (5): fewer points before the error, no baseline test.
+- ERRORREPLAY_METRICS_BASELINE_LOOKBACK (1h): the baseline is this range just before the metrics
+  window, one extra range query per template; 0 turns it off. With fewer than
+  ERRORREPLAY_ANOMALY_MIN_BASELINE_POINTS points there, the window's own points before the
+  error are the baseline (as when it is off).
+- ERRORREPLAY_METRICS_BASELINE_STEP (1m): the lookback's step (coarser than the window's; it
+  grows to keep at most ERRORREPLAY_PROMETHEUS_MAX_POINTS points).
+- ERRORREPLAY_METRICS_SEASONAL_OFFSET (24h): the metrics window this long earlier is queried
+  too (same step as the lookback); a point must also pass its peak by the seasonal margin, so a
+  peak that happens every day at that time is not an anomaly. 0 turns it off. Empty when
+  Prometheus no longer holds that day.
+- ERRORREPLAY_ANOMALY_SEASONAL_MARGIN (0.2): how far above that peak, relative to it, a point
+  must be.
+- ERRORREPLAY_ANOMALY_MAD_K (5.0): a point is anomalous above median + k × MAD of the baseline.
+  With raw MAD, k = 5 is close to the usual modified z-score cut-off of 3.5.
+- ERRORREPLAY_ANOMALY_MIN_BASELINE_POINTS (5): fewer baseline points, no baseline or trend test.
+- ERRORREPLAY_TREND_MIN_POINTS (8), ERRORREPLAY_TREND_MIN_R2 (0.8), ERRORREPLAY_TREND_MIN_RISE
+  (1.5): a trend anomaly is a least-squares line over the window's points up to the error, with
+  at least that many points, explaining at least that share of their variance (R²), rising to at
+  least that multiple of its start and ending above the baseline threshold.
 - ERRORREPLAY_ANOMALY_LEAD (1m): points from this long before the error on are judged, since
   saturation often shows a scrape or two before the error it causes.
 - ERRORREPLAY_CPU_LIMIT_PERCENT (90), ERRORREPLAY_MEMORY_LIMIT_PERCENT (90),
@@ -92,8 +108,15 @@ class CollectorSettings:
     prometheus_step_seconds: float = 15.0
     prometheus_max_series: int = 5
     prometheus_max_points: int = 240
+    metrics_baseline_lookback_seconds: float = 3600.0
+    metrics_baseline_step_seconds: float = 60.0
+    metrics_seasonal_offset_seconds: float = 86_400.0
+    anomaly_seasonal_margin: float = 0.2
     anomaly_mad_k: float = 5.0
     anomaly_min_baseline_points: int = 5
+    trend_min_points: int = 8
+    trend_min_r2: float = 0.8
+    trend_min_rise: float = 1.5
     anomaly_lead_seconds: float = 60.0
     cpu_limit_percent: float = 90.0
     memory_limit_percent: float = 90.0
@@ -162,10 +185,18 @@ class CollectorSettings:
             "prometheus_step_seconds": self.prometheus_step_seconds,
             "prometheus_max_points": self.prometheus_max_points,
             "anomaly_mad_k": self.anomaly_mad_k,
+            "metrics_baseline_step_seconds": self.metrics_baseline_step_seconds,
+            "trend_min_points": self.trend_min_points,
+            "trend_min_rise": self.trend_min_rise,
         }
         for name, value in positive.items():
             if value <= 0:
                 raise ValueError(f"{name} must be positive, got {value}")
+        for name in ("metrics_baseline_lookback_seconds", "metrics_seasonal_offset_seconds", "anomaly_seasonal_margin"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must not be negative, got {getattr(self, name)}")
+        if not 0.0 <= self.trend_min_r2 <= 1.0:
+            raise ValueError(f"trend_min_r2 must be within [0, 1], got {self.trend_min_r2}")
         if self.log_lines_before < 0 or self.log_lines_after < 0:
             raise ValueError("log line caps must not be negative")
 
@@ -197,7 +228,20 @@ class CollectorSettings:
             prometheus_step_seconds=env.duration("ERRORREPLAY_PROMETHEUS_STEP", d.prometheus_step_seconds),
             prometheus_max_series=env.integer("ERRORREPLAY_PROMETHEUS_MAX_SERIES", d.prometheus_max_series),
             prometheus_max_points=env.integer("ERRORREPLAY_PROMETHEUS_MAX_POINTS", d.prometheus_max_points),
+            metrics_baseline_lookback_seconds=env.duration(
+                "ERRORREPLAY_METRICS_BASELINE_LOOKBACK", d.metrics_baseline_lookback_seconds
+            ),
+            metrics_baseline_step_seconds=env.duration(
+                "ERRORREPLAY_METRICS_BASELINE_STEP", d.metrics_baseline_step_seconds
+            ),
+            metrics_seasonal_offset_seconds=env.duration(
+                "ERRORREPLAY_METRICS_SEASONAL_OFFSET", d.metrics_seasonal_offset_seconds
+            ),
+            anomaly_seasonal_margin=env.number("ERRORREPLAY_ANOMALY_SEASONAL_MARGIN", d.anomaly_seasonal_margin),
             anomaly_mad_k=env.number("ERRORREPLAY_ANOMALY_MAD_K", d.anomaly_mad_k),
+            trend_min_points=env.integer("ERRORREPLAY_TREND_MIN_POINTS", d.trend_min_points),
+            trend_min_r2=env.number("ERRORREPLAY_TREND_MIN_R2", d.trend_min_r2),
+            trend_min_rise=env.number("ERRORREPLAY_TREND_MIN_RISE", d.trend_min_rise),
             anomaly_min_baseline_points=env.integer(
                 "ERRORREPLAY_ANOMALY_MIN_BASELINE_POINTS", d.anomaly_min_baseline_points
             ),

@@ -136,6 +136,14 @@ class MetricPoint:
     value: float
 
 
+class AnomalyKind:
+    """What rule found a MetricAnomaly (stored as text, so new kinds stay readable)."""
+
+    BASELINE = "baseline"  # a point above median + k × spread of the baseline
+    LIMIT = "limit"  # a point above a fixed limit (series in percent)
+    TREND = "trend"  # a sustained rise over the window
+
+
 @dataclass(slots=True)
 class MetricAnomaly:
     time: Micros
@@ -143,6 +151,29 @@ class MetricAnomaly:
     baseline: float
     threshold: float
     reason: str
+    kind: str = ""  # an AnomalyKind; "" in contexts stored before kinds existed
+    # When the excess began (the first point of the run above the threshold, or the start of a
+    # trend); 0 when unknown (contexts stored before it was recorded).
+    since: Micros = 0
+
+
+@dataclass(slots=True)
+class MetricBaseline:
+    """What a series was judged against, kept with the context so a later replay agrees.
+
+    `source` is "lookback" (a range before the metrics window) or "window" (the window's own
+    points before the error, when the lookback had too few); `start`/`end` is that range.
+    `seasonal_peak` is the highest value in the same window `seasonal_offset_us` earlier (a day),
+    when Prometheus still held it; a point must pass it too, so a daily peak is not an anomaly."""
+
+    median: float
+    spread: float
+    points: int
+    source: str
+    start: Micros
+    end: Micros
+    seasonal_peak: float | None = None
+    seasonal_offset_us: Micros = 0
 
 
 @dataclass(slots=True)
@@ -154,6 +185,7 @@ class MetricSeries:
     anomalies: list[MetricAnomaly] = field(default_factory=list)
     unit: str = ""
     resource_id: str = ""
+    baseline: MetricBaseline | None = None
 
 
 @dataclass(slots=True)

@@ -24,6 +24,7 @@ from errorreplay_server.domain.model import (
     GroupStatus,
     LogLine,
     MetricAnomaly,
+    MetricBaseline,
     MetricPoint,
     MetricSeries,
     Resource,
@@ -57,9 +58,12 @@ def context_to_json(ctx: ErrorContext) -> str:
                 "query": m.query,
                 "labels": m.labels,
                 "points": [[p.time, p.value] for p in m.points],
-                "anomalies": [[a.time, a.value, a.baseline, a.threshold, a.reason] for a in m.anomalies],
+                "anomalies": [
+                    [a.time, a.value, a.baseline, a.threshold, a.reason, a.kind, a.since] for a in m.anomalies
+                ],
                 "unit": m.unit,
                 "resource_id": m.resource_id,
+                **({"baseline": baseline_to_doc(m.baseline)} if m.baseline is not None else {}),
             }
             for m in ctx.metrics
         ]
@@ -103,6 +107,7 @@ def context_from_json(text: str | None) -> ErrorContext:
                 anomalies=[MetricAnomaly(*a) for a in m.get("anomalies", ())],
                 unit=m.get("unit", ""),
                 resource_id=m.get("resource_id", ""),
+                baseline=baseline_from_doc(m["baseline"]) if m.get("baseline") else None,
             )
             for m in doc.get("metrics", ())
         ],
@@ -113,6 +118,34 @@ def context_from_json(text: str | None) -> ErrorContext:
         topology=topology_from_doc(topology) if topology is not None else None,
         changes=[change_from_doc(c) for c in doc.get("changes", ())],
         statuses=[CollectorStatus(c, CollectionState(st), d, dur, at) for c, st, d, dur, at in doc.get("statuses", ())],
+    )
+
+
+def baseline_to_doc(b: MetricBaseline) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "median": b.median,
+        "spread": b.spread,
+        "points": b.points,
+        "source": b.source,
+        "start": b.start,
+        "end": b.end,
+    }
+    if b.seasonal_peak is not None:
+        doc["seasonal_peak"] = b.seasonal_peak
+        doc["seasonal_offset_us"] = b.seasonal_offset_us
+    return doc
+
+
+def baseline_from_doc(d: dict[str, Any]) -> MetricBaseline:
+    return MetricBaseline(
+        median=d["median"],
+        spread=d["spread"],
+        points=d["points"],
+        source=d["source"],
+        start=d["start"],
+        end=d["end"],
+        seasonal_peak=d.get("seasonal_peak"),
+        seasonal_offset_us=d.get("seasonal_offset_us", 0),
     )
 
 

@@ -17,12 +17,14 @@ from errorreplay_server.analysis.settings import DEFAULT_SETTINGS, AnalysisSetti
 from errorreplay_server.analysis.timeline import build_timeline
 from errorreplay_server.domain.model import (
     MICROS_PER_HOUR,
+    AnomalyKind,
     Change,
     Dependency,
     ErrorContext,
     ErrorSnapshot,
     LogLine,
     MetricAnomaly,
+    MetricPoint,
     MetricSeries,
     Span,
 )
@@ -169,6 +171,47 @@ def test_anomalies_after_the_lag_drops_and_other_metrics_do_not_count() -> None:
     assert causes_of(snap("e", "api", context=metrics(late, drop, other))) == []
     within_lag = cpu(97, 40, at=T0 + DEFAULT_SETTINGS.evidence_lag_us)
     assert only(causes_of(snap("e", "api", context=metrics(within_lag))), C.SATURATION)
+
+
+def test_saturation_score_grows_with_how_long_the_excess_lasted() -> None:
+    s = AnalysisSettings(saturation_weight=0.8, saturation_full_duration_us=10 * MIN, saturation_brief_factor=0.5)
+
+    def score(since: int) -> float:
+        series = MetricSeries(
+            "cpu", unit="percent", resource_id="api", anomalies=[MetricAnomaly(T0, 97, 40, 60, "", "baseline", since)]
+        )
+        (cause,) = causes_of(snap("e", "api", context=metrics(series)), settings=s)
+        return cause.score
+
+    assert score(T0) == 0.4  # began at the error: the brief factor
+    assert score(T0 - 5 * MIN) == 0.6
+    assert score(T0 - 10 * MIN) == score(T0 - 60 * MIN) == 0.8
+    assert score(T0 + MIN // 2) == 0.4  # began after the error, within the evidence lag
+    assert score(0) == 0.8  # no recorded start (a context stored before it was): as before
+
+
+def test_a_trend_is_named_as_a_sustained_rise() -> None:
+    reason = "memory grew 5.0× in 15 min (from 210 MB to 1.05 GB)"
+    trend = MetricAnomaly(T0, 1.05e9, 2.1e8, 3.15e8, reason, AnomalyKind.TREND, T0 - 15 * MIN)
+    step = MetricAnomaly(T0 - MIN, 9.9e8, 2.1e8, 2.2e8, "above", AnomalyKind.BASELINE, T0 - 14 * MIN)
+    series = MetricSeries("memory", unit="bytes", resource_id="api", anomalies=[step, trend])
+    error = snap("e", "api", context=metrics(series))
+    timeline = build_timeline(error, [], [], error.context)
+    (cause,) = causes_of(error)
+    # Equally strong (full excess, full duration): the trend explains more and is named.
+    assert cause.summary == f"Sustained rise on api: {reason}"
+    assert cause.score == DEFAULT_SETTINGS.saturation_weight
+    assert [e.description for e in cause.evidence] == ["memory at 990 MB (threshold 220 MB)", reason]
+    assert all(timeline[e.timeline_index].reference_id == "memory" for e in cause.evidence)
+
+
+def test_a_share_of_capacity_says_how_close_to_full_it_came() -> None:
+    series = cpu(97, 40)
+    series.points = [MetricPoint(T0 - 2 * MIN, 40), MetricPoint(T0 - MIN, 97), MetricPoint(T0 + 5 * MIN, 100)]
+    (cause,) = causes_of(snap("e", "api", context=metrics(series)))
+    assert cause.summary == (
+        "cpu on api reached 97% against a baseline of 40%; its highest, 97%, was 3 points below its limit (100%)"
+    )
 
 
 @pytest.mark.parametrize("name", ["cpu", "memory_working_set", "latency_p95", "error_rate"])

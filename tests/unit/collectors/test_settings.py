@@ -23,6 +23,27 @@ def test_defaults_follow_the_design() -> None:
     assert s.loki_resource_label == "resource_id" and s.loki_service_label == "service"
 
 
+def test_baseline_and_trend_settings() -> None:
+    d = CollectorSettings.from_env({})
+    assert (d.metrics_baseline_lookback_seconds, d.metrics_baseline_step_seconds) == (3600, 60)
+    assert (d.metrics_seasonal_offset_seconds, d.anomaly_seasonal_margin) == (86_400, 0.2)
+    assert (d.trend_min_points, d.trend_min_r2, d.trend_min_rise) == (8, 0.8, 1.5)
+    s = CollectorSettings.from_env(
+        {
+            "ERRORREPLAY_METRICS_BASELINE_LOOKBACK": "2h",
+            "ERRORREPLAY_METRICS_BASELINE_STEP": "30s",
+            "ERRORREPLAY_METRICS_SEASONAL_OFFSET": "0",
+            "ERRORREPLAY_ANOMALY_SEASONAL_MARGIN": "0.5",
+            "ERRORREPLAY_TREND_MIN_POINTS": "12",
+            "ERRORREPLAY_TREND_MIN_R2": "0.9",
+            "ERRORREPLAY_TREND_MIN_RISE": "2",
+        }
+    )
+    assert (s.metrics_baseline_lookback_seconds, s.metrics_baseline_step_seconds) == (7200, 30)
+    assert (s.metrics_seasonal_offset_seconds, s.anomaly_seasonal_margin) == (0, 0.5)
+    assert (s.trend_min_points, s.trend_min_r2, s.trend_min_rise) == (12, 0.9, 2)
+
+
 def test_from_env_reads_every_backend() -> None:
     s = CollectorSettings.from_env(
         {
@@ -62,6 +83,10 @@ def test_from_env_reads_every_backend() -> None:
         ({"ERRORREPLAY_LOKI_RESOURCE_LABEL": 'a"} or {b'}, "label name"),
         ({"ERRORREPLAY_AZURE_TABLE": "T | take 1"}, "KQL identifier"),
         ({"ERRORREPLAY_COLLECTOR_TIMEOUT": "0"}, "timeout_seconds"),
+        ({"ERRORREPLAY_ANOMALY_SEASONAL_MARGIN": "-0.1"}, "anomaly_seasonal_margin"),
+        ({"ERRORREPLAY_METRICS_BASELINE_STEP": "0"}, "metrics_baseline_step_seconds"),
+        ({"ERRORREPLAY_TREND_MIN_R2": "1.5"}, "trend_min_r2"),
+        ({"ERRORREPLAY_TREND_MIN_RISE": "soon"}, "ERRORREPLAY_TREND_MIN_RISE"),
     ],
 )
 def test_bad_values_name_the_problem(env: dict[str, str], message: str) -> None:

@@ -492,14 +492,24 @@ class MetricAnomaly(_message.Message):
     BASELINE_FIELD_NUMBER: _builtins.int
     THRESHOLD_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    SINCE_FIELD_NUMBER: _builtins.int
     value: _builtins.float
     baseline: _builtins.float
-    """The series' own baseline (median of the preceding window)."""
+    """The series' baseline median (for kind "trend": the value where the rise started)."""
     threshold: _builtins.float
     """The value above which a point counts as anomalous."""
     reason: _builtins.str
+    kind: _builtins.str
+    """The rule that found it: "baseline", "limit" or "trend" (empty in contexts stored before)."""
     @_builtins.property
     def time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def since(self) -> _timestamp_pb2.Timestamp:
+        """When the excess began: the start of the run above the threshold, or of the rise (unset
+        when unknown).
+        """
+
     def __init__(
         self,
         *,
@@ -508,14 +518,71 @@ class MetricAnomaly(_message.Message):
         baseline: _builtins.float = ...,
         threshold: _builtins.float = ...,
         reason: _builtins.str = ...,
+        kind: _builtins.str = ...,
+        since: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["time", b"time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["since", b"since", "time", b"time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["baseline", b"baseline", "reason", b"reason", "threshold", b"threshold", "time", b"time", "value", b"value"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["baseline", b"baseline", "kind", b"kind", "reason", b"reason", "since", b"since", "threshold", b"threshold", "time", b"time", "value", b"value"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___MetricAnomaly: _TypeAlias = MetricAnomaly  # noqa: Y015
+
+@_typing.final
+class MetricBaseline(_message.Message):
+    """What a series was judged against, frozen with the context so a later replay agrees."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MEDIAN_FIELD_NUMBER: _builtins.int
+    SPREAD_FIELD_NUMBER: _builtins.int
+    POINTS_FIELD_NUMBER: _builtins.int
+    SOURCE_FIELD_NUMBER: _builtins.int
+    START_TIME_FIELD_NUMBER: _builtins.int
+    END_TIME_FIELD_NUMBER: _builtins.int
+    SEASONAL_OFFSET_FIELD_NUMBER: _builtins.int
+    SEASONAL_PEAK_FIELD_NUMBER: _builtins.int
+    median: _builtins.float
+    spread: _builtins.float
+    """The median absolute deviation (floored), in the series' unit."""
+    points: _builtins.int
+    source: _builtins.str
+    """"lookback" (the range before the metrics window) or "window" (the window's own points
+    before the error, when the lookback had too few).
+    """
+    seasonal_peak: _builtins.float
+    @_builtins.property
+    def start_time(self) -> _timestamp_pb2.Timestamp:
+        """The range the baseline points came from."""
+
+    @_builtins.property
+    def end_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def seasonal_offset(self) -> _duration_pb2.Duration:
+        """Set when the same window this long earlier (a day) was held by Prometheus; then
+        seasonal_peak is its highest value, which a point had to pass too.
+        """
+
+    def __init__(
+        self,
+        *,
+        median: _builtins.float = ...,
+        spread: _builtins.float = ...,
+        points: _builtins.int = ...,
+        source: _builtins.str = ...,
+        start_time: _timestamp_pb2.Timestamp | None = ...,
+        end_time: _timestamp_pb2.Timestamp | None = ...,
+        seasonal_offset: _duration_pb2.Duration | None = ...,
+        seasonal_peak: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "seasonal_offset", b"seasonal_offset", "start_time", b"start_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "median", b"median", "points", b"points", "seasonal_offset", b"seasonal_offset", "seasonal_peak", b"seasonal_peak", "source", b"source", "spread", b"spread", "start_time", b"start_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MetricBaseline: _TypeAlias = MetricBaseline  # noqa: Y015
 
 @_typing.final
 class MetricSeries(_message.Message):
@@ -548,6 +615,7 @@ class MetricSeries(_message.Message):
     ANOMALIES_FIELD_NUMBER: _builtins.int
     UNIT_FIELD_NUMBER: _builtins.int
     RESOURCE_ID_FIELD_NUMBER: _builtins.int
+    BASELINE_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """A stable name such as cpu, memory, latency_p95, request_rate, error_rate."""
     query: _builtins.str
@@ -559,6 +627,10 @@ class MetricSeries(_message.Message):
     def points(self) -> _containers.RepeatedCompositeFieldContainer[Global___MetricPoint]: ...
     @_builtins.property
     def anomalies(self) -> _containers.RepeatedCompositeFieldContainer[Global___MetricAnomaly]: ...
+    @_builtins.property
+    def baseline(self) -> Global___MetricBaseline:
+        """Unset when the series had too few points to judge."""
+
     def __init__(
         self,
         *,
@@ -569,10 +641,11 @@ class MetricSeries(_message.Message):
         anomalies: _abc.Iterable[Global___MetricAnomaly] | None = ...,
         unit: _builtins.str = ...,
         resource_id: _builtins.str = ...,
+        baseline: Global___MetricBaseline | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["baseline", b"baseline"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["anomalies", b"anomalies", "labels", b"labels", "name", b"name", "points", b"points", "query", b"query", "resource_id", b"resource_id", "unit", b"unit"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["anomalies", b"anomalies", "baseline", b"baseline", "labels", b"labels", "name", b"name", "points", b"points", "query", b"query", "resource_id", b"resource_id", "unit", b"unit"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

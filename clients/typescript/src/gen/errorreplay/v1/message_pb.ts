@@ -12,7 +12,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file errorreplay/v1/message.proto.
  */
 export const file_errorreplay_v1_message: GenFile = /*@__PURE__*/
-  fileDesc("ChxlcnJvcnJlcGxheS92MS9tZXNzYWdlLnByb3RvEg5lcnJvcnJlcGxheS52MSK8BAoLRXJyb3JSZXBvcnQSDwoHbWVzc2FnZRgBIAEoCRIqCghzZXZlcml0eRgCIAEoDjIYLmVycm9ycmVwbGF5LnYxLlNldmVyaXR5EiYKBnNvdXJjZRgDIAEoDjIWLmVycm9ycmVwbGF5LnYxLlNvdXJjZRITCgtyZXNvdXJjZV9pZBgEIAEoCRIVCg1yZXNvdXJjZV90eXBlGAUgASgJEg8KB3NlcnZpY2UYBiABKAkSEwoLZW52aXJvbm1lbnQYByABKAkSDwoHcmVsZWFzZRgIIAEoCRISCgplcnJvcl90eXBlGAkgASgJEhMKC3N0YWNrX3RyYWNlGAogASgJEhYKDmNvcnJlbGF0aW9uX2lkGAsgASgJEhAKCHRyYWNlX2lkGAwgASgJEg8KB3NwYW5faWQYDSABKAkSLwoLb2NjdXJyZWRfYXQYDiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjMKBHRhZ3MYDyADKAsyJS5lcnJvcnJlcGxheS52MS5FcnJvclJlcG9ydC5UYWdzRW50cnkSKwoKYXR0cmlidXRlcxgQIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSEwoLZmluZ2VycHJpbnQYESADKAkSLAoLYnJlYWRjcnVtYnMYEiADKAsyFy5lcnJvcnJlcGxheS52MS5Mb2dMaW5lGisKCVRhZ3NFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIsMBCg9Db2xsZWN0b3JTdGF0dXMSEQoJY29sbGVjdG9yGAEgASgJEi4KBXN0YXRlGAIgASgOMh8uZXJyb3JyZXBsYXkudjEuQ29sbGVjdGlvblN0YXRlEg4KBmRldGFpbBgDIAEoCRIrCghkdXJhdGlvbhgEIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIwCgxjb2xsZWN0ZWRfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIsoBCgdMb2dMaW5lEigKBHRpbWUYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg0KBWxldmVsGAIgASgJEg8KB21lc3NhZ2UYAyABKAkSEQoJY29sbGVjdG9yGAQgASgJEjMKBmxhYmVscxgFIAMoCzIjLmVycm9ycmVwbGF5LnYxLkxvZ0xpbmUuTGFiZWxzRW50cnkaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJGCgtNZXRyaWNQb2ludBIoCgR0aW1lGAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBINCgV2YWx1ZRgCIAEoASJ9Cg1NZXRyaWNBbm9tYWx5EigKBHRpbWUYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg0KBXZhbHVlGAIgASgBEhAKCGJhc2VsaW5lGAMgASgBEhEKCXRocmVzaG9sZBgEIAEoARIOCgZyZWFzb24YBSABKAkilgIKDE1ldHJpY1NlcmllcxIMCgRuYW1lGAEgASgJEg0KBXF1ZXJ5GAIgASgJEjgKBmxhYmVscxgDIAMoCzIoLmVycm9ycmVwbGF5LnYxLk1ldHJpY1Nlcmllcy5MYWJlbHNFbnRyeRIrCgZwb2ludHMYBCADKAsyGy5lcnJvcnJlcGxheS52MS5NZXRyaWNQb2ludBIwCglhbm9tYWxpZXMYBSADKAsyHS5lcnJvcnJlcGxheS52MS5NZXRyaWNBbm9tYWx5EgwKBHVuaXQYBiABKAkSEwoLcmVzb3VyY2VfaWQYByABKAkaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASL/AgoEU3BhbhIQCgh0cmFjZV9pZBgBIAEoCRIPCgdzcGFuX2lkGAIgASgJEhYKDnBhcmVudF9zcGFuX2lkGAMgASgJEg8KB3NlcnZpY2UYBCABKAkSDAoEbmFtZRgFIAEoCRIuCgpzdGFydF90aW1lGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIrCghkdXJhdGlvbhgHIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIqCgZzdGF0dXMYCCABKA4yGi5lcnJvcnJlcGxheS52MS5TcGFuU3RhdHVzEhYKDnN0YXR1c19tZXNzYWdlGAkgASgJEg8KB2ZhaWxpbmcYCiABKAgSOAoKYXR0cmlidXRlcxgLIAMoCzIkLmVycm9ycmVwbGF5LnYxLlNwYW4uQXR0cmlidXRlc0VudHJ5GjEKD0F0dHJpYnV0ZXNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIpcBCghSZXNvdXJjZRIKCgJpZBgBIAEoCRIMCgR0eXBlGAIgASgJEgwKBG5hbWUYAyABKAkSNAoGbGFiZWxzGAQgAygLMiQuZXJyb3JyZXBsYXkudjEuUmVzb3VyY2UuTGFiZWxzRW50cnkaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASI5CgpEZXBlbmRlbmN5EhQKDGRlcGVuZGVudF9pZBgBIAEoCRIVCg1kZXBlbmRlbmN5X2lkGAIgASgJIpYBCghUb3BvbG9neRIYChByb290X3Jlc291cmNlX2lkGAEgASgJEisKCXJlc291cmNlcxgCIAMoCzIYLmVycm9ycmVwbGF5LnYxLlJlc291cmNlEjAKDGRlcGVuZGVuY2llcxgDIAMoCzIaLmVycm9ycmVwbGF5LnYxLkRlcGVuZGVuY3kSEQoJdHJ1bmNhdGVkGAQgASgIIqoCCgZDaGFuZ2USEQoJY2hhbmdlX2lkGAEgASgJEigKBGtpbmQYAiABKA4yGi5lcnJvcnJlcGxheS52MS5DaGFuZ2VLaW5kEhMKC3Jlc291cmNlX2lkGAMgASgJEg8KB3ZlcnNpb24YBCABKAkSEwoLZGVzY3JpcHRpb24YBSABKAkSDgoGYXV0aG9yGAYgASgJEi8KC29jY3VycmVkX2F0GAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBI2CghtZXRhZGF0YRgIIAMoCzIkLmVycm9ycmVwbGF5LnYxLkNoYW5nZS5NZXRhZGF0YUVudHJ5Gi8KDU1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASKRAgoMRXJyb3JDb250ZXh0EiUKBGxvZ3MYASADKAsyFy5lcnJvcnJlcGxheS52MS5Mb2dMaW5lEi0KB21ldHJpY3MYAiADKAsyHC5lcnJvcnJlcGxheS52MS5NZXRyaWNTZXJpZXMSIwoFc3BhbnMYAyADKAsyFC5lcnJvcnJlcGxheS52MS5TcGFuEioKCHRvcG9sb2d5GAQgASgLMhguZXJyb3JyZXBsYXkudjEuVG9wb2xvZ3kSJwoHY2hhbmdlcxgFIAMoCzIWLmVycm9ycmVwbGF5LnYxLkNoYW5nZRIxCghzdGF0dXNlcxgGIAMoCzIfLmVycm9ycmVwbGF5LnYxLkNvbGxlY3RvclN0YXR1cyKjAgoNRXJyb3JTbmFwc2hvdBIQCghlcnJvcl9pZBgBIAEoCRIQCghncm91cF9pZBgCIAEoCRIvCgtyZWNlaXZlZF9hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKwoGcmVwb3J0GAQgASgLMhsuZXJyb3JyZXBsYXkudjEuRXJyb3JSZXBvcnQSLQoHY29udGV4dBgFIAEoCzIcLmVycm9ycmVwbGF5LnYxLkVycm9yQ29udGV4dBIZChFyZWxhdGVkX2Vycm9yX2lkcxgGIAMoCRIdChVhZmZlY3RlZF9yZXNvdXJjZV9pZHMYByADKAkSEwoLZmluZ2VycHJpbnQYCCABKAkSEgoKcmVxdWVzdF9pZBgJIAEoCSLlAgoKRXJyb3JHcm91cBIQCghncm91cF9pZBgBIAEoCRINCgV0aXRsZRgCIAEoCRISCgplcnJvcl90eXBlGAMgASgJEg0KBWNvdW50GAQgASgDEi4KCmZpcnN0X3NlZW4YBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi0KCWxhc3Rfc2VlbhgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMAoGc3RhdHVzGAcgASgOMiAuZXJyb3JyZXBsYXkudjEuRXJyb3JHcm91cFN0YXR1cxISCgpyZWdyZXNzaW9uGAggASgIEh0KFWFmZmVjdGVkX3Jlc291cmNlX2lkcxgJIAMoCRIfChdyZXByZXNlbnRhdGl2ZV9lcnJvcl9pZBgKIAEoCRIuCgxtYXhfc2V2ZXJpdHkYCyABKA4yGC5lcnJvcnJlcGxheS52MS5TZXZlcml0eSKFBAoLRXJyb3JGaWx0ZXISLAoKc2V2ZXJpdGllcxgBIAMoDjIYLmVycm9ycmVwbGF5LnYxLlNldmVyaXR5Ei4KDG1pbl9zZXZlcml0eRgCIAEoDjIYLmVycm9ycmVwbGF5LnYxLlNldmVyaXR5EicKB3NvdXJjZXMYAyADKA4yFi5lcnJvcnJlcGxheS52MS5Tb3VyY2USFAoMcmVzb3VyY2VfaWRzGAQgAygJEhUKDXJlc291cmNlX3R5cGUYBSABKAkSEgoKZXJyb3JfdHlwZRgGIAEoCRIWCg5jb3JyZWxhdGlvbl9pZBgHIAEoCRIQCgh0cmFjZV9pZBgIIAEoCRIQCghncm91cF9pZBgJIAEoCRIzCgR0YWdzGAogAygLMiUuZXJyb3JyZXBsYXkudjEuRXJyb3JGaWx0ZXIuVGFnc0VudHJ5EgwKBHRleHQYCyABKAkSLgoKc3RhcnRfdGltZRgMIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLAoIZW5kX3RpbWUYDSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB3NlcnZpY2UYDiABKAkSEwoLZW52aXJvbm1lbnQYDyABKAkaKwoJVGFnc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEi0gEKDVRpbWVsaW5lRXZlbnQSKAoEdGltZRgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoEa2luZBgCIAEoDjIhLmVycm9ycmVwbGF5LnYxLlRpbWVsaW5lRXZlbnRLaW5kEhMKC3Jlc291cmNlX2lkGAMgASgJEg8KB3N1bW1hcnkYBCABKAkSFAoMcmVmZXJlbmNlX2lkGAUgASgJEioKCHNldmVyaXR5GAYgASgOMhguZXJyb3JyZXBsYXkudjEuU2V2ZXJpdHkiaQoPUHJvcGFnYXRpb25TdGVwEhMKC3Jlc291cmNlX2lkGAEgASgJEhAKCGVycm9yX2lkGAIgASgJEi8KC29jY3VycmVkX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKGAQoLUHJvcGFnYXRpb24SFwoPb3JpZ2luX2Vycm9yX2lkGAEgASgJEhoKEm9yaWdpbl9yZXNvdXJjZV9pZBgCIAEoCRItCgRwYXRoGAMgAygLMh8uZXJyb3JyZXBsYXkudjEuUHJvcGFnYXRpb25TdGVwEhMKC2V4cGxhbmF0aW9uGAQgASgJIk0KCEV2aWRlbmNlEhYKDnRpbWVsaW5lX2luZGV4GAEgASgFEhQKDHJlZmVyZW5jZV9pZBgCIAEoCRITCgtkZXNjcmlwdGlvbhgDIAEoCSKdAQoFQ2F1c2USMwoIY2F0ZWdvcnkYASABKA4yIS5lcnJvcnJlcGxheS52MS5Sb290Q2F1c2VDYXRlZ29yeRIPCgdzdW1tYXJ5GAIgASgJEg0KBXNjb3JlGAMgASgBEhMKC3Jlc291cmNlX2lkGAQgASgJEioKCGV2aWRlbmNlGAUgAygLMhguZXJyb3JyZXBsYXkudjEuRXZpZGVuY2Ui4wEKCVJvb3RDYXVzZRIsCg1wcmltYXJ5X2NhdXNlGAEgASgLMhUuZXJyb3JyZXBsYXkudjEuQ2F1c2USMwoIY2F0ZWdvcnkYAiABKA4yIS5lcnJvcnJlcGxheS52MS5Sb290Q2F1c2VDYXRlZ29yeRISCgpjb25maWRlbmNlGAMgASgBEjMKFGNvbnRyaWJ1dGluZ19mYWN0b3JzGAQgAygLMhUuZXJyb3JyZXBsYXkudjEuQ2F1c2USKgoIZXZpZGVuY2UYBSADKAsyGC5lcnJvcnJlcGxheS52MS5FdmlkZW5jZSJdCg9Db250ZXh0Q292ZXJhZ2USDwoHc291cmNlcxgBIAEoBRIXCg9taXNzaW5nX3NvdXJjZXMYAiADKAkSDwoHbGltaXRlZBgDIAEoCBIPCgdzdW1tYXJ5GAQgASgJIoYBCg5SZWNvbW1lbmRhdGlvbhIwCgRraW5kGAEgASgOMiIuZXJyb3JyZXBsYXkudjEuUmVjb21tZW5kYXRpb25LaW5kEg0KBXRpdGxlGAIgASgJEhEKCXJhdGlvbmFsZRgDIAEoCRIOCgZ0YXJnZXQYBCABKAkSEAoIcHJpb3JpdHkYBSABKAUiwQEKC0NvcnJlbGF0aW9uEhIKCmNvcnJlbGF0ZWQYASABKAgSMQoGcmVhc29uGAIgASgOMiEuZXJyb3JyZXBsYXkudjEuQ29ycmVsYXRpb25SZWFzb24SFwoPb3JpZ2luX2Vycm9yX2lkGAMgASgJEhkKEXJlbGF0ZWRfZXJyb3JfaWRzGAQgAygJEh0KFWFmZmVjdGVkX3Jlc291cmNlX2lkcxgFIAMoCRIYChBtYXRjaGVkX2Vycm9yX2lkGAYgASgJIksKClRpbWVkQ291bnQSLgoKc3RhcnRfdGltZRgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDQoFY291bnQYAiABKAMibgoKR3JvdXBDb3VudBIQCghncm91cF9pZBgBIAEoCRINCgV0aXRsZRgCIAEoCRINCgVjb3VudBgDIAEoAxIwCgZzdGF0dXMYBCABKA4yIC5lcnJvcnJlcGxheS52MS5FcnJvckdyb3VwU3RhdHVzIjQKDkZpZWxkVmlvbGF0aW9uEg0KBWZpZWxkGAEgASgJEhMKC2Rlc2NyaXB0aW9uGAIgASgJImQKCUl0ZW1FcnJvchIMCgRjb2RlGAEgASgFEg8KB21lc3NhZ2UYAiABKAkSOAoQZmllbGRfdmlvbGF0aW9ucxgDIAMoCzIeLmVycm9ycmVwbGF5LnYxLkZpZWxkVmlvbGF0aW9uKogBCghTZXZlcml0eRIYChRTRVZFUklUWV9VTlNQRUNJRklFRBAAEhEKDVNFVkVSSVRZX0lORk8QARIQCgxTRVZFUklUWV9MT1cQAhITCg9TRVZFUklUWV9NRURJVU0QAxIRCg1TRVZFUklUWV9ISUdIEAQSFQoRU0VWRVJJVFlfQ1JJVElDQUwQBSq/AQoGU291cmNlEhYKElNPVVJDRV9VTlNQRUNJRklFRBAAEhYKElNPVVJDRV9BUFBMSUNBVElPThABEhUKEVNPVVJDRV9QUk9NRVRIRVVTEAISDwoLU09VUkNFX0xPS0kQAxIQCgxTT1VSQ0VfVEVNUE8QBBIYChRTT1VSQ0VfRUxBU1RJQ1NFQVJDSBAFEh4KGlNPVVJDRV9BWlVSRV9MT0dfQU5BTFlUSUNTEAYSEQoNU09VUkNFX01BTlVBTBAHKsEBCg9Db2xsZWN0aW9uU3RhdGUSIAocQ09MTEVDVElPTl9TVEFURV9VTlNQRUNJRklFRBAAEhwKGENPTExFQ1RJT05fU1RBVEVfUEVORElORxABEhcKE0NPTExFQ1RJT05fU1RBVEVfT0sQAhIaChZDT0xMRUNUSU9OX1NUQVRFX0VNUFRZEAMSGwoXQ09MTEVDVElPTl9TVEFURV9GQUlMRUQQBBIcChhDT0xMRUNUSU9OX1NUQVRFX1NLSVBQRUQQBSprCgpTcGFuU3RhdHVzEhsKF1NQQU5fU1RBVFVTX1VOU1BFQ0lGSUVEEAASFQoRU1BBTl9TVEFUVVNfVU5TRVQQARISCg5TUEFOX1NUQVRVU19PSxACEhUKEVNQQU5fU1RBVFVTX0VSUk9SEAMqdwoKQ2hhbmdlS2luZBIbChdDSEFOR0VfS0lORF9VTlNQRUNJRklFRBAAEhoKFkNIQU5HRV9LSU5EX0RFUExPWU1FTlQQARIWChJDSEFOR0VfS0lORF9DT05GSUcQAhIYChRDSEFOR0VfS0lORF9UT1BPTE9HWRADKrcBChBFcnJvckdyb3VwU3RhdHVzEiIKHkVSUk9SX0dST1VQX1NUQVRVU19VTlNQRUNJRklFRBAAEhsKF0VSUk9SX0dST1VQX1NUQVRVU19PUEVOEAESIwofRVJST1JfR1JPVVBfU1RBVFVTX0FDS05PV0xFREdFRBACEh8KG0VSUk9SX0dST1VQX1NUQVRVU19SRVNPTFZFRBADEhwKGEVSUk9SX0dST1VQX1NUQVRVU19NVVRFRBAEKoECChFUaW1lbGluZUV2ZW50S2luZBIjCh9USU1FTElORV9FVkVOVF9LSU5EX1VOU1BFQ0lGSUVEEAASHQoZVElNRUxJTkVfRVZFTlRfS0lORF9FUlJPUhABEiUKIVRJTUVMSU5FX0VWRU5UX0tJTkRfUkVMQVRFRF9FUlJPUhACEh4KGlRJTUVMSU5FX0VWRU5UX0tJTkRfQ0hBTkdFEAMSGwoXVElNRUxJTkVfRVZFTlRfS0lORF9MT0cQBBImCiJUSU1FTElORV9FVkVOVF9LSU5EX01FVFJJQ19BTk9NQUxZEAUSHAoYVElNRUxJTkVfRVZFTlRfS0lORF9TUEFOEAYqogIKEVJvb3RDYXVzZUNhdGVnb3J5EiMKH1JPT1RfQ0FVU0VfQ0FURUdPUllfVU5TUEVDSUZJRUQQABIfChtST09UX0NBVVNFX0NBVEVHT1JZX1VOS05PV04QARIqCiZST09UX0NBVVNFX0NBVEVHT1JZX0RFUEVOREVOQ1lfRkFJTFVSRRACEiUKIVJPT1RfQ0FVU0VfQ0FURUdPUllfUkVDRU5UX0NIQU5HRRADEiIKHlJPT1RfQ0FVU0VfQ0FURUdPUllfU0FUVVJBVElPThAEEiMKH1JPT1RfQ0FVU0VfQ0FURUdPUllfRVJST1JfQlVSU1QQBRIrCidST09UX0NBVVNFX0NBVEVHT1JZX0VYVEVSTkFMX0RFUEVOREVOQ1kQBirYAgoSUmVjb21tZW5kYXRpb25LaW5kEiMKH1JFQ09NTUVOREFUSU9OX0tJTkRfVU5TUEVDSUZJRUQQABInCiNSRUNPTU1FTkRBVElPTl9LSU5EX1JPTExCQUNLX0NIQU5HRRABEioKJlJFQ09NTUVOREFUSU9OX0tJTkRfSU5WRVNUSUdBVEVfT1JJR0lOEAISJgoiUkVDT01NRU5EQVRJT05fS0lORF9TQ0FMRV9SRVNPVVJDRRADEiAKHFJFQ09NTUVOREFUSU9OX0tJTkRfRVNDQUxBVEUQBBIrCidSRUNPTU1FTkRBVElPTl9LSU5EX0FERF9DSVJDVUlUX0JSRUFLRVIQBRIpCiVSRUNPTU1FTkRBVElPTl9LSU5EX0lOVkVTVElHQVRFX0VSUk9SEAYSJgoiUkVDT01NRU5EQVRJT05fS0lORF9HQVRIRVJfQ09OVEVYVBAHKqgCChFDb3JyZWxhdGlvblJlYXNvbhIiCh5DT1JSRUxBVElPTl9SRUFTT05fVU5TUEVDSUZJRUQQABIjCh9DT1JSRUxBVElPTl9SRUFTT05fRklMVEVSX01BVENIEAESKgomQ09SUkVMQVRJT05fUkVBU09OX1NBTUVfQ09SUkVMQVRJT05fSUQQAhIkCiBDT1JSRUxBVElPTl9SRUFTT05fU0FNRV9UUkFDRV9JRBADEiQKIENPUlJFTEFUSU9OX1JFQVNPTl9TQU1FX1JFU09VUkNFEAQSJwojQ09SUkVMQVRJT05fUkVBU09OX1VQU1RSRUFNX0ZBSUxVUkUQBRIpCiVDT1JSRUxBVElPTl9SRUFTT05fRE9XTlNUUkVBTV9GQUlMVVJFEAZiBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("ChxlcnJvcnJlcGxheS92MS9tZXNzYWdlLnByb3RvEg5lcnJvcnJlcGxheS52MSK8BAoLRXJyb3JSZXBvcnQSDwoHbWVzc2FnZRgBIAEoCRIqCghzZXZlcml0eRgCIAEoDjIYLmVycm9ycmVwbGF5LnYxLlNldmVyaXR5EiYKBnNvdXJjZRgDIAEoDjIWLmVycm9ycmVwbGF5LnYxLlNvdXJjZRITCgtyZXNvdXJjZV9pZBgEIAEoCRIVCg1yZXNvdXJjZV90eXBlGAUgASgJEg8KB3NlcnZpY2UYBiABKAkSEwoLZW52aXJvbm1lbnQYByABKAkSDwoHcmVsZWFzZRgIIAEoCRISCgplcnJvcl90eXBlGAkgASgJEhMKC3N0YWNrX3RyYWNlGAogASgJEhYKDmNvcnJlbGF0aW9uX2lkGAsgASgJEhAKCHRyYWNlX2lkGAwgASgJEg8KB3NwYW5faWQYDSABKAkSLwoLb2NjdXJyZWRfYXQYDiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjMKBHRhZ3MYDyADKAsyJS5lcnJvcnJlcGxheS52MS5FcnJvclJlcG9ydC5UYWdzRW50cnkSKwoKYXR0cmlidXRlcxgQIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSEwoLZmluZ2VycHJpbnQYESADKAkSLAoLYnJlYWRjcnVtYnMYEiADKAsyFy5lcnJvcnJlcGxheS52MS5Mb2dMaW5lGisKCVRhZ3NFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIsMBCg9Db2xsZWN0b3JTdGF0dXMSEQoJY29sbGVjdG9yGAEgASgJEi4KBXN0YXRlGAIgASgOMh8uZXJyb3JyZXBsYXkudjEuQ29sbGVjdGlvblN0YXRlEg4KBmRldGFpbBgDIAEoCRIrCghkdXJhdGlvbhgEIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIwCgxjb2xsZWN0ZWRfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIsoBCgdMb2dMaW5lEigKBHRpbWUYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg0KBWxldmVsGAIgASgJEg8KB21lc3NhZ2UYAyABKAkSEQoJY29sbGVjdG9yGAQgASgJEjMKBmxhYmVscxgFIAMoCzIjLmVycm9ycmVwbGF5LnYxLkxvZ0xpbmUuTGFiZWxzRW50cnkaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJGCgtNZXRyaWNQb2ludBIoCgR0aW1lGAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBINCgV2YWx1ZRgCIAEoASK2AQoNTWV0cmljQW5vbWFseRIoCgR0aW1lGAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBINCgV2YWx1ZRgCIAEoARIQCghiYXNlbGluZRgDIAEoARIRCgl0aHJlc2hvbGQYBCABKAESDgoGcmVhc29uGAUgASgJEgwKBGtpbmQYBiABKAkSKQoFc2luY2UYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIvkBCg5NZXRyaWNCYXNlbGluZRIOCgZtZWRpYW4YASABKAESDgoGc3ByZWFkGAIgASgBEg4KBnBvaW50cxgDIAEoBRIOCgZzb3VyY2UYBCABKAkSLgoKc3RhcnRfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLAoIZW5kX3RpbWUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjIKD3NlYXNvbmFsX29mZnNldBgHIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIVCg1zZWFzb25hbF9wZWFrGAggASgBIsgCCgxNZXRyaWNTZXJpZXMSDAoEbmFtZRgBIAEoCRINCgVxdWVyeRgCIAEoCRI4CgZsYWJlbHMYAyADKAsyKC5lcnJvcnJlcGxheS52MS5NZXRyaWNTZXJpZXMuTGFiZWxzRW50cnkSKwoGcG9pbnRzGAQgAygLMhsuZXJyb3JyZXBsYXkudjEuTWV0cmljUG9pbnQSMAoJYW5vbWFsaWVzGAUgAygLMh0uZXJyb3JyZXBsYXkudjEuTWV0cmljQW5vbWFseRIMCgR1bml0GAYgASgJEhMKC3Jlc291cmNlX2lkGAcgASgJEjAKCGJhc2VsaW5lGAggASgLMh4uZXJyb3JyZXBsYXkudjEuTWV0cmljQmFzZWxpbmUaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASL/AgoEU3BhbhIQCgh0cmFjZV9pZBgBIAEoCRIPCgdzcGFuX2lkGAIgASgJEhYKDnBhcmVudF9zcGFuX2lkGAMgASgJEg8KB3NlcnZpY2UYBCABKAkSDAoEbmFtZRgFIAEoCRIuCgpzdGFydF90aW1lGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIrCghkdXJhdGlvbhgHIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIqCgZzdGF0dXMYCCABKA4yGi5lcnJvcnJlcGxheS52MS5TcGFuU3RhdHVzEhYKDnN0YXR1c19tZXNzYWdlGAkgASgJEg8KB2ZhaWxpbmcYCiABKAgSOAoKYXR0cmlidXRlcxgLIAMoCzIkLmVycm9ycmVwbGF5LnYxLlNwYW4uQXR0cmlidXRlc0VudHJ5GjEKD0F0dHJpYnV0ZXNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIpcBCghSZXNvdXJjZRIKCgJpZBgBIAEoCRIMCgR0eXBlGAIgASgJEgwKBG5hbWUYAyABKAkSNAoGbGFiZWxzGAQgAygLMiQuZXJyb3JyZXBsYXkudjEuUmVzb3VyY2UuTGFiZWxzRW50cnkaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASI5CgpEZXBlbmRlbmN5EhQKDGRlcGVuZGVudF9pZBgBIAEoCRIVCg1kZXBlbmRlbmN5X2lkGAIgASgJIpYBCghUb3BvbG9neRIYChByb290X3Jlc291cmNlX2lkGAEgASgJEisKCXJlc291cmNlcxgCIAMoCzIYLmVycm9ycmVwbGF5LnYxLlJlc291cmNlEjAKDGRlcGVuZGVuY2llcxgDIAMoCzIaLmVycm9ycmVwbGF5LnYxLkRlcGVuZGVuY3kSEQoJdHJ1bmNhdGVkGAQgASgIIqoCCgZDaGFuZ2USEQoJY2hhbmdlX2lkGAEgASgJEigKBGtpbmQYAiABKA4yGi5lcnJvcnJlcGxheS52MS5DaGFuZ2VLaW5kEhMKC3Jlc291cmNlX2lkGAMgASgJEg8KB3ZlcnNpb24YBCABKAkSEwoLZGVzY3JpcHRpb24YBSABKAkSDgoGYXV0aG9yGAYgASgJEi8KC29jY3VycmVkX2F0GAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBI2CghtZXRhZGF0YRgIIAMoCzIkLmVycm9ycmVwbGF5LnYxLkNoYW5nZS5NZXRhZGF0YUVudHJ5Gi8KDU1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASKRAgoMRXJyb3JDb250ZXh0EiUKBGxvZ3MYASADKAsyFy5lcnJvcnJlcGxheS52MS5Mb2dMaW5lEi0KB21ldHJpY3MYAiADKAsyHC5lcnJvcnJlcGxheS52MS5NZXRyaWNTZXJpZXMSIwoFc3BhbnMYAyADKAsyFC5lcnJvcnJlcGxheS52MS5TcGFuEioKCHRvcG9sb2d5GAQgASgLMhguZXJyb3JyZXBsYXkudjEuVG9wb2xvZ3kSJwoHY2hhbmdlcxgFIAMoCzIWLmVycm9ycmVwbGF5LnYxLkNoYW5nZRIxCghzdGF0dXNlcxgGIAMoCzIfLmVycm9ycmVwbGF5LnYxLkNvbGxlY3RvclN0YXR1cyKjAgoNRXJyb3JTbmFwc2hvdBIQCghlcnJvcl9pZBgBIAEoCRIQCghncm91cF9pZBgCIAEoCRIvCgtyZWNlaXZlZF9hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKwoGcmVwb3J0GAQgASgLMhsuZXJyb3JyZXBsYXkudjEuRXJyb3JSZXBvcnQSLQoHY29udGV4dBgFIAEoCzIcLmVycm9ycmVwbGF5LnYxLkVycm9yQ29udGV4dBIZChFyZWxhdGVkX2Vycm9yX2lkcxgGIAMoCRIdChVhZmZlY3RlZF9yZXNvdXJjZV9pZHMYByADKAkSEwoLZmluZ2VycHJpbnQYCCABKAkSEgoKcmVxdWVzdF9pZBgJIAEoCSLlAgoKRXJyb3JHcm91cBIQCghncm91cF9pZBgBIAEoCRINCgV0aXRsZRgCIAEoCRISCgplcnJvcl90eXBlGAMgASgJEg0KBWNvdW50GAQgASgDEi4KCmZpcnN0X3NlZW4YBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi0KCWxhc3Rfc2VlbhgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMAoGc3RhdHVzGAcgASgOMiAuZXJyb3JyZXBsYXkudjEuRXJyb3JHcm91cFN0YXR1cxISCgpyZWdyZXNzaW9uGAggASgIEh0KFWFmZmVjdGVkX3Jlc291cmNlX2lkcxgJIAMoCRIfChdyZXByZXNlbnRhdGl2ZV9lcnJvcl9pZBgKIAEoCRIuCgxtYXhfc2V2ZXJpdHkYCyABKA4yGC5lcnJvcnJlcGxheS52MS5TZXZlcml0eSKFBAoLRXJyb3JGaWx0ZXISLAoKc2V2ZXJpdGllcxgBIAMoDjIYLmVycm9ycmVwbGF5LnYxLlNldmVyaXR5Ei4KDG1pbl9zZXZlcml0eRgCIAEoDjIYLmVycm9ycmVwbGF5LnYxLlNldmVyaXR5EicKB3NvdXJjZXMYAyADKA4yFi5lcnJvcnJlcGxheS52MS5Tb3VyY2USFAoMcmVzb3VyY2VfaWRzGAQgAygJEhUKDXJlc291cmNlX3R5cGUYBSABKAkSEgoKZXJyb3JfdHlwZRgGIAEoCRIWCg5jb3JyZWxhdGlvbl9pZBgHIAEoCRIQCgh0cmFjZV9pZBgIIAEoCRIQCghncm91cF9pZBgJIAEoCRIzCgR0YWdzGAogAygLMiUuZXJyb3JyZXBsYXkudjEuRXJyb3JGaWx0ZXIuVGFnc0VudHJ5EgwKBHRleHQYCyABKAkSLgoKc3RhcnRfdGltZRgMIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLAoIZW5kX3RpbWUYDSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB3NlcnZpY2UYDiABKAkSEwoLZW52aXJvbm1lbnQYDyABKAkaKwoJVGFnc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEi0gEKDVRpbWVsaW5lRXZlbnQSKAoEdGltZRgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoEa2luZBgCIAEoDjIhLmVycm9ycmVwbGF5LnYxLlRpbWVsaW5lRXZlbnRLaW5kEhMKC3Jlc291cmNlX2lkGAMgASgJEg8KB3N1bW1hcnkYBCABKAkSFAoMcmVmZXJlbmNlX2lkGAUgASgJEioKCHNldmVyaXR5GAYgASgOMhguZXJyb3JyZXBsYXkudjEuU2V2ZXJpdHkiaQoPUHJvcGFnYXRpb25TdGVwEhMKC3Jlc291cmNlX2lkGAEgASgJEhAKCGVycm9yX2lkGAIgASgJEi8KC29jY3VycmVkX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKGAQoLUHJvcGFnYXRpb24SFwoPb3JpZ2luX2Vycm9yX2lkGAEgASgJEhoKEm9yaWdpbl9yZXNvdXJjZV9pZBgCIAEoCRItCgRwYXRoGAMgAygLMh8uZXJyb3JyZXBsYXkudjEuUHJvcGFnYXRpb25TdGVwEhMKC2V4cGxhbmF0aW9uGAQgASgJIk0KCEV2aWRlbmNlEhYKDnRpbWVsaW5lX2luZGV4GAEgASgFEhQKDHJlZmVyZW5jZV9pZBgCIAEoCRITCgtkZXNjcmlwdGlvbhgDIAEoCSKdAQoFQ2F1c2USMwoIY2F0ZWdvcnkYASABKA4yIS5lcnJvcnJlcGxheS52MS5Sb290Q2F1c2VDYXRlZ29yeRIPCgdzdW1tYXJ5GAIgASgJEg0KBXNjb3JlGAMgASgBEhMKC3Jlc291cmNlX2lkGAQgASgJEioKCGV2aWRlbmNlGAUgAygLMhguZXJyb3JyZXBsYXkudjEuRXZpZGVuY2Ui4wEKCVJvb3RDYXVzZRIsCg1wcmltYXJ5X2NhdXNlGAEgASgLMhUuZXJyb3JyZXBsYXkudjEuQ2F1c2USMwoIY2F0ZWdvcnkYAiABKA4yIS5lcnJvcnJlcGxheS52MS5Sb290Q2F1c2VDYXRlZ29yeRISCgpjb25maWRlbmNlGAMgASgBEjMKFGNvbnRyaWJ1dGluZ19mYWN0b3JzGAQgAygLMhUuZXJyb3JyZXBsYXkudjEuQ2F1c2USKgoIZXZpZGVuY2UYBSADKAsyGC5lcnJvcnJlcGxheS52MS5FdmlkZW5jZSJdCg9Db250ZXh0Q292ZXJhZ2USDwoHc291cmNlcxgBIAEoBRIXCg9taXNzaW5nX3NvdXJjZXMYAiADKAkSDwoHbGltaXRlZBgDIAEoCBIPCgdzdW1tYXJ5GAQgASgJIoYBCg5SZWNvbW1lbmRhdGlvbhIwCgRraW5kGAEgASgOMiIuZXJyb3JyZXBsYXkudjEuUmVjb21tZW5kYXRpb25LaW5kEg0KBXRpdGxlGAIgASgJEhEKCXJhdGlvbmFsZRgDIAEoCRIOCgZ0YXJnZXQYBCABKAkSEAoIcHJpb3JpdHkYBSABKAUiwQEKC0NvcnJlbGF0aW9uEhIKCmNvcnJlbGF0ZWQYASABKAgSMQoGcmVhc29uGAIgASgOMiEuZXJyb3JyZXBsYXkudjEuQ29ycmVsYXRpb25SZWFzb24SFwoPb3JpZ2luX2Vycm9yX2lkGAMgASgJEhkKEXJlbGF0ZWRfZXJyb3JfaWRzGAQgAygJEh0KFWFmZmVjdGVkX3Jlc291cmNlX2lkcxgFIAMoCRIYChBtYXRjaGVkX2Vycm9yX2lkGAYgASgJIksKClRpbWVkQ291bnQSLgoKc3RhcnRfdGltZRgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDQoFY291bnQYAiABKAMibgoKR3JvdXBDb3VudBIQCghncm91cF9pZBgBIAEoCRINCgV0aXRsZRgCIAEoCRINCgVjb3VudBgDIAEoAxIwCgZzdGF0dXMYBCABKA4yIC5lcnJvcnJlcGxheS52MS5FcnJvckdyb3VwU3RhdHVzIjQKDkZpZWxkVmlvbGF0aW9uEg0KBWZpZWxkGAEgASgJEhMKC2Rlc2NyaXB0aW9uGAIgASgJImQKCUl0ZW1FcnJvchIMCgRjb2RlGAEgASgFEg8KB21lc3NhZ2UYAiABKAkSOAoQZmllbGRfdmlvbGF0aW9ucxgDIAMoCzIeLmVycm9ycmVwbGF5LnYxLkZpZWxkVmlvbGF0aW9uKogBCghTZXZlcml0eRIYChRTRVZFUklUWV9VTlNQRUNJRklFRBAAEhEKDVNFVkVSSVRZX0lORk8QARIQCgxTRVZFUklUWV9MT1cQAhITCg9TRVZFUklUWV9NRURJVU0QAxIRCg1TRVZFUklUWV9ISUdIEAQSFQoRU0VWRVJJVFlfQ1JJVElDQUwQBSq/AQoGU291cmNlEhYKElNPVVJDRV9VTlNQRUNJRklFRBAAEhYKElNPVVJDRV9BUFBMSUNBVElPThABEhUKEVNPVVJDRV9QUk9NRVRIRVVTEAISDwoLU09VUkNFX0xPS0kQAxIQCgxTT1VSQ0VfVEVNUE8QBBIYChRTT1VSQ0VfRUxBU1RJQ1NFQVJDSBAFEh4KGlNPVVJDRV9BWlVSRV9MT0dfQU5BTFlUSUNTEAYSEQoNU09VUkNFX01BTlVBTBAHKsEBCg9Db2xsZWN0aW9uU3RhdGUSIAocQ09MTEVDVElPTl9TVEFURV9VTlNQRUNJRklFRBAAEhwKGENPTExFQ1RJT05fU1RBVEVfUEVORElORxABEhcKE0NPTExFQ1RJT05fU1RBVEVfT0sQAhIaChZDT0xMRUNUSU9OX1NUQVRFX0VNUFRZEAMSGwoXQ09MTEVDVElPTl9TVEFURV9GQUlMRUQQBBIcChhDT0xMRUNUSU9OX1NUQVRFX1NLSVBQRUQQBSprCgpTcGFuU3RhdHVzEhsKF1NQQU5fU1RBVFVTX1VOU1BFQ0lGSUVEEAASFQoRU1BBTl9TVEFUVVNfVU5TRVQQARISCg5TUEFOX1NUQVRVU19PSxACEhUKEVNQQU5fU1RBVFVTX0VSUk9SEAMqdwoKQ2hhbmdlS2luZBIbChdDSEFOR0VfS0lORF9VTlNQRUNJRklFRBAAEhoKFkNIQU5HRV9LSU5EX0RFUExPWU1FTlQQARIWChJDSEFOR0VfS0lORF9DT05GSUcQAhIYChRDSEFOR0VfS0lORF9UT1BPTE9HWRADKrcBChBFcnJvckdyb3VwU3RhdHVzEiIKHkVSUk9SX0dST1VQX1NUQVRVU19VTlNQRUNJRklFRBAAEhsKF0VSUk9SX0dST1VQX1NUQVRVU19PUEVOEAESIwofRVJST1JfR1JPVVBfU1RBVFVTX0FDS05PV0xFREdFRBACEh8KG0VSUk9SX0dST1VQX1NUQVRVU19SRVNPTFZFRBADEhwKGEVSUk9SX0dST1VQX1NUQVRVU19NVVRFRBAEKoECChFUaW1lbGluZUV2ZW50S2luZBIjCh9USU1FTElORV9FVkVOVF9LSU5EX1VOU1BFQ0lGSUVEEAASHQoZVElNRUxJTkVfRVZFTlRfS0lORF9FUlJPUhABEiUKIVRJTUVMSU5FX0VWRU5UX0tJTkRfUkVMQVRFRF9FUlJPUhACEh4KGlRJTUVMSU5FX0VWRU5UX0tJTkRfQ0hBTkdFEAMSGwoXVElNRUxJTkVfRVZFTlRfS0lORF9MT0cQBBImCiJUSU1FTElORV9FVkVOVF9LSU5EX01FVFJJQ19BTk9NQUxZEAUSHAoYVElNRUxJTkVfRVZFTlRfS0lORF9TUEFOEAYqogIKEVJvb3RDYXVzZUNhdGVnb3J5EiMKH1JPT1RfQ0FVU0VfQ0FURUdPUllfVU5TUEVDSUZJRUQQABIfChtST09UX0NBVVNFX0NBVEVHT1JZX1VOS05PV04QARIqCiZST09UX0NBVVNFX0NBVEVHT1JZX0RFUEVOREVOQ1lfRkFJTFVSRRACEiUKIVJPT1RfQ0FVU0VfQ0FURUdPUllfUkVDRU5UX0NIQU5HRRADEiIKHlJPT1RfQ0FVU0VfQ0FURUdPUllfU0FUVVJBVElPThAEEiMKH1JPT1RfQ0FVU0VfQ0FURUdPUllfRVJST1JfQlVSU1QQBRIrCidST09UX0NBVVNFX0NBVEVHT1JZX0VYVEVSTkFMX0RFUEVOREVOQ1kQBirYAgoSUmVjb21tZW5kYXRpb25LaW5kEiMKH1JFQ09NTUVOREFUSU9OX0tJTkRfVU5TUEVDSUZJRUQQABInCiNSRUNPTU1FTkRBVElPTl9LSU5EX1JPTExCQUNLX0NIQU5HRRABEioKJlJFQ09NTUVOREFUSU9OX0tJTkRfSU5WRVNUSUdBVEVfT1JJR0lOEAISJgoiUkVDT01NRU5EQVRJT05fS0lORF9TQ0FMRV9SRVNPVVJDRRADEiAKHFJFQ09NTUVOREFUSU9OX0tJTkRfRVNDQUxBVEUQBBIrCidSRUNPTU1FTkRBVElPTl9LSU5EX0FERF9DSVJDVUlUX0JSRUFLRVIQBRIpCiVSRUNPTU1FTkRBVElPTl9LSU5EX0lOVkVTVElHQVRFX0VSUk9SEAYSJgoiUkVDT01NRU5EQVRJT05fS0lORF9HQVRIRVJfQ09OVEVYVBAHKqgCChFDb3JyZWxhdGlvblJlYXNvbhIiCh5DT1JSRUxBVElPTl9SRUFTT05fVU5TUEVDSUZJRUQQABIjCh9DT1JSRUxBVElPTl9SRUFTT05fRklMVEVSX01BVENIEAESKgomQ09SUkVMQVRJT05fUkVBU09OX1NBTUVfQ09SUkVMQVRJT05fSUQQAhIkCiBDT1JSRUxBVElPTl9SRUFTT05fU0FNRV9UUkFDRV9JRBADEiQKIENPUlJFTEFUSU9OX1JFQVNPTl9TQU1FX1JFU09VUkNFEAQSJwojQ09SUkVMQVRJT05fUkVBU09OX1VQU1RSRUFNX0ZBSUxVUkUQBRIpCiVDT1JSRUxBVElPTl9SRUFTT05fRE9XTlNUUkVBTV9GQUlMVVJFEAZiBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * ErrorReport is what a service sends when it hits an error.
@@ -246,7 +246,7 @@ export type MetricAnomaly = Message<"errorreplay.v1.MetricAnomaly"> & {
   value: number;
 
   /**
-   * The series' own baseline (median of the preceding window).
+   * The series' baseline median (for kind "trend": the value where the rise started).
    *
    * @generated from field: double baseline = 3;
    */
@@ -263,6 +263,21 @@ export type MetricAnomaly = Message<"errorreplay.v1.MetricAnomaly"> & {
    * @generated from field: string reason = 5;
    */
   reason: string;
+
+  /**
+   * The rule that found it: "baseline", "limit" or "trend" (empty in contexts stored before).
+   *
+   * @generated from field: string kind = 6;
+   */
+  kind: string;
+
+  /**
+   * When the excess began: the start of the run above the threshold, or of the rise (unset
+   * when unknown).
+   *
+   * @generated from field: google.protobuf.Timestamp since = 7;
+   */
+  since?: Timestamp | undefined;
 };
 
 /**
@@ -271,6 +286,70 @@ export type MetricAnomaly = Message<"errorreplay.v1.MetricAnomaly"> & {
  */
 export const MetricAnomalySchema: GenMessage<MetricAnomaly> = /*@__PURE__*/
   messageDesc(file_errorreplay_v1_message, 4);
+
+/**
+ * What a series was judged against, frozen with the context so a later replay agrees.
+ *
+ * @generated from message errorreplay.v1.MetricBaseline
+ */
+export type MetricBaseline = Message<"errorreplay.v1.MetricBaseline"> & {
+  /**
+   * @generated from field: double median = 1;
+   */
+  median: number;
+
+  /**
+   * The median absolute deviation (floored), in the series' unit.
+   *
+   * @generated from field: double spread = 2;
+   */
+  spread: number;
+
+  /**
+   * @generated from field: int32 points = 3;
+   */
+  points: number;
+
+  /**
+   * "lookback" (the range before the metrics window) or "window" (the window's own points
+   * before the error, when the lookback had too few).
+   *
+   * @generated from field: string source = 4;
+   */
+  source: string;
+
+  /**
+   * The range the baseline points came from.
+   *
+   * @generated from field: google.protobuf.Timestamp start_time = 5;
+   */
+  startTime?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp end_time = 6;
+   */
+  endTime?: Timestamp | undefined;
+
+  /**
+   * Set when the same window this long earlier (a day) was held by Prometheus; then
+   * seasonal_peak is its highest value, which a point had to pass too.
+   *
+   * @generated from field: google.protobuf.Duration seasonal_offset = 7;
+   */
+  seasonalOffset?: Duration | undefined;
+
+  /**
+   * @generated from field: double seasonal_peak = 8;
+   */
+  seasonalPeak: number;
+};
+
+/**
+ * Describes the message errorreplay.v1.MetricBaseline.
+ * Use `create(MetricBaselineSchema)` to create a new message.
+ */
+export const MetricBaselineSchema: GenMessage<MetricBaseline> = /*@__PURE__*/
+  messageDesc(file_errorreplay_v1_message, 5);
 
 /**
  * @generated from message errorreplay.v1.MetricSeries
@@ -312,6 +391,13 @@ export type MetricSeries = Message<"errorreplay.v1.MetricSeries"> & {
    * @generated from field: string resource_id = 7;
    */
   resourceId: string;
+
+  /**
+   * Unset when the series had too few points to judge.
+   *
+   * @generated from field: errorreplay.v1.MetricBaseline baseline = 8;
+   */
+  baseline?: MetricBaseline | undefined;
 };
 
 /**
@@ -319,7 +405,7 @@ export type MetricSeries = Message<"errorreplay.v1.MetricSeries"> & {
  * Use `create(MetricSeriesSchema)` to create a new message.
  */
 export const MetricSeriesSchema: GenMessage<MetricSeries> = /*@__PURE__*/
-  messageDesc(file_errorreplay_v1_message, 5);
+  messageDesc(file_errorreplay_v1_message, 6);
 
 /**
  * @generated from message errorreplay.v1.Span
@@ -386,7 +472,7 @@ export type Span = Message<"errorreplay.v1.Span"> & {
  * Use `create(SpanSchema)` to create a new message.
  */
 export const SpanSchema: GenMessage<Span> = /*@__PURE__*/
-  messageDesc(file_errorreplay_v1_message, 6);
+  messageDesc(file_errorreplay_v1_message, 7);
 
 /**
  * @generated from message errorreplay.v1.Resource
@@ -418,7 +504,7 @@ export type Resource = Message<"errorreplay.v1.Resource"> & {
  * Use `create(ResourceSchema)` to create a new message.
  */
 export const ResourceSchema: GenMessage<Resource> = /*@__PURE__*/
-  messageDesc(file_errorreplay_v1_message, 7);
+  messageDesc(file_errorreplay_v1_message, 8);
 
 /**
  * Dependency runs from the dependent to its dependency: api DEPENDS_ON db.
@@ -442,7 +528,7 @@ export type Dependency = Message<"errorreplay.v1.Dependency"> & {
  * Use `create(DependencySchema)` to create a new message.
  */
 export const DependencySchema: GenMessage<Dependency> = /*@__PURE__*/
-  messageDesc(file_errorreplay_v1_message, 8);
+  messageDesc(file_errorreplay_v1_message, 9);
 
 /**
  * @generated from message errorreplay.v1.Topology
@@ -477,7 +563,7 @@ export type Topology = Message<"errorreplay.v1.Topology"> & {
  * Use `create(TopologySchema)` to create a new message.
  */
 export const TopologySchema: GenMessage<Topology> = /*@__PURE__*/
-  messageDesc(file_errorreplay_v1_message, 9);
+  messageDesc(file_errorreplay_v1_message, 10);
 
 /**
  * @generated from message errorreplay.v1.Change
@@ -531,7 +617,7 @@ export type Change = Message<"errorreplay.v1.Change"> & {
  * Use `create(ChangeSchema)` to create a new message.
  */
 export const ChangeSchema: GenMessage<Change> = /*@__PURE__*/
-  messageDesc(file_errorreplay_v1_message, 10);
+  messageDesc(file_errorreplay_v1_message, 11);
 
 /**
  * ErrorContext is the context frozen around an error at capture time.
@@ -575,7 +661,7 @@ export type ErrorContext = Message<"errorreplay.v1.ErrorContext"> & {
  * Use `create(ErrorContextSchema)` to create a new message.
  */
 export const ErrorContextSchema: GenMessage<ErrorContext> = /*@__PURE__*/
-  messageDesc(file_errorreplay_v1_message, 11);
+  messageDesc(file_errorreplay_v1_message, 12);
 
 /**
  * ErrorSnapshot is a stored error: the report plus what the server knows about it.
@@ -636,7 +722,7 @@ export type ErrorSnapshot = Message<"errorreplay.v1.ErrorSnapshot"> & {
  * Use `create(ErrorSnapshotSchema)` to create a new message.
  */
 export const ErrorSnapshotSchema: GenMessage<ErrorSnapshot> = /*@__PURE__*/
-  messageDesc(file_errorreplay_v1_message, 12);
+  messageDesc(file_errorreplay_v1_message, 13);
 
 /**
  * @generated from message errorreplay.v1.ErrorGroup
@@ -705,7 +791,7 @@ export type ErrorGroup = Message<"errorreplay.v1.ErrorGroup"> & {
  * Use `create(ErrorGroupSchema)` to create a new message.
  */
 export const ErrorGroupSchema: GenMessage<ErrorGroup> = /*@__PURE__*/
-  messageDesc(file_errorreplay_v1_message, 13);
+  messageDesc(file_errorreplay_v1_message, 14);
 
 /**
  * ErrorFilter: every field that is set must match.
@@ -800,7 +886,7 @@ export type ErrorFilter = Message<"errorreplay.v1.ErrorFilter"> & {
  * Use `create(ErrorFilterSchema)` to create a new message.
  */
 export const ErrorFilterSchema: GenMessage<ErrorFilter> = /*@__PURE__*/
-  messageDesc(file_errorreplay_v1_message, 14);
+  messageDesc(file_errorreplay_v1_message, 15);
 
 /**
  * @generated from message errorreplay.v1.TimelineEvent
@@ -844,7 +930,7 @@ export type TimelineEvent = Message<"errorreplay.v1.TimelineEvent"> & {
  * Use `create(TimelineEventSchema)` to create a new message.
  */
 export const TimelineEventSchema: GenMessage<TimelineEvent> = /*@__PURE__*/
-  messageDesc(file_errorreplay_v1_message, 15);
+  messageDesc(file_errorreplay_v1_message, 16);
 
 /**
  * @generated from message errorreplay.v1.PropagationStep
@@ -871,7 +957,7 @@ export type PropagationStep = Message<"errorreplay.v1.PropagationStep"> & {
  * Use `create(PropagationStepSchema)` to create a new message.
  */
 export const PropagationStepSchema: GenMessage<PropagationStep> = /*@__PURE__*/
-  messageDesc(file_errorreplay_v1_message, 16);
+  messageDesc(file_errorreplay_v1_message, 17);
 
 /**
  * Propagation is the cascade path from the origin to the replayed error.
@@ -905,7 +991,7 @@ export type Propagation = Message<"errorreplay.v1.Propagation"> & {
  * Use `create(PropagationSchema)` to create a new message.
  */
 export const PropagationSchema: GenMessage<Propagation> = /*@__PURE__*/
-  messageDesc(file_errorreplay_v1_message, 17);
+  messageDesc(file_errorreplay_v1_message, 18);
 
 /**
  * Evidence points at one timeline entry.
@@ -934,7 +1020,7 @@ export type Evidence = Message<"errorreplay.v1.Evidence"> & {
  * Use `create(EvidenceSchema)` to create a new message.
  */
 export const EvidenceSchema: GenMessage<Evidence> = /*@__PURE__*/
-  messageDesc(file_errorreplay_v1_message, 18);
+  messageDesc(file_errorreplay_v1_message, 19);
 
 /**
  * @generated from message errorreplay.v1.Cause
@@ -971,7 +1057,7 @@ export type Cause = Message<"errorreplay.v1.Cause"> & {
  * Use `create(CauseSchema)` to create a new message.
  */
 export const CauseSchema: GenMessage<Cause> = /*@__PURE__*/
-  messageDesc(file_errorreplay_v1_message, 19);
+  messageDesc(file_errorreplay_v1_message, 20);
 
 /**
  * @generated from message errorreplay.v1.RootCause
@@ -1010,7 +1096,7 @@ export type RootCause = Message<"errorreplay.v1.RootCause"> & {
  * Use `create(RootCauseSchema)` to create a new message.
  */
 export const RootCauseSchema: GenMessage<RootCause> = /*@__PURE__*/
-  messageDesc(file_errorreplay_v1_message, 20);
+  messageDesc(file_errorreplay_v1_message, 21);
 
 /**
  * How much of the error's frozen context the replay could use.
@@ -1055,7 +1141,7 @@ export type ContextCoverage = Message<"errorreplay.v1.ContextCoverage"> & {
  * Use `create(ContextCoverageSchema)` to create a new message.
  */
 export const ContextCoverageSchema: GenMessage<ContextCoverage> = /*@__PURE__*/
-  messageDesc(file_errorreplay_v1_message, 21);
+  messageDesc(file_errorreplay_v1_message, 22);
 
 /**
  * @generated from message errorreplay.v1.Recommendation
@@ -1094,7 +1180,7 @@ export type Recommendation = Message<"errorreplay.v1.Recommendation"> & {
  * Use `create(RecommendationSchema)` to create a new message.
  */
 export const RecommendationSchema: GenMessage<Recommendation> = /*@__PURE__*/
-  messageDesc(file_errorreplay_v1_message, 22);
+  messageDesc(file_errorreplay_v1_message, 23);
 
 /**
  * @generated from message errorreplay.v1.Correlation
@@ -1140,7 +1226,7 @@ export type Correlation = Message<"errorreplay.v1.Correlation"> & {
  * Use `create(CorrelationSchema)` to create a new message.
  */
 export const CorrelationSchema: GenMessage<Correlation> = /*@__PURE__*/
-  messageDesc(file_errorreplay_v1_message, 23);
+  messageDesc(file_errorreplay_v1_message, 24);
 
 /**
  * @generated from message errorreplay.v1.TimedCount
@@ -1162,7 +1248,7 @@ export type TimedCount = Message<"errorreplay.v1.TimedCount"> & {
  * Use `create(TimedCountSchema)` to create a new message.
  */
 export const TimedCountSchema: GenMessage<TimedCount> = /*@__PURE__*/
-  messageDesc(file_errorreplay_v1_message, 24);
+  messageDesc(file_errorreplay_v1_message, 25);
 
 /**
  * @generated from message errorreplay.v1.GroupCount
@@ -1194,7 +1280,7 @@ export type GroupCount = Message<"errorreplay.v1.GroupCount"> & {
  * Use `create(GroupCountSchema)` to create a new message.
  */
 export const GroupCountSchema: GenMessage<GroupCount> = /*@__PURE__*/
-  messageDesc(file_errorreplay_v1_message, 25);
+  messageDesc(file_errorreplay_v1_message, 26);
 
 /**
  * @generated from message errorreplay.v1.FieldViolation
@@ -1216,7 +1302,7 @@ export type FieldViolation = Message<"errorreplay.v1.FieldViolation"> & {
  * Use `create(FieldViolationSchema)` to create a new message.
  */
 export const FieldViolationSchema: GenMessage<FieldViolation> = /*@__PURE__*/
-  messageDesc(file_errorreplay_v1_message, 26);
+  messageDesc(file_errorreplay_v1_message, 27);
 
 /**
  * ItemError is why one item of a batch was not stored.
@@ -1247,7 +1333,7 @@ export type ItemError = Message<"errorreplay.v1.ItemError"> & {
  * Use `create(ItemErrorSchema)` to create a new message.
  */
 export const ItemErrorSchema: GenMessage<ItemError> = /*@__PURE__*/
-  messageDesc(file_errorreplay_v1_message, 27);
+  messageDesc(file_errorreplay_v1_message, 28);
 
 /**
  * Severity is ordered: INFO < LOW < MEDIUM < HIGH < CRITICAL, so that min_severity works.
