@@ -87,6 +87,7 @@ async def start_server(
         queue = EnrichmentQueue.from_settings(store, collectors, settings.collectors, scrub_text=scrubber.scrub_text)
         await queue.start()
         enrichment = Enrichment(queue, collectors)
+        await queue.resume_pending(settings.collectors.enrichment_resume_horizon_seconds)
     capture = CaptureService(
         store,
         scrubber,
