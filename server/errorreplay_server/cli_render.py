@@ -185,6 +185,9 @@ def _wrap(text: str, first: str, rest: str | None = None, width: int = WRAP_WIDT
             space = chunk
             continue
         size = _visible_len(chunk)
+        if not size:  # escape codes alone: they take no room, and a pending space stays pending
+            line += chunk
+            continue
         if words and used + len(space) + size > width:
             lines.append(line)
             line, used, words = rest, _visible_len(rest), 0
@@ -208,7 +211,8 @@ def _table_with_prose(rows: list[list[str]], width: int) -> list[str]:
             out += _wrap(row[-1], line + " " * (column - _visible_len(line)), " " * column, width)
         else:
             out.append(line.rstrip())
-            out += _wrap(row[-1], PROSE_INDENT, PROSE_INDENT, width)
+            if row[-1].strip():
+                out += _wrap(row[-1], PROSE_INDENT, PROSE_INDENT, width)
     return out
 
 
@@ -428,7 +432,7 @@ def _recommendations_section(replay: rr.ReplayErrorResponse, paint: _Paint) -> l
         kind = _enum(m.RecommendationKind, rec.kind, "RECOMMENDATION_KIND_")
         target = f" -> {rec.target}" if rec.target else ""
         lines += _wrap(
-            f"{paint(rec.title or kind, _BOLD)}  {paint(f'[{kind}{target}]', _DIM)}", f"  {n}. ", width=paint.width
+            f"{paint(rec.title.strip() or kind, _BOLD)}  {paint(f'[{kind}{target}]', _DIM)}", f"  {n}. ", width=paint.width
         )
         rationale = _without_repeats(rec.rationale, replay)
         if rationale:
@@ -543,7 +547,7 @@ def _group_status(group: m.ErrorGroup, paint: _Paint) -> str:
 
 
 def render_groups(groups: Sequence[m.ErrorGroup], *, color: bool = False, width: int | None = None) -> str:
-    """One row per group: count, status, worst severity, last seen, id, title."""
+    """One line per group (lists stay greppable): count, status, worst severity, last seen, id, title."""
     paint = _Paint(color, width)
     if not groups:
         return "(no groups)\n"
@@ -558,7 +562,7 @@ def render_groups(groups: Sequence[m.ErrorGroup], *, color: bool = False, width:
         ]
         for g in groups
     ]
-    return "\n".join(_table_with_prose(rows, paint.width)) + "\n"
+    return "\n".join(_table(rows)) + "\n"
 
 
 def render_group(
@@ -606,7 +610,7 @@ def render_topology(topology: m.Topology, *, color: bool = False, width: int | N
 
 
 def render_changes(changes: Sequence[m.Change], *, color: bool = False, width: int | None = None) -> str:
-    """One row per change, newest first as the server sends them."""
+    """One line per change (lists stay greppable), newest first as the server sends them."""
     paint = _Paint(color, width)
     if not changes:
         return "(no changes)\n"
@@ -621,4 +625,4 @@ def render_changes(changes: Sequence[m.Change], *, color: bool = False, width: i
         ]
         for c in changes
     ]
-    return "\n".join(_table_with_prose(rows, paint.width)) + "\n"
+    return "\n".join(_table(rows)) + "\n"
