@@ -432,7 +432,9 @@ def _recommendations_section(replay: rr.ReplayErrorResponse, paint: _Paint) -> l
         kind = _enum(m.RecommendationKind, rec.kind, "RECOMMENDATION_KIND_")
         target = f" -> {rec.target}" if rec.target else ""
         lines += _wrap(
-            f"{paint(rec.title.strip() or kind, _BOLD)}  {paint(f'[{kind}{target}]', _DIM)}", f"  {n}. ", width=paint.width
+            f"{paint(rec.title.strip() or kind, _BOLD)}  {paint(f'[{kind}{target}]', _DIM)}",
+            f"  {n}. ",
+            width=paint.width,
         )
         rationale = _without_repeats(rec.rationale, replay)
         if rationale:
