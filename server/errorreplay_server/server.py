@@ -172,8 +172,8 @@ def start_metrics_listener(address: str, registry: CollectorRegistry) -> Metrics
         httpd, thread = start_http_server(port, addr=host, registry=registry)
     except OSError as exc:
         raise StartupError(
-            f"metrics server cannot listen on {address} (ERRORREPLAY_METRICS_ADDRESS or serve --metrics-address;"
-            f" `off` disables it): {exc.strerror or exc}"
+            f"metrics server cannot listen on {address} (ERRORREPLAY_METRICS_ADDRESS, ERRORREPLAY_METRICS_PORT"
+            f" or serve --metrics-address; off disables it): {exc.strerror or exc}"
         ) from exc
     return MetricsListener(httpd, thread)
 
@@ -182,10 +182,6 @@ def start_metrics_listener(address: str, registry: CollectorRegistry) -> Metrics
 class MetricsListener:
     httpd: WSGIServer
     thread: threading.Thread
-
-    @property
-    def port(self) -> int:
-        return int(self.httpd.server_port)
 
     def close(self) -> None:
         self.httpd.shutdown()
