@@ -1,13 +1,22 @@
 """The `errorreplay` command: `serve` runs the server; the other subcommands talk to one over gRPC.
 
-Exit codes: 0 on success, 1 when a call fails (one line `errorreplay: CODE: details` on stderr), 2 for
-usage errors. Rendering lives in cli_render so that it can be tested without a terminal or a server.
+Exit codes (a failure prints one line, `errorreplay: CODE: details`, on stderr):
+- 0: success;
+- 1: the call failed for any other reason: UNAVAILABLE (no server, or it is shutting down),
+  DEADLINE_EXCEEDED, PERMISSION_DENIED, INTERNAL, ...; or `serve` could not start;
+- 2: usage: bad flags or arguments, an unreadable or malformed input file, a configuration error,
+  or the server answered INVALID_ARGUMENT;
+- 3: the server answered NOT_FOUND (no such error, group or resource);
+- 130: interrupted (Ctrl-C) before the command finished.
+Rendering lives in cli_render so that it can be tested without a terminal or a server.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
+import json
 import logging
 import os
 import re
@@ -15,6 +24,7 @@ import sys
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime, timedelta
 from importlib import metadata
+from pathlib import Path
 from typing import Any, TextIO
 
 import grpc
@@ -22,8 +32,9 @@ import grpc
 from errorreplay.client import RetryPolicy, timestamp
 from errorreplay.sync_client import SyncErrorReplayClient
 from errorreplay.v1 import message_pb2 as m
+from errorreplay.v1 import request_response_pb2 as rr
 from errorreplay_server import cli_render
-from errorreplay_server.settings import Settings
+from errorreplay_server.settings import Settings, split_host_port
 
 DEFAULT_ADDRESS = "localhost:50051"
 DEFAULT_TIMEOUT_SECONDS = 10.0
@@ -31,6 +42,22 @@ WATCH_RETRY = RetryPolicy(max_attempts=10, max_backoff=5.0)
 """watch reconnects (from its last cursor) this many times in a row before it gives up."""
 
 Command = Callable[[SyncErrorReplayClient, argparse.Namespace, TextIO], int]
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_NOT_FOUND = 3
+EXIT_INTERRUPTED = 130
+_EXIT_FOR_STATUS = {grpc.StatusCode.NOT_FOUND: EXIT_NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT: EXIT_USAGE}
+
+
+def exit_code_for(code: grpc.StatusCode) -> int:
+    """The documented exit code for a failed call (module docstring)."""
+    return _EXIT_FOR_STATUS.get(code, EXIT_FAILURE)
+
+
+class UsageError(Exception):
+    """Bad input found by a command itself (an unreadable or malformed file): exit 2."""
 
 
 def run_event_loop(main: Coroutine[Any, Any, None], kind: str) -> None:
@@ -49,20 +76,41 @@ def run_event_loop(main: Coroutine[Any, Any, None], kind: str) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from errorreplay_server.server import serve
+    from errorreplay_server.server import StartupError, serve
 
     try:
-        settings = Settings.from_env()
+        settings = _serve_settings(args)
     except ValueError as exc:
         print(f"errorreplay: configuration error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         run_event_loop(serve(settings), settings.event_loop)
-    except Exception as exc:  # start-up failures: one clear line, non-zero exit
+    except StartupError as exc:  # names what failed; what had started is already stopped
         logging.getLogger("errorreplay").error("cannot start: %s", exc)
-        return 1
-    return 0
+        return EXIT_FAILURE
+    except Exception as exc:  # e.g. the store cannot be opened: one clear line, non-zero exit
+        logging.getLogger("errorreplay").error("cannot start: %s: %s", type(exc).__name__, exc)
+        return EXIT_FAILURE
+    return EXIT_OK
+
+
+def _serve_settings(args: argparse.Namespace) -> Settings:
+    """The environment's settings, with serve's flags (and the global --address) on top."""
+    settings = Settings.from_env()
+    overrides: dict[str, Any] = {}
+    if args.address_given:
+        overrides["listen_address"] = args.address
+    if args.data_dir:
+        overrides["data_dir"] = Path(args.data_dir)
+    if args.metrics_address is not None:
+        address = args.metrics_address.strip()
+        if address.lower() == "off":
+            address = ""
+        else:
+            split_host_port(address, "--metrics-address")
+        overrides["metrics_address"] = address
+    return dataclasses.replace(settings, **overrides)
 
 
 # Argument types: each raises ArgumentTypeError, which argparse turns into a usage error (exit 2).
@@ -203,7 +251,11 @@ def _stats(client: SyncErrorReplayClient, args: argparse.Namespace, out: TextIO)
     stats = client.statistics(
         start_time=end - args.since, end_time=end, bucket=args.bucket, filter=_filter(args), top_groups_limit=args.top
     )
-    return _show(args, out, stats, cli_render.render_statistics)
+    if args.json:
+        print(cli_render.to_json(stats), file=out)
+    else:
+        out.write(cli_render.render_statistics(stats, color=_color(args, out), start=end - args.since, end=end))
+    return EXIT_OK
 
 
 def _watch(client: SyncErrorReplayClient, args: argparse.Namespace, out: TextIO) -> int:
@@ -230,6 +282,203 @@ def _demo(client: SyncErrorReplayClient, args: argparse.Namespace, out: TextIO) 
     return run_demo(client, out, color=_color(args, out))
 
 
+_group_status = _enum_type(m.ErrorGroupStatus, "ERROR_GROUP_STATUS_")
+_change_kind = _enum_type(m.ChangeKind, "CHANGE_KIND_")
+_GROUP_ORDERS = {"last-seen": rr.ERROR_GROUP_ORDER_LAST_SEEN, "count": rr.ERROR_GROUP_ORDER_COUNT}
+_GROUP_ACTIONS = {
+    "ack": m.ERROR_GROUP_STATUS_ACKNOWLEDGED,
+    "resolve": m.ERROR_GROUP_STATUS_RESOLVED,
+    "mute": m.ERROR_GROUP_STATUS_MUTED,
+    "reopen": m.ERROR_GROUP_STATUS_OPEN,
+}
+# ListErrorGroups pages read by `groups show` (there is no get-one RPC) before it answers NOT_FOUND.
+GROUP_SCAN_PAGE_SIZE = 500
+RECENT_ERRORS_SHOWN = 5
+
+
+def _groups_list(client: SyncErrorReplayClient, args: argparse.Namespace, out: TextIO) -> int:
+    page = client.list_groups(
+        statuses=args.status or [],
+        order_by=_GROUP_ORDERS[args.order],
+        page_size=args.limit,
+        page_token=args.page_token,
+    )
+    if args.json:
+        print(cli_render.to_json(page), file=out)
+        return EXIT_OK
+    out.write(cli_render.render_groups(page.groups, color=_color(args, out)))
+    if page.next_page_token:
+        print(f"(next page: --page-token {page.next_page_token})", file=out)
+    return EXIT_OK
+
+
+def _find_group(client: SyncErrorReplayClient, group_id: str) -> m.ErrorGroup:
+    token = ""
+    while True:
+        page = client.list_groups(page_size=GROUP_SCAN_PAGE_SIZE, page_token=token)
+        for group in page.groups:
+            if group.group_id == group_id:
+                return group
+        token = page.next_page_token
+        if not token:
+            raise NotFoundError(f"group {group_id!r} not found")
+
+
+class NotFoundError(Exception):
+    """Something the command looked for itself is not there: exit 3, like NOT_FOUND."""
+
+
+def _groups_show(client: SyncErrorReplayClient, args: argparse.Namespace, out: TextIO) -> int:
+    group = _find_group(client, args.group_id)
+    if args.json:
+        print(cli_render.to_json(group), file=out)
+        return EXIT_OK
+    recent = client.search(m.ErrorFilter(group_id=group.group_id), page_size=RECENT_ERRORS_SHOWN).errors
+    out.write(cli_render.render_group(group, recent, color=_color(args, out)))
+    return EXIT_OK
+
+
+def _groups_update(client: SyncErrorReplayClient, args: argparse.Namespace, out: TextIO) -> int:
+    group = client.update_group(args.group_id, _GROUP_ACTIONS[args.action])
+    if args.json:
+        print(cli_render.to_json(group), file=out)
+    else:
+        out.write(cli_render.render_groups([group], color=_color(args, out)))
+    return EXIT_OK
+
+
+def load_topology_file(path: str) -> tuple[list[m.Resource], list[m.Dependency]]:
+    """Resources and dependencies from a YAML or JSON file (`-` reads stdin); see the README
+    (Command line) for the format. Raises UsageError naming the file and the bad entry."""
+    import yaml
+
+    try:
+        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{path}: cannot read: {exc}") from exc
+    try:
+        doc = json.loads(text) if path.endswith(".json") else yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError) as exc:
+        raise UsageError(f"{path}: not valid {'JSON' if path.endswith('.json') else 'YAML'}: {exc}") from exc
+    if not isinstance(doc, dict) or not set(doc) <= {"resources", "dependencies"} or not doc:
+        raise UsageError(f"{path}: expected a mapping with `resources` and/or `dependencies`")
+    resources: list[m.Resource] = []
+    dependencies: list[m.Dependency] = []
+
+    def text_field(where: str, entry: dict[str, Any], *names: str) -> str:
+        for name in names:
+            value = entry.get(name)
+            if value is not None:
+                if not isinstance(value, str | int | float) or isinstance(value, bool):
+                    raise UsageError(f"{path}: {where}.{name}: expected a string")
+                return str(value)
+        return ""
+
+    for i, entry in enumerate(_listed(path, doc, "resources")):
+        where = f"resources[{i}]"
+        if isinstance(entry, str):
+            entry = {"id": entry}
+        if not isinstance(entry, dict):
+            raise UsageError(f"{path}: {where}: expected an id or a mapping")
+        unknown = set(entry) - {"id", "type", "name", "labels", "depends_on"}
+        if unknown:
+            raise UsageError(f"{path}: {where}: unknown key(s) {', '.join(sorted(map(str, unknown)))}")
+        resource_id = text_field(where, entry, "id")
+        if not resource_id:
+            raise UsageError(f"{path}: {where}.id: is required")
+        labels = entry.get("labels") or {}
+        if not isinstance(labels, dict):
+            raise UsageError(f"{path}: {where}.labels: expected a mapping")
+        resources.append(
+            m.Resource(
+                id=resource_id,
+                type=text_field(where, entry, "type"),
+                name=text_field(where, entry, "name"),
+                labels={str(k): str(v) for k, v in labels.items()},
+            )
+        )
+        depends_on = entry.get("depends_on") or []
+        if not isinstance(depends_on, list) or not all(isinstance(d, str) and d for d in depends_on):
+            raise UsageError(f"{path}: {where}.depends_on: expected a list of resource ids")
+        dependencies += [m.Dependency(dependent_id=resource_id, dependency_id=d) for d in depends_on]
+    for i, entry in enumerate(_listed(path, doc, "dependencies")):
+        where = f"dependencies[{i}]"
+        if isinstance(entry, str) and "->" in entry:
+            dependent, _, dependency = (part.strip() for part in entry.partition("->"))
+        elif isinstance(entry, dict) and set(entry) <= {"dependent", "dependency", "dependent_id", "dependency_id"}:
+            dependent = text_field(where, entry, "dependent", "dependent_id")
+            dependency = text_field(where, entry, "dependency", "dependency_id")
+        else:
+            raise UsageError(f"{path}: {where}: expected `dependent -> dependency` or {{dependent: …, dependency: …}}")
+        if not dependent or not dependency:
+            raise UsageError(f"{path}: {where}: both the dependent and its dependency are required")
+        dependencies.append(m.Dependency(dependent_id=dependent, dependency_id=dependency))
+    return resources, dependencies
+
+
+def _listed(path: str, doc: dict[str, Any], key: str) -> list[Any]:
+    value = doc.get(key) or []
+    if not isinstance(value, list):
+        raise UsageError(f"{path}: {key}: expected a list")
+    return value
+
+
+def _topology_apply(client: SyncErrorReplayClient, args: argparse.Namespace, out: TextIO) -> int:
+    resources, dependencies = load_topology_file(args.file)
+    response = client.upsert_resources(resources, dependencies)
+    if args.json:
+        print(cli_render.to_json(response), file=out)
+    else:
+        print(
+            f"applied {response.resources_upserted} resources and {response.dependencies_upserted} dependencies"
+            f" from {args.file}",
+            file=out,
+        )
+    return EXIT_OK
+
+
+def _topology_show(client: SyncErrorReplayClient, args: argparse.Namespace, out: TextIO) -> int:
+    topology = client.get_topology(args.resource_id, depth=args.depth)
+    return _show(args, out, topology, cli_render.render_topology)
+
+
+def _changes_record(client: SyncErrorReplayClient, args: argparse.Namespace, out: TextIO) -> int:
+    change = m.Change(
+        kind=args.kind,
+        resource_id=args.resource,
+        version=args.version or "",
+        description=args.description or "",
+        author=args.author or "",
+        metadata=dict(args.meta),
+    )
+    if args.change_id:
+        change.change_id = args.change_id
+    if args.ago is not None:
+        change.occurred_at.CopyFrom(timestamp(datetime.now(UTC) - args.ago))
+    recorded = client.record_change(change)
+    if args.json:
+        print(cli_render.to_json(recorded), file=out)
+    else:
+        print(recorded.change_id, file=out)
+    return EXIT_OK
+
+
+def _changes_list(client: SyncErrorReplayClient, args: argparse.Namespace, out: TextIO) -> int:
+    end = datetime.now(UTC)
+    response = client.list_changes(
+        resource_ids=args.resource or [],
+        start_time=end - args.since,
+        end_time=end,
+        kinds=args.kind or [],
+        page_size=args.limit,
+    )
+    if args.json:
+        print(cli_render.to_json(response), file=out)
+    else:
+        out.write(cli_render.render_changes(response.changes, color=_color(args, out)))
+    return EXIT_OK
+
+
 def _run_client_command(command: Command) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
         retry = WATCH_RETRY if command is _watch else RetryPolicy()
@@ -245,16 +494,22 @@ def _run_client_command(command: Command) -> Callable[[argparse.Namespace], int]
                 return command(client, args, sys.stdout)
         except grpc.RpcError as exc:
             print(_error_line(exc), file=sys.stderr)
-            return 1
+            return exit_code_for(exc.code() if isinstance(exc, grpc.Call) else grpc.StatusCode.UNKNOWN)
+        except UsageError as exc:
+            print(f"errorreplay: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        except NotFoundError as exc:
+            print(f"errorreplay: NOT_FOUND: {exc}", file=sys.stderr)
+            return EXIT_NOT_FOUND
         except BrokenPipeError:
             # The reader went away (`errorreplay watch | head`): stop quietly, like Ctrl-C.
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-            return 0
+            return EXIT_OK
         except OSError as exc:  # an unreadable --ca-cert
             print(f"errorreplay: {exc}", file=sys.stderr)
-            return 1
+            return EXIT_FAILURE
         except KeyboardInterrupt:
-            return 130
+            return EXIT_INTERRUPTED
 
     return run
 
@@ -270,6 +525,15 @@ def _error_line(exc: grpc.RpcError) -> str:
 # The parser.
 
 
+class _ExplicitAddress(argparse.Action):
+    """Stores --address and remembers that it was given, so that `serve` listens on it (the
+    default, $ERRORREPLAY_ADDRESS, is a client setting; serve's default is its own variable)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, value: Any, *_: Any) -> None:
+        namespace.address = value
+        namespace.address_given = True
+
+
 def _connection_options(parser: argparse.ArgumentParser, *, top_level: bool) -> None:
     """Options accepted before or after the subcommand. Below the top level their defaults are
     suppressed, so `errorreplay --address X get ID` and `errorreplay get ID --address X` agree."""
@@ -280,8 +544,9 @@ def _connection_options(parser: argparse.ArgumentParser, *, top_level: bool) -> 
     group = parser.add_argument_group("connection")
     group.add_argument(
         "--address",
+        action=_ExplicitAddress,
         default=default(os.environ.get("ERRORREPLAY_ADDRESS") or DEFAULT_ADDRESS),
-        help="server host:port (default: $ERRORREPLAY_ADDRESS or localhost:50051)",
+        help="server host:port (default: $ERRORREPLAY_ADDRESS or localhost:50051); for serve, the address to listen on",
     )
     group.add_argument(
         "--token",
@@ -339,16 +604,38 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="errorreplay", description="A DVR for production errors.")
     parser.add_argument("--version", action="version", version=version_text())
     _connection_options(parser, top_level=True)
+    parser.set_defaults(address_given=False)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    serve = sub.add_parser("serve", help="run the gRPC server (configured by ERRORREPLAY_* variables)")
+    serve = sub.add_parser(
+        "serve",
+        help="run the gRPC server (configured by ERRORREPLAY_* variables; these flags win over them)",
+        description="Run the gRPC server. Flags win over the ERRORREPLAY_* variables; --address given"
+        " before `serve` works too, and serve's own --address wins over it.",
+    )
+    serve.add_argument(
+        "--address",
+        action=_ExplicitAddress,
+        default=argparse.SUPPRESS,
+        help="host:port to listen on (default: $ERRORREPLAY_LISTEN_ADDRESS or localhost:50051)",
+    )
+    serve.add_argument("--data-dir", help="where the embedded store lives (default: $ERRORREPLAY_DATA_DIR or ./data)")
+    serve.add_argument(
+        "--metrics-address",
+        metavar="HOST:PORT",
+        help="Prometheus metrics listener, or `off` (default: $ERRORREPLAY_METRICS_ADDRESS or 127.0.0.1:9464)",
+    )
     serve.set_defaults(run=_serve)
 
-    def client_command(name: str, command: Command, help: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help, description=help)
+    def client_command(name: str, command: Command, help: str, within: Any = sub) -> argparse.ArgumentParser:
+        p: argparse.ArgumentParser = within.add_parser(name, help=help, description=help)
         _connection_options(p, top_level=False)
         p.set_defaults(run=_run_client_command(command))
         return p
+
+    def command_group(name: str, help: str) -> Any:
+        p = sub.add_parser(name, help=help, description=help)
+        return p.add_subparsers(dest=f"{name}_command", required=True, metavar="ACTION")
 
     capture = client_command("capture", _capture, "capture an error")
     capture.add_argument("-m", "--message", required=True)
@@ -395,6 +682,62 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("--correlated", action="store_true", help="also show errors correlated with matching ones")
     watch.add_argument("--resume-after", default="", metavar="CURSOR", help="an error id or cursor to resume after")
     watch.add_argument("--json", action="store_true", help="one JSON object per line")
+
+    groups = command_group("groups", "list, show and triage error groups")
+    groups_list = client_command("list", _groups_list, "list error groups", groups)
+    groups_list.add_argument(
+        "--status", action="append", type=_group_status, metavar="STATUS", help="open, acknowledged, resolved or muted"
+    )
+    groups_list.add_argument("--order", choices=sorted(_GROUP_ORDERS), default="last-seen", help="default: last-seen")
+    groups_list.add_argument("--limit", type=int, default=50, help="page size (default: 50, at most 500)")
+    groups_list.add_argument("--page-token", default="")
+    groups_list.add_argument("--json", action="store_true")
+    groups_show = client_command("show", _groups_show, "show a group and its latest errors", groups)
+    groups_show.add_argument("group_id", metavar="GROUP_ID")
+    groups_show.add_argument("--json", action="store_true")
+    for action, help in (
+        ("ack", "acknowledge a group"),
+        ("resolve", "resolve a group (a new error in it reopens it as a regression)"),
+        ("mute", "mute a group (left out of statistics and streams)"),
+        ("reopen", "open a group again"),
+    ):
+        p = client_command(action, _groups_update, help, groups)
+        p.add_argument("group_id", metavar="GROUP_ID")
+        p.add_argument("--json", action="store_true")
+        p.set_defaults(action=action)
+
+    topology = command_group("topology", "declare and show resources and their dependencies")
+    apply = client_command(
+        "apply", _topology_apply, "upsert resources and dependencies from a YAML or JSON file", topology
+    )
+    apply.add_argument("file", metavar="FILE", help="YAML, or JSON when it ends in .json; - reads stdin")
+    apply.add_argument("--json", action="store_true")
+    show = client_command("show", _topology_show, "a resource's neighbourhood", topology)
+    show.add_argument("resource_id", metavar="RESOURCE")
+    show.add_argument("--depth", type=int, default=0, help="hops in either direction (default: 2, at most 5)")
+    show.add_argument("--json", action="store_true")
+
+    changes = command_group("changes", "record and list deployments and config changes")
+    record = client_command("record", _changes_record, "record a deployment or config change", changes)
+    record.add_argument("--resource", required=True, metavar="ID")
+    record.add_argument(
+        "--kind", type=_change_kind, default=m.CHANGE_KIND_DEPLOYMENT, help="deployment (default), config or topology"
+    )
+    record.add_argument("--version")
+    record.add_argument("--description", "-d")
+    record.add_argument("--author")
+    record.add_argument("--meta", action="append", type=_tag, default=[], metavar="KEY=VALUE", help="(repeatable)")
+    record.add_argument("--ago", type=_duration, metavar="DURATION", help="when it happened, e.g. 20m (default: now)")
+    record.add_argument("--change-id", help="idempotency key: recording the same id again updates it")
+    record.add_argument("--json", action="store_true")
+    listing = client_command("list", _changes_list, "changes, newest first", changes)
+    listing.add_argument("--resource", action="append", metavar="ID", help="(repeatable; default: every resource)")
+    listing.add_argument("--kind", action="append", type=_change_kind, metavar="KIND", help="(repeatable)")
+    listing.add_argument(
+        "--since", type=_duration, default=timedelta(hours=24), metavar="DURATION", help="default: 24h"
+    )
+    listing.add_argument("--limit", type=int, default=100, help="default: 100, at most 1000")
+    listing.add_argument("--json", action="store_true")
 
     client_command("demo", _demo, "seed a realistic cascade into a running server and replay it")
     return parser

@@ -7,9 +7,10 @@ Structure uses ASCII only, so output survives any terminal encoding and pastes c
 from __future__ import annotations
 
 import os
-import textwrap
+import re
+import shutil
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from google.protobuf import json_format, timestamp_pb2
@@ -49,7 +50,18 @@ _EVENT_STYLE: dict[int, tuple[str, ...]] = {
 _ERROR_EVENTS = frozenset({m.TIMELINE_EVENT_KIND_ERROR, m.TIMELINE_EVENT_KIND_RELATED_ERROR})
 
 WRAP_WIDTH = 100
-"""Prose (explanations, rationales) is wrapped at this width; tables are not."""
+"""Prose is wrapped to the terminal's width; this is the width when there is no terminal."""
+MIN_WIDTH = 40
+STACK_TRACE_LINES = 40
+"""A replay shows this many stack trace lines; `errorreplay get ID` shows them all."""
+BAR_WIDTH = 40
+PROSE_MIN_WIDTH = 40
+PROSE_INDENT = " " * 6
+
+
+def terminal_width() -> int:
+    """Columns of the terminal (or $COLUMNS); WRAP_WIDTH when output is not a terminal."""
+    return max(MIN_WIDTH, shutil.get_terminal_size((WRAP_WIDTH, 24)).columns)
 
 
 class _Stream(Protocol):
@@ -67,8 +79,11 @@ def use_color(stream: _Stream, mode: str = "auto", env: Mapping[str, str] | None
 
 
 class _Paint:
-    def __init__(self, color: bool) -> None:
+    """Colours, and the width prose is wrapped to: what every section needs to lay itself out."""
+
+    def __init__(self, color: bool, width: int | None = None) -> None:
         self.color = color
+        self.width = max(MIN_WIDTH, width) if width else terminal_width()
 
     def __call__(self, text: str, *codes: str) -> str:
         if not self.color or not codes or not text:
@@ -158,11 +173,47 @@ def _unless_named(resource_id: str, text: str) -> str:
     return f" ({resource_id})" if resource_id and resource_id not in text else ""
 
 
-def _wrap(text: str, first: str, rest: str | None = None, first_width: int = WRAP_WIDTH) -> list[str]:
-    """Prose wrapped at WRAP_WIDTH, with `first` before the first line and `rest` (spaces) before the others."""
-    rest = " " * len(first) if rest is None else rest
-    lines = textwrap.wrap(text, width=first_width, initial_indent=first, subsequent_indent=rest, break_on_hyphens=False)
-    return lines or [first.rstrip()]
+def _wrap(text: str, first: str, rest: str | None = None, width: int = WRAP_WIDTH) -> list[str]:
+    """Prose wrapped at `width` visible columns, with `first` before the first line and `rest`
+    (spaces) before the others. Escape codes never count, so coloured and plain text wrap alike."""
+    rest = " " * _visible_len(first) if rest is None else rest
+    lines: list[str] = []
+    line, used, words = first, _visible_len(first), 0
+    space = ""
+    for chunk in re.findall(r"\S+|\s+", " ".join(text.splitlines())):
+        if chunk.isspace():
+            space = chunk
+            continue
+        size = _visible_len(chunk)
+        if not size:  # escape codes alone: they take no room, and a pending space stays pending
+            line += chunk
+            continue
+        if words and used + len(space) + size > width:
+            lines.append(line)
+            line, used, words = rest, _visible_len(rest), 0
+        if words:
+            line, used = line + space, used + len(space)
+        line, used, words = line + chunk, used + size, words + 1
+    lines.append(line if words else line.rstrip())
+    return lines
+
+
+def _table_with_prose(rows: list[list[str]], width: int) -> list[str]:
+    """A table whose last column is prose, wrapped to `width` under its own column; when that
+    column would be narrower than PROSE_MIN_WIDTH, the prose goes under the row instead."""
+    if not rows:
+        return []
+    head = _table([[*row[:-1], ""] for row in rows])
+    column = max(_visible_len(line) for line in head) + 2
+    out: list[str] = []
+    for line, row in zip(head, rows, strict=True):
+        if width - column >= PROSE_MIN_WIDTH:
+            out += _wrap(row[-1], line + " " * (column - _visible_len(line)), " " * column, width)
+        else:
+            out.append(line.rstrip())
+            if row[-1].strip():
+                out += _wrap(row[-1], PROSE_INDENT, PROSE_INDENT, width)
+    return out
 
 
 def _indent(lines: Iterable[str], prefix: str = "  ") -> list[str]:
@@ -247,9 +298,10 @@ def render_snapshot(snapshot: m.ErrorSnapshot, *, color: bool = False) -> str:
     return "\n".join(lines) + "\n"
 
 
-def render_replay(replay: rr.ReplayErrorResponse, *, color: bool = False) -> str:
-    """The replay as a terminal report: header, timeline, propagation, root cause, recommendations, changes."""
-    paint = _Paint(color)
+def render_replay(replay: rr.ReplayErrorResponse, *, color: bool = False, width: int | None = None) -> str:
+    """The replay as a terminal report: header, stack trace, timeline, propagation, root cause,
+    recommendations, changes. Prose wraps at `width` (default: the terminal's)."""
+    paint = _Paint(color, width)
     error = replay.error
     report = error.report
     anchor = _occurred(error)
@@ -261,6 +313,7 @@ def render_replay(replay: rr.ReplayErrorResponse, *, color: bool = False) -> str
         "",
     ]
     lines += _context_coverage_lines(replay, paint)
+    lines += _stack_trace_section(error, paint)
     lines += _timeline_section(replay, anchor, paint)
     lines += _propagation_section(replay, paint)
     lines += _root_cause_section(replay, paint)
@@ -277,7 +330,18 @@ def _context_coverage_lines(replay: rr.ReplayErrorResponse, paint: _Paint) -> li
     if not coverage.limited:
         return []
     text = coverage.summary or f"{len(coverage.missing_sources)} of {coverage.sources} context sources gave nothing."
-    return [paint(line, _YELLOW) for line in _wrap(text, "  Limited context: ", "                   ")] + [""]
+    return [paint(line, _YELLOW) for line in _wrap(text, "  Limited context: ", width=paint.width)] + [""]
+
+
+def _stack_trace_section(error: m.ErrorSnapshot, paint: _Paint) -> list[str]:
+    trace = error.report.stack_trace.rstrip("\n").splitlines()
+    if not trace:
+        return []
+    lines = [paint.heading("Stack trace"), *_indent(trace[:STACK_TRACE_LINES])]
+    if len(trace) > STACK_TRACE_LINES:
+        more = len(trace) - STACK_TRACE_LINES
+        lines.append(paint(f"  ... {more} more lines (errorreplay get {error.error_id})", _DIM))
+    return [*lines, ""]
 
 
 def _timeline_section(replay: rr.ReplayErrorResponse, anchor: timestamp_pb2.Timestamp, paint: _Paint) -> list[str]:
@@ -289,7 +353,7 @@ def _timeline_section(replay: rr.ReplayErrorResponse, anchor: timestamp_pb2.Time
     for i, event in enumerate(replay.timeline):
         kind = _enum(m.TimelineEventKind, event.kind, "TIMELINE_EVENT_KIND_")
         this = event.kind == m.TIMELINE_EVENT_KIND_ERROR and event.reference_id == replay.error.error_id
-        summary = _one_line(event.summary, 160)
+        summary = _one_line(event.summary, 1000)
         if event.severity and event.kind in _ERROR_EVENTS:
             summary = f"{paint.severity(event.severity)} {summary}"
         if this:
@@ -304,7 +368,7 @@ def _timeline_section(replay: rr.ReplayErrorResponse, anchor: timestamp_pb2.Time
                 summary,
             ]
         )
-    return [*lines, *_indent(_table(rows)), ""]
+    return [*lines, *_indent(_table_with_prose(rows, paint.width - 2)), ""]
 
 
 def _propagation_section(replay: rr.ReplayErrorResponse, paint: _Paint) -> list[str]:
@@ -330,7 +394,7 @@ def _propagation_section(replay: rr.ReplayErrorResponse, paint: _Paint) -> list[
         ]
         lines += _indent(_table(rows))
     if propagation.explanation:
-        lines += _wrap(propagation.explanation, "  ")
+        lines += _wrap(propagation.explanation, "  ", width=paint.width)
     return [*lines, ""]
 
 
@@ -353,7 +417,7 @@ def _root_cause_section(replay: rr.ReplayErrorResponse, paint: _Paint) -> list[s
     lines = [f"{paint.heading('Root cause')}  {paint(category, _BOLD)}  {paint(confidence, _GREEN)}"]
     primary = root.primary_cause
     if primary.summary:
-        lines += _wrap(primary.summary + _unless_named(primary.resource_id, primary.summary), "  ")
+        lines += _wrap(primary.summary + _unless_named(primary.resource_id, primary.summary), "  ", width=paint.width)
     evidence = list(root.evidence) or list(primary.evidence)
     if evidence:
         lines.append("  Evidence:")
@@ -364,7 +428,7 @@ def _root_cause_section(replay: rr.ReplayErrorResponse, paint: _Paint) -> list[s
             name = _enum(m.RootCauseCategory, cause.category, "ROOT_CAUSE_CATEGORY_")
             head = f"    - {name} {paint(f'score {cause.score:.2f}', _DIM)}: "
             text = cause.summary + _unless_named(cause.resource_id, cause.summary)
-            lines += _wrap(text, head, "      ", first_width=WRAP_WIDTH - _visible_len(head) + len(head))
+            lines += _wrap(text, head, "      ", paint.width)
             lines += _indent(_evidence_lines(cause.evidence, replay.timeline, paint), "        ")
     return [*lines, ""]
 
@@ -377,10 +441,32 @@ def _recommendations_section(replay: rr.ReplayErrorResponse, paint: _Paint) -> l
     for n, rec in enumerate(ordered, 1):
         kind = _enum(m.RecommendationKind, rec.kind, "RECOMMENDATION_KIND_")
         target = f" -> {rec.target}" if rec.target else ""
-        lines.append(f"  {n}. {paint(rec.title or kind, _BOLD)}  {paint(f'[{kind}{target}]', _DIM)}")
-        if rec.rationale:
-            lines += _wrap(rec.rationale, "     why: ", "          ")
+        lines += _wrap(
+            f"{paint(rec.title.strip() or kind, _BOLD)}  {paint(f'[{kind}{target}]', _DIM)}",
+            f"  {n}. ",
+            width=paint.width,
+        )
+        rationale = _without_repeats(rec.rationale, replay)
+        if rationale:
+            lines += _wrap(rationale, "     why: ", "          ", paint.width)
     return [*lines, ""]
+
+
+def _without_repeats(rationale: str, replay: rr.ReplayErrorResponse) -> str:
+    """A recommendation's rationale without the paragraphs the report already shows above it:
+    the root cause's summary, a contributing factor's, and the propagation explanation (the API
+    keeps them whole, so that each recommendation stands alone there)."""
+    root = replay.root_cause
+    shown = [(root.primary_cause, "the root cause above")] if root.primary_cause.summary else []
+    shown += [(cause, "a contributing factor above") for cause in root.contributing_factors if cause.summary]
+    for cause, where in shown:
+        role = re.compile(r"(Primary cause|Contributing factor) \(score [0-9.]+\): " + re.escape(cause.summary) + r"\.")
+        rationale = role.sub(f"See {where} (score {cause.score:.2f}).", rationale)
+        rationale = rationale.replace(cause.summary, where)
+    explanation = replay.propagation.explanation
+    if explanation:
+        rationale = rationale.replace(explanation, "")
+    return " ".join(rationale.split())
 
 
 def _changes_section(replay: rr.ReplayErrorResponse, anchor: timestamp_pb2.Timestamp, paint: _Paint) -> list[str]:
@@ -397,12 +483,24 @@ def _changes_section(replay: rr.ReplayErrorResponse, anchor: timestamp_pb2.Times
         ]
         for change in replay.related_changes
     ]
-    return [paint.heading("Related changes"), *_indent(_table(rows)), ""]
+    return [paint.heading("Related changes"), *_indent(_table_with_prose(rows, paint.width - 2)), ""]
 
 
-def render_statistics(stats: rr.GetStatisticsResponse, *, color: bool = False) -> str:
-    paint = _Paint(color)
+def render_statistics(
+    stats: rr.GetStatisticsResponse,
+    *,
+    color: bool = False,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    width: int | None = None,
+) -> str:
+    """Totals, the window they cover (when given), the breakdowns, counts over time as bars, and
+    the top groups."""
+    paint = _Paint(color, width)
     lines = [f"{paint.heading('Errors')}  {stats.total_count}"]
+    if start is not None and end is not None:
+        window = f"  from {start.strftime('%Y-%m-%d %H:%M:%S')} to {end.strftime('%Y-%m-%d %H:%M:%S UTC')}"
+        lines.append(paint(window + f" ({_span(end - start)})", _DIM))
     for title, counts in (
         ("By severity", stats.by_severity),
         ("By source", stats.by_source),
@@ -417,6 +515,7 @@ def render_statistics(stats: rr.GetStatisticsResponse, *, color: bool = False) -
                 for k, v in sorted(counts.items(), key=lambda kv: -kv[1])
             ]
             lines += _indent(_table(rows))
+    lines += _timed_counts_section(stats.timed_counts, paint)
     if stats.top_groups:
         lines.append(paint.heading("Top groups"))
         rows = [
@@ -425,3 +524,117 @@ def render_statistics(stats: rr.GetStatisticsResponse, *, color: bool = False) -
         ]
         lines += _indent(_table(rows))
     return "\n".join(lines) + "\n"
+
+
+def _span(delta: timedelta) -> str:
+    seconds = int(delta.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def _timed_counts_section(counts: Sequence[m.TimedCount], paint: _Paint) -> list[str]:
+    """One row per bucket: its start, its count, and a bar scaled to the largest bucket."""
+    if not counts:
+        return []
+    starts = [datetime.fromtimestamp(c.start_time.seconds, UTC) for c in counts]
+    step = starts[1] - starts[0] if len(starts) > 1 else timedelta(0)
+    fmt = "%Y-%m-%d %H:%M" if starts[-1].date() != starts[0].date() or step >= timedelta(days=1) else "%H:%M"
+    if step and step < timedelta(minutes=1):
+        fmt += ":%S"
+    top = max(c.count for c in counts) or 1
+    room = max(10, min(BAR_WIDTH, paint.width - 30))
+    heading = "Over time" + (f" ({_span(step)} buckets)" if step else "")
+    rows = [
+        [at.strftime(fmt), str(c.count), paint("#" * round(room * c.count / top) or ("." if c.count else ""), _RED)]
+        for at, c in zip(starts, counts, strict=True)
+    ]
+    return [paint.heading(heading), *_indent(_table(rows))]
+
+
+def _group_status(group: m.ErrorGroup, paint: _Paint) -> str:
+    status = _enum(m.ErrorGroupStatus, group.status, "ERROR_GROUP_STATUS_")
+    return status + (paint(" REGRESSION", _BOLD, _RED) if group.regression else "")
+
+
+def render_groups(groups: Sequence[m.ErrorGroup], *, color: bool = False, width: int | None = None) -> str:
+    """One line per group (lists stay greppable): count, status, worst severity, last seen, id, title."""
+    paint = _Paint(color, width)
+    if not groups:
+        return "(no groups)\n"
+    rows = [
+        [
+            str(g.count),
+            _group_status(g, paint),
+            paint.severity(g.max_severity),
+            _time(g.last_seen, "%Y-%m-%d %H:%M:%S"),
+            paint(g.group_id, _DIM),
+            _one_line(g.title, 1000),
+        ]
+        for g in groups
+    ]
+    return "\n".join(_table(rows)) + "\n"
+
+
+def render_group(
+    group: m.ErrorGroup, recent: Sequence[m.ErrorSnapshot], *, color: bool = False, width: int | None = None
+) -> str:
+    """A group's fields, then its latest errors."""
+    paint = _Paint(color, width)
+    lines = [f"{paint(group.group_id, _BOLD)}  {_group_status(group, paint)}  {_one_line(group.title)}"]
+    fields = [
+        ("count", str(group.count)),
+        ("error type", group.error_type),
+        ("max severity", paint.severity(group.max_severity) if group.max_severity else ""),
+        ("first seen", _time(group.first_seen)),
+        ("last seen", _time(group.last_seen)),
+        ("resources", ", ".join(group.affected_resource_ids)),
+        ("example", group.representative_error_id),
+    ]
+    lines += _indent(_table([[paint(name, _DIM), value] for name, value in fields if value]))
+    if recent:
+        lines.append(paint.heading("Latest errors"))
+        lines += _indent([error_line(snapshot, color=color) for snapshot in recent])
+    return "\n".join(lines) + "\n"
+
+
+def render_topology(topology: m.Topology, *, color: bool = False, width: int | None = None) -> str:
+    """The resources around the root, then each DEPENDS_ON edge as `dependent -> dependency`."""
+    paint = _Paint(color, width)
+    count = f"{len(topology.resources)} resources, {len(topology.dependencies)} dependencies"
+    lines = [f"{paint.heading('Topology of')} {paint(topology.root_resource_id, _BOLD)}  {paint(count, _DIM)}"]
+    rows = [
+        [
+            paint(r.id, _BOLD) if r.id == topology.root_resource_id else r.id,
+            r.type or "-",
+            r.name or "-",
+            ", ".join(f"{k}={v}" for k, v in sorted(r.labels.items())),
+        ]
+        for r in sorted(topology.resources, key=lambda r: r.id)
+    ]
+    lines += _indent(_table(rows))
+    if topology.dependencies:
+        lines.append(paint.heading("Depends on") + paint("  (dependent -> dependency)", _DIM))
+        edges = sorted((d.dependent_id, d.dependency_id) for d in topology.dependencies)
+        lines += _indent(_table([[a, paint("->", _DIM), b] for a, b in edges]))
+    return "\n".join(lines) + "\n"
+
+
+def render_changes(changes: Sequence[m.Change], *, color: bool = False, width: int | None = None) -> str:
+    """One line per change (lists stay greppable), newest first as the server sends them."""
+    paint = _Paint(color, width)
+    if not changes:
+        return "(no changes)\n"
+    rows = [
+        [
+            _time(c.occurred_at, "%Y-%m-%d %H:%M:%S"),
+            paint(_enum(m.ChangeKind, c.kind, "CHANGE_KIND_"), _MAGENTA),
+            c.resource_id,
+            c.version or "-",
+            paint(c.change_id, _DIM),
+            " ".join(filter(None, [_one_line(c.description, 1000), f"by {c.author}" * bool(c.author)])),
+        ]
+        for c in changes
+    ]
+    return "\n".join(_table(rows)) + "\n"

@@ -55,6 +55,8 @@ class _EnrichmentCounts(Protocol):
     completed: int
     overloaded: int
     store_failures: int
+    resumed: int
+    expired: int
 
 
 class _Enrichment(Protocol):
@@ -98,4 +100,6 @@ class StateCollector(Collector):
             jobs.add_metric(["completed"], c.completed)
             jobs.add_metric(["overloaded"], c.overloaded)
             jobs.add_metric(["store_failed"], c.store_failures)
+            jobs.add_metric(["resumed"], c.resumed)
+            jobs.add_metric(["not_collected_before_restart"], c.expired)
             yield jobs

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from wsgiref.simple_server import WSGIServer
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -28,7 +31,7 @@ from errorreplay_server.dataplane import DataPlane
 from errorreplay_server.http.app import HttpListener
 from errorreplay_server.ingest.otlp import OtlpAdapter
 from errorreplay_server.metrics import RpcMetrics, StateCollector
-from errorreplay_server.settings import Settings
+from errorreplay_server.settings import Settings, split_host_port
 from errorreplay_server.store.base import Store
 from errorreplay_server.store.factory import open_store
 from errorreplay_server.streaming.hub import InProcessHub
@@ -81,6 +84,11 @@ class RunningServer:
         await self.store.close()
 
 
+class StartupError(RuntimeError):
+    """The server could not start; the message names what failed (and the setting behind it).
+    Everything started before the failure has been stopped."""
+
+
 async def start_server(
     settings: Settings,
     store: Store | None = None,
@@ -89,18 +97,38 @@ async def start_server(
     credentials: grpc.ServerCredentials | None = None,
 ) -> RunningServer:
     """Start the service. `extra_interceptors` run before the error mapping (auth, rate limits);
-    with `credentials` the port is served over TLS."""
+    with `credentials` the port is served over TLS. On failure, what was started is stopped again
+    (in reverse order) before the error propagates."""
+    async with contextlib.AsyncExitStack() as started:
+        running = await _start(settings, store, extra_interceptors, credentials, started)
+        started.pop_all()  # success: the running server owns everything now
+        return running
+    raise AssertionError("unreachable")  # for mypy: the block either returns or raises
+
+
+async def _start(
+    settings: Settings,
+    store: Store | None,
+    extra_interceptors: Sequence[grpc.aio.ServerInterceptor],
+    credentials: grpc.ServerCredentials | None,
+    started: contextlib.AsyncExitStack,
+) -> RunningServer:
     store = store or open_store(settings)
     await store.start()
+    started.push_async_callback(store.close)
     scrubber = SecretScrubber.from_env(os.environ)
     hub = InProcessHub(store, settings.hub)
     await hub.start()
+    started.push_async_callback(hub.close)
     enrichment: Enrichment | None = None
     if settings.enrichment_enabled:
         collectors = build_collectors(settings.collectors, store)
+        started.push_async_callback(close_collectors, collectors)
         queue = EnrichmentQueue.from_settings(store, collectors, settings.collectors, scrub_text=scrubber.scrub_text)
         await queue.start()
+        started.push_async_callback(queue.stop)
         enrichment = Enrichment(queue, collectors)
+        await queue.resume_pending(settings.collectors.enrichment_resume_horizon_seconds)
     capture = CaptureService(
         store,
         scrubber,
@@ -122,6 +150,8 @@ async def start_server(
             ("grpc.so_reuseport", 0),
         ],
     )
+    # Stopped even if never started: otherwise its finaliser runs on a closed event loop.
+    started.push_async_callback(server.stop, None)
     service_pb2_grpc.add_ErrorReplayServiceServicer_to_server(ErrorReplayServicer(plane), server)
     service_pb2_grpc.add_TopologyServiceServicer_to_server(TopologyServicer(plane), server)
     otlp_adapter = OtlpAdapter(settings.otlp, settings.limits.max_tag_value_chars)
@@ -139,8 +169,10 @@ async def start_server(
             else server.add_insecure_port(settings.listen_address)
         )
     except RuntimeError as exc:
-        await store.close()
-        raise RuntimeError(f"cannot listen on {settings.listen_address}: {exc}") from exc
+        raise StartupError(
+            f"gRPC server cannot listen on {settings.listen_address} (ERRORREPLAY_LISTEN_ADDRESS or serve --address):"
+            " the address is in use by another process, or not an address of this host"
+        ) from exc
     await server.start()
     http = await _start_http(settings, plane, registry, server, store)
     for name in ("", *SERVICE_NAMES):
@@ -164,23 +196,54 @@ async def _start_http(
         raise
 
 
+def start_metrics_listener(address: str, registry: CollectorRegistry) -> MetricsListener:
+    """Serve /metrics on `address` (host:port) from a daemon thread."""
+    from prometheus_client import start_http_server
+
+    host, port = split_host_port(address, "ERRORREPLAY_METRICS_ADDRESS")
+    try:
+        httpd, thread = start_http_server(port, addr=host, registry=registry)
+    except OSError as exc:
+        raise StartupError(
+            f"metrics server cannot listen on {address} (ERRORREPLAY_METRICS_ADDRESS, ERRORREPLAY_METRICS_PORT"
+            f" or serve --metrics-address; off disables it): {exc.strerror or exc}"
+        ) from exc
+    return MetricsListener(httpd, thread)
+
+
+@dataclass
+class MetricsListener:
+    httpd: WSGIServer
+    thread: threading.Thread
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join()
+
+
 async def serve(settings: Settings) -> None:
-    """Run until SIGTERM or SIGINT, then shut down gracefully."""
+    """Run until SIGTERM or SIGINT, then shut down gracefully. Raises StartupError (after stopping
+    whatever had started) when a listener or the store cannot start."""
     running = await start_server(
         settings,
         extra_interceptors=build_interceptors(settings.security, settings.otlp),
         credentials=server_credentials(settings.security),
     )
-    if settings.metrics_port:
-        from prometheus_client import start_http_server
-
-        start_http_server(settings.metrics_port, addr="127.0.0.1", registry=running.metrics)
+    metrics: MetricsListener | None = None
+    try:
+        if settings.metrics_address:
+            metrics = start_metrics_listener(settings.metrics_address, running.metrics)
+    except BaseException:
+        await running.stop(0)
+        raise
     log.info(
-        "errorreplay listening on %s (port %d), store=%s, data_dir=%s",
+        "errorreplay listening on %s (port %d), store=%s, data_dir=%s, metrics=%s",
         settings.listen_address,
         running.port,
         settings.store,
         settings.data_dir,
+        f"http://{settings.metrics_address}/metrics" if metrics else "off",
     )
     if running.http is not None:
         log.info(
@@ -197,4 +260,6 @@ async def serve(settings: Settings) -> None:
     await stop.wait()
     log.info("shutting down: draining in-flight calls for up to %.1f s", settings.shutdown_grace_seconds)
     await running.stop(settings.shutdown_grace_seconds)
+    if metrics is not None:
+        metrics.close()
     log.info("stopped")

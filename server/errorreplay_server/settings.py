@@ -44,6 +44,34 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
         raise ValueError(f"{name} must be a number, got {raw!r}") from exc
 
 
+DEFAULT_METRICS_HOST = "127.0.0.1"
+DEFAULT_METRICS_PORT = 9464
+
+
+def split_host_port(address: str, name: str) -> tuple[str, int]:
+    """`host:port` (IPv6 hosts in brackets) -> (host, port); ValueError naming `name` otherwise."""
+    host, sep, port = address.strip().rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise ValueError(f"{name} must be host:port, such as 127.0.0.1:9464 or 0.0.0.0:9464, got {address!r}")
+    return host, int(port)
+
+
+def _metrics_address(env: Mapping[str, str]) -> str:
+    """ERRORREPLAY_METRICS_ADDRESS (host:port, or `off`) wins over the older ERRORREPLAY_METRICS_PORT
+    (a port on 127.0.0.1, 0 disables). An empty result means no metrics listener."""
+    raw = env.get("ERRORREPLAY_METRICS_ADDRESS", "").strip()
+    if raw.lower() in ("off", "none", "disabled"):
+        return ""
+    if raw:
+        split_host_port(raw, "ERRORREPLAY_METRICS_ADDRESS")
+        return raw
+    port = _int(env, "ERRORREPLAY_METRICS_PORT", DEFAULT_METRICS_PORT)
+    if not 0 <= port <= 65535:
+        raise ValueError(f"ERRORREPLAY_METRICS_PORT must be a port number, got {port}")
+    return f"{DEFAULT_METRICS_HOST}:{port}" if port else ""
+
+
 @dataclass(frozen=True, slots=True)
 class Limits:
     """Input limits. A breach is INVALID_ARGUMENT naming the field (README: Limits)."""
@@ -189,7 +217,8 @@ class Settings:
     listen_address: str = "localhost:50051"
     data_dir: Path = Path("data")
     store: str = "sqlite"
-    metrics_port: int = 9464
+    # host:port of the Prometheus metrics listener; "" disables it. Local by default.
+    metrics_address: str = f"{DEFAULT_METRICS_HOST}:{DEFAULT_METRICS_PORT}"
     shutdown_grace_seconds: float = 10.0
     log_level: str = "INFO"
     limits: Limits = field(default_factory=Limits)
@@ -217,7 +246,7 @@ class Settings:
             listen_address=env.get("ERRORREPLAY_LISTEN_ADDRESS", "localhost:50051"),
             data_dir=Path(env.get("ERRORREPLAY_DATA_DIR", "data")),
             store=store,
-            metrics_port=_int(env, "ERRORREPLAY_METRICS_PORT", 9464),
+            metrics_address=_metrics_address(env),
             shutdown_grace_seconds=_float(env, "ERRORREPLAY_SHUTDOWN_GRACE_SECONDS", 10.0),
             log_level=env.get("ERRORREPLAY_LOG_LEVEL", "INFO").upper(),
             limits=Limits.from_env(env),

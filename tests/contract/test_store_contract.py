@@ -357,6 +357,38 @@ async def test_update_context_round_trips(store: Store) -> None:
         await store.update_context(uid("err_"), ctx)
 
 
+def _with_context(new: object, state: CollectionState) -> object:
+    new.snapshot.context = ErrorContext(statuses=[CollectorStatus("loki", state, "", 0.0, 0)])  # type: ignore[attr-defined]
+    return new
+
+
+async def test_pending_context_errors_lists_the_backlog_oldest_first(store: Store) -> None:
+    pending = [_with_context(new_error(), CollectionState.PENDING) for _ in range(3)]
+    done = _with_context(new_error(), CollectionState.OK)
+    bare = new_error()
+    await store.capture([pending[0], done, pending[1], bare, pending[2]])  # type: ignore[list-item]
+    ids = [n.snapshot.error_id for n in pending]  # type: ignore[attr-defined]
+    first = pending[0].snapshot.received_at - 1  # type: ignore[attr-defined]
+
+    async def listed(after: int = first, limit: int = 1000) -> list[str]:
+        mine = {*ids, done.snapshot.error_id, bare.snapshot.error_id}  # type: ignore[attr-defined]
+        return [s.error_id for s in await store.pending_context_errors(after, limit) if s.error_id in mine]
+
+    assert await listed() == ids
+    page = await store.pending_context_errors(first, 1)
+    assert [s.error_id for s in page] == ids[:1]
+    assert await listed(after=page[0].received_at) == ids[1:]
+    # Collected: off the list; PENDING again (a refresh cut short): back on it.
+    await store.update_context(ids[1], ErrorContext(statuses=[CollectorStatus("loki", CollectionState.OK, "", 1, T0)]))
+    assert await listed() == [ids[0], ids[2]]
+    await store.update_context(
+        ids[1], ErrorContext(statuses=[CollectorStatus("loki", CollectionState.PENDING, "", 0, 0)])
+    )
+    assert await listed() == ids
+    await store.update_context(done.snapshot.error_id, ErrorContext())  # type: ignore[attr-defined]
+    assert await listed() == ids
+
+
 async def test_statistics_counts_sum_to_total(store: Store, mixed: tuple[dict[str, str], list[object]]) -> None:
     keys, _ = mixed
     flt = ErrorFilter(tags={"run": keys["run"]})

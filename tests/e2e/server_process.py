@@ -30,6 +30,7 @@ class ServerProcess:
     extra_env: dict[str, str] = field(default_factory=dict)
     process: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
+    serve_args: list[str] = field(default_factory=list)
 
     @property
     def address(self) -> str:
@@ -49,7 +50,10 @@ class ServerProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(
-                [str(VENV_BIN / "errorreplay"), "serve"], env=env, stdout=log, stderr=subprocess.STDOUT
+                [str(VENV_BIN / "errorreplay"), "serve", *self.serve_args],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
             )
         self._wait_serving(timeout)
         return self

@@ -12,6 +12,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -89,19 +90,23 @@ def test_capture_get_search_stats(server: ServerProcess) -> None:
     stats = json.loads(ok(server, "stats", "--tag", f"run={run}", "--json"))
     assert int(stats["total_count"]) == 1
     assert stats["by_severity"] == {"SEVERITY_HIGH": "1"}
-    assert ok(server, "stats", "--tag", f"run={run}").startswith("Errors  1\n")
+    text = ok(server, "stats", "--tag", f"run={run}", "--since", "6h", "--bucket", "1h")
+    assert text.startswith("Errors  1\n")
+    assert re.search(r"^  from \d{4}-\d\d-\d\d \d\d:\d\d:\d\d to .* UTC \(6h\)$", text, re.MULTILINE)
+    over_time = text[text.index("Over time (1h buckets)") :]
+    assert re.search(r"^  \d\d:\d\d\s+1\s+#+$", over_time, re.MULTILINE)  # the hour of the capture has a bar
 
 
-def test_not_found_is_one_line_and_exit_1(server: ServerProcess) -> None:
+def test_not_found_is_one_line_and_exit_3(server: ServerProcess) -> None:
     done = cli(server, "get", "err_doesnotexist")
-    assert done.returncode == 1
+    assert done.returncode == 3
     assert done.stdout == ""
     assert done.stderr == "errorreplay: NOT_FOUND: error 'err_doesnotexist' not found\n"
 
 
-def test_invalid_argument_is_one_line_and_exit_1(server: ServerProcess) -> None:
+def test_invalid_argument_is_one_line_and_exit_2(server: ServerProcess) -> None:
     done = cli(server, "capture", "-m", "")
-    assert done.returncode == 1
+    assert done.returncode == 2
     assert done.stderr.startswith("errorreplay: INVALID_ARGUMENT: ")
     assert done.stderr.count("\n") == 1
 
@@ -195,3 +200,107 @@ def test_watch_prints_one_line_per_error_and_exits_0_on_ctrl_c(server: ServerPro
         if proc.poll() is None:
             proc.kill()
             proc.wait(10)
+
+
+def test_groups_list_show_and_triage(server: ServerProcess) -> None:
+    run = uuid.uuid4().hex
+    for _ in range(2):
+        ok(server, "capture", "-m", f"pool exhausted {run}", "--error-type", f"Pool{run}", "--severity", "critical")
+    groups = json.loads(ok(server, "groups", "list", "--order", "last-seen", "--json"))["groups"]
+    (group,) = [g for g in groups if g.get("error_type") == f"Pool{run}"]
+    group_id = group["group_id"]
+    assert int(group["count"]) == 2 and group["status"] == "ERROR_GROUP_STATUS_OPEN"
+    listed = ok(server, "groups", "list", "--status", "open")
+    assert re.search(rf"^2\s+OPEN\s+CRITICAL\s+.*{group_id}\s+Pool{run}", listed, re.MULTILINE)
+
+    shown = ok(server, "groups", "show", group_id)
+    assert shown.startswith(f"{group_id}  OPEN  Pool{run}")
+    assert re.search(r"count\s+2", shown) and "Latest errors" in shown
+    assert shown.count(f"pool exhausted {run}") == 2
+    assert json.loads(ok(server, "groups", "show", group_id, "--json"))["group_id"] == group_id
+
+    for action, status in (("ack", "ACKNOWLEDGED"), ("mute", "MUTED"), ("resolve", "RESOLVED")):
+        assert json.loads(ok(server, "groups", action, group_id, "--json"))["status"] == f"ERROR_GROUP_STATUS_{status}"
+    assert re.search(rf"RESOLVED.*{group_id}", ok(server, "groups", "list", "--status", "resolved", "--limit", "500"))
+
+    for args in (["groups", "show", "grp_nope"], ["groups", "resolve", "grp_nope"]):
+        done = cli(server, *args)
+        assert done.returncode == 3, done.stderr
+        assert done.stderr.startswith("errorreplay: NOT_FOUND: ") and "grp_nope" in done.stderr
+
+
+def test_topology_apply_yaml_and_json_then_show(server: ServerProcess, tmp_path: Path) -> None:
+    run = uuid.uuid4().hex[:8]
+    web, api, db = f"web-{run}", f"api-{run}", f"db-{run}"
+    (tmp_path / "topology.yaml").write_text(
+        f"""resources:
+  - id: {api}
+    type: service
+    name: Orders API
+    labels: {{team: orders}}
+    depends_on: [{db}]
+  - {web}
+dependencies:
+  - {web} -> {api}
+"""
+    )
+    assert ok(server, "topology", "apply", str(tmp_path / "topology.yaml")) == (
+        f"applied 2 resources and 2 dependencies from {tmp_path / 'topology.yaml'}\n"
+    )
+    (tmp_path / "more.json").write_text(
+        json.dumps(
+            {"resources": [{"id": db, "type": "postgres"}], "dependencies": [{"dependent": api, "dependency": db}]}
+        )
+    )
+    applied = json.loads(ok(server, "topology", "apply", str(tmp_path / "more.json"), "--json"))
+    assert applied == {"resources_upserted": 1, "dependencies_upserted": 1}
+
+    shown = ok(server, "topology", "show", api)
+    assert shown.startswith(f"Topology of {api}  3 resources, 2 dependencies\n")
+    assert re.search(rf"^  {api}\s+service\s+Orders API\s+team=orders$", shown, re.MULTILINE)
+    assert re.search(rf"^  {db}\s+postgres", shown, re.MULTILINE)
+    assert re.search(rf"^  {api}\s+->\s+{db}$", shown, re.MULTILINE)
+    assert re.search(rf"^  {web}\s+->\s+{api}$", shown, re.MULTILINE)
+    data = json.loads(ok(server, "topology", "show", web, "--depth", "1", "--json"))
+    assert {r["id"] for r in data["resources"]} == {web, api}
+
+    done = cli(server, "topology", "show", f"nope-{run}")
+    assert done.returncode == 3 and "NOT_FOUND" in done.stderr
+    (tmp_path / "bad.yaml").write_text("resources:\n  - type: service\n")
+    done = cli(server, "topology", "apply", str(tmp_path / "bad.yaml"))
+    assert done.returncode == 2
+    assert done.stderr == f"errorreplay: {tmp_path / 'bad.yaml'}: resources[0].id: is required\n"
+
+
+def test_changes_record_and_list(server: ServerProcess) -> None:
+    resource = f"db-{uuid.uuid4().hex[:8]}"
+    change_id = ok(
+        server,
+        "changes",
+        "record",
+        "--resource",
+        resource,
+        "--version",
+        "v2.1.0",
+        "-d",
+        "pool 100 -> 20",
+        "--author",
+        "ci",
+        "--ago",
+        "20m",
+        "--meta",
+        "sha=abc",
+    ).strip()
+    assert change_id.startswith("chg_")
+    config = json.loads(
+        ok(server, "changes", "record", "--resource", resource, "--kind", "config", "--version", "cfg-7", "--json")
+    )
+    assert config["kind"] == "CHANGE_KIND_CONFIG"
+    listed = ok(server, "changes", "list", "--resource", resource)
+    rows = listed.splitlines()
+    assert len(rows) == 2 and "CONFIG" in rows[0]  # newest first
+    assert re.search(rf"DEPLOYMENT\s+{resource}\s+v2\.1\.0\s+{change_id}\s+pool 100 -> 20 by ci", rows[1])
+    deployments = json.loads(ok(server, "changes", "list", "--resource", resource, "--kind", "deployment", "--json"))
+    assert [c["change_id"] for c in deployments["changes"]] == [change_id]
+    assert deployments["changes"][0]["metadata"] == {"sha": "abc"}
+    assert ok(server, "changes", "list", "--resource", f"none-{resource}") == "(no changes)\n"

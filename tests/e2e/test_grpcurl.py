@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import json
+import re
+import shlex
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -145,34 +147,71 @@ def test_health_check(server: ServerProcess, tmp_path: Path) -> None:
     assert out["status"] == "SERVING"
 
 
-def test_replay(server: ServerProcess) -> None:
-    ids = []
-    for resource, offset in (("db-9", "2026-01-05T10:00:00Z"), ("api-9", "2026-01-05T10:01:00Z")):
-        out = grpcurl(
-            server,
-            "errorreplay.v1.ErrorReplayService/CaptureError",
-            data={
-                "error": {
-                    "message": f"failure on {resource}",
-                    "severity": "SEVERITY_CRITICAL",
-                    "source": "SOURCE_APPLICATION",
-                    "resource_id": resource,
-                    "correlation_id": "req-replay",
-                    "occurred_at": offset,
-                }
-            },
-        )
-        ids.append(json.loads(out)["error_id"])
-    grpcurl(
-        server,
-        "errorreplay.v1.TopologyService/UpsertResources",
-        data={"dependencies": [{"dependent_id": "api-9", "dependency_id": "db-9"}]},
-    )
-    replay = json.loads(grpcurl(server, "errorreplay.v1.ErrorReplayService/ReplayError", data={"error_id": ids[1]}))
-    assert replay["propagation"]["origin_error_id"] == ids[0]
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def readme_commands(section: str) -> list[list[str]]:
+    """The grpcurl commands of the first ```sh block under the README heading `section`, as argv
+    lists (continuation lines joined, comment lines dropped)."""
+    text = README.read_text(encoding="utf-8")
+    body = text[text.index(f"\n## {section}\n") :]
+    block = body[body.index("```sh\n") + len("```sh\n") :]
+    block = block[: block.index("```")]
+    lines = [line for line in block.splitlines() if not line.lstrip().startswith("#")]
+    joined = "\n".join(lines).replace("\\\n", " ")
+    commands = []
+    for command in re.split(r"\n(?=grpcurl )", joined.strip()):
+        argv = shlex.split(command)
+        assert argv[0] == "grpcurl", command
+        commands.append(argv)
+    return commands
+
+
+def test_the_readme_replay_example(server: ServerProcess) -> None:
+    """Runs the README's replay commands as written: captures, dependency, replay."""
+    commands = readme_commands("Replay")
+    assert [argv[-1].rsplit("/", 1)[-1] for argv in commands] == [
+        "CaptureError",
+        "CaptureError",
+        "UpsertResources",
+        "ReplayError",
+    ]
+    outputs = []
+    for argv in commands:
+        argv = [GRPCURL, *argv[1:]]
+        argv[argv.index("localhost:50051")] = server.address
+        if argv[-1].endswith("/ReplayError"):  # the README's id is from its own run: use ours
+            data = json.loads(argv[argv.index("-d") + 1])
+            assert data["error_id"] == "err_06615a9d44d737778dee0286"
+            argv[argv.index("-d") + 1] = json.dumps({"error_id": outputs[1]["error_id"]})
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+        assert done.returncode == 0, done.stderr
+        outputs.append(json.loads(done.stdout))
+    db_error, api_error = outputs[0]["error_id"], outputs[1]["error_id"]
+    replay = outputs[3]
+    assert replay["error"]["error_id"] == api_error
+    assert replay["error"]["report"]["occurred_at"] == "2026-01-05T10:01:00Z"  # back-dated as written
+    assert replay["propagation"]["origin_error_id"] == db_error
+    assert [step["resource_id"] for step in replay["propagation"]["path"]] == ["db-9", "api-9"]
     assert replay["root_cause"]["category"] == "ROOT_CAUSE_CATEGORY_DEPENDENCY_FAILURE"
     assert [e["kind"] for e in replay["timeline"]] == ["TIMELINE_EVENT_KIND_RELATED_ERROR", "TIMELINE_EVENT_KIND_ERROR"]
-    assert any(r["kind"] == "RECOMMENDATION_KIND_ESCALATE" for r in replay["recommendations"])
+    assert [e["summary"] for e in replay["timeline"]] == [
+        "Error on db-9: failure on db-9",
+        "Error on api-9: failure on api-9",
+    ]
+    assert [r["kind"] for r in replay["recommendations"]] == [
+        "RECOMMENDATION_KIND_ESCALATE",
+        "RECOMMENDATION_KIND_INVESTIGATE_ORIGIN",
+        "RECOMMENDATION_KIND_ADD_CIRCUIT_BREAKER",
+        # The e2e server has no metrics, log or trace backend: the replay says it had little to go on.
+        "RECOMMENDATION_KIND_GATHER_CONTEXT",
+    ]
+    assert replay["context_coverage"]["limited"] is True
+    # The request ids make the example safe to run twice: the same errors come back.
+    again = subprocess.run(
+        [GRPCURL, *commands[1][1:-2], server.address, commands[1][-1]], capture_output=True, text=True, timeout=30
+    )
+    assert json.loads(again.stdout)["error_id"] == api_error
 
 
 def test_streaming_subscribe(server: ServerProcess) -> None:

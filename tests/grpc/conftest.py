@@ -28,7 +28,7 @@ class Api:
 
 
 def server_settings(tmp_path: Path, **overrides: Any) -> Settings:
-    return replace(Settings(listen_address="127.0.0.1:0", data_dir=tmp_path, metrics_port=0), **overrides)
+    return replace(Settings(listen_address="127.0.0.1:0", data_dir=tmp_path, metrics_address=""), **overrides)
 
 
 def status_of(err: grpc.aio.AioRpcError) -> status_pb2.Status:

@@ -11,7 +11,8 @@ from errorreplay_server.settings import Settings
 
 def test_defaults() -> None:
     s = Settings.from_env({})
-    assert (s.listen_address, s.data_dir, s.store, s.metrics_port) == ("localhost:50051", Path("data"), "sqlite", 9464)
+    assert (s.listen_address, s.data_dir, s.store) == ("localhost:50051", Path("data"), "sqlite")
+    assert s.metrics_address == "127.0.0.1:9464"  # metrics are on by default, and local
     assert s.enrichment_enabled and s.event_loop == "auto"
     assert s.limits.max_batch_size == 1000 and s.hub.queue_size == 1000
 
@@ -41,6 +42,9 @@ def test_values_from_the_environment() -> None:
         ("ERRORREPLAY_STORE", "postgres"),
         ("ERRORREPLAY_EVENT_LOOP", "trio"),
         ("ERRORREPLAY_METRICS_PORT", "nine"),
+        ("ERRORREPLAY_METRICS_PORT", "70000"),
+        ("ERRORREPLAY_METRICS_ADDRESS", "9464"),
+        ("ERRORREPLAY_METRICS_ADDRESS", "0.0.0.0:http"),
         ("ERRORREPLAY_SHUTDOWN_GRACE_SECONDS", "soon"),
     ],
 )
@@ -97,3 +101,24 @@ def test_topology_limits_come_from_the_environment() -> None:
     ) == (10, 20, 30, 4, 5)
     assert limits.topology_bounds == TopologyBounds(max_neighbours_per_hop=7, max_edges=70)
     assert Limits.from_env({}).topology_bounds == TopologyBounds(100, 2000)
+
+
+@pytest.mark.parametrize(
+    ("env", "address"),
+    [
+        ({"ERRORREPLAY_METRICS_ADDRESS": "0.0.0.0:9100"}, "0.0.0.0:9100"),
+        ({"ERRORREPLAY_METRICS_ADDRESS": "[::]:9100"}, "[::]:9100"),
+        ({"ERRORREPLAY_METRICS_ADDRESS": "off"}, ""),
+        ({"ERRORREPLAY_METRICS_PORT": "9100"}, "127.0.0.1:9100"),
+        ({"ERRORREPLAY_METRICS_PORT": "0"}, ""),
+        ({"ERRORREPLAY_METRICS_ADDRESS": "10.0.0.5:9200", "ERRORREPLAY_METRICS_PORT": "9100"}, "10.0.0.5:9200"),
+    ],
+)
+def test_metrics_address(env: dict[str, str], address: str) -> None:
+    assert Settings.from_env(env).metrics_address == address
+
+
+def test_enrichment_resume_horizon() -> None:
+    assert Settings.from_env({}).collectors.enrichment_resume_horizon_seconds == 86_400
+    env = {"ERRORREPLAY_ENRICHMENT_RESUME_HORIZON": "6h"}
+    assert Settings.from_env(env).collectors.enrichment_resume_horizon_seconds == 6 * 3600

@@ -249,3 +249,25 @@ async def test_topology_bounds_cap_each_hop_and_the_edges(tmp_path: Path) -> Non
         assert deep.truncated and len(deep.dependencies) == 3
     finally:
         await store.close()
+
+
+async def test_a_database_from_before_pending_context_lists_its_pending_errors(tmp_path: Path) -> None:
+    from errorreplay_server.domain.model import CollectionState, CollectorStatus, ErrorContext
+    from tests.factories import new_error
+
+    path = tmp_path / "db.sqlite"
+    store = SqliteStore(path)
+    await store.start()
+    pending, done = new_error(), new_error()
+    pending.snapshot.context = ErrorContext(statuses=[CollectorStatus("loki", CollectionState.PENDING, "", 0, 0)])
+    done.snapshot.context = ErrorContext(statuses=[CollectorStatus("loki", CollectionState.OK, "", 1, 1)])
+    await store.capture([pending, done])
+    await store.close()
+    with sqlite3.connect(path) as conn:  # as a database written by the previous release looks
+        conn.execute("DROP TABLE pending_context")
+    store = SqliteStore(path)
+    await store.start()
+    try:
+        assert [s.error_id for s in await store.pending_context_errors(0, 10)] == [pending.snapshot.error_id]
+    finally:
+        await store.close()

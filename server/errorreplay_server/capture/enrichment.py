@@ -5,6 +5,11 @@ returns False, and the error's sources are marked FAILED("overloaded") in the ba
 capture is never slowed by a slow backend. Each job runs every collector concurrently, each
 under its own timeout and its backend's circuit breaker, then stores the merged context with
 one status (and duration) per source.
+
+Jobs live in memory, but the need for one is durable: an error is stored with every source
+PENDING, and stores keep an index of such errors. At start, `resume_pending` queues again the
+ones a previous process left behind (oldest first, behind new captures), and marks those older
+than the horizon (the backends' retention) FAILED("not collected before restart").
 """
 
 from __future__ import annotations
@@ -44,6 +49,9 @@ RECENT_OUTCOMES = 10_000
 OVERLOAD_BACKLOG = 100_000
 # Overload marks written concurrently, so the store can group them into few commits.
 OVERLOAD_BATCH = 256
+NOT_COLLECTED_BEFORE_RESTART = "not collected before restart"
+# Pending errors read per store query while resuming after a restart.
+RESUME_PAGE = 256
 
 
 def _unchanged(text: str) -> str:
@@ -58,6 +66,8 @@ class EnrichmentCounters:
     completed: int = 0  # jobs finished (a context that could not be stored counts in store_failures too)
     overloaded: int = 0  # refused by submit because the queue was full
     store_failures: int = 0  # contexts that could not be stored
+    resumed: int = 0  # left PENDING by an earlier process, queued again at start
+    expired: int = 0  # left PENDING by an earlier process, older than the horizon: marked FAILED
 
 
 class EnrichmentQueue:
@@ -102,6 +112,10 @@ class EnrichmentQueue:
         self._recent: OrderedDict[str, bool] = OrderedDict()
         self._closed = False
         self.counters = EnrichmentCounters()
+        self._resume_task: asyncio.Task[None] | None = None
+        # Set by workers when the queue is at most half full: resumed jobs never crowd out new
+        # captures, which would then be refused as overloaded.
+        self._room = asyncio.Event()
 
     @classmethod
     def from_settings(
@@ -132,10 +146,64 @@ class EnrichmentQueue:
         self._tasks = [asyncio.create_task(self._work(), name=f"enrichment-worker-{i}") for i in range(self._workers)]
         self._tasks.append(asyncio.create_task(self._mark_overloaded(), name="enrichment-overload-marker"))
 
+    async def resume_pending(self, horizon_seconds: float) -> None:
+        """Queue again, in the background, the errors an earlier process stored but never
+        collected: those that occurred within `horizon_seconds`, oldest first; older ones are
+        marked FAILED("not collected before restart"). Call it before captures start, so that
+        only errors stored before now are resumed (newer ones are submitted by their capture)."""
+        if self._resume_task is not None:
+            return
+        until = await self._store.latest_received_at()
+        cutoff = now_micros() - int(horizon_seconds * 1_000_000)
+        self._resume_task = asyncio.create_task(self._resume(until, cutoff), name="enrichment-resume")
+
+    async def _resume(self, until: int, cutoff: int) -> None:
+        after = 0
+        try:
+            while not self._closed:
+                page = [
+                    s for s in await self._store.pending_context_errors(after, RESUME_PAGE) if s.received_at <= until
+                ]
+                if not page:
+                    break
+                after = page[-1].received_at
+                expired = [s for s in page if error_time(s) < cutoff]
+                for snapshot in page:
+                    if error_time(snapshot) >= cutoff:
+                        await self._wait_for_room()
+                        if self._closed:
+                            return
+                        self._queue.put_nowait(snapshot)
+                        self._waiters.setdefault(snapshot.error_id, asyncio.get_running_loop().create_future())
+                        self.counters.resumed += 1
+                stored = await asyncio.gather(
+                    *(self._store_context(s.error_id, not_collected_before_restart(s.context)) for s in expired)
+                )
+                self.counters.expired += sum(stored)
+        except DomainError as exc:  # the store went away: the rest stays PENDING for the next start
+            log.warning("enrichment: resuming pending errors stopped: %s", exc)
+        if self.counters.resumed or self.counters.expired:
+            log.info(
+                "enrichment: %d errors left pending before the restart queued again, %d older ones marked FAILED",
+                self.counters.resumed,
+                self.counters.expired,
+            )
+
+    async def _wait_for_room(self) -> None:
+        while not self._closed and self._queue.qsize() >= max(1, self._max_queued // 2):
+            self._room.clear()
+            await self._room.wait()
+
     async def stop(self, drain_timeout: float = 5.0) -> None:
         """Refuse new work, let queued jobs finish for up to `drain_timeout`, then cancel the rest.
-        Waiters of jobs that never ran get False."""
+        Waiters of jobs that never ran get False. Errors whose job never ran stay PENDING in the
+        store, for the next start to resume."""
         self._closed = True
+        self._room.set()
+        if self._resume_task is not None:
+            self._resume_task.cancel()
+            await asyncio.gather(self._resume_task, return_exceptions=True)
+            self._resume_task = None
         if self._tasks:
             try:
                 await asyncio.wait_for(self._drained(), drain_timeout)
@@ -304,6 +372,8 @@ class EnrichmentQueue:
     async def _work(self) -> None:
         while True:
             snapshot = await self._queue.get()
+            if self._queue.qsize() < max(1, self._max_queued // 2):
+                self._room.set()
             try:
                 stored = await self._store_context(snapshot.error_id, await self.collect(snapshot))
                 self.counters.completed += 1
@@ -350,6 +420,18 @@ class EnrichmentQueue:
 def client_logs(context: ErrorContext) -> list[LogLine]:
     """The log lines the reporting client sent (capture stored them); enrichment keeps them."""
     return [line for line in context.logs if line.collector == CLIENT_LOG_COLLECTOR]
+
+
+def not_collected_before_restart(context: ErrorContext) -> ErrorContext:
+    """The context with each PENDING source marked FAILED("not collected before restart")."""
+    at = now_micros()
+    statuses = [
+        replace(s, state=CollectionState.FAILED, detail=NOT_COLLECTED_BEFORE_RESTART, collected_at=at)
+        if s.state is CollectionState.PENDING
+        else s
+        for s in context.statuses
+    ]
+    return replace(context, statuses=statuses)
 
 
 def keep_earlier_data(earlier: ErrorContext, fresh: ErrorContext) -> ErrorContext:

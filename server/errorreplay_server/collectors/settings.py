@@ -66,7 +66,10 @@ Running (capture/enrichment.py):
 - ERRORREPLAY_COLLECTOR_TIMEOUT (2s), per collector and per job;
 - ERRORREPLAY_BREAKER_FAILURES (5 consecutive) and ERRORREPLAY_BREAKER_COOLDOWN (30s);
 - ERRORREPLAY_ENRICHMENT_WORKERS (16: jobs wait on backends, not on the CPU) and
-  ERRORREPLAY_ENRICHMENT_QUEUE_SIZE (10000).
+  ERRORREPLAY_ENRICHMENT_QUEUE_SIZE (10000);
+- ERRORREPLAY_ENRICHMENT_RESUME_HORIZON (24h, the backends' usual retention): at start, errors
+  whose context is still PENDING (the server stopped before collecting it) are queued again if
+  they occurred within this horizon; older ones are marked FAILED("not collected before restart").
 """
 
 from __future__ import annotations
@@ -164,6 +167,7 @@ class CollectorSettings:
     breaker_cooldown_seconds: float = 30.0
     enrichment_workers: int = 16
     enrichment_queue_size: int = 10_000
+    enrichment_resume_horizon_seconds: float = 86_400.0
 
     def __post_init__(self) -> None:
         check_label_name(self.loki_resource_label)
@@ -182,6 +186,7 @@ class CollectorSettings:
             "breaker_failures": self.breaker_failures,
             "enrichment_workers": self.enrichment_workers,
             "enrichment_queue_size": self.enrichment_queue_size,
+            "enrichment_resume_horizon_seconds": self.enrichment_resume_horizon_seconds,
             "prometheus_step_seconds": self.prometheus_step_seconds,
             "prometheus_max_points": self.prometheus_max_points,
             "anomaly_mad_k": self.anomaly_mad_k,
@@ -294,6 +299,9 @@ class CollectorSettings:
             breaker_cooldown_seconds=env.duration("ERRORREPLAY_BREAKER_COOLDOWN", d.breaker_cooldown_seconds),
             enrichment_workers=env.integer("ERRORREPLAY_ENRICHMENT_WORKERS", d.enrichment_workers),
             enrichment_queue_size=env.integer("ERRORREPLAY_ENRICHMENT_QUEUE_SIZE", d.enrichment_queue_size),
+            enrichment_resume_horizon_seconds=env.duration(
+                "ERRORREPLAY_ENRICHMENT_RESUME_HORIZON", d.enrichment_resume_horizon_seconds
+            ),
         )
 
 

@@ -97,6 +97,11 @@ class Store(Protocol):
     async def update_context(self, error_id: str, context: ErrorContext) -> None:
         """Replace the frozen context of an error. Raises NotFound."""
 
+    async def pending_context_errors(self, received_after: Micros, limit: int) -> list[ErrorSnapshot]:
+        """Errors whose stored context still has a PENDING source (codec.context_pending), with
+        received_at > received_after, oldest first. Served by an index of pending errors only, so
+        its cost follows the backlog, not the table."""
+
     async def statistics(
         self, flt: ErrorFilter, start: Micros, end: Micros, bucket: Micros, top_groups: int
     ) -> Statistics:

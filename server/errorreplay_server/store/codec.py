@@ -93,6 +93,12 @@ def context_to_json(ctx: ErrorContext) -> str:
     return dumps(doc)
 
 
+def context_pending(ctx: ErrorContext) -> bool:
+    """True while a source still waits for collection: the stores index such errors so that a
+    restarted server can queue them again (capture/enrichment.py: resume_pending)."""
+    return any(s.state is CollectionState.PENDING for s in ctx.statuses)
+
+
 def context_from_json(text: str | None) -> ErrorContext:
     doc = loads(text) or {}
     topology = doc.get("topology")

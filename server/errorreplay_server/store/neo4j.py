@@ -151,6 +151,8 @@ _INDEXES = (
     "CREATE INDEX errorreplay_group_status IF NOT EXISTS FOR (g:ErrorGroup) ON (g.status)",
     "CREATE INDEX errorreplay_group_last_seen IF NOT EXISTS FOR (g:ErrorGroup) ON (g.last_seen, g.group_id)",
     "CREATE INDEX errorreplay_group_count IF NOT EXISTS FOR (g:ErrorGroup) ON (g.count, g.group_id)",
+    # Set (to received_at) only while the context has a PENDING source: the index holds the backlog only.
+    "CREATE INDEX errorreplay_error_context_pending IF NOT EXISTS FOR (e:ErrorSnapshot) ON (e.context_pending_at)",
     "CREATE INDEX errorreplay_change_time IF NOT EXISTS FOR (c:Change) ON (c.occurred_at)",
     "CREATE INDEX errorreplay_change_resource IF NOT EXISTS FOR (c:Change) ON (c.resource_id)",
 )
@@ -335,6 +337,8 @@ def _error_row(snap: ErrorSnapshot) -> dict[str, Any]:
         "details": report_details_json(r),
         "context": codec.context_to_json(snap.context),
     }
+    if codec.context_pending(snap.context):
+        props["context_pending_at"] = snap.received_at
     for name in _OPTIONAL_ERROR_STRINGS:
         if not props[name]:
             del props[name]
@@ -855,14 +859,30 @@ class Neo4jStore:
         async def work(tx: AsyncTransaction) -> None:
             rows = await _rows(
                 tx,
-                "MATCH (e:ErrorSnapshot {error_id: $error_id}) SET e.context = $context RETURN count(e)",
+                "MATCH (e:ErrorSnapshot {error_id: $error_id})"
+                " SET e.context = $context,"
+                " e.context_pending_at = CASE WHEN $pending THEN e.received_at ELSE null END"
+                " RETURN count(e)",
                 error_id=error_id,
                 context=doc,
+                pending=codec.context_pending(context),
             )
             if not rows or rows[0][0] == 0:
                 raise NotFound("error", error_id)
 
         await self._write(work)
+
+    async def pending_context_errors(self, received_after: Micros, limit: int) -> list[ErrorSnapshot]:
+        query = (
+            "MATCH (e:ErrorSnapshot) WHERE e.context_pending_at > $after"
+            f" WITH e ORDER BY e.context_pending_at LIMIT $limit RETURN {_ERROR_ROW}"
+        )
+
+        async def run(session: AsyncSession) -> list[ErrorSnapshot]:
+            rows = await _rows(session, query, after=received_after, limit=limit)
+            return [snapshot_from_row(row) for row in _first(rows)]
+
+        return await self._read(run)
 
     async def statistics(
         self, flt: ErrorFilter, start: Micros, end: Micros, bucket: Micros, top_groups: int

@@ -166,6 +166,9 @@ CREATE TABLE IF NOT EXISTS changes (
     occurred_at INTEGER NOT NULL,
     doc TEXT NOT NULL
 );
+-- Errors whose context still has a PENDING source (codec.context_pending), so that a restarted
+-- server finds the ones to collect again without reading every context.
+CREATE TABLE IF NOT EXISTS pending_context (seq INTEGER PRIMARY KEY);
 CREATE INDEX IF NOT EXISTS changes_by_resource ON changes (resource_id, occurred_at);
 CREATE INDEX IF NOT EXISTS changes_by_time ON changes (occurred_at);
 -- Per-database values created once, such as the key that signs page tokens and cursors. A new
@@ -217,8 +220,21 @@ def _create_schema(conn: sqlite3.Connection) -> None:
             f"the database has schema version {version}, this server needs {SCHEMA_VERSION}; "
             "move the data directory aside (or point ERRORREPLAY_DATA_DIR elsewhere)"
         )
+    had_pending_table = conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'pending_context'").fetchone()
     conn.executescript(_SCHEMA)
     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    if has_tables and had_pending_table is None:
+        _backfill_pending_context(conn)
+
+
+def _backfill_pending_context(conn: sqlite3.Connection) -> None:
+    """A database written before pending_context existed: list its pending errors once."""
+    pending = [
+        (seq,)
+        for seq, doc in conn.execute("SELECT seq, context FROM error_docs")
+        if codec.context_pending(codec.context_from_json(doc))
+    ]
+    conn.executemany("INSERT OR IGNORE INTO pending_context (seq) VALUES (?)", pending)
 
 
 def _token_key(conn: sqlite3.Connection) -> bytes:
@@ -708,6 +724,10 @@ class SqliteStore:
             ],
         )
         conn.executemany(
+            "INSERT INTO pending_context (seq) VALUES (?)",
+            [(i.snapshot.received_at,) for i in fresh if codec.context_pending(i.snapshot.context)],
+        )
+        conn.executemany(
             "INSERT INTO errors_fts (rowid, message) VALUES (?, ?)",
             [(i.snapshot.received_at, i.snapshot.report.message) for i in fresh],
         )
@@ -852,15 +872,26 @@ class SqliteStore:
     async def update_context(self, error_id: str, context: ErrorContext) -> None:
         doc = codec.context_to_json(context)
 
+        pending = codec.context_pending(context)
+
         def run(conn: sqlite3.Connection) -> None:
-            cur = conn.execute(
-                "UPDATE error_docs SET context = ? WHERE seq = (SELECT seq FROM errors WHERE error_id = ?)",
-                (doc, error_id),
-            )
-            if cur.rowcount == 0:
+            row = conn.execute("SELECT seq FROM errors WHERE error_id = ?", (error_id,)).fetchone()
+            if row is None:
                 raise NotFound("error", error_id)
+            conn.execute("UPDATE error_docs SET context = ? WHERE seq = ?", (doc, row[0]))
+            if pending:
+                conn.execute("INSERT OR IGNORE INTO pending_context (seq) VALUES (?)", row)
+            else:
+                conn.execute("DELETE FROM pending_context WHERE seq = ?", row)
 
         await self._write(run)
+
+    async def pending_context_errors(self, received_after: Micros, limit: int) -> list[ErrorSnapshot]:
+        sql = f"{_SELECT_ERRORS} WHERE seq IN (SELECT seq FROM pending_context WHERE seq > ? ORDER BY seq LIMIT ?)"
+        sql += " ORDER BY seq"
+        return await self._read(
+            lambda conn: [snapshot_from_row(row) for row in conn.execute(sql, (received_after, limit))]
+        )
 
     async def statistics(
         self, flt: ErrorFilter, start: Micros, end: Micros, bucket: Micros, top_groups: int

@@ -267,3 +267,135 @@ def test_limited_context_is_said_before_the_timeline() -> None:
     text = cli_render.render_replay(replay)
     assert "  Limited context: The diagnosis had little to go on: 5 of 7 context sources" in text
     assert text.index("Limited context") < text.index("Timeline (")
+
+
+def test_replay_shows_the_stack_trace_and_points_at_the_rest() -> None:
+    replay = cascade_replay()
+    replay.error.report.stack_trace = "Traceback (most recent call last):\n" + "".join(
+        f'  File "app.py", line {i}, in handler\n' for i in range(60)
+    )
+    text = cli_render.render_replay(replay, width=100)
+    section = text[text.index("Stack trace\n") : text.index("Timeline (")]
+    assert section.startswith("Stack trace\n  Traceback (most recent call last):\n")
+    assert '    File "app.py", line 0, in handler\n' in section
+    shown = cli_render.STACK_TRACE_LINES
+    assert f"line {shown - 2}, in handler" in section and f"line {shown - 1}, in" not in section
+    assert f"... {61 - shown} more lines (errorreplay get err_web)" in section
+    assert text.index("Stack trace") < text.index("Timeline (")
+    assert "Stack trace" not in cli_render.render_replay(cascade_replay(), width=100)
+
+
+@pytest.mark.parametrize("width", [60, 80, 132])
+def test_replay_wraps_to_the_given_width(width: int) -> None:
+    replay = cascade_replay()
+    replay.timeline[1].summary = "connection pool exhausted: " + "twenty of twenty connections in use " * 6
+    replay.propagation.explanation = "The cascade started on db. " * 12
+    replay.recommendations[0].rationale = "word " * 80
+    replay.recommendations[0].title = "Add a circuit breaker on the web tier's calls " * 3
+    text = cli_render.render_replay(replay, width=width)
+    for line in text.splitlines():
+        assert len(line) <= width, line
+    coloured = cli_render.render_replay(replay, width=width, color=True)
+    assert ANSI.sub("", coloured) == text  # colour never changes where lines break
+
+
+def test_replay_follows_the_terminal_width(monkeypatch: pytest.MonkeyPatch) -> None:
+    replay = cascade_replay()
+    replay.propagation.explanation = "The cascade started on db. " * 12
+    monkeypatch.setenv("COLUMNS", "64")  # what shutil.get_terminal_size reads first
+    assert cli_render.terminal_width() == 64
+    assert max(len(line) for line in cli_render.render_replay(replay).splitlines()) <= 64
+    monkeypatch.setenv("COLUMNS", "150")
+    assert max(len(line) for line in cli_render.render_replay(replay).splitlines()) > 100
+
+
+def test_recommendations_do_not_repeat_the_root_cause_paragraph() -> None:
+    replay = cascade_replay()
+    primary = replay.root_cause.primary_cause
+    factor = replay.root_cause.contributing_factors[0]
+    explanation = replay.propagation.explanation
+    # What the analysis sends: each rationale repeats the cause it follows from, whole.
+    replay.recommendations[
+        0
+    ].rationale = f"Primary cause (score 0.82): {primary.summary}. {explanation} A breaker lets web degrade."
+    replay.recommendations[1].rationale = f"Contributing factor (score 0.41): {factor.summary}."
+    replay.recommendations.append(
+        m.Recommendation(
+            kind=m.RECOMMENDATION_KIND_ESCALATE,
+            title="Escalate",
+            rationale=f"The error's severity is CRITICAL. The likeliest cause is: {primary.summary} (confidence 0.82).",
+            priority=3,
+        )
+    )
+    text = cli_render.render_replay(replay, width=200)
+    assert text.count(primary.summary) == 1
+    assert text.count(factor.summary) == 1
+    assert text.count(explanation) == 1
+    recommendations = text[text.index("Recommendations") :]
+    assert "why: See the root cause above (score 0.82). A breaker lets web degrade." in recommendations
+    assert "why: See a contributing factor above (score 0.41)." in recommendations
+    assert "The likeliest cause is: the root cause above (confidence 0.82)." in recommendations
+
+
+def test_statistics_show_the_window_and_counts_over_time() -> None:
+    start = datetime(2024, 6, 3, 10, 0, tzinfo=UTC)
+    stats = rr.GetStatisticsResponse(
+        total_count=6,
+        timed_counts=[
+            m.TimedCount(start_time=timestamp(start + timedelta(hours=i)), count=count)
+            for i, count in enumerate([0, 4, 2])
+        ],
+    )
+    text = cli_render.render_statistics(stats, start=start, end=start + timedelta(hours=3), width=100)
+    assert "  from 2024-06-03 10:00:00 to 2024-06-03 13:00:00 UTC (3h)\n" in text
+    over_time = text[text.index("Over time (1h buckets)\n") :].splitlines()[1:]
+    assert over_time[0].split() == ["10:00", "0"]
+    assert over_time[1].split() == ["11:00", "4", "#" * cli_render.BAR_WIDTH]
+    assert over_time[2].split() == ["12:00", "2", "#" * (cli_render.BAR_WIDTH // 2)]
+
+
+def test_groups_topology_and_changes() -> None:
+    group = m.ErrorGroup(
+        group_id="grp_1",
+        title="PoolTimeout: pool exhausted",
+        error_type="PoolTimeout",
+        count=12,
+        status=m.ERROR_GROUP_STATUS_RESOLVED,
+        regression=True,
+        max_severity=m.SEVERITY_CRITICAL,
+        last_seen=at(0),
+        first_seen=at(-60),
+        affected_resource_ids=["db"],
+        representative_error_id="err_db",
+    )
+    assert cli_render.render_groups([group]) == (
+        "12  RESOLVED REGRESSION  CRITICAL  2024-06-03 14:00:00  grp_1  PoolTimeout: pool exhausted\n"
+    )
+    assert cli_render.render_groups([]) == "(no groups)\n"
+    shown = cli_render.render_group(group, [snapshot("err_db", "db", 0, m.SEVERITY_CRITICAL, "pool exhausted")])
+    assert shown.startswith("grp_1  RESOLVED REGRESSION  PoolTimeout: pool exhausted\n")
+    assert re.search(r"first seen\s+2024-06-03 13:00:00 UTC", shown)
+    assert "Latest errors\n  2024-06-03 14:00:00  CRITICAL  db  err_db  pool exhausted\n" in shown
+
+    topology = m.Topology(
+        root_resource_id="api",
+        resources=[m.Resource(id="db", type="postgres"), m.Resource(id="api", name="API", labels={"team": "x"})],
+        dependencies=[m.Dependency(dependent_id="api", dependency_id="db")],
+    )
+    assert cli_render.render_topology(topology) == (
+        "Topology of api  2 resources, 1 dependencies\n"
+        "  api  -         API  team=x\n"
+        "  db   postgres  -\n"
+        "Depends on  (dependent -> dependency)\n"
+        "  api  ->  db\n"
+    )
+    change = m.Change(
+        change_id="chg_1",
+        kind=m.CHANGE_KIND_CONFIG,
+        resource_id="db",
+        version="cfg-7",
+        author="ops",
+        occurred_at=at(-5),
+    )
+    assert cli_render.render_changes([change]) == "2024-06-03 13:55:00  CONFIG  db  cfg-7  chg_1  by ops\n"
+    assert cli_render.render_changes([]) == "(no changes)\n"

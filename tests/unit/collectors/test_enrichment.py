@@ -440,3 +440,59 @@ async def test_no_collected_secret_reaches_the_store(store: SqliteStore) -> None
     for secret in secrets.values():
         assert secret not in repr(stored)
     assert "login password=[REDACTED:password] user=bob" in [line.message for line in stored.context.logs]
+
+
+class GatedCollector:
+    """Holds every job until the gate opens, as a slow backend would."""
+
+    name = "gated"
+    window_spec = WindowSpec(0, 0)
+
+    def __init__(self) -> None:
+        self.gate = asyncio.Event()
+        self.collected: list[str] = []
+
+    async def collect(self, error: ErrorSnapshot, window: Window) -> CollectorResult:
+        await self.gate.wait()
+        self.collected.append(error.error_id)
+        return CollectorResult.empty("nothing here")
+
+    async def aclose(self) -> None:
+        return None
+
+
+async def test_resume_pending_queues_the_backlog_behind_new_captures(store: SqliteStore) -> None:
+    from errorreplay_server.domain.model import ErrorContext, now_micros
+
+    gated = GatedCollector()
+    queue = EnrichmentQueue(store, [gated], workers=1, max_queued=4)
+    pending = ErrorContext(statuses=[CollectorStatus("gated", CollectionState.PENDING, "", 0, 0)])
+    hour = 3600 * S
+    left_behind = [new_error(occurred_at=now_micros() - 10 * 60 * S) for _ in range(8)]
+    too_old = new_error(occurred_at=now_micros() - 3 * hour)
+    for item in [*left_behind[:4], too_old, *left_behind[4:]]:
+        item.snapshot.context = pending
+        await store.capture([item])
+    await queue.start()
+    try:
+        await queue.resume_pending(horizon_seconds=3600)
+        # A capture after the restart: submitted by its own capture, never resumed a second time.
+        (fresh,) = await captured(store, 1)
+        await store.update_context(fresh.error_id, pending)
+        for _ in range(50):
+            await asyncio.sleep(0)
+        # The backlog fills at most half the queue: a new capture still finds room.
+        assert queue.depth <= 2
+        assert queue.submit(fresh) is True
+        gated.gate.set()
+        assert all([await queue.wait_for(n.snapshot.error_id, timeout=60) for n in left_behind])
+        assert await queue.wait_for(fresh.error_id, timeout=60)
+    finally:
+        await queue.stop()
+    assert queue.counters.resumed == 8 and queue.counters.expired == 1
+    assert sorted(gated.collected) == sorted([*(n.snapshot.error_id for n in left_behind), fresh.error_id])
+    old = await store.get_error(too_old.snapshot.error_id)
+    assert [(s.state, s.detail) for s in old.context.statuses] == [
+        (CollectionState.FAILED, "not collected before restart")
+    ]
+    assert await store.pending_context_errors(0, 100) == []
