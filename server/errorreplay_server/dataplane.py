@@ -272,6 +272,7 @@ class DataPlane:
                 violations.append((f"dependencies[{i}]", "a resource cannot depend on itself"))
         if violations:
             raise _many(violations)
+        resources, dependencies = self._capture.clean_topology(resources, dependencies)
         return await self._store.upsert_resources(resources, dependencies)
 
     async def get_topology(self, resource_id: str, depth: int) -> Topology:
@@ -293,6 +294,8 @@ class DataPlane:
             violations.append(("change.description", f"is longer than {self._limits.max_message_chars} characters"))
         if violations:
             raise _many(violations)
+        # Scrubbed before it is stored: change texts reappear in replay timelines and contexts.
+        change = self._capture.clean_change(change)
         stamped = replace(
             change,
             change_id=change.change_id or f"chg_{now_micros():014x}",

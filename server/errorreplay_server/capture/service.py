@@ -5,21 +5,26 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from typing import Protocol
 
 from errorreplay_server.analysis.grouping import fingerprint, group_id_for
 from errorreplay_server.analysis.settings import DEFAULT_SETTINGS, AnalysisSettings
+from errorreplay_server.capture import field_policy
 from errorreplay_server.capture.clock import ReceiveClock
+from errorreplay_server.capture.field_policy import PolicyScrubber
 from errorreplay_server.capture.validation import check_request_id, report_violations
-from errorreplay_server.domain.errors import DomainError, InvalidArgument
+from errorreplay_server.domain.errors import DomainError, FieldViolation, InvalidArgument
 from errorreplay_server.domain.model import (
     CaptureOutcome,
+    Change,
+    Dependency,
     ErrorContext,
     ErrorReport,
     ErrorSnapshot,
     NewError,
+    Resource,
     now_micros,
 )
 from errorreplay_server.settings import Limits
@@ -28,12 +33,7 @@ from errorreplay_server.store.base import Store
 log = logging.getLogger(__name__)
 
 
-class Scrubber(Protocol):
-    def scrub_text(self, text: str) -> str: ...
-
-    def scrub_tags(self, tags: Mapping[str, str]) -> dict[str, str]: ...
-
-    def scrub_value(self, value: Any) -> Any: ...
+Scrubber = PolicyScrubber
 
 
 class ErrorPublisher(Protocol):
@@ -89,6 +89,29 @@ class CaptureService:
         self.duplicates = 0
         self.rejected = 0
 
+    def clean_change(self, change: Change) -> Change:
+        """RecordChange: the change with its texts scrubbed; InvalidArgument for an id with a secret."""
+        cleaned, violations = field_policy.apply("Change", change, self._scrubber, "change.")
+        if violations:
+            raise InvalidArgument(violations)
+        return cleaned
+
+    def clean_topology(
+        self, resources: Sequence[Resource], dependencies: Sequence[Dependency]
+    ) -> tuple[list[Resource], list[Dependency]]:
+        """UpsertResources: names, types and labels scrubbed; InvalidArgument for ids with a secret."""
+        violations: list[FieldViolation] = []
+        cleaned: list[Resource] = []
+        for i, resource in enumerate(resources):
+            scrubbed, found = field_policy.apply("Resource", resource, self._scrubber, f"resources[{i}].")
+            cleaned.append(scrubbed)
+            violations += found
+        for i, dependency in enumerate(dependencies):
+            violations += field_policy.apply("Dependency", dependency, self._scrubber, f"dependencies[{i}].")[1]
+        if violations:
+            raise InvalidArgument(violations)
+        return cleaned, list(dependencies)
+
     async def start(self) -> None:
         self._clock.advance_past(await self._store.latest_received_at())
 
@@ -96,20 +119,16 @@ class CaptureService:
         now = now_micros()
         violations = report_violations(req.report, self._limits, now, prefix=f"{field_prefix}error")
         violations += check_request_id(req.request_id, self._limits, field=f"{field_prefix}request_id")
+        if not violations:
+            # Every stored field is scrubbed or, for identifiers, refused (capture/field_policy.py).
+            report, violations = field_policy.apply("ErrorReport", req.report, self._scrubber, f"{field_prefix}error.")
+            bad_request_id = field_policy.refused(req.request_id, f"{field_prefix}request_id", self._scrubber)
+            if bad_request_id is not None:
+                violations.append(bad_request_id)
         if violations:
             self.rejected += 1
             raise InvalidArgument(violations)
-        s = self._scrubber
-        r = req.report
-        report = replace(
-            r,
-            message=s.scrub_text(r.message),
-            stack_trace=s.scrub_text(r.stack_trace) if r.stack_trace else "",
-            tags=s.scrub_tags(r.tags) if r.tags else {},
-            attributes=s.scrub_value(r.attributes) if r.attributes else {},
-            fingerprint=[s.scrub_text(part) for part in r.fingerprint],
-            occurred_at=r.occurred_at or now,
-        )
+        report = replace(report, occurred_at=report.occurred_at or now)
         digest, title = fingerprint(report, self._analysis)
         received_at = self._clock.next()
         snapshot = ErrorSnapshot(
