@@ -105,7 +105,7 @@ class ErrorReplayServicer(service_pb2_grpc.ErrorReplayServiceServicer):
         stats = await self._plane.statistics(
             convert.optional_micros(request, "start_time", "start_time"),
             convert.optional_micros(request, "end_time", "end_time"),
-            convert.duration_micros(request.bucket, "bucket"),
+            convert.bucket_micros(request.bucket, "bucket"),
             convert.filter_from_pb(request.filter),
             request.top_groups_limit,
             request.include_muted,
@@ -119,7 +119,7 @@ class ErrorReplayServicer(service_pb2_grpc.ErrorReplayServiceServicer):
     ) -> rr.ListRecentErrorsResponse:
         errors = await self._plane.recent(
             request.page_size,
-            convert.enum_value(Severity, request.min_severity),
+            convert.known_enum(Severity, request.min_severity, "min_severity"),
             convert.duration_micros(request.window, "window"),
         )
         response = rr.ListRecentErrorsResponse()
@@ -183,7 +183,7 @@ class ErrorReplayServicer(service_pb2_grpc.ErrorReplayServiceServicer):
     ) -> rr.ListErrorGroupsResponse:
         page = await self._plane.list_groups(
             [convert.enum_value(GroupStatus, s) for s in request.statuses],
-            convert.enum_value(GroupOrder, request.order_by),
+            convert.known_enum(GroupOrder, request.order_by, "order_by"),
             request.page_size,
             request.page_token,
         )
