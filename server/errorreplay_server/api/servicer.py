@@ -28,12 +28,13 @@ def _capture_request(msg: rr.CaptureErrorRequest, field: str) -> CaptureRequest:
     )
 
 
-def _capture_response(outcome: CaptureOutcome, out: rr.CaptureErrorResponse) -> None:
+def _capture_response(outcome: CaptureOutcome, out: rr.CaptureErrorResponse, with_snapshot: bool = True) -> None:
     out.error_id = outcome.snapshot.error_id
     out.group_id = outcome.snapshot.group_id
     out.duplicate = outcome.duplicate
     out.regression = outcome.regression
-    convert.snapshot_to_pb(outcome.snapshot, out.error)
+    if with_snapshot:
+        convert.snapshot_to_pb(outcome.snapshot, out.error)
 
 
 class ErrorReplayServicer(service_pb2_grpc.ErrorReplayServiceServicer):
@@ -63,7 +64,8 @@ class ErrorReplayServicer(service_pb2_grpc.ErrorReplayServiceServicer):
         for index, result in enumerate(results):
             slot = response.results.add(index=index)
             if isinstance(result, CaptureOutcome):
-                _capture_response(result, slot.response)
+                # Snapshots only on request: echoing 1,000 of them outgrew clients' receive limits.
+                _capture_response(result, slot.response, request.include_snapshots)
                 if result.duplicate:
                     response.duplicate_count += 1
                 else:
