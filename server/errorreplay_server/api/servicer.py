@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import grpc
 
@@ -13,6 +14,8 @@ from errorreplay_server.capture.service import CaptureRequest
 from errorreplay_server.dataplane import DataPlane
 from errorreplay_server.domain.errors import InvalidArgument, ResourceExhausted
 from errorreplay_server.domain.model import CaptureOutcome, ChangeKind, GroupOrder, GroupStatus, Severity
+
+log = logging.getLogger(__name__)
 
 
 def _deadline(context: grpc.aio.ServicerContext) -> float | None:
@@ -163,19 +166,32 @@ class ErrorReplayServicer(service_pb2_grpc.ErrorReplayServiceServicer):
         # cheaper than racing every write against the overflow.
         handler = asyncio.current_task()
         assert handler is not None
+        # Initial metadata goes out now, on its own. Otherwise the first write carries it, and if
+        # that write is the one cancelled on overflow, grpc never learns it was sent: the status
+        # would then send it a second time, which core refuses (GRPC_CALL_ERROR_TOO_MANY_OPERATIONS,
+        # logged by grpc as an ERROR-level ExecuteBatchError), and the client would get no status.
+        await context.send_initial_metadata(())
         watcher = asyncio.ensure_future(_cancel_on(stream.overflow_event, handler))
         cursor = request.resume_after
+        delivered = 0
         try:
             async for item in stream.items:
                 await context.write(self._stream_encoder.encode(item))
                 cursor = item.cursor
+                delivered += 1
         except asyncio.CancelledError:
             if not stream.overflow_event.is_set():
                 raise
             handler.uncancel()
+            _log_overflow(delivered, cursor)
             raise ResourceExhausted(
                 f"subscriber too slow: its queue overflowed; resubscribe with resume_after={cursor}"
             ) from None
+        except ResourceExhausted:  # the hub found the queue overflowed between writes
+            if not stream.overflow_event.is_set():
+                raise
+            _log_overflow(delivered, cursor)
+            raise
         finally:
             watcher.cancel()
             await stream.items.aclose()
@@ -201,6 +217,16 @@ class ErrorReplayServicer(service_pb2_grpc.ErrorReplayServiceServicer):
         response = rr.UpdateErrorGroupResponse()
         convert.group_to_pb(group, response.group)
         return response
+
+
+def _log_overflow(delivered: int, cursor: str) -> None:
+    # A subscriber that cannot keep up is expected under load, not a server error: one line, no traceback.
+    log.info(
+        "SubscribeErrors: subscriber too slow, its queue overflowed after %d messages; "
+        "ended with RESOURCE_EXHAUSTED, resume cursor %s",
+        delivered,
+        cursor or "(none yet)",
+    )
 
 
 async def _cancel_on(event: asyncio.Event, task: asyncio.Task[object]) -> None:
