@@ -117,6 +117,9 @@ def test_personal_data_in_an_identifier_is_kept(shape: object) -> None:
         "4bf92f3577b34da6a3ce929d0e0e4736",
         "00f067aa0ba902b7",
         "payments@1.4.2",
+        # A trace id whose last 16 hex digits happen to form a Luhn-valid card number.
+        "4bf92f3577b34dae4111111111111111",
+        "123e4567-e89b-12d3-a456-426614174000",
         "err_06615a9d44d737778dee0286",
     ],
 )

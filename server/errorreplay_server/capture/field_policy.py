@@ -22,7 +22,8 @@ by protobuf reflection and fails if one has no row, so a new field cannot be for
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping, Sequence
+import functools
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any, Final, Protocol, TypeVar
 
@@ -76,11 +77,6 @@ FIELD_POLICY: Final[Mapping[str, Treatment]] = {
 }
 
 
-class _Found(Protocol):
-    @property
-    def kind(self) -> str: ...
-
-
 class PolicyScrubber(Protocol):
     def scrub_text(self, text: str) -> str: ...
 
@@ -88,16 +84,17 @@ class PolicyScrubber(Protocol):
 
     def scrub_value(self, value: Any) -> Any: ...
 
-    def redactions(self, text: str) -> Sequence[_Found]: ...
+    def secret_kinds(self, text: str) -> frozenset[str]: ...
 
 
 T = TypeVar("T")
 
 
-def fields_of(message: str) -> list[tuple[str, Treatment]]:
+@functools.cache
+def fields_of(message: str) -> tuple[tuple[str, Treatment], ...]:
     """(field name, treatment) for each row of one message, e.g. ``"ErrorReport"``."""
     prefix = f"{_V1}{message}."
-    return [(name[len(prefix) :], t) for name, t in FIELD_POLICY.items() if name.startswith(prefix)]
+    return tuple((name[len(prefix) :], t) for name, t in FIELD_POLICY.items() if name.startswith(prefix))
 
 
 def _scrubbed(value: Any, scrubber: PolicyScrubber) -> Any:
@@ -118,7 +115,7 @@ def refused(value: str, field: str, scrubber: PolicyScrubber) -> FieldViolation 
     """The violation for an identifier that holds a secret shape, else None. Never echoes it."""
     if not value:
         return None
-    kinds_found = {r.kind for r in scrubber.redactions(value)} - PII_KINDS
+    kinds_found = scrubber.secret_kinds(value) - PII_KINDS
     if not kinds_found:
         return None
     kinds = ", ".join(sorted(kinds_found))

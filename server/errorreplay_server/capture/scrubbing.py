@@ -104,6 +104,9 @@ _CLEAN_CACHE_SIZE: Final = 4096
 # are cached too, within a budget of characters.
 _CLEAN_CACHE_MAX_CHARS: Final = 4_000_000
 
+# secret_kinds remembers clean identifiers up to this length (the default id limit).
+_CLEAN_ID_MAX_LEN: Final = 256
+
 # scrub_text scans text again after masking, until nothing changes, at most this many scans.
 _MAX_PASSES: Final = 3
 
@@ -596,7 +599,12 @@ def _default_patterns() -> tuple[SecretPattern, ...]:
         # to digits, a sign, a dot or a dash.
         _p(
             "credit_card",
-            r"[2-6](?<![0-9+.-][2-6])(?:[0-9]{12,18}"
+            r"[2-6](?<![0-9+.-][2-6])"
+            # Not glued to letters and digits unless a letter past f is among the last four before
+            # it ("card", "visa", "pan"): in hex ids (trace ids, digests) a digit run is no card.
+            r"(?:(?<![A-Za-z0-9_][2-6])|(?<=[g-zG-Z_][2-6])|(?<=[g-zG-Z_][A-Za-z][2-6])"
+            r"|(?<=[g-zG-Z_][A-Za-z]{2}[2-6])|(?<=[g-zG-Z_][A-Za-z]{3}[2-6]))"
+            r"(?:[0-9]{12,18}"
             r"|[0-9]{3}(?P<s1>[ .-])[0-9]{4}(?P=s1)[0-9]{4}(?P=s1)[0-9]{1,4}(?:(?P=s1)[0-9]{3})?"
             r"|[0-9]{3}(?P<s2>[ -])[0-9]{6}(?P=s2)[0-9]{4,6})"
             r"(?![A-Za-z0-9_-])(?!\.[0-9])",
@@ -788,6 +796,8 @@ class SecretScrubber:
         # with nothing to mask are kept, so the cache never holds a secret.
         self._clean: dict[str, None] = {}
         self._clean_chars = 0
+        # Identifiers found clean (secret_kinds), kept apart so that unique ids do not churn _clean.
+        self._clean_ids: dict[str, None] = {}
         # Clean short dict keys -> the index of the key rule they match, or -1.
         self._key_rule_of: dict[str, int] = {}
 
@@ -850,6 +860,20 @@ class SecretScrubber:
             else:
                 merged.append(Redaction(start, end, kind))
         return merged
+
+    def secret_kinds(self, text: str) -> frozenset[str]:
+        """The kinds of secret in the text (empty when it holds none), for identifiers that are
+        refused rather than masked. Short clean values are remembered: services, environments and
+        resource ids repeat."""
+        cacheable = len(text) <= _CLEAN_ID_MAX_LEN
+        if not text or (cacheable and text in self._clean_ids):
+            return frozenset()
+        kinds = frozenset(r.kind for r in self.redactions(text))
+        if not kinds and cacheable:
+            if len(self._clean_ids) >= _CLEAN_CACHE_SIZE:
+                self._clean_ids.clear()
+            self._clean_ids[text] = None
+        return kinds
 
     def scrub_text(self, text: str) -> str:
         """The text with every secret replaced by ``[REDACTED:<kind>]``.
