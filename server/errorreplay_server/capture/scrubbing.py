@@ -1,7 +1,9 @@
 """Secret scrubbing (DESIGN.md §4): mask values that look like secrets before anything is stored.
 
-The capture path runs every report through one `SecretScrubber`: the message, the stack trace, the
-tags and the attributes (and the collectors run their log lines through it). What it masks becomes
+The capture path runs every stored field through one `SecretScrubber` as `field_policy.py` says:
+free text is scrubbed, identifiers holding a secret are refused (`secret_kinds`); the collectors
+run their log lines through it too. Emails and national ids (PII_PATTERNS) are masked unless
+``ERRORREPLAY_SCRUB_PII=off``; where one overlaps a secret, the secret's mask wins. What it masks becomes
 the literal ``[REDACTED:<kind>]``. Only the secret part is masked: ``password=hunter2`` becomes
 ``password=[REDACTED:password]``, and ``postgres://app:pw@db/x`` keeps its scheme, user and host.
 
@@ -44,7 +46,7 @@ Timing (CPython 3.11 on a shared 2-core VM, default patterns, best of 5; ad hoc,
 a 60-character message ~5-10 µs; a 10-entry tag dict ~80 µs the first time, ~7 µs repeated;
 a 2 kB stack trace ~100 µs, ~350 µs when it holds a few secrets (text that changed is
 scanned again); 100 kB ~5-10 ms. The keyword prefilter costs about 1 µs per distinct keyword
-per 2 kB (81 keywords); each pattern it lets run costs 1-30 µs per 2 kB.
+per 2 kB (87 keywords with PII on); each pattern it lets run costs 1-30 µs per 2 kB.
 
 Configuration
 -------------
