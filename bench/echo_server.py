@@ -24,7 +24,8 @@ class EchoServicer(service_pb2_grpc.ErrorReplayServiceServicer):
         for i, item in enumerate(request.requests):
             slot = response.results.add(index=i)
             slot.response.error_id = "err_echo"
-            slot.response.error.report.CopyFrom(item.error)
+            if request.include_snapshots:  # as the real server: ids only unless asked
+                slot.response.error.report.CopyFrom(item.error)
         return response
 
 

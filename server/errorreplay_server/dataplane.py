@@ -324,6 +324,7 @@ class DataPlane:
                 violations.append((f"dependencies[{i}]", "a resource cannot depend on itself"))
         if violations:
             raise _many(violations)
+        resources, dependencies = self._capture.clean_topology(resources, dependencies)
         written = await self._store.upsert_resources(resources, dependencies)
         # Live correlated streams work out their neighbourhood from the topology: tell the hub.
         self._hub.topology_changed()
@@ -351,6 +352,8 @@ class DataPlane:
         )
         if violations:
             raise _many(violations)
+        # Scrubbed before it is stored: change texts reappear in replay timelines and contexts.
+        change = self._capture.clean_change(change)
         stamped = replace(
             change,
             change_id=change.change_id or f"chg_{now_micros():014x}",

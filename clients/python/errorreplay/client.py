@@ -10,6 +10,7 @@ instead of storing a second copy.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import random
 import traceback
@@ -34,6 +35,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_TIMEOUT",
+    "MAX_BATCH_ITEMS",
+    "MAX_SEND_MESSAGE_BYTES",
     "RESUMABLE_CODES",
     "RETRYABLE_CODES",
     "ErrorReplayClient",
@@ -51,6 +54,23 @@ RESOURCE_EXHAUSTED is retried only when it carries a RetryInfo (see `retry_wait`
 
 RESUMABLE_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED})
 """A subscription ended with one of these codes can resume from its last cursor without loss."""
+
+MAX_BATCH_ITEMS = 1000
+"""The server's batch limit (ERRORREPLAY_MAX_BATCH_SIZE): `batch_capture` sends larger batches in parts."""
+
+MAX_SEND_MESSAGE_BYTES = 8 * 1024 * 1024
+"""The server's receive limit (ERRORREPLAY_MAX_RECEIVE_MESSAGE_BYTES): the channel refuses to send more,
+and `batch_capture` splits a batch so that each part stays under it."""
+
+DEFAULT_CHANNEL_OPTIONS: tuple[tuple[str, Any], ...] = (
+    ("grpc.max_send_message_length", MAX_SEND_MESSAGE_BYTES),
+    # Responses are bounded by the server's page sizes; one it sent must never be refused here
+    # (grpc's default of 4 MiB refused a full search page of large stack traces).
+    ("grpc.max_receive_message_length", -1),
+)
+
+# Room for the batch message's own framing around its items.
+_BATCH_OVERHEAD_BYTES = 1024
 
 _R = TypeVar("_R", bound=Message)
 
@@ -162,16 +182,85 @@ def capture_request(
     )
 
 
-def batch_request(items: Iterable[m.ErrorReport | rr.CaptureErrorRequest]) -> rr.BatchCaptureErrorsRequest:
-    request = rr.BatchCaptureErrorsRequest()
+def channel_options(options: Sequence[tuple[str, Any]]) -> list[tuple[str, Any]]:
+    """DEFAULT_CHANNEL_OPTIONS, each overridden by an option of the same name in `options`."""
+    given = {name for name, _ in options}
+    return [*(o for o in DEFAULT_CHANNEL_OPTIONS if o[0] not in given), *options]
+
+
+def stable_request_id(serialized: bytes, occurrence: int) -> str:
+    """An idempotency key derived from an item's deterministic serialisation, so that sending the
+    same items again (a retry by the caller after a timeout or a lost answer) repeats the same
+    keys. `occurrence` tells identical items of one batch apart."""
+    digest = hashlib.sha256(serialized)
+    digest.update(b"#%d" % occurrence)
+    return "b-" + digest.hexdigest()[:40]
+
+
+def batch_request(
+    items: Iterable[m.ErrorReport | rr.CaptureErrorRequest], include_snapshots: bool = False
+) -> rr.BatchCaptureErrorsRequest:
+    """Every item gets a request_id: the caller's, or one derived from the item.
+
+    An ErrorReport without `occurred_at` is given the current time first (in the caller's object),
+    so a later occurrence of the same error differs from a retry of this one, and a retry carries the
+    time of the first attempt."""
+    request = rr.BatchCaptureErrorsRequest(include_snapshots=include_snapshots)
+    seen: dict[bytes, int] = {}
     for item in items:
+        report = item if isinstance(item, m.ErrorReport) else item.error
+        if not report.HasField("occurred_at"):
+            report.occurred_at.GetCurrentTime()
+        safe = request.requests.add()
         if isinstance(item, m.ErrorReport):
-            request.requests.append(capture_request(item))
+            safe.error.CopyFrom(item)
         else:
-            safe = request.requests.add()
             safe.CopyFrom(item)
-            safe.request_id = item.request_id or new_request_id()
+        if not safe.request_id:
+            key = safe.SerializeToString(deterministic=True)
+            occurrence = seen.get(key, 0)
+            seen[key] = occurrence + 1
+            safe.request_id = stable_request_id(key, occurrence)
     return request
+
+
+def split_batch(
+    request: rr.BatchCaptureErrorsRequest,
+    max_items: int = MAX_BATCH_ITEMS,
+    max_bytes: int = MAX_SEND_MESSAGE_BYTES,
+) -> list[rr.BatchCaptureErrorsRequest]:
+    """Parts of at most `max_items` items and about `max_bytes` serialised, in order (an item larger
+    than `max_bytes` goes alone and the server answers for it)."""
+    parts: list[rr.BatchCaptureErrorsRequest] = []
+    part = rr.BatchCaptureErrorsRequest(include_snapshots=request.include_snapshots)
+    size = _BATCH_OVERHEAD_BYTES
+    for item in request.requests:
+        item_size = item.ByteSize() + 8  # the field's tag and length
+        if part.requests and (len(part.requests) >= max_items or size + item_size > max_bytes):
+            parts.append(part)
+            part = rr.BatchCaptureErrorsRequest(include_snapshots=request.include_snapshots)
+            size = _BATCH_OVERHEAD_BYTES
+        part.requests.append(item)
+        size += item_size
+    if part.requests or not parts:
+        parts.append(part)
+    return parts
+
+
+def merge_batch_responses(responses: Sequence[rr.BatchCaptureErrorsResponse]) -> rr.BatchCaptureErrorsResponse:
+    """One response for the parts of a split batch, with each result's index in the whole batch."""
+    merged = rr.BatchCaptureErrorsResponse()
+    offset = 0
+    for response in responses:
+        for result in response.results:
+            out = merged.results.add()
+            out.CopyFrom(result)
+            out.index = result.index + offset
+        offset += len(response.results)
+        merged.stored_count += response.stored_count
+        merged.duplicate_count += response.duplicate_count
+        merged.failed_count += response.failed_count
+    return merged
 
 
 def record_change_request(change: m.Change) -> rr.RecordChangeRequest:
@@ -275,10 +364,11 @@ class ErrorReplayClient:
         options: Sequence[tuple[str, Any]] = (),
     ) -> None:
         credentials = channel_credentials(tls, root_certificates)
+        opts = channel_options(options)
         if credentials is None:
-            self._channel = grpc.aio.insecure_channel(target, options=options)
+            self._channel = grpc.aio.insecure_channel(target, options=opts)
         else:
-            self._channel = grpc.aio.secure_channel(target, credentials, options=options)
+            self._channel = grpc.aio.secure_channel(target, credentials, options=opts)
         # Without grpc type stubs mypy cannot see that an aio channel selects the async stub overload.
         self._errors = cast("ErrorReplayServiceAsyncStub", service_pb2_grpc.ErrorReplayServiceStub(self._channel))
         self._topology = cast("TopologyServiceAsyncStub", service_pb2_grpc.TopologyServiceStub(self._channel))
@@ -331,12 +421,24 @@ class ErrorReplayClient:
         return await self._call(self._errors.CaptureError, request, rr.CaptureErrorResponse, timeout)
 
     async def batch_capture(
-        self, items: Iterable[m.ErrorReport | rr.CaptureErrorRequest], *, timeout: float | None = None
+        self,
+        items: Iterable[m.ErrorReport | rr.CaptureErrorRequest],
+        *,
+        include_snapshots: bool = False,
+        timeout: float | None = None,
     ) -> rr.BatchCaptureErrorsResponse:
-        """Store up to 1,000 errors; every item without a request_id gets one."""
-        return await self._call(
-            self._errors.BatchCaptureErrors, batch_request(items), rr.BatchCaptureErrorsResponse, timeout
-        )
+        """Store errors in one call per 1,000 items (or 8 MiB); each result has error_id, group_id,
+        duplicate and regression, and the stored snapshot only with `include_snapshots`.
+
+        Every item without a request_id gets one derived from its content (see `batch_request`), so
+        calling again with the same items after a failure stores nothing twice: the server answers
+        `duplicate` for what the first call stored. `timeout` applies to each part."""
+        parts = split_batch(batch_request(items, include_snapshots))
+        responses = [
+            await self._call(self._errors.BatchCaptureErrors, part, rr.BatchCaptureErrorsResponse, timeout)
+            for part in parts
+        ]
+        return responses[0] if len(responses) == 1 else merge_batch_responses(responses)
 
     async def get(self, error_id: str, *, timeout: float | None = None) -> m.ErrorSnapshot:
         request = rr.GetErrorRequest(error_id=error_id)

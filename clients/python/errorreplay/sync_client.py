@@ -20,10 +20,13 @@ from errorreplay.client import (
     batch_request,
     capture_request,
     channel_credentials,
+    channel_options,
     list_changes_request,
+    merge_batch_responses,
     recent_request,
     record_change_request,
     retry_wait,
+    split_batch,
     statistics_request,
     subscribe_request,
 )
@@ -56,10 +59,11 @@ class SyncErrorReplayClient:
         options: Sequence[tuple[str, Any]] = (),
     ) -> None:
         credentials = channel_credentials(tls, root_certificates)
+        opts = channel_options(options)
         if credentials is None:
-            self._channel = grpc.insecure_channel(target, options=options)
+            self._channel = grpc.insecure_channel(target, options=opts)
         else:
-            self._channel = grpc.secure_channel(target, credentials, options=options)
+            self._channel = grpc.secure_channel(target, credentials, options=opts)
         self._errors = service_pb2_grpc.ErrorReplayServiceStub(self._channel)
         self._topology = service_pb2_grpc.TopologyServiceStub(self._channel)
         self._metadata = auth_metadata(token)
@@ -105,9 +109,17 @@ class SyncErrorReplayClient:
         return self._call(self._errors.CaptureError, request, rr.CaptureErrorResponse, timeout)
 
     def batch_capture(
-        self, items: Iterable[m.ErrorReport | rr.CaptureErrorRequest], *, timeout: float | None = None
+        self,
+        items: Iterable[m.ErrorReport | rr.CaptureErrorRequest],
+        *,
+        include_snapshots: bool = False,
+        timeout: float | None = None,
     ) -> rr.BatchCaptureErrorsResponse:
-        return self._call(self._errors.BatchCaptureErrors, batch_request(items), rr.BatchCaptureErrorsResponse, timeout)
+        parts = split_batch(batch_request(items, include_snapshots))
+        responses = [
+            self._call(self._errors.BatchCaptureErrors, part, rr.BatchCaptureErrorsResponse, timeout) for part in parts
+        ]
+        return responses[0] if len(responses) == 1 else merge_batch_responses(responses)
 
     def get(self, error_id: str, *, timeout: float | None = None) -> m.ErrorSnapshot:
         request = rr.GetErrorRequest(error_id=error_id)

@@ -51,6 +51,15 @@ def enum_value(kind: type[E], value: int) -> E:
         return kind(0)
 
 
+def known_enum(kind: type[E], value: int, field: str) -> E:
+    """For fields where 0 means "the default" (min_severity, order_by): an unknown number is an
+    error, not the default, or ``min_severity = 99`` would quietly mean "every severity"."""
+    try:
+        return kind(value)
+    except ValueError:
+        raise InvalidArgument.single(field, f"{value} is not a known {kind.__name__} value") from None
+
+
 def micros_from(ts: timestamp_pb2.Timestamp, field: str) -> Micros:
     if not (_MIN_SECONDS <= ts.seconds <= _MAX_SECONDS) or not (0 <= ts.nanos < 1_000_000_000):
         raise InvalidArgument.single(field, "is not a valid timestamp")
@@ -86,6 +95,17 @@ def duration_micros(d: duration_pb2.Duration, field: str = "duration") -> Micros
     ):
         raise InvalidArgument.single(field, "is not a valid duration")
     return d.seconds * 1_000_000 + d.nanos // 1000
+
+
+def bucket_micros(d: duration_pb2.Duration, field: str = "bucket") -> Micros:
+    """A statistics bucket: unset (0, the default) or whole seconds, at least 1 s. A bucket of a few
+    nanoseconds would otherwise round to 0 µs and silently become the 1 h default."""
+    micros = duration_micros(d, field)
+    if d.seconds == 0 and d.nanos == 0:
+        return 0
+    if d.seconds < 1 or d.nanos != 0:
+        raise InvalidArgument.single(field, "must be a whole number of seconds, at least 1 s")
+    return micros
 
 
 def duration_from_ms(ms: float) -> duration_pb2.Duration:
@@ -152,7 +172,7 @@ def report_from_pb(msg: pb.ErrorReport, field: str = "error") -> ErrorReport:
 def filter_from_pb(msg: pb.ErrorFilter, field: str = "filter") -> ErrorFilter:
     return ErrorFilter(
         severities=[enum_value(Severity, s) for s in msg.severities],
-        min_severity=enum_value(Severity, msg.min_severity),
+        min_severity=known_enum(Severity, msg.min_severity, f"{field}.min_severity"),
         sources=[enum_value(Source, s) for s in msg.sources],
         resource_ids=list(msg.resource_ids),
         resource_type=msg.resource_type,

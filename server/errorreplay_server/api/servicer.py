@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import grpc
 
@@ -15,6 +16,8 @@ from errorreplay_server.dataplane import DataPlane
 from errorreplay_server.domain.errors import InvalidArgument, ResourceExhausted
 from errorreplay_server.domain.model import CaptureOutcome, ChangeKind, GroupOrder, GroupStatus, Severity
 from errorreplay_server.streaming.hub import too_slow
+
+log = logging.getLogger(__name__)
 
 
 def _deadline(context: grpc.aio.ServicerContext) -> float | None:
@@ -32,12 +35,12 @@ def _capture_request(msg: rr.CaptureErrorRequest, field: str) -> CaptureRequest:
     )
 
 
-def _capture_response(outcome: CaptureOutcome, out: rr.CaptureErrorResponse) -> None:
+def _capture_response(outcome: CaptureOutcome, out: rr.CaptureErrorResponse, with_snapshot: bool = True) -> None:
     out.error_id = outcome.snapshot.error_id
     out.group_id = outcome.snapshot.group_id
     out.duplicate = outcome.duplicate
     out.regression = outcome.regression
-    if not outcome.snapshot_withheld:
+    if with_snapshot and not outcome.snapshot_withheld:
         convert.snapshot_to_pb(outcome.snapshot, out.error)
 
 
@@ -68,7 +71,8 @@ class ErrorReplayServicer(service_pb2_grpc.ErrorReplayServiceServicer):
         for index, result in enumerate(results):
             slot = response.results.add(index=index)
             if isinstance(result, CaptureOutcome):
-                _capture_response(result, slot.response)
+                # Snapshots only on request: echoing 1,000 of them outgrew clients' receive limits.
+                _capture_response(result, slot.response, request.include_snapshots)
                 if result.duplicate:
                     response.duplicate_count += 1
                 else:
@@ -110,7 +114,7 @@ class ErrorReplayServicer(service_pb2_grpc.ErrorReplayServiceServicer):
         stats = await self._plane.statistics(
             convert.optional_micros(request, "start_time", "start_time"),
             convert.optional_micros(request, "end_time", "end_time"),
-            convert.duration_micros(request.bucket, "bucket"),
+            convert.bucket_micros(request.bucket, "bucket"),
             convert.filter_from_pb(request.filter),
             request.top_groups_limit,
             request.include_muted,
@@ -124,7 +128,7 @@ class ErrorReplayServicer(service_pb2_grpc.ErrorReplayServiceServicer):
     ) -> rr.ListRecentErrorsResponse:
         errors = await self._plane.recent(
             request.page_size,
-            convert.enum_value(Severity, request.min_severity),
+            convert.known_enum(Severity, request.min_severity, "min_severity"),
             convert.duration_micros(request.window, "window"),
         )
         response = rr.ListRecentErrorsResponse()
@@ -166,20 +170,29 @@ class ErrorReplayServicer(service_pb2_grpc.ErrorReplayServiceServicer):
         # cheaper than racing every write against the overflow.
         handler = asyncio.current_task()
         assert handler is not None
+        # Initial metadata goes out now, on its own. Otherwise the first write carries it, and if
+        # that write is the one cancelled on overflow, grpc never learns it was sent: the status
+        # would then send it a second time, which core refuses (GRPC_CALL_ERROR_TOO_MANY_OPERATIONS,
+        # logged by grpc as an ERROR-level ExecuteBatchError), and the client would get no status.
+        await context.send_initial_metadata(())
         watcher = asyncio.ensure_future(_cancel_on(stream.overflow_event, handler))
         cursor = stream.start_cursor
+        delivered = 0
         try:
             async for item in stream.items:
                 # Before the write: once write() is called the message is handed to the transport
                 # and reaches the client ahead of the status, even if this task is then cancelled.
                 cursor = item.cursor
                 await context.write(self._stream_encoder.encode(item))
+                delivered += 1
         except ResourceExhausted:  # the queue overflowed while the stream waited for items
+            _log_overflow(delivered, cursor)
             raise too_slow(cursor) from None
         except asyncio.CancelledError:
             if not stream.overflow_event.is_set():
                 raise
             handler.uncancel()
+            _log_overflow(delivered, cursor)
             raise too_slow(cursor) from None
         finally:
             watcher.cancel()
@@ -190,7 +203,7 @@ class ErrorReplayServicer(service_pb2_grpc.ErrorReplayServiceServicer):
     ) -> rr.ListErrorGroupsResponse:
         page = await self._plane.list_groups(
             [convert.enum_value(GroupStatus, s) for s in request.statuses],
-            convert.enum_value(GroupOrder, request.order_by),
+            convert.known_enum(GroupOrder, request.order_by, "order_by"),
             request.page_size,
             request.page_token,
         )
@@ -206,6 +219,16 @@ class ErrorReplayServicer(service_pb2_grpc.ErrorReplayServiceServicer):
         response = rr.UpdateErrorGroupResponse()
         convert.group_to_pb(group, response.group)
         return response
+
+
+def _log_overflow(delivered: int, cursor: str) -> None:
+    # A subscriber that cannot keep up is expected under load, not a server error: one line, no traceback.
+    log.info(
+        "SubscribeErrors: subscriber too slow, its queue overflowed after %d messages; "
+        "ended with RESOURCE_EXHAUSTED, resume cursor %s",
+        delivered,
+        cursor or "(none yet)",
+    )
 
 
 async def _cancel_on(event: asyncio.Event, task: asyncio.Task[object]) -> None:

@@ -1,7 +1,9 @@
 """Secret scrubbing (DESIGN.md §4): mask values that look like secrets before anything is stored.
 
-The capture path runs every report through one `SecretScrubber`: the message, the stack trace, the
-tags and the attributes (and the collectors run their log lines through it). What it masks becomes
+The capture path runs every stored field through one `SecretScrubber` as `field_policy.py` says:
+free text is scrubbed, identifiers holding a secret are refused (`secret_kinds`); the collectors
+run their log lines through it too. Emails and national ids (PII_PATTERNS) are masked unless
+``ERRORREPLAY_SCRUB_PII=off``; where one overlaps a secret, the secret's mask wins. What it masks becomes
 the literal ``[REDACTED:<kind>]``. Only the secret part is masked: ``password=hunter2`` becomes
 ``password=[REDACTED:password]``, and ``postgres://app:pw@db/x`` keeps its scheme, user and host.
 
@@ -44,7 +46,7 @@ Timing (CPython 3.11 on a shared 2-core VM, default patterns, best of 5; ad hoc,
 a 60-character message ~5-10 µs; a 10-entry tag dict ~80 µs the first time, ~7 µs repeated;
 a 2 kB stack trace ~100 µs, ~350 µs when it holds a few secrets (text that changed is
 scanned again); 100 kB ~5-10 ms. The keyword prefilter costs about 1 µs per distinct keyword
-per 2 kB (81 keywords); each pattern it lets run costs 1-30 µs per 2 kB.
+per 2 kB (87 keywords with PII on); each pattern it lets run costs 1-30 µs per 2 kB.
 
 Configuration
 -------------
@@ -57,6 +59,8 @@ Configuration
   naming the file and line. Extra patterns have no keywords, so they run on every string.
 - ``ERRORREPLAY_SCRUB_DISABLED_KINDS``: comma-separated kinds to turn off (text patterns and dict
   key rules alike). An unknown kind raises ValueError, so a typo cannot pass unnoticed.
+- ``ERRORREPLAY_SCRUB_PII``: ``on`` (default) or ``off``: whether emails and US social security
+  numbers (kinds ``email``, ``national_id``) are masked too.
 
 In code: ``SecretScrubber(extra_patterns=[...], disabled_kinds=[...])``, or pass ``patterns`` to
 replace the defaults.
@@ -76,6 +80,10 @@ from typing import Any, Final, NamedTuple
 
 ENV_EXTRA_PATTERNS: Final = "ERRORREPLAY_SCRUB_EXTRA_PATTERNS"
 ENV_DISABLED_KINDS: Final = "ERRORREPLAY_SCRUB_DISABLED_KINDS"
+ENV_SCRUB_PII: Final = "ERRORREPLAY_SCRUB_PII"
+# Emails and national ids are masked unless the operator turns it off: an error store is read by
+# many people, and Sentry's default data scrubbing masks them too.
+DEFAULT_SCRUB_PII: Final = True
 
 # A container nested deeper than this many levels inside the value given to `scrub_value` is
 # replaced by DEPTH_LIMIT_MASK instead of being walked (protobuf Struct allows ~100 levels).
@@ -97,6 +105,9 @@ _CLEAN_CACHE_SIZE: Final = 4096
 # Stack traces repeat (one code path, many errors) and cost the most to scan, so long strings
 # are cached too, within a budget of characters.
 _CLEAN_CACHE_MAX_CHARS: Final = 4_000_000
+
+# secret_kinds remembers clean identifiers up to this length (the default id limit).
+_CLEAN_ID_MAX_LEN: Final = 256
 
 # scrub_text scans text again after masking, until nothing changes, at most this many scans.
 _MAX_PASSES: Final = 3
@@ -194,13 +205,13 @@ def luhn_ok(digits: str) -> bool:
 
 
 def is_card_number(text: str) -> bool:
-    """13 to 19 digits (spaces and dashes ignored), a card network prefix, and a valid Luhn sum.
+    """13 to 19 digits (spaces, dashes and dots ignored), a card network prefix, and a valid Luhn sum.
 
     Prefixes: 2221-2720 (Mastercard 2-series, checked as 22-27), 3 (Amex, Diners, JCB), 4 (Visa),
     5 (Mastercard, Maestro), 6 (Discover, UnionPay, Maestro). Timestamps and snowflake ids start
     with 1 today, so the prefix rule keeps them out even when their checksum happens to pass.
     """
-    digits = text.replace(" ", "").replace("-", "")
+    digits = text.replace(" ", "").replace("-", "").replace(".", "")
     if not (_MIN_CARD_DIGITS <= len(digits) <= _MAX_CARD_DIGITS) or not (digits.isascii() and digits.isdigit()):
         return False
     first = digits[0]
@@ -297,11 +308,24 @@ _KEY_FAMILIES: Final[tuple[_KeyFamily, ...]] = (
         ("dd", "datadog"),
     ),
     _KeyFamily("private_key", "p", r"rivate[_.-]?key", r"rivate[_-]?Key", ("private",)),
-    _KeyFamily("password", "p", r"assword|asswd|assphrase|gpassword", r"assword|asswd|assphrase", ("pass",)),
+    # `pass` alone (``DB_PASS=``, ``pass=``) ends at the key, so ``passport=`` and ``bypass=`` stay.
+    _KeyFamily(
+        "password",
+        "p",
+        r"assword|asswd|assphrase|asscode|gpassword|ass(?![A-Za-z0-9])",
+        r"assword|asswd|assphrase|asscode|ass(?![A-Za-z0-9])",
+        ("pass",),
+    ),
     # `PWD=/home/app` is the working directory, not a password.
     _KeyFamily("password", "p", r"wd", r"wd", ("pwd",), value_guard=r"(?![/~])"),
+    _KeyFamily("password", "p", r"w(?![A-Za-z0-9])", r"w(?![A-Za-z0-9])", ("pw",)),
+    _KeyFamily("credentials", "c", r"redentials?(?![A-Za-z0-9])", r"redentials?(?![A-Za-z0-9])", ("credential",)),
     _KeyFamily("secret", "s", r"ecret(?:[_.-]?key)?", r"ecret(?:Key)?", ("secret",)),
+    _KeyFamily("secret", "c", r"lient[_.-]?secret", r"lientSecret", ("secret",)),
     _KeyFamily("token", "t", r"oken", r"oken", ("token",)),
+    # Glued names: ``apitoken=``, ``accesstoken=`` (``access_token`` is caught by the row above).
+    _KeyFamily("token", "a", r"(?:pi|ccess|uth)[_.-]?token", r"(?:pi|ccess|uth)Token", ("token",)),
+    _KeyFamily("token", "r", r"efresh[_.-]?token", r"efreshToken", ("token",)),
     _KeyFamily("api_key", "a", r"pi[_.-]?key", r"pi[_-]?Key|PI[_-]?Key", ("apikey", "api_key", "api-key", "api.key")),
 )
 
@@ -345,6 +369,26 @@ def _default_patterns() -> tuple[SecretPattern, ...]:
             "aws_access_key_id",
             _lit("A", "A-Za-z0-9") + r"(?:KIA|SIA|BIA|CCA)[A-Z0-9]{16}(?![A-Za-z0-9])",
             ["akia", "asia", "abia", "acca"],
+        ),
+        # A secret access key (40 characters of base64 with upper and lower case letters) a little
+        # after its access key id ("key AKIA... and secret wJalr..."): the pair is how they leak.
+        _p(
+            "aws_secret_access_key",
+            _lit("A", "A-Za-z0-9") + r"(?:KIA|SIA)[A-Z0-9]{16}(?![A-Za-z0-9])[^\r\n]{1,64}?"
+            r"(?<![A-Za-z0-9/+=])(?P<secret>(?=[A-Za-z0-9/+]{0,39}[A-Z])(?=[A-Za-z0-9/+]{0,39}[a-z])"
+            r"[A-Za-z0-9/+]{40})(?![A-Za-z0-9/+=])",
+            ["akia", "asia"],
+            group="secret",
+        ),
+        # The same 40 characters after its labels, however they are separated (spaces, quotes, a
+        # colon, an equals sign, a CLI flag): ``aws_secret_access_key wJalr...``.
+        _p(
+            "aws_secret_access_key",
+            r"[AaSs](?<![A-Za-z0-9][AaSs])(?i:(?<=[Aa])ws[_.-]?secret[_.-]?access[_.-]?key|(?<=[Ss])ecret[_.-]?(?:access[_.-]?)?key)"
+            r"[\s\"'\\:=,>]{1,8}(?P<secret>(?=[A-Za-z0-9/+]{0,39}[A-Z])(?=[A-Za-z0-9/+]{0,39}[a-z])"
+            r"[A-Za-z0-9/+]{40})(?![A-Za-z0-9/+=])",
+            ["secret"],
+            group="secret",
         ),
         _p(
             "aws_session_token",
@@ -476,13 +520,23 @@ def _default_patterns() -> tuple[SecretPattern, ...]:
         ),
     ]
     auth = [
-        # A token of 8+ characters with a digit, or of 20+: not "Bearer authentication" in prose.
+        # A token of 8+ characters with a digit or a lower-case letter followed by an upper-case one,
+        # or of 20+: not "Bearer authentication" or "Bearer Token" in prose.
         _p(
             "bearer_token",
             r"[Bb](?<![A-Za-z0-9_-][Bb])(?i:earer)[ \t]+"
-            r"(?P<secret>(?=[A-Za-z0-9._~+/-]{20}|[A-Za-z._~+/-]{0,64}[0-9])[A-Za-z0-9._~+/-]{8,}=*)"
+            r"(?P<secret>(?=[A-Za-z0-9._~+/-]{20}|[A-Za-z._~+/-]{0,64}[0-9]|[A-Za-z._~+/-]{0,64}[a-z][A-Z])"
+            r"[A-Za-z0-9._~+/-]{8,}=*)"
             r"(?![A-Za-z0-9._~+/=-])",
             ["bearer"],
+            group="secret",
+        ),
+        # In an Authorization header any bearer token is one, letters only and short included.
+        _p(
+            "bearer_token",
+            r"[Aa](?<![A-Za-z0-9][Aa])(?i:uthorization)\\?[\"']?[ \t]*[:=][ \t]*\\?[\"']?(?i:bearer)[ \t]+"
+            r"(?P<secret>[A-Za-z0-9._~+/-]{4,}=*)(?![A-Za-z0-9._~+/=-])",
+            ["authorization"],
             group="secret",
         ),
         _p(
@@ -498,32 +552,96 @@ def _default_patterns() -> tuple[SecretPattern, ...]:
             "authorization",
             r"[Aa](?<![A-Za-z0-9][Aa])(?i:uthorization)\\?[\"']?[ \t]*[:=][ \t]*\\?[\"']?"
             r"(?!(?i:bearer|basic)(?![A-Za-z0-9]))(?:[A-Za-z][A-Za-z0-9_-]{0,30}[ \t]+)?"
-            r"(?P<secret>(?=[^\s\"'\\,;]{0,4096}?[0-9])[^\s\"'\\,;]{8,})",
+            r"(?P<secret>(?=[^\s\"'\\,;]{0,4096}?[0-9]|[^\s\"'\\,;]{16})[^\s\"'\\,;]{8,})",
             ["authorization"],
             group="secret",
         ),
-        # scheme://user:password@host: the password runs to the last @ of the authority.
+        # scheme://user:password@host: the password runs to the last @ of the authority. A password
+        # may hold / ? or # (unencoded, as people write them); then it runs to the first @, and
+        # ``host:8080/path?to=a@b`` is left alone: a port is digits up to the / ? or #.
         _p(
             "url_password",
-            r"://(?<=[A-Za-z0-9+.-]://)[^\s:/?#@\[\]]*:(?P<secret>[^\s/?#]+)@",
+            r"://(?<=[A-Za-z0-9+.-]://)[^\s:/?#@\[\]]*:"
+            r"(?P<secret>[^\s/?#]+(?=@)|(?![0-9]{0,5}[/?#])[^\s@]+(?=@))@",
             ["://"],
+            group="secret",
+        ),
+        # scheme://<token>@host: a token alone as the user (``https://<40 hex>@github.com``); 20+
+        # characters with a digit, so ``https://deploy-bot@host`` stays.
+        _p(
+            "url_token",
+            r"://(?<=[A-Za-z0-9+.-]://)(?P<secret>(?=[A-Za-z0-9_-]{0,255}[0-9])[A-Za-z0-9_-]{20,255})@",
+            ["://"],
+            group="secret",
+        ),
+        # Cookie and Set-Cookie headers in text: the whole value (name=value pairs, so "cookie: see
+        # the policy" in prose stays).
+        _p(
+            "cookie",
+            r"[Cc](?<![A-Za-z0-9][Cc])(?i:ookie)\\?[\"']?[ \t]*:[ \t]*(?P<q>\\?[\"'])?"
+            r"(?!(?i:null|none|nil|undefined)(?![A-Za-z0-9_]))"
+            r"(?P<secret>[^\s\"'\\][^\r\n\"'\\]*)",
+            ["cookie"],
+            group="secret",
+            validator=lambda value: "=" in value,
+        ),
+        # mysql -p<password> (the password glued to the flag; ``-p`` alone prompts).
+        _p(
+            "password",
+            r"mysql(?<![A-Za-z0-9_]mysql)(?:dump|admin|import|check|sh)?(?![A-Za-z0-9_])[^\r\n|;&]{0,256}?"
+            r"[ \t]-p(?P<secret>[^\s\"'-][^\s\"']*)",
+            ["mysql"],
             group="secret",
         ),
     ]
     key_value = [SecretPattern(f.kind, _kv_regex(f), "secret", f.keywords) for f in _KEY_FAMILIES]
     card = [
-        # Digits only, 4-4-4-4(-3) or 4-6-5 with one kind of separator; see is_card_number.
+        # Digits only, 4-4-4-4(-3) with spaces, dashes or dots, or 4-6-5 / 4-6-6 with spaces or
+        # dashes; see is_card_number. It may be glued to a word before it (``card4111...``), not
+        # to digits, a sign, a dot or a dash.
         _p(
             "credit_card",
-            r"[2-6](?<![A-Za-z0-9_+.-][2-6])(?:[0-9]{12,18}"
-            r"|[0-9]{3}(?P<s1>[ -])[0-9]{4}(?P=s1)[0-9]{4}(?P=s1)[0-9]{1,4}(?:(?P=s1)[0-9]{3})?"
-            r"|[0-9]{3}(?P<s2>[ -])[0-9]{6}(?P=s2)[0-9]{4,5})"
+            r"[2-6](?<![0-9+.-][2-6])"
+            # Not glued to letters and digits unless a letter past f is among the last four before
+            # it ("card", "visa", "pan"): in hex ids (trace ids, digests) a digit run is no card.
+            r"(?:(?<![A-Za-z0-9_][2-6])|(?<=[g-zG-Z_][2-6])|(?<=[g-zG-Z_][A-Za-z][2-6])"
+            r"|(?<=[g-zG-Z_][A-Za-z]{2}[2-6])|(?<=[g-zG-Z_][A-Za-z]{3}[2-6]))"
+            r"(?:[0-9]{12,18}"
+            r"|[0-9]{3}(?P<s1>[ .-])[0-9]{4}(?P=s1)[0-9]{4}(?P=s1)[0-9]{1,4}(?:(?P=s1)[0-9]{3})?"
+            r"|[0-9]{3}(?P<s2>[ -])[0-9]{6}(?P=s2)[0-9]{4,6})"
             r"(?![A-Za-z0-9_-])(?!\.[0-9])",
             ["2", "3", "4", "5", "6"],
             validator=is_card_number,
         ),
     ]
     return (*specific, *auth, *key_value, *card)
+
+
+def is_us_ssn(text: str) -> bool:
+    """A US social security number as issued: area not 000, 666 or 9xx; group and serial not zero."""
+    area, group, serial = text.split("-")
+    return area not in ("000", "666") and area[0] != "9" and group != "00" and serial != "0000"
+
+
+def _pii_patterns() -> tuple[SecretPattern, ...]:
+    """Personal data rather than credentials: on unless ERRORREPLAY_SCRUB_PII=off."""
+    return (
+        # An address, not the user part of a URL (``https://user@host``) nor ``git@host:org/repo``.
+        # The local part is bounded and must start a run, so a long run without @ stays linear.
+        _p(
+            "email",
+            r"(?<![A-Za-z0-9._%+/-])[A-Za-z0-9._%+-]{1,64}@(?:[A-Za-z0-9-]{1,63}\.){1,8}[A-Za-z]{2,24}"
+            r"(?![A-Za-z0-9-])(?!\.[A-Za-z0-9])(?!:[A-Za-z0-9~/])",
+            ["@"],
+        ),
+        # A US social security number, 3-2-4 digits with dashes, as issued (see is_us_ssn).
+        _p(
+            "national_id",
+            r"[0-8](?<![A-Za-z0-9_.+-][0-8])[0-9]{2}-[0-9]{2}-[0-9]{4}(?![A-Za-z0-9_]|-[0-9])",
+            ["-"],
+            validator=is_us_ssn,
+        ),
+    )
 
 
 def _default_key_rules() -> tuple[SecretKeyRule, ...]:
@@ -548,6 +666,21 @@ def _default_key_rules() -> tuple[SecretKeyRule, ...]:
             "cookie", re.compile(r"(?<![A-Za-z0-9])(?i:cookie)\Z|(?<=[a-z0-9])Cookie\Z", _A), keywords=("cookie",)
         )
     )
+    # Keys too short or too common to look for in free text ("session: 5 started"), but whose
+    # value under that exact key is a secret: a session id, a PIN, a one-time password.
+    for kind, name, suffix in (
+        ("session", "session", r"(?:[_.-]?(?:id|key|token))?"),
+        ("pin", "pin", r"(?:[_.-]?code)?"),
+        ("otp", "otp", r"(?:[_.-]?code)?"),
+    ):
+        camel = name[0].upper() + name[1:]
+        rules.append(
+            SecretKeyRule(
+                kind,
+                re.compile(rf"(?<![A-Za-z0-9])(?i:{name}{suffix})\Z|(?<=[a-z0-9]){camel}(?i:{suffix})\Z", _A),
+                keywords=(name,),
+            )
+        )
     return tuple(rules)
 
 
@@ -556,6 +689,8 @@ DEFAULT_KEY_RULES: Final[tuple[SecretKeyRule, ...]] = _default_key_rules()
 DEFAULT_KINDS: Final[frozenset[str]] = frozenset(p.kind for p in DEFAULT_PATTERNS) | frozenset(
     r.kind for r in DEFAULT_KEY_RULES
 )
+PII_PATTERNS: Final[tuple[SecretPattern, ...]] = _pii_patterns()
+PII_KINDS: Final[frozenset[str]] = frozenset(p.kind for p in PII_PATTERNS)
 
 
 # --- configuration ----------------------------------------------------------------------------
@@ -593,6 +728,18 @@ def load_patterns(path: str | os.PathLike[str]) -> list[SecretPattern]:
     return parse_patterns(text, source=os.fspath(path))
 
 
+def parse_on_off(value: str, name: str, default: bool) -> bool:
+    """``on``/``off`` (also true/false, 1/0, yes/no); blank is the default; ValueError otherwise."""
+    word = value.strip().lower()
+    if not word:
+        return default
+    if word in ("on", "true", "1", "yes"):
+        return True
+    if word in ("off", "false", "0", "no"):
+        return False
+    raise ValueError(f"{name} must be on or off, got {value!r}")
+
+
 def parse_kinds(value: str) -> list[str]:
     """Split a comma-separated list of kinds, dropping blanks."""
     return [k.strip() for k in value.split(",") if k.strip()]
@@ -613,11 +760,17 @@ class SecretScrubber:
         disabled_kinds: Iterable[str] = (),
         key_rules: Iterable[SecretKeyRule] | None = None,
         max_depth: int = MAX_SCRUB_DEPTH,
+        pii: bool = False,
     ) -> None:
         """`patterns` replace the defaults, `extra_patterns` follow them (so on a tie the default
-        kind wins), `key_rules` replace the default dict-key rules. `disabled_kinds` turns kinds
-        off in both; ValueError for a kind that is in neither."""
-        all_patterns = [*(DEFAULT_PATTERNS if patterns is None else patterns), *extra_patterns]
+        kind wins), `key_rules` replace the default dict-key rules. `pii` adds the PII_PATTERNS
+        (emails, national ids) after the defaults. `disabled_kinds` turns kinds off in all of
+        them; ValueError for a kind that is in none."""
+        all_patterns = [
+            *(DEFAULT_PATTERNS if patterns is None else patterns),
+            *(PII_PATTERNS if pii else ()),
+            *extra_patterns,
+        ]
         all_rules = list(DEFAULT_KEY_RULES if key_rules is None else key_rules)
         disabled = set(disabled_kinds)
         known = {p.kind for p in all_patterns} | {r.kind for r in all_rules}
@@ -629,6 +782,10 @@ class SecretScrubber:
         if max_depth < 1:
             raise ValueError("max_depth must be at least 1")
         self._patterns = tuple(p for p in all_patterns if p.kind not in disabled)
+        # PII spans give way to the secrets they overlap (``user:pw@host`` is a URL password, not
+        # an address); the next scan of the masked text finds any address left.
+        pii_ids = {id(p) for p in PII_PATTERNS}
+        self._yielding = frozenset(i for i, p in enumerate(self._patterns) if id(p) in pii_ids)
         self._key_rules = tuple(r for r in all_rules if r.kind not in disabled)
         self._max_depth = max_depth
         self._masks = {kind: mask_for(kind) for kind in known}
@@ -641,6 +798,8 @@ class SecretScrubber:
         # with nothing to mask are kept, so the cache never holds a secret.
         self._clean: dict[str, None] = {}
         self._clean_chars = 0
+        # Identifiers found clean (secret_kinds), kept apart so that unique ids do not churn _clean.
+        self._clean_ids: dict[str, None] = {}
         # Clean short dict keys -> the index of the key rule they match, or -1.
         self._key_rule_of: dict[str, int] = {}
 
@@ -649,12 +808,14 @@ class SecretScrubber:
         cls, environ: Mapping[str, str] | None = None, *, patterns: Iterable[SecretPattern] | None = None
     ) -> SecretScrubber:
         """Defaults (or `patterns`), plus ERRORREPLAY_SCRUB_EXTRA_PATTERNS, minus
-        ERRORREPLAY_SCRUB_DISABLED_KINDS (see the module docstring). ValueError on bad config."""
+        ERRORREPLAY_SCRUB_DISABLED_KINDS, with PII per ERRORREPLAY_SCRUB_PII (see the module
+        docstring). ValueError on bad config."""
         env = os.environ if environ is None else environ
         path = env.get(ENV_EXTRA_PATTERNS, "").strip()
         extra = load_patterns(path) if path else []
         disabled = parse_kinds(env.get(ENV_DISABLED_KINDS, ""))
-        return cls(patterns, extra_patterns=extra, disabled_kinds=disabled)
+        pii = parse_on_off(env.get(ENV_SCRUB_PII, ""), ENV_SCRUB_PII, DEFAULT_SCRUB_PII)
+        return cls(patterns, extra_patterns=extra, disabled_kinds=disabled, pii=pii)
 
     @property
     def kinds(self) -> frozenset[str]:
@@ -689,6 +850,8 @@ class SecretScrubber:
                 spans.append((start, end, i, p.kind))
         if not spans:
             return []
+        if self._yielding:
+            spans = _drop_yielding_overlaps(spans, self._yielding)
         spans.sort(key=lambda s: (s[0], -s[1], s[2]))
         merged: list[Redaction] = []
         for start, end, _, kind in spans:
@@ -699,6 +862,20 @@ class SecretScrubber:
             else:
                 merged.append(Redaction(start, end, kind))
         return merged
+
+    def secret_kinds(self, text: str) -> frozenset[str]:
+        """The kinds of secret in the text (empty when it holds none), for identifiers that are
+        refused rather than masked. Short clean values are remembered: services, environments and
+        resource ids repeat."""
+        cacheable = len(text) <= _CLEAN_ID_MAX_LEN
+        if not text or (cacheable and text in self._clean_ids):
+            return frozenset()
+        kinds = frozenset(r.kind for r in self.redactions(text))
+        if not kinds and cacheable:
+            if len(self._clean_ids) >= _CLEAN_CACHE_SIZE:
+                self._clean_ids.clear()
+            self._clean_ids[text] = None
+        return kinds
 
     def scrub_text(self, text: str) -> str:
         """The text with every secret replaced by ``[REDACTED:<kind>]``.
@@ -831,11 +1008,26 @@ class SecretScrubber:
                 scrubbed = self.scrub_text(text)
                 return value if scrubbed == text else scrubbed
             return value
+        # A Struct carries every number as a double: 4111111111111111 arrives as 4111111111111111.0.
+        if isinstance(value, float) and _MIN_CARD_INT <= abs(value) < 10**_MAX_CARD_DIGITS and value.is_integer():
+            text = str(int(value))
+            scrubbed = self.scrub_text(text)
+            return value if scrubbed == text else scrubbed
         if isinstance(value, (bytes, bytearray)):
             text = bytes(value).decode("utf-8", errors="replace")
             scrubbed = self.scrub_text(text)
             return value if scrubbed == text else scrubbed
         return value
+
+
+def _drop_yielding_overlaps(
+    spans: list[tuple[int, int, int, str]], yielding: frozenset[int]
+) -> list[tuple[int, int, int, str]]:
+    """The spans without those of `yielding` patterns that overlap a span of another pattern."""
+    strong = [(start, end) for start, end, i, _ in spans if i not in yielding]
+    if not strong or len(strong) == len(spans):
+        return spans
+    return [s for s in spans if s[2] not in yielding or not any(start < s[1] and s[0] < end for start, end in strong)]
 
 
 def _keyword_index(
@@ -879,7 +1071,10 @@ __all__ = (
     "DEPTH_LIMIT_MASK",
     "ENV_DISABLED_KINDS",
     "ENV_EXTRA_PATTERNS",
+    "ENV_SCRUB_PII",
     "MAX_SCRUB_DEPTH",
+    "PII_KINDS",
+    "PII_PATTERNS",
     "Redaction",
     "SecretKeyRule",
     "SecretPattern",

@@ -5,23 +5,28 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from typing import Protocol
 
 from errorreplay_server.analysis.grouping import fingerprint, group_id_for
 from errorreplay_server.analysis.settings import DEFAULT_SETTINGS, AnalysisSettings
+from errorreplay_server.capture import field_policy
 from errorreplay_server.capture.clock import ReceiveClock
+from errorreplay_server.capture.field_policy import PolicyScrubber
 from errorreplay_server.capture.validation import check_request_id, report_violations
-from errorreplay_server.domain.errors import DomainError, InvalidArgument
+from errorreplay_server.domain.errors import DomainError, FieldViolation, InvalidArgument
 from errorreplay_server.domain.model import (
     CLIENT_LOG_COLLECTOR,
     CaptureOutcome,
+    Change,
+    Dependency,
     ErrorContext,
     ErrorReport,
     ErrorSnapshot,
     LogLine,
     NewError,
+    Resource,
     Severity,
     Source,
     now_micros,
@@ -37,12 +42,7 @@ MAX_CLIENT_LOG_LINE_CHARS = 2000
 """A breadcrumb's message and each label value are cut here, like collected log lines."""
 
 
-class Scrubber(Protocol):
-    def scrub_text(self, text: str) -> str: ...
-
-    def scrub_tags(self, tags: Mapping[str, str]) -> dict[str, str]: ...
-
-    def scrub_value(self, value: Any) -> Any: ...
+Scrubber = PolicyScrubber
 
 
 class ErrorPublisher(Protocol):
@@ -121,6 +121,29 @@ class CaptureService:
         self.duplicates = 0
         self.rejected = 0
 
+    def clean_change(self, change: Change) -> Change:
+        """RecordChange: the change with its texts scrubbed; InvalidArgument for an id with a secret."""
+        cleaned, violations = field_policy.apply("Change", change, self._scrubber, "change.")
+        if violations:
+            raise InvalidArgument(violations)
+        return cleaned
+
+    def clean_topology(
+        self, resources: Sequence[Resource], dependencies: Sequence[Dependency]
+    ) -> tuple[list[Resource], list[Dependency]]:
+        """UpsertResources: names, types and labels scrubbed; InvalidArgument for ids with a secret."""
+        violations: list[FieldViolation] = []
+        cleaned: list[Resource] = []
+        for i, resource in enumerate(resources):
+            scrubbed, found = field_policy.apply("Resource", resource, self._scrubber, f"resources[{i}].")
+            cleaned.append(scrubbed)
+            violations += found
+        for i, dependency in enumerate(dependencies):
+            violations += field_policy.apply("Dependency", dependency, self._scrubber, f"dependencies[{i}].")[1]
+        if violations:
+            raise InvalidArgument(violations)
+        return cleaned, list(dependencies)
+
     async def start(self) -> None:
         self._clock.advance_past(await self._store.latest_received_at())
 
@@ -128,10 +151,17 @@ class CaptureService:
         now = now_micros()
         violations = report_violations(req.report, self._limits, now, prefix=f"{field_prefix}error")
         violations += check_request_id(req.request_id, self._limits, field=f"{field_prefix}request_id")
+        if not violations:
+            # Every stored field is scrubbed or, for identifiers, refused (capture/field_policy.py).
+            report, violations = field_policy.apply("ErrorReport", req.report, self._scrubber, f"{field_prefix}error.")
+            bad_request_id = field_policy.refused(req.request_id, f"{field_prefix}request_id", self._scrubber)
+            if bad_request_id is not None:
+                violations.append(bad_request_id)
         if violations:
             self.rejected += 1
             raise InvalidArgument(violations)
-        report = self._scrubbed(req.report, now)
+        # Breadcrumbs are stored once, as context logs (below), never on the report.
+        report = replace(report, occurred_at=report.occurred_at or now, breadcrumbs=[])
         digest, title = fingerprint(report, self._analysis)
         received_at = self._clock.next()
         snapshot = ErrorSnapshot(
@@ -148,42 +178,29 @@ class CaptureService:
             snapshot.context.logs = self._client_logs(req.report.breadcrumbs, report.occurred_at)
         return NewError(snapshot, title)
 
-    def _scrubbed(self, r: ErrorReport, now: int) -> ErrorReport:
-        s = self._scrubber
-        return replace(
-            r,
-            message=s.scrub_text(r.message),
-            stack_trace=s.scrub_text(r.stack_trace) if r.stack_trace else "",
-            tags=s.scrub_tags(r.tags) if r.tags else {},
-            attributes=s.scrub_value(r.attributes) if r.attributes else {},
-            fingerprint=[s.scrub_text(part) for part in r.fingerprint],
-            occurred_at=r.occurred_at or now,
-            breadcrumbs=[],
-        )
-
     def _client_logs(self, lines: Sequence[LogLine], occurred_at: int) -> list[LogLine]:
-        """The client's breadcrumbs as context log lines: the newest, scrubbed, then cut to size.
-        A line without a time takes the error's."""
-        s = self._scrubber
+        """The client's breadcrumbs as context log lines: the newest, scrubbed by the field policy
+        (capture/field_policy.py), then cut to size. A line without a time takes the error's."""
         dated = [replace(line, time=line.time or occurred_at) for line in lines]
         kept = sorted(dated, key=lambda line: line.time)[-MAX_CLIENT_LOG_LINES:]
-        return [
-            LogLine(
-                time=line.time,
-                level=s.scrub_text(line.level)[:32],
-                message=s.scrub_text(line.message)[:MAX_CLIENT_LOG_LINE_CHARS],
-                collector=CLIENT_LOG_COLLECTOR,
-                labels={
-                    s.scrub_text(k)[:128]: s.scrub_text(v)[:MAX_CLIENT_LOG_LINE_CHARS]
-                    for k, v in list(line.labels.items())[:32]
-                },
+        out = []
+        for line in kept:
+            clean, _ = field_policy.apply("LogLine", line, self._scrubber, "")
+            out.append(
+                LogLine(
+                    time=clean.time,
+                    level=clean.level[:32],
+                    message=clean.message[:MAX_CLIENT_LOG_LINE_CHARS],
+                    collector=CLIENT_LOG_COLLECTOR,
+                    labels={k[:128]: v[:MAX_CLIENT_LOG_LINE_CHARS] for k, v in list(clean.labels.items())[:32]},
+                )
             )
-            for line in kept
-        ]
+        return out
 
     def group_id_of(self, report: ErrorReport) -> str:
         """The group a report would join if it were captured now (same scrubbing, same fingerprint)."""
-        digest, _ = fingerprint(self._scrubbed(report, now_micros()), self._analysis)
+        scrubbed, _ = field_policy.apply("ErrorReport", report, self._scrubber, "error.")
+        digest, _ = fingerprint(replace(scrubbed, breadcrumbs=[]), self._analysis)
         return group_id_for(digest)
 
     def _after_commit(self, outcomes: Sequence[CaptureOutcome]) -> None:

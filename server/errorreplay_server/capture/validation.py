@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+import unicodedata
 from typing import Any
 
 from errorreplay_server.domain.errors import FieldViolation, InvalidArgument
@@ -45,6 +47,33 @@ def _depth(value: Any, limit: int) -> int:
     return deepest
 
 
+# Unicode categories that draw nothing on their own: format characters (zero-width space and
+# joiners, bidi marks, BOM), controls, separators, and combining marks with no base.
+_INVISIBLE_CATEGORIES = frozenset({"Cf", "Cc", "Zs", "Zl", "Zp", "Mn", "Me"})
+# Letters that render blank (Hangul fillers, the blank Braille pattern).
+_BLANK_LETTERS = frozenset("\u115f\u1160\u3164\uffa0\u2800")
+
+
+def is_blank(text: str) -> bool:
+    """Whether the text shows nothing: empty, or only whitespace and invisible characters."""
+    return all(ch.isspace() or ch in _BLANK_LETTERS or unicodedata.category(ch) in _INVISIBLE_CATEGORIES for ch in text)
+
+
+def _non_finite_path(value: Any) -> str | None:
+    """The path of the first NaN or ±Infinity in a JSON-like value (``a.b[2]``), else None.
+    JSON has no such numbers, so a stored one would break every JSON reader of the error."""
+    stack: list[tuple[Any, str]] = [(value, "")]
+    while stack:
+        item, path = stack.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            return path
+        if isinstance(item, dict):
+            stack.extend((v, f"{path}.{k}" if path else str(k)) for k, v in item.items())
+        elif isinstance(item, list):
+            stack.extend((v, f"{path}[{i}]") for i, v in enumerate(item))
+    return None
+
+
 def report_violations(report: ErrorReport, limits: Limits, now: Micros, prefix: str = "error") -> list[FieldViolation]:
     v: list[FieldViolation] = []
 
@@ -53,6 +82,8 @@ def report_violations(report: ErrorReport, limits: Limits, now: Micros, prefix: 
 
     if not report.message.strip():
         bad("message", "is required")
+    elif is_blank(report.message):
+        bad("message", "is required: it holds only invisible characters")
     elif len(report.message) > limits.max_message_chars:
         bad("message", f"is longer than {limits.max_message_chars} characters")
     if report.severity not in Severity.__members__.values() or report.severity == Severity.UNSPECIFIED:
@@ -79,8 +110,10 @@ def report_violations(report: ErrorReport, limits: Limits, now: Micros, prefix: 
     if report.attributes:
         if _depth(report.attributes, limits.max_attributes_depth) > limits.max_attributes_depth:
             bad("attributes", f"is nested deeper than {limits.max_attributes_depth} levels")
-        elif len(json.dumps(report.attributes, ensure_ascii=False)) > limits.max_attributes_bytes:
-            bad("attributes", f"is larger than {limits.max_attributes_bytes} bytes as JSON")
+        elif (where := _non_finite_path(report.attributes)) is not None:
+            bad(f"attributes.{where[:128]}", "is NaN or Infinity, which JSON cannot hold")
+        elif len(json.dumps(report.attributes, ensure_ascii=False).encode()) > limits.max_attributes_bytes:
+            bad("attributes", f"is larger than {limits.max_attributes_bytes} bytes as UTF-8 JSON")
     if len(report.fingerprint) > limits.max_fingerprint_parts:
         bad("fingerprint", f"has more than {limits.max_fingerprint_parts} parts")
     elif any(len(p) > limits.max_id_chars for p in report.fingerprint):

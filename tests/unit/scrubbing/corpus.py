@@ -59,6 +59,8 @@ class Shape:
     secret: str
     after: str
     near_miss: str
+    # Other secrets in `before` or `after` that are masked too: (the secret, its kind).
+    also_masked: tuple[tuple[str, str], ...] = ()
 
     @property
     def text(self) -> str:
@@ -66,7 +68,10 @@ class Shape:
 
     @property
     def expected(self) -> str:
-        return self.before + mask(self.kind) + self.after
+        before, after = self.before, self.after
+        for secret, kind in self.also_masked:
+            before, after = before.replace(secret, mask(kind)), after.replace(secret, mask(kind))
+        return before + mask(self.kind) + after
 
 
 JWT = (
@@ -85,6 +90,7 @@ UUID = "123e4567-e89b-12d3-a456-426614174000"
 GIT_SHA = "da39a3ee5e6b4b0d3255bfef95601890afd80709"
 # A Luhn-valid 16-digit number that starts like today's epoch microseconds: not a card.
 EPOCH_MICROS_LUHN = luhn_complete("173281234567890")
+AWS_SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
 
 S = Shape
 SHAPES: tuple[Shape, ...] = (
@@ -229,6 +235,79 @@ SHAPES: tuple[Shape, ...] = (
         "@github.com/org/repo.git",
         "git clone https://github.com/org/repo.git",
     ),
+    S(
+        "url-password-with-slash",
+        "url_password",
+        "postgres://app:",
+        "pa/ss" + fake(ALNUM, 8, "pwslash"),
+        "@db.internal:5432/orders",
+        "https://github.com:443/org/repo@v1.2",
+    ),
+    S(
+        "url-password-with-hash",
+        "url_password",
+        "redis://default:",
+        "pw#" + fake(ALNUM, 10, "pwhash"),
+        "@cache:6379",
+        "http://cache:6379/#/keys?owner=ops@example.com",
+    ),
+    S(
+        "url-password-with-question-mark",
+        "url_password",
+        "amqp://svc:",
+        "wh?at" + fake(ALNUM, 6, "pwq"),
+        "@mq/vhost",
+        "amqp://mq:5672?heartbeat=30",
+    ),
+    S(
+        "url-token-as-user",
+        "url_token",
+        "git clone https://",
+        fake(HEX, 40, "ghuser"),
+        "@github.com/org/repo.git",
+        "git clone https://deploy-bot@github.com/org/repo.git",
+    ),
+    # --- headers ------------------------------------------------------------------------------
+    S(
+        "cookie-header",
+        "cookie",
+        "GET / HTTP/1.1\r\nCookie: ",
+        "sessionid=" + fake(ALNUM, 24, "cookie") + "; csrftoken=" + fake(ALNUM, 16, "csrf"),
+        "\r\nAccept: */*",
+        "we use a cookie: see the privacy page",
+    ),
+    S(
+        "set-cookie-header",
+        "cookie",
+        "HTTP/1.1 200 OK\nSet-Cookie: ",
+        "sid=" + fake(ALNUM, 20, "setcookie") + "; Path=/; HttpOnly",
+        "\nContent-Length: 0",
+        "HTTP/1.1 200 OK\nSet-Cookie:\nContent-Length: 0",
+    ),
+    S(
+        "authorization-token-letters-only",
+        "authorization",
+        "Authorization: Token ",
+        fake(string.ascii_letters, 24, "tokletters"),
+        "",
+        "Authorization: Token required",
+    ),
+    S(
+        "bearer-letters-only-in-header",
+        "bearer_token",
+        "Authorization: Bearer ",
+        fake(string.ascii_lowercase, 12, "bearletters"),
+        "",
+        "Bearer authentication failed: token expired",
+    ),
+    S(
+        "bearer-letters-camel",
+        "bearer_token",
+        "curl -H 'x: Bearer ",
+        "abcDefGhiJkl",
+        "'",
+        "the Bearer Token scheme",
+    ),
     # --- cloud providers ----------------------------------------------------------------------
     S(
         "aws-access-key-id",
@@ -261,6 +340,40 @@ SHAPES: tuple[Shape, ...] = (
         fake(B64, 40, "sak"),
         '", "Expiration": "2024-11-28T12:00:00Z"}',
         '{"Expiration": "2024-11-28T12:00:00Z"}',
+    ),
+    S(
+        "aws-secret-next-to-key-id",
+        "aws_secret_access_key",
+        "boto: key AKIAIOSFODNN7EXAMPLE and secret ",
+        AWS_SECRET,
+        " rejected",
+        "boto: key AKIA1234 and commit " + GIT_SHA + " rejected",
+        (("AKIAIOSFODNN7EXAMPLE", "aws_access_key_id"),),
+    ),
+    S(
+        "aws-secret-after-label-space",
+        "aws_secret_access_key",
+        "aws configure set aws_secret_access_key ",
+        AWS_SECRET,
+        "",
+        "aws configure set aws_secret_access_key_file /run/secrets/aws",
+    ),
+    S(
+        "aws-secret-after-secret-key",
+        "aws_secret_access_key",
+        "secret_key ",
+        AWS_SECRET,
+        " (from env)",
+        "secret_key " + GIT_SHA + " (from env)",
+    ),
+    S(
+        "aws-secret-after-SecretAccessKey",
+        "aws_secret_access_key",
+        "sts: {AccessKeyId: ASIA" + "X" * 16 + ", SecretAccessKey ",
+        AWS_SECRET,
+        "}",
+        "sts: no SecretAccessKey in the answer",
+        (("ASIA" + "X" * 16, "aws_access_key_id"),),
     ),
     S(
         "aws-session-token",
@@ -577,6 +690,36 @@ SHAPES: tuple[Shape, ...] = (
         "exec: app --password-file /run/secrets/db",
     ),
     S("password-pwd-env", "password", "MYSQL_PWD=", "hunter2", " mysql -u root", "PWD=/home/app SHLVL=1"),
+    S("password-db-pass", "password", "DB_HOST=db DB_PASS=", "hunter2x", " DB_USER=app", "DB_PASSPORT_CHECK=on"),
+    S("password-pass", "password", "login user=bob pass=", "letmein9", "", "bypass=true compass=north"),
+    S("password-pw", "password", "connect(host='db', pw='", "s3cr3t-pw", "')", "kpw=12 pwm=on"),
+    S("password-passcode", "password", "passcode: ", "482913", "\n", "passcodes are 6 digits"),
+    S(
+        "password-mysql-flag",
+        "password",
+        "exec: mysql -h db -u root -p",
+        "hunter2x",
+        " orders",
+        "exec: mysql -h db -u root -p orders -P 3306",
+    ),
+    S(
+        "credentials-kv",
+        "credentials",
+        "credentials=",
+        fake(ALNUM, 20, "creds"),
+        "&next=/",
+        "credentials not found in ~/.aws",
+    ),
+    S("apitoken-glued", "token", "GET /v1?apitoken=", fake(ALNUM, 24, "apitok"), "", "GET /v1?apitokens_enabled"),
+    S("accesstoken-glued", "token", "accesstoken=", fake(ALNUM, 24, "acctok"), ";", "accesstokenlifetime=3600"),
+    S(
+        "clientsecret-glued",
+        "secret",
+        "clientsecret=",
+        fake(ALNUM, 24, "clsec"),
+        "&grant_type=client_credentials",
+        "clientsecretexpiry=2026-01-01",
+    ),
     S(
         "client-secret",
         "secret",
@@ -651,7 +794,27 @@ SHAPES: tuple[Shape, ...] = (
     S("card-discover", "credit_card", "", "6011111111111117", "", "ts=" + EPOCH_MICROS_LUHN),
     S("card-jcb", "credit_card", "order paid with ", "3530111333300000", "", "order 3530111333300001"),
     S("card-visa-13", "credit_card", "legacy ", "4222222222222", "", "legacy 4222222222223"),
+    S("card-dots", "credit_card", "card ", "4111.1111.1111.1111", " declined", "version 4111.1111.1111.1112"),
+    S("card-4-6-6", "credit_card", "pan ", "4111-111111-111111", "", "pan 4111-111111-111112"),
+    S("card-glued-to-word", "credit_card", "card", "4111111111111111", " declined", "card4111111111111112 declined"),
     S("card-19-digits", "credit_card", "pan=", luhn_complete("601100000000000000"), "", "latency=0.4111111111111111"),
+)
+
+# The addresses in SHAPES, which PII scrubbing masks as well.
+EMAILS_IN_SHAPES = ("svc@proj.iam.gserviceaccount.com", "ops@example.com")
+
+# Personal data, masked when ERRORREPLAY_SCRUB_PII is on (the default).
+PII_SHAPES: tuple[Shape, ...] = (
+    S(
+        "email",
+        "email",
+        "no account for ",
+        "alice.o'neil+test@mail.example.co.uk"[9:],
+        " (signup)",
+        "https://user@example.com/login",
+    ),
+    S("email-in-json", "email", '{"user": "', "ops@example.com", '"}', "git clone git@github.com:org/repo.git"),
+    S("us-ssn", "national_id", "ssn=", "123-45-6789", "", "ssn=000-45-6789 date=2024-11-28 id=900-12-3456"),
 )
 
 # Strings that look a little like secrets but are not; each must come out unchanged.

@@ -11,6 +11,8 @@ from errorreplay_server.capture.scrubbing import (
     DEFAULT_KINDS,
     ENV_DISABLED_KINDS,
     ENV_EXTRA_PATTERNS,
+    ENV_SCRUB_PII,
+    PII_KINDS,
     SecretKeyRule,
     SecretPattern,
     SecretScrubber,
@@ -29,8 +31,29 @@ def _write(tmp_path: Path, text: str) -> str:
 
 def test_from_env_without_settings_is_the_default() -> None:
     scrubber = SecretScrubber.from_env({})
-    assert scrubber.kinds == DEFAULT_KINDS
-    assert scrubber.scrub_text(SAMPLE) == SecretScrubber().scrub_text(SAMPLE)
+    assert scrubber.kinds == DEFAULT_KINDS | PII_KINDS
+    assert scrubber.scrub_text(SAMPLE) == SecretScrubber(pii=True).scrub_text(SAMPLE)
+
+
+PII_SAMPLE = "user alice@example.com ssn 123-45-6789 password=hunter2"
+
+
+def test_pii_is_scrubbed_by_default() -> None:
+    assert SecretScrubber.from_env({}).scrub_text(PII_SAMPLE) == (
+        "user [REDACTED:email] ssn [REDACTED:national_id] password=[REDACTED:password]"
+    )
+
+
+@pytest.mark.parametrize("value", ["off", "OFF", "false", "0", " no "])
+def test_pii_scrubbing_can_be_turned_off(value: str) -> None:
+    scrubber = SecretScrubber.from_env({ENV_SCRUB_PII: value})
+    assert scrubber.scrub_text(PII_SAMPLE) == PII_SAMPLE.replace("hunter2", "[REDACTED:password]")
+    assert not PII_KINDS & scrubber.kinds
+
+
+def test_pii_setting_rejects_other_words() -> None:
+    with pytest.raises(ValueError, match=ENV_SCRUB_PII):
+        SecretScrubber.from_env({ENV_SCRUB_PII: "maybe"})
 
 
 def test_extra_patterns_file(tmp_path: Path) -> None:

@@ -10,14 +10,14 @@ from hypothesis import strategies as st
 
 from errorreplay_server.capture.scrubbing import DEFAULT_KINDS, DEFAULT_PATTERNS, SecretScrubber, mask_for
 
-from .corpus import B64, NEAR_MISSES, SHAPES, Shape, fake
+from .corpus import B64, EMAILS_IN_SHAPES, NEAR_MISSES, PII_SHAPES, SHAPES, Shape, fake
 
 SCRUBBER = SecretScrubber()
 # The same patterns with the keyword prefilter off: every pattern scans every string.
 NO_PREFILTER = SecretScrubber([dataclasses.replace(p, keywords=()) for p in DEFAULT_PATTERNS])
 
 # Kinds that only dict keys can produce (tested in test_values).
-KEY_ONLY_KINDS = {"cookie"}
+KEY_ONLY_KINDS = {"session", "pin", "otp"}
 # A secret chunk this long must not appear in the output (unless the text around it holds it).
 LEAK_CHUNK = 8
 
@@ -48,6 +48,28 @@ def test_secret_is_masked(shape: Shape) -> None:
 @pytest.mark.parametrize("shape", SHAPES, ids=shape_id)
 def test_near_miss_is_unchanged(shape: Shape) -> None:
     assert SCRUBBER.scrub_text(shape.near_miss) == shape.near_miss
+
+
+PII_SCRUBBER = SecretScrubber(pii=True)
+
+
+@pytest.mark.parametrize("shape", PII_SHAPES, ids=shape_id)
+def test_pii_is_masked_when_on_and_kept_when_off(shape: Shape) -> None:
+    assert PII_SCRUBBER.scrub_text(shape.text) == shape.expected
+    assert PII_SCRUBBER.scrub_text(shape.near_miss) == shape.near_miss
+    assert SCRUBBER.scrub_text(shape.text) == shape.text
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=shape_id)
+def test_pii_patterns_leave_every_secret_row_as_it_was(shape: Shape) -> None:
+    # A secret wins over an address it overlaps (``user:pw@host`` stays a URL password).
+    def and_emails(text: str) -> str:
+        for email in EMAILS_IN_SHAPES:
+            text = text.replace(email, "[REDACTED:email]")
+        return text
+
+    assert PII_SCRUBBER.scrub_text(shape.text) == and_emails(SCRUBBER.scrub_text(shape.text))
+    assert PII_SCRUBBER.scrub_text(shape.near_miss) == and_emails(SCRUBBER.scrub_text(shape.near_miss))
 
 
 @pytest.mark.parametrize("text", NEAR_MISSES)
@@ -193,6 +215,17 @@ HOSTILE = [
     "eyJ" * 15_000 + ".",
     "abc8Q~" * 10_000,
     "-----BEGIN RSA PRIVATE KEY-----\n" + fake(B64, 50_000, "long"),
+    "mysql " * 10_000,
+    "mysql -u " + "x" * 50_000,
+    "Cookie: " * 8_000,
+    "cookie: " + "a" * 50_000,
+    "a" * 50_000 + "@",
+    "a@" * 25_000,
+    "AKIAIOSFODNN7EXAMPLE " * 2_500,
+    "secret_key " * 5_000,
+    "://" + "a1" * 25_000 + "@",
+    "://u:" + "1/" * 25_000,
+    "123-45-" * 7_000,
 ]
 
 

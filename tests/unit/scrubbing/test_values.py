@@ -71,6 +71,23 @@ KEY_NAMED: list[tuple[str, Any, Any]] = [
     ("Proxy-Authorization", "Basic abc", "[REDACTED:authorization]"),
     ("Cookie", "session=abc", "[REDACTED:cookie]"),
     ("set-cookie", "session=abc; HttpOnly", "[REDACTED:cookie]"),
+    # Keys the red team found unmasked (issue 19).
+    ("pass", "hunter2", "[REDACTED:password]"),
+    ("db_pass", "hunter2", "[REDACTED:password]"),
+    ("DB_PASS", "hunter2", "[REDACTED:password]"),
+    ("passcode", "482913", "[REDACTED:password]"),
+    ("pw", "hunter2", "[REDACTED:password]"),
+    ("credentials", "abc", "[REDACTED:credentials]"),
+    ("clientSecret", "abc", "[REDACTED:secret]"),
+    ("apitoken", "abc", "[REDACTED:token]"),
+    ("session", "abc", "[REDACTED:session]"),
+    ("session_id", "abc", "[REDACTED:session]"),
+    ("sessionId", "abc", "[REDACTED:session]"),
+    ("userSession", "abc", "[REDACTED:session]"),
+    ("pin", 1234, "[REDACTED:pin]"),
+    ("pin_code", "1234", "[REDACTED:pin]"),
+    ("otp", "123456", "[REDACTED:otp]"),
+    ("OTP", 123456, "[REDACTED:otp]"),
     # Whatever the value holds.
     ("password", 1234, "[REDACTED:password]"),
     ("password", 12.5, "[REDACTED:password]"),
@@ -94,7 +111,29 @@ KEY_NAMED: list[tuple[str, Any, Any]] = [
     ("secretary", "bob", "bob"),
     ("keyboard", "qwerty", "qwerty"),
     ("apiKeyVersion", "2", "2"),
+    ("passport", "X123", "X123"),
+    ("bypass", "on", "on"),
+    ("session_count", 3, 3),
+    ("sessions", 3, 3),
+    ("ping", 12, 12),
+    ("spin", 1, 1),
+    ("otp_enabled", True, True),
 ]
+
+
+@pytest.mark.parametrize("number", [4111111111111111.0, 4111111111111111, 5555555555554444.0])
+def test_card_numbers_as_struct_numbers_are_masked(number: float) -> None:
+    # A protobuf Struct holds every number as a double, so a card arrives as 4111111111111111.0.
+    assert SCRUBBER.scrub_value({"card_number": number, "n": [number]}) == {
+        "card_number": "[REDACTED:credit_card]",
+        "n": ["[REDACTED:credit_card]"],
+    }
+
+
+@pytest.mark.parametrize("number", [4111111111111112.0, 1732812345678901.0, 4111111111111111.5, 1e300, float("nan")])
+def test_other_large_numbers_are_kept(number: float) -> None:
+    out = SCRUBBER.scrub_value({"n": number})["n"]
+    assert out == number or (out != out and number != number)
 
 
 @pytest.mark.parametrize(("key", "value", "expected"), KEY_NAMED)

@@ -106,6 +106,12 @@ class BatchCaptureErrorsRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     REQUESTS_FIELD_NUMBER: _builtins.int
+    INCLUDE_SNAPSHOTS_FIELD_NUMBER: _builtins.int
+    include_snapshots: _builtins.bool
+    """Fill each result's response.error with the stored snapshot. Off by default: a result then
+    carries only error_id, group_id, duplicate and regression, so the answer to a full batch
+    stays far below the client's receive limit.
+    """
     @_builtins.property
     def requests(self) -> _containers.RepeatedCompositeFieldContainer[Global___CaptureErrorRequest]:
         """At most 1,000 items."""
@@ -114,10 +120,11 @@ class BatchCaptureErrorsRequest(_message.Message):
         self,
         *,
         requests: _abc.Iterable[Global___CaptureErrorRequest] | None = ...,
+        include_snapshots: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["requests", b"requests"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["include_snapshots", b"include_snapshots", "requests", b"requests"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
