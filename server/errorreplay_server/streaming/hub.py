@@ -192,7 +192,9 @@ class RecentErrors:
         found: dict[str, ErrorSnapshot] = {}
         for key in keys:
             for other in self._by_key.get(key, ()):
-                if other.error_id not in found and rule.reason(facts, RelationFacts.of(other), neighbours.near):
+                if other.error_id in found:
+                    continue
+                if rule.reason(facts, RelationFacts.of(other), neighbours.near) is not None:
                     found[other.error_id] = other
         return sorted(found.values(), key=lambda e: (e.report.occurred_at, e.error_id))[-limit:]
 
