@@ -212,26 +212,40 @@ class RelationRule:
         on a dependent (a caller). `near` is this rule's neighbourhood of `a`'s resource or of
         `b`'s: hop distance one way is the distance the other way back, so either answers
         alike (a replay knows the replayed error's, the hub the newest error's)."""
-        if a.error_id == b.error_id or abs(a.occurred_at - b.occurred_at) > self.window_us:
-            return None
-        if a.correlation_id and a.correlation_id == b.correlation_id:
-            return CorrelationReason.SAME_CORRELATION_ID
-        if a.trace_id and a.trace_id == b.trace_id:
-            return CorrelationReason.SAME_TRACE_ID
-        if not a.resource_id or not b.resource_id:
-            return None
-        if a.resource_id == b.resource_id:
-            return CorrelationReason.SAME_RESOURCE
-        if near.resource_id == a.resource_id:
-            b_below, b_above = b.resource_id in near.dependencies, b.resource_id in near.dependents
-        elif near.resource_id == b.resource_id:
-            b_below, b_above = a.resource_id in near.dependents, a.resource_id in near.dependencies
-        else:
-            raise ValueError(f"the neighbourhood of {near.resource_id!r} is neither error's resource")
-        if b_below:
-            return CorrelationReason.DOWNSTREAM_FAILURE
-        if b_above:
-            return CorrelationReason.UPSTREAM_FAILURE
+        found = self.first_related((a,), b, near)
+        return found[0] if found is not None else None
+
+    def first_related(
+        self, candidates: Iterable[RelationFacts], b: RelationFacts, near: Neighbourhood
+    ) -> tuple[CorrelationReason, RelationFacts] | None:
+        """The first candidate `a` that `b` is related to, and `reason(a, b, near)`. The rule is
+        written here only, as one loop, so the hub can scan a subscription's memory per error."""
+        window, t, error_id = self.window_us, b.occurred_at, b.error_id
+        correlation_id, trace_id, resource_id = b.correlation_id, b.trace_id, b.resource_id
+        near_id, below, above = near.resource_id, near.dependencies, near.dependents
+        near_is_b = near_id == resource_id
+        for a in candidates:
+            if abs(a.occurred_at - t) > window or a.error_id == error_id:
+                continue
+            if correlation_id and a.correlation_id == correlation_id:
+                return CorrelationReason.SAME_CORRELATION_ID, a
+            if trace_id and a.trace_id == trace_id:
+                return CorrelationReason.SAME_TRACE_ID, a
+            other = a.resource_id
+            if not resource_id or not other:
+                continue
+            if other == resource_id:
+                return CorrelationReason.SAME_RESOURCE, a
+            if near_is_b:
+                b_below, b_above = other in above, other in below
+            elif near_id == other:
+                b_below, b_above = resource_id in below, resource_id in above
+            else:
+                raise ValueError(f"the neighbourhood of {near_id!r} is neither error's resource")
+            if b_below:
+                return CorrelationReason.DOWNSTREAM_FAILURE, a
+            if b_above:
+                return CorrelationReason.UPSTREAM_FAILURE, a
         return None
 
 

@@ -252,10 +252,9 @@ class Subscription:
         """The relation rule between each remembered error (newest first) and `s`: why `s` is
         related to it, as a replay of the remembered error would say."""
         facts = RelationFacts.of(s)
-        for mem in reversed(self._memory):
-            reason = self._rule.reason(mem, facts, nb.near)
-            if reason is not None:
-                return reason, mem.error_id
+        found = self._rule.first_related(reversed(self._memory), facts, nb.near)
+        if found is not None:
+            return found[0], found[1].error_id
         # Failures within the related hops of the resources the filter names, before any of them
         # failed: the same graph rule, as if each named resource had just failed.
         if facts.resource_id in self._filter_neighbours.dependencies:
