@@ -117,7 +117,7 @@ async def _start(
     await store.start()
     started.push_async_callback(store.close)
     scrubber = SecretScrubber.from_env(os.environ)
-    hub = InProcessHub(store, settings.hub)
+    hub = InProcessHub(store, settings.hub, settings.analysis)
     await hub.start()
     started.push_async_callback(hub.close)
     enrichment: Enrichment | None = None

@@ -3,7 +3,10 @@
 Edges run from the dependent to its dependency (`api DEPENDS_ON db`). Walking "towards
 dependencies" goes api -> db; "towards dependents" goes db -> api, towards the callers.
 
-The relation rule (DESIGN §4), symmetric by construction: two distinct errors are related when
+The relation rule, symmetric by construction, is `RelationRule`: replays (`related_errors`) and
+the stream hub (streaming/hub.py) both ask it, with the same AnalysisSettings, so
+ERRORREPLAY_RELATED_WINDOW and ERRORREPLAY_RELATED_HOPS change both alike. Two distinct errors
+are related when
 their occurred_at differ by at most the related window and
 - they share a correlation_id or a trace_id, or
 - they sit on the same resource, or
@@ -152,35 +155,110 @@ def neighbour_resource_ids(resource_id: str, dependencies: GraphLike, max_hops: 
     return sorted(found)
 
 
+@dataclass(frozen=True, slots=True)
+class RelationFacts:
+    """What the relation rule reads of an error; small, so the hub can remember thousands."""
+
+    error_id: str
+    occurred_at: Micros
+    correlation_id: str
+    trace_id: str
+    resource_id: str
+
+    @classmethod
+    def of(cls, error: ErrorSnapshot) -> RelationFacts:
+        r = error.report
+        return cls(error.error_id, occurred_at(error), r.correlation_id, r.trace_id, r.resource_id)
+
+
+@dataclass(frozen=True, slots=True)
+class Neighbourhood:
+    """The resources within related_hops of one resource along DEPENDS_ON, each way, itself left
+    out: the dependencies it reaches, and the dependents (callers) that reach it."""
+
+    resource_id: str
+    dependencies: frozenset[str]
+    dependents: frozenset[str]
+
+    @property
+    def resource_ids(self) -> frozenset[str]:
+        return self.dependencies | self.dependents
+
+
+NO_NEIGHBOURHOOD = Neighbourhood("", frozenset(), frozenset())
+
+
+class RelationRule:
+    """The one definition of "related" (see the module docstring), for one AnalysisSettings."""
+
+    __slots__ = ("hops", "window_us")
+
+    def __init__(self, settings: AnalysisSettings = DEFAULT_SETTINGS) -> None:
+        self.window_us = settings.related_window_us
+        self.hops = settings.related_hops
+
+    def neighbourhood(self, resource_id: str, dependencies: GraphLike) -> Neighbourhood:
+        if not resource_id:
+            return NO_NEIGHBOURHOOD
+        graph = as_graph(dependencies)
+        down = graph.distances(resource_id, Direction.TOWARDS_DEPENDENCIES, self.hops)
+        up = graph.distances(resource_id, Direction.TOWARDS_DEPENDENTS, self.hops)
+        return Neighbourhood(resource_id, frozenset(down) - {resource_id}, frozenset(up) - {resource_id})
+
+    def reason(self, a: RelationFacts, b: RelationFacts, near: Neighbourhood) -> CorrelationReason | None:
+        """Why `b` is related to `a`, or None when it is not. The first reason that holds wins,
+        in this order: same correlation id, same trace id, same resource, then the graph:
+        DOWNSTREAM_FAILURE when `b` sits on a dependency of `a`'s resource, UPSTREAM_FAILURE when
+        on a dependent (a caller). `near` is this rule's neighbourhood of `a`'s resource or of
+        `b`'s: hop distance one way is the distance the other way back, so either answers
+        alike (a replay knows the replayed error's, the hub the newest error's)."""
+        found = self.first_related((a,), b, near)
+        return found[0] if found is not None else None
+
+    def first_related(
+        self, candidates: Iterable[RelationFacts], b: RelationFacts, near: Neighbourhood
+    ) -> tuple[CorrelationReason, RelationFacts] | None:
+        """The first candidate `a` that `b` is related to, and `reason(a, b, near)`. The rule is
+        written here only, as one loop, so the hub can scan a subscription's memory per error."""
+        window, t, error_id = self.window_us, b.occurred_at, b.error_id
+        correlation_id, trace_id, resource_id = b.correlation_id, b.trace_id, b.resource_id
+        near_id, below, above = near.resource_id, near.dependencies, near.dependents
+        near_is_b = near_id == resource_id
+        for a in candidates:
+            if abs(a.occurred_at - t) > window or a.error_id == error_id:
+                continue
+            if correlation_id and a.correlation_id == correlation_id:
+                return CorrelationReason.SAME_CORRELATION_ID, a
+            if trace_id and a.trace_id == trace_id:
+                return CorrelationReason.SAME_TRACE_ID, a
+            other = a.resource_id
+            if not resource_id or not other:
+                continue
+            if other == resource_id:
+                return CorrelationReason.SAME_RESOURCE, a
+            if near_is_b:
+                b_below, b_above = other in above, other in below
+            elif near_id == other:
+                b_below, b_above = resource_id in below, resource_id in above
+            else:
+                raise ValueError(f"the neighbourhood of {near_id!r} is neither error's resource")
+            if b_below:
+                return CorrelationReason.DOWNSTREAM_FAILURE, a
+            if b_above:
+                return CorrelationReason.UPSTREAM_FAILURE, a
+        return None
+
+
 def relation_reason(
     error: ErrorSnapshot,
     other: ErrorSnapshot,
     dependencies: GraphLike,
     settings: AnalysisSettings = DEFAULT_SETTINGS,
 ) -> CorrelationReason | None:
-    """Why `other` is related to `error`, or None when it is not. The first reason that holds
-    wins, in this order: same correlation id, same trace id, same resource, then the graph:
-    DOWNSTREAM_FAILURE when `other` sits on a dependency of the error's resource, UPSTREAM_FAILURE
-    when it sits on a dependent (a caller)."""
-    if error.error_id == other.error_id:
-        return None
-    if abs(occurred_at(error) - occurred_at(other)) > settings.related_window_us:
-        return None
-    a, b = error.report, other.report
-    if a.correlation_id and a.correlation_id == b.correlation_id:
-        return CorrelationReason.SAME_CORRELATION_ID
-    if a.trace_id and a.trace_id == b.trace_id:
-        return CorrelationReason.SAME_TRACE_ID
-    if not a.resource_id or not b.resource_id:
-        return None
-    if a.resource_id == b.resource_id:
-        return CorrelationReason.SAME_RESOURCE
-    graph = as_graph(dependencies)
-    if b.resource_id in graph.distances(a.resource_id, Direction.TOWARDS_DEPENDENCIES, settings.related_hops):
-        return CorrelationReason.DOWNSTREAM_FAILURE
-    if b.resource_id in graph.distances(a.resource_id, Direction.TOWARDS_DEPENDENTS, settings.related_hops):
-        return CorrelationReason.UPSTREAM_FAILURE
-    return None
+    """Why `other` is related to `error`, or None when it is not (`RelationRule.reason`)."""
+    rule = RelationRule(settings)
+    near = rule.neighbourhood(error.report.resource_id, dependencies)
+    return rule.reason(RelationFacts.of(error), RelationFacts.of(other), near)
 
 
 def are_related(
@@ -200,24 +278,12 @@ def related_errors(
     rule, and the errors a cascade chain links to it."""
     candidates = list(candidates)
     graph = as_graph(dependencies)
-    resource = error.report.resource_id
-    near: set[str] = set()
-    if resource:
-        near.update(graph.distances(resource, Direction.TOWARDS_DEPENDENCIES, settings.related_hops))
-        near.update(graph.distances(resource, Direction.TOWARDS_DEPENDENTS, settings.related_hops))
-    a, t = error.report, occurred_at(error)
+    rule = RelationRule(settings)
+    near = rule.neighbourhood(error.report.resource_id, graph)
+    facts = RelationFacts.of(error)
     out: dict[str, ErrorSnapshot] = {}
     for other in candidates:
-        if other.error_id == error.error_id or other.error_id in out:
-            continue
-        if abs(occurred_at(other) - t) > settings.related_window_us:
-            continue
-        b = other.report
-        if (
-            (a.correlation_id and a.correlation_id == b.correlation_id)
-            or (a.trace_id and a.trace_id == b.trace_id)
-            or (b.resource_id and b.resource_id in near)
-        ):
+        if other.error_id not in out and rule.reason(facts, RelationFacts.of(other), near) is not None:
             out[other.error_id] = other
     for other in cascade_errors(error, candidates, graph, settings):
         out.setdefault(other.error_id, other)

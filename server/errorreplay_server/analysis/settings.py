@@ -129,8 +129,10 @@ class AnalysisSettings:
         Durations accept `500ms`, `2s`, `5m`, `24h` or plain seconds; lists are comma-separated.
 
         Correlation and windows:
-        - ERRORREPLAY_RELATED_WINDOW (10m): errors this close in time may be related (either side).
-        - ERRORREPLAY_RELATED_HOPS (2): DEPENDS_ON hops that still relate two errors, that bound
+        - ERRORREPLAY_RELATED_WINDOW (10m): errors this close in time may be related (either side),
+          in replays and in SubscribeErrors' correlation alike (analysis/correlation.py RelationRule).
+        - ERRORREPLAY_RELATED_HOPS (2): DEPENDS_ON hops that still relate two errors (in replays and
+          streams alike), that bound
           one propagation step, and that bound the affected resources. Within a cascade it bounds
           only the resources with no error one step may cross.
         - ERRORREPLAY_MAX_CASCADE_DEPTH (10): a cascade (each resource failing within the related

@@ -14,6 +14,7 @@ from google.protobuf import duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from errorreplay.v1 import message_pb2
 from errorreplay_server.domain.errors import (
     DeadlineExceeded,
     DomainError,
@@ -75,6 +76,22 @@ def status_for(exc: BaseException) -> status_pb2.Status:
     if isinstance(exc, PermissionDenied):
         return _status(code_pb2.PERMISSION_DENIED, str(exc))
     return _status(code_pb2.INTERNAL, INTERNAL_MESSAGE)
+
+
+def fill_item_error(exc: BaseException, out: message_pb2.ItemError) -> None:
+    """One failed item of a batch: the status a single call would have ended with (`status_for`),
+    its details, and the BadRequest field violations repeated as `field_violations`."""
+    if not isinstance(exc, DomainError):
+        log.error("unexpected error in a batch item", exc_info=exc)
+    status = status_for(exc)
+    out.code = status.code
+    out.message = status.message
+    out.details.extend(status.details)
+    for detail in status.details:
+        bad = error_details_pb2.BadRequest()
+        if detail.Unpack(bad):
+            for v in bad.field_violations:
+                out.field_violations.add(field=v.field, description=v.description)
 
 
 def _duration(seconds: float) -> duration_pb2.Duration:

@@ -1,4 +1,5 @@
-"""Servicers: protobuf in, one DataPlane call, protobuf out. Errors are mapped by the interceptor."""
+"""Servicers: protobuf in, one DataPlane call, protobuf out. Errors are mapped by the interceptor, and
+a batch's failed items through the same table (api/errors.py `status_for`)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from errorreplay.v1 import request_response_pb2 as rr
 from errorreplay.v1 import service_pb2_grpc
 from errorreplay_server.api import convert
 from errorreplay_server.api.auth import scoped_to_caller
+from errorreplay_server.api.errors import fill_item_error
 from errorreplay_server.capture.service import CaptureRequest
 from errorreplay_server.dataplane import DataPlane
 from errorreplay_server.domain.errors import InvalidArgument, ResourceExhausted
@@ -78,11 +80,7 @@ class ErrorReplayServicer(service_pb2_grpc.ErrorReplayServiceServicer):
                 else:
                     response.stored_count += 1
             else:
-                slot.error.code = grpc.StatusCode.INVALID_ARGUMENT.value[0]
-                slot.error.message = str(result)
-                if isinstance(result, InvalidArgument):
-                    for v in result.violations:
-                        slot.error.field_violations.add(field=v.field, description=v.description)
+                fill_item_error(result, slot.error)
                 response.failed_count += 1
         return response
 

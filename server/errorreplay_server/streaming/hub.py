@@ -20,11 +20,18 @@ from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from errorreplay_server.analysis.correlation import DependencyGraph, Direction, affected_resources
+from errorreplay_server.analysis.correlation import (
+    NO_NEIGHBOURHOOD,
+    Neighbourhood,
+    RelationFacts,
+    RelationRule,
+    affected_resources,
+)
 from errorreplay_server.analysis.model import CorrelationReason, Propagation
 from errorreplay_server.analysis.propagation import correlation_origin
+from errorreplay_server.analysis.settings import DEFAULT_SETTINGS, AnalysisSettings
 from errorreplay_server.domain.errors import InvalidArgument, NotFound, OutOfRange, ResourceExhausted, ShuttingDown
-from errorreplay_server.domain.model import MICROS_PER_MINUTE, Dependency, ErrorSnapshot, Micros
+from errorreplay_server.domain.model import Dependency, ErrorSnapshot, Micros
 from errorreplay_server.store.base import Store
 from errorreplay_server.store.pagination import StreamCursors
 from errorreplay_server.streaming.matcher import ErrorMatcher
@@ -42,11 +49,10 @@ def too_slow(resume_after: str) -> ResourceExhausted:
 
 @dataclass(frozen=True, slots=True)
 class HubSettings:
-    """Streaming knobs (README: Streaming)."""
+    """Streaming knobs (README: Streaming). Which errors are related, and the window and hops that
+    decide it, are the analysis' (AnalysisSettings, analysis/correlation.py RelationRule)."""
 
     queue_size: int = 1000
-    correlation_window: Micros = 10 * MICROS_PER_MINUTE
-    correlation_hops: int = 2
     # Errors each subscription remembers to correlate later ones with.
     memory_size: int = 1000
     # Recent errors the hub indexes to name related errors and the origin.
@@ -78,14 +84,29 @@ class StreamItem:
 
 @dataclass(frozen=True, slots=True)
 class Neighbours:
-    """Resources within the correlation hops of one resource, each way, and the edges walked."""
+    """The relation rule's neighbourhood of one resource, and the edges walked to find it."""
 
-    dependencies: frozenset[str]
-    dependents: frozenset[str]
+    near: Neighbourhood
     edges: tuple[Dependency, ...]
 
+    @property
+    def dependencies(self) -> frozenset[str]:
+        return self.near.dependencies
 
-NO_NEIGHBOURS = Neighbours(frozenset(), frozenset(), ())
+    @property
+    def dependents(self) -> frozenset[str]:
+        return self.near.dependents
+
+
+NO_NEIGHBOURS = Neighbours(NO_NEIGHBOURHOOD, ())
+
+
+@dataclass(frozen=True, slots=True)
+class FilterNeighbours:
+    """Resources within the related hops of any resource a subscription's filter names."""
+
+    dependencies: frozenset[str] = frozenset()
+    dependents: frozenset[str] = frozenset()
 
 
 class TopologyCache:
@@ -93,9 +114,10 @@ class TopologyCache:
     when this server writes topology; the TTL bounds how stale an edge written elsewhere (another
     replica, or straight into a shared Neo4j graph) can be."""
 
-    def __init__(self, store: Store, settings: HubSettings) -> None:
+    def __init__(self, store: Store, settings: HubSettings, rule: RelationRule) -> None:
         self._store = store
         self._settings = settings
+        self._rule = rule
         self._entries: OrderedDict[str, tuple[float, Neighbours]] = OrderedDict()
         # Bumped by invalidate, so a lookup that started before it does not store a stale answer.
         self._generation = 0
@@ -111,19 +133,14 @@ class TopologyCache:
         hit = self._entries.get(resource_id)
         if hit is not None and now - hit[0] < self._settings.topology_ttl_seconds:
             return hit[1]
-        hops = self._settings.correlation_hops
         generation = self._generation
         try:
-            topology = await self._store.get_topology(resource_id, hops)
+            topology = await self._store.get_topology(resource_id, self._rule.hops)
         except NotFound:
-            found = NO_NEIGHBOURS
+            found = Neighbours(Neighbourhood(resource_id, frozenset(), frozenset()), ())
         else:
-            graph = DependencyGraph.of(topology.dependencies)
-            down = graph.distances(resource_id, Direction.TOWARDS_DEPENDENCIES, hops)
-            up = graph.distances(resource_id, Direction.TOWARDS_DEPENDENTS, hops)
-            found = Neighbours(
-                frozenset(down) - {resource_id}, frozenset(up) - {resource_id}, tuple(topology.dependencies)
-            )
+            edges = tuple(topology.dependencies)
+            found = Neighbours(self._rule.neighbourhood(resource_id, edges), edges)
         if generation != self._generation:
             return found
         self._entries[resource_id] = (now, found)
@@ -133,17 +150,9 @@ class TopologyCache:
         return found
 
 
-@dataclass(slots=True)
-class _Remembered:
-    occurred_at: Micros
-    error_id: str
-    correlation_id: str
-    trace_id: str
-    resource_id: str
-
-
 class RecentErrors:
-    """Recent errors indexed by correlation id, trace id and resource, to name related ones."""
+    """Recent errors indexed by correlation id, trace id and resource, to name related ones: the
+    index only finds the candidates, the relation rule decides."""
 
     def __init__(self, size: int) -> None:
         self._order: deque[ErrorSnapshot] = deque()
@@ -175,13 +184,17 @@ class RecentErrors:
                     if not bucket:
                         del self._by_key[key]
 
-    def related(self, s: ErrorSnapshot, neighbours: Neighbours, window: Micros, limit: int = 50) -> list[ErrorSnapshot]:
-        r = s.report
-        keys = self._keys(s) + ["r:" + x for x in sorted(neighbours.dependencies | neighbours.dependents)]
+    def related(
+        self, s: ErrorSnapshot, neighbours: Neighbours, rule: RelationRule, limit: int = 50
+    ) -> list[ErrorSnapshot]:
+        keys = self._keys(s) + ["r:" + x for x in sorted(neighbours.near.resource_ids)]
+        facts = RelationFacts.of(s)
         found: dict[str, ErrorSnapshot] = {}
         for key in keys:
             for other in self._by_key.get(key, ()):
-                if other.error_id != s.error_id and abs(other.report.occurred_at - r.occurred_at) <= window:
+                if other.error_id in found:
+                    continue
+                if rule.reason(facts, RelationFacts.of(other), neighbours.near) is not None:
                     found[other.error_id] = other
         return sorted(found.values(), key=lambda e: (e.report.occurred_at, e.error_id))[-limit:]
 
@@ -193,8 +206,9 @@ class Subscription:
         self,
         matcher: ErrorMatcher,
         include_correlated: bool,
-        filter_neighbours: Neighbours,
+        filter_neighbours: FilterNeighbours,
         settings: HubSettings,
+        rule: RelationRule,
         topology_version: int = 0,
     ) -> None:
         self.matcher = matcher
@@ -204,7 +218,8 @@ class Subscription:
         self.topology_version = topology_version
         self.resolved_at = time.monotonic()
         self._settings = settings
-        self._memory: deque[_Remembered] = deque(maxlen=settings.memory_size)
+        self._rule = rule
+        self._memory: deque[RelationFacts] = deque(maxlen=settings.memory_size)
         self._queue: deque[tuple[ErrorSnapshot, StreamCorrelation]] = deque()
         self._wake = asyncio.Event()
         # Set on overflow, so a writer blocked on a slow client can give up at once.
@@ -225,36 +240,26 @@ class Subscription:
         self._remember(s)
         return True, reason, matched
 
-    def set_filter_neighbours(self, neighbours: Neighbours, topology_version: int) -> None:
+    def set_filter_neighbours(self, neighbours: FilterNeighbours, topology_version: int) -> None:
         self._filter_neighbours = neighbours
         self.topology_version = topology_version
         self.resolved_at = time.monotonic()
 
     def _remember(self, s: ErrorSnapshot) -> None:
-        r = s.report
-        self._memory.append(_Remembered(r.occurred_at, s.error_id, r.correlation_id, r.trace_id, r.resource_id))
+        self._memory.append(RelationFacts.of(s))
 
     def _correlate(self, s: ErrorSnapshot, nb: Neighbours) -> tuple[CorrelationReason, str]:
-        r = s.report
-        window = self._settings.correlation_window
-        for mem in reversed(self._memory):
-            if abs(mem.occurred_at - r.occurred_at) > window:
-                continue
-            if r.correlation_id and mem.correlation_id == r.correlation_id:
-                return CorrelationReason.SAME_CORRELATION_ID, mem.error_id
-            if r.trace_id and mem.trace_id == r.trace_id:
-                return CorrelationReason.SAME_TRACE_ID, mem.error_id
-            if r.resource_id and mem.resource_id == r.resource_id:
-                return CorrelationReason.SAME_RESOURCE, mem.error_id
-            if mem.resource_id in nb.dependents:
-                # The new failure sits on a dependency of the remembered one.
-                return CorrelationReason.DOWNSTREAM_FAILURE, mem.error_id
-            if mem.resource_id in nb.dependencies:
-                return CorrelationReason.UPSTREAM_FAILURE, mem.error_id
-        # Failures next to the resources the filter names, before any of them failed.
-        if r.resource_id in self._filter_neighbours.dependencies:
+        """The relation rule between each remembered error (newest first) and `s`: why `s` is
+        related to it, as a replay of the remembered error would say."""
+        facts = RelationFacts.of(s)
+        found = self._rule.first_related(reversed(self._memory), facts, nb.near)
+        if found is not None:
+            return found[0], found[1].error_id
+        # Failures within the related hops of the resources the filter names, before any of them
+        # failed: the same graph rule, as if each named resource had just failed.
+        if facts.resource_id in self._filter_neighbours.dependencies:
             return CorrelationReason.DOWNSTREAM_FAILURE, ""
-        if r.resource_id in self._filter_neighbours.dependents:
+        if facts.resource_id in self._filter_neighbours.dependents:
             return CorrelationReason.UPSTREAM_FAILURE, ""
         return CorrelationReason.UNSPECIFIED, ""
 
@@ -332,10 +337,14 @@ class Hub(Protocol):
 
 
 class InProcessHub:
-    def __init__(self, store: Store, settings: HubSettings | None = None) -> None:
+    def __init__(
+        self, store: Store, settings: HubSettings | None = None, analysis: AnalysisSettings = DEFAULT_SETTINGS
+    ) -> None:
         self._store = store
         self._settings = settings or HubSettings()
-        self._topology = TopologyCache(store, self._settings)
+        # What "related" means is the analysis' rule, with its settings: streams and replays agree.
+        self._rule = RelationRule(analysis)
+        self._topology = TopologyCache(store, self._settings, self._rule)
         self._recent = RecentErrors(self._settings.recent_size)
         self._subscriptions: set[Subscription] = set()
         self._inbox: asyncio.Queue[ErrorSnapshot | None] = asyncio.Queue()
@@ -436,9 +445,9 @@ class InProcessHub:
     def _correlation_block(
         self, s: ErrorSnapshot, neighbours: Neighbours, recent: RecentErrors
     ) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
-        related = recent.related(s, neighbours, self._settings.correlation_window)
+        related = recent.related(s, neighbours, self._rule)
         propagation: Propagation | None = correlation_origin([*related, s], neighbours.edges) if related else None
-        affected = affected_resources(s, neighbours.edges, self._settings.correlation_hops)
+        affected = affected_resources(s, neighbours.edges, self._rule.hops)
         origin = propagation.origin_error_id if propagation is not None else ""
         return origin, tuple(e.error_id for e in related), tuple(affected)
 
@@ -459,14 +468,14 @@ class InProcessHub:
             raise OutOfRange("resume_after", "is past the newest stored error")
         return position
 
-    async def _filter_neighbours(self, matcher: ErrorMatcher) -> Neighbours:
+    async def _filter_neighbours(self, matcher: ErrorMatcher) -> FilterNeighbours:
         deps: set[str] = set()
         dependents: set[str] = set()
         for rid in matcher.filter.resource_ids:
             nb = await self._topology.neighbours(rid)
             deps |= nb.dependencies
             dependents |= nb.dependents
-        return Neighbours(frozenset(deps), frozenset(dependents), ())
+        return FilterNeighbours(frozenset(deps), frozenset(dependents))
 
     async def subscribe(
         self, matcher: ErrorMatcher, include_correlated: bool, resume_after: str, heartbeat_seconds: float | None
@@ -475,8 +484,8 @@ class InProcessHub:
             raise ResourceExhausted("too many subscriptions on this server", retry_after_seconds=5)
         resumed = await self._resume_point(resume_after) if resume_after else None
         version = self._topology_version
-        filter_neighbours = await self._filter_neighbours(matcher) if include_correlated else NO_NEIGHBOURS
-        sub = Subscription(matcher, include_correlated, filter_neighbours, self._settings, version)
+        filter_neighbours = await self._filter_neighbours(matcher) if include_correlated else FilterNeighbours()
+        sub = Subscription(matcher, include_correlated, filter_neighbours, self._settings, self._rule, version)
         # Register before reading the backlog: whatever commits from now on is queued live. The
         # backlog stops where the live queue starts, and anything at or before the last error sent
         # is skipped, so the switch has no gap and no duplicate. Without a resume point the stream
