@@ -21,7 +21,7 @@ from pathlib import Path
 from bench.seed import RESOURCES, make_batch, topology
 from errorreplay_server.capture.clock import ReceiveClock
 from errorreplay_server.domain.model import ErrorFilter, Severity, now_micros
-from errorreplay_server.settings import Neo4jSettings
+from errorreplay_server.settings import Neo4jSettings, Settings
 from errorreplay_server.store.base import Store
 from errorreplay_server.store.sqlite import SqliteStore
 
@@ -94,7 +94,7 @@ async def main() -> None:
         from errorreplay_server.store.neo4j import Neo4jStore
 
         if os.environ.get("NEO4J_URI"):
-            results["neo4j"] = await measure(Neo4jStore(Neo4jSettings.from_env(os.environ)), args.count, args.searches)
+            results["neo4j"] = await measure(Neo4jStore(Settings.from_env(os.environ).neo4j), args.count, args.searches)
         else:
             from tests.bolt_server import start_arcadedb
 

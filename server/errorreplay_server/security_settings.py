@@ -125,9 +125,10 @@ class SecuritySettings:
         if self.tls_client_ca_file is not None and self.tls_cert_file is None:
             raise ValueError("ERRORREPLAY_TLS_CLIENT_CA_FILE (mTLS) needs ERRORREPLAY_TLS_CERT_FILE and _KEY_FILE")
         if not math.isfinite(self.rate_limit_per_second) or self.rate_limit_per_second < 0:
-            raise ValueError("the rate limit must be a finite number >= 0")
-        if self.rate_limit_burst < 0 or self.max_streams_per_token < 0:
-            raise ValueError("the rate limit burst and the stream cap must be >= 0")
+            raise ValueError("rate_limit_per_second must be a finite number >= 0")
+        for name in ("rate_limit_burst", "max_streams_per_token"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0")
 
     @property
     def auth_enabled(self) -> bool:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import re
 import tomllib
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -85,6 +86,13 @@ def _number(raw: Any) -> float:
             raise ValueError(f'"{raw}" is not a number such as 0.5') from None
     if not math.isfinite(value):
         raise ValueError(f'"{raw}" is not a finite number')
+    return value
+
+
+def _non_negative(raw: Any) -> float:
+    value = _number(raw)
+    if value < 0:
+        raise ValueError(f'"{raw}" is not a number >= 0')
     return value
 
 
@@ -402,7 +410,12 @@ SPECS: tuple[Spec, ...] = (
         "PEM CA bundle; set means mTLS",
         show=_show_optional,
     ),
-    _spec("RATE_LIMIT_PER_SECOND", "security.rate_limit_per_second", _number, "calls per second per caller (0 = off)"),
+    _spec(
+        "RATE_LIMIT_PER_SECOND",
+        "security.rate_limit_per_second",
+        _non_negative,
+        "calls per second per caller (0 = off)",
+    ),
     _spec("RATE_LIMIT_BURST", "security.rate_limit_burst", _count, "bucket size (0 = the rate rounded up)"),
     _spec("MAX_STREAMS_PER_TOKEN", "security.max_streams_per_token", _count, "streams per caller (0 = no cap)"),
     # --- scrubbing ---
@@ -812,8 +825,17 @@ def load(
     try:
         settings = _set_paths(Settings(), values)
     except ValueError as exc:
-        raise ConfigError(str(exc)) from None
+        raise ConfigError(_name_the_setting(str(exc), where)) from None
     return Loaded(settings, given)
+
+
+def _name_the_setting(message: str, where: Mapping[str, str]) -> str:
+    """A check across fields names attributes (`timeout_seconds must be positive`); put in front
+    the variable (or key, or flag) that set the attribute it names, when one did."""
+    for spec in SPECS:
+        if spec.variable in where and any(re.search(rf"\b{path[-1]}\b", message) for path in spec.paths):
+            return f"{where[spec.variable]}: {message}"
+    return message
 
 
 def effective(loaded: Loaded) -> dict[str, dict[str, Any]]:
