@@ -34,6 +34,7 @@ from errorreplay_server.http.settings import SentryKey, parse_sentry_keys
 from errorreplay_server.security_settings import TokenGrant, parse_inline_tokens, parse_token_lines
 from errorreplay_server.settings import (
     DEFAULT_METRICS_HOST,
+    DEFAULT_METRICS_PORT,
     OTLP_SEVERITY_NAMES,
     Settings,
     split_host_port,
@@ -274,6 +275,10 @@ class Spec:
     default: str | None = None
     # When the value is read from a file or inline list, `config` shows what was given, not the result.
     show_raw: bool = False
+    # The default as documented, when it is not the value's own rendering.
+    doc_default: str | None = None
+    # A set but empty variable means "none" rather than "the default".
+    empty_means_none: bool = False
 
     @property
     def section(self) -> str:
@@ -311,6 +316,7 @@ SPECS: tuple[Spec, ...] = (
         _metrics_port,
         "deprecated: a metrics port on 127.0.0.1 (0 = off); ERRORREPLAY_METRICS_ADDRESS wins",
         show=_show_address,
+        doc_default=str(DEFAULT_METRICS_PORT),
     ),
     _spec("SHUTDOWN_GRACE_SECONDS", "shutdown_grace_seconds", _seconds, "time in-flight calls get at stop", show=S),
     _spec("LOG_LEVEL", "log_level", _log_level, "DEBUG, INFO, WARNING or ERROR"),
@@ -432,7 +438,13 @@ SPECS: tuple[Spec, ...] = (
     _spec("OTLP_MIN_LOG_SEVERITY", "otlp.min_log_severity", _otlp_severity, "log records at or above are errors"),
     _spec("OTLP_ERROR_SPANS", "otlp.error_spans", _switch, "spans with status ERROR become errors (on/off)"),
     _spec("OTLP_RESOURCE_ID_ATTRIBUTE", "otlp.resource_id_attribute", _text, "resource attribute giving resource_id"),
-    _spec("OTLP_TAG_ATTRIBUTES", "otlp.tag_attributes", _names, "attributes copied into tags"),
+    _spec(
+        "OTLP_TAG_ATTRIBUTES",
+        "otlp.tag_attributes",
+        _names,
+        "attributes copied into tags (empty: none)",
+        empty_means_none=True,
+    ),
     # --- http ---
     _spec(
         "HTTP_ADDRESS",
@@ -723,6 +735,8 @@ def default_value(spec: Spec) -> Any:
 
 def default_text(spec: Spec) -> str:
     """The default as a user would write it."""
+    if spec.doc_default is not None:
+        return spec.doc_default
     if spec.default is not None:
         return spec.default
     if spec.show_raw:
@@ -792,8 +806,8 @@ def load(
             given[spec.variable] = from_file[(spec.section, spec.key)]
             where[spec.variable] = f"config file {config_file}: [{spec.section}] {spec.key}"
         for name in (spec.variable, *spec.deprecated):
-            raw = environ.get(name, "")
-            if raw.strip():
+            raw = environ.get(name)
+            if raw is not None and (raw.strip() or spec.empty_means_none):
                 if name != spec.variable:
                     _warn_deprecated(name, spec.variable)
                 given[spec.variable] = raw
