@@ -1,4 +1,4 @@
-"""Secret scrubbing (DESIGN.md §4): mask values that look like secrets before anything is stored.
+"""Secret scrubbing (docs/ARCHITECTURE.md §4): mask values that look like secrets before anything is stored.
 
 The capture path runs every stored field through one `SecretScrubber` as `field_policy.py` says:
 free text is scrubbed, identifiers holding a secret are refused (`secret_kinds`); the collectors
