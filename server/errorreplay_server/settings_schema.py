@@ -194,7 +194,7 @@ def _read(path: Path) -> str:
 
 def _tokens_inline(raw: Any) -> tuple[TokenGrant, ...]:
     text = _text(raw)
-    grants = tuple(parse_inline_tokens(text, "item")) if text else ()
+    grants = tuple(parse_inline_tokens(text, "grant list")) if text else ()
     if text and not grants:
         raise ValueError("holds no token")
     return grants
@@ -211,7 +211,7 @@ def _tokens_file(raw: Any) -> tuple[TokenGrant, ...]:
 
 
 def _sentry_inline(raw: Any) -> tuple[SentryKey, ...]:
-    return tuple(parse_sentry_keys(_text(raw).split(","), "value", ":"))
+    return tuple(parse_sentry_keys(_text(raw).split(","), "key list", ":"))
 
 
 def _sentry_file(raw: Any) -> tuple[SentryKey, ...]:
@@ -694,6 +694,7 @@ SPECS: tuple[Spec, ...] = (
 FIXED_FIELDS = {
     ("collectors", "windows", "topology", "before"): "topology is the graph as it is now",
     ("collectors", "windows", "topology", "after"): "topology is the graph as it is now",
+    ("collectors", "windows", "changes", "after"): "a change after the error cannot have caused it",
 }
 
 SPECS_BY_VARIABLE = {spec.variable: spec for spec in SPECS}
@@ -870,10 +871,13 @@ def effective(loaded: Loaded) -> dict[str, dict[str, Any]]:
 
 
 def to_toml(sections: Mapping[str, Mapping[str, Any]]) -> str:
+    """A config file; a masked secret is a comment, so the file loads and keeps the other settings."""
     lines: list[str] = []
     for section, table in sections.items():
         lines.append(f"[{section}]")
-        lines.extend(f"{key} = {_toml_value(value)}" for key, value in table.items())
+        for key, value in table.items():
+            comment = "# " if value == MASK else ""
+            lines.append(f"{comment}{key} = {_toml_value(value)}")
         lines.append("")
     return "\n".join(lines)
 
