@@ -21,10 +21,9 @@ released however it ends: completion, error, client cancellation or deadline.
 
 from __future__ import annotations
 
-import inspect
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -261,26 +260,9 @@ class RateLimitInterceptor(grpc.aio.ServerInterceptor):
         if handler.unary_stream is None:
             # No client-streaming RPC is served; such handlers pass unlimited rather than half-limited.
             return handler
+        # Every streaming method here writes with context.write (SubscribeErrors, health Watch),
+        # so the handler is a coroutine, never an async generator.
         inner_stream = handler.unary_stream
-        if inspect.isasyncgenfunction(inner_stream):
-
-            async def stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-                key = self._caller_key(context)
-                refusal = self._stream_refusal(key)
-                if refusal is not None:
-                    await _abort(refusal, context)
-                    return
-                try:
-                    async for item in inner_stream(request, context):
-                        yield item
-                finally:
-                    self._release(key)
-
-            return grpc.unary_stream_rpc_method_handler(
-                stream,
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
 
         async def writer(request: Any, context: grpc.aio.ServicerContext) -> Any:
             key = self._caller_key(context)
