@@ -7,7 +7,6 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
 
 import grpc
 import pytest
@@ -351,8 +350,15 @@ async def _slow_stream(request: bytes, context: grpc.aio.ServicerContext) -> Non
     await asyncio.sleep(60)
 
 
-@pytest.mark.parametrize("handler", [_generator_stream, _writer_stream], ids=["async-generator", "context-write"])
-async def test_stream_slot_released_on_completion(handler: Callable[..., Any]) -> None:
+def test_generator_stream_handlers_are_refused_at_wrap_time() -> None:
+    """The service's streams write with context.write; the interceptor has no generator path."""
+    interceptor = RateLimitInterceptor(peer_caller_key, None, StreamLimiter(1))
+    with pytest.raises(TypeError, match=r"context\.write"):
+        interceptor._wrap(grpc.unary_stream_rpc_method_handler(_generator_stream))
+
+
+async def test_stream_slot_released_on_completion() -> None:
+    handler = _writer_stream
     streams = StreamLimiter(1)
     interceptor = RateLimitInterceptor(peer_caller_key, None, streams)
     server = grpc.aio.server(interceptors=[interceptor])

@@ -21,6 +21,7 @@ released however it ends: completion, error, client cancellation or deadline.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -260,9 +261,11 @@ class RateLimitInterceptor(grpc.aio.ServerInterceptor):
         if handler.unary_stream is None:
             # No client-streaming RPC is served; such handlers pass unlimited rather than half-limited.
             return handler
-        # Every streaming method here writes with context.write (SubscribeErrors, health Watch),
-        # so the handler is a coroutine, never an async generator.
+        # Every streaming method here writes with context.write (SubscribeErrors, health Watch);
+        # an async generator would need its own wrapper, so refuse one loudly rather than misuse it.
         inner_stream = handler.unary_stream
+        if inspect.isasyncgenfunction(inner_stream):
+            raise TypeError("a rate-limited stream handler must write with context.write, not yield")
 
         async def writer(request: Any, context: grpc.aio.ServicerContext) -> Any:
             key = self._caller_key(context)
