@@ -13,7 +13,7 @@ import {
   Source,
 } from "../src/index.js";
 
-const address = process.argv[2] ?? process.env.ERRORREPLAY_ADDR ?? "127.0.0.1:50051";
+const address = process.argv[2] ?? process.env.ERRORREPLAY_ADDRESS ?? "127.0.0.1:50051";
 const client = createErrorReplayClient(address, {
   token: process.env.ERRORREPLAY_TOKEN,
   timeoutMs: 5_000,
