@@ -630,8 +630,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser(
         "serve",
-        help="run the gRPC server (configured by ERRORREPLAY_* variables; these flags win over them)",
-        description="Run the gRPC server. Flags win over the ERRORREPLAY_* variables; --address given"
+        help="run the gRPC server (configured by ERRORREPLAY_* variables and --config; these flags win)",
+        description="Run the gRPC server. Flags win over the ERRORREPLAY_* variables, which win over the"
+        " config file; --address given"
         " before `serve` works too, and serve's own --address wins over it.",
     )
     serve.add_argument(
