@@ -150,10 +150,17 @@ def _log_level(raw: Any) -> str:
     return level
 
 
+def _host_port(text: str) -> str:
+    try:
+        split_host_port(text, "address")
+    except ValueError:
+        raise ValueError(f'"{text}" is not host:port such as 127.0.0.1:9464 or 0.0.0.0:9464') from None
+    return text
+
+
 def _address(raw: Any) -> str:
     text = _text(raw)
-    split_host_port(text, "the address")
-    return text
+    return text if text.startswith(("unix:", "unix-abstract:")) else _host_port(text)
 
 
 def _optional_address(raw: Any) -> str:
@@ -161,8 +168,7 @@ def _optional_address(raw: Any) -> str:
     text = _text(raw)
     if text.lower() in ("off", "none", "disabled", ""):
         return ""
-    split_host_port(text, "the address")
-    return text
+    return _host_port(text)
 
 
 def _metrics_port(raw: Any) -> str:
@@ -300,7 +306,7 @@ _LIMIT = "per-item input limit; a breach is INVALID_ARGUMENT naming the field"
 
 SPECS: tuple[Spec, ...] = (
     # --- server ---
-    _spec("LISTEN_ADDRESS", "listen_address", _address, "gRPC listen address, host:port (port 0 picks one)"),
+    _spec("LISTEN_ADDRESS", "listen_address", _address, "gRPC listen host:port (port 0 picks one) or unix:PATH"),
     _spec("DATA_DIR", "data_dir", lambda raw: Path(_text(raw)), "directory of the embedded SQLite store"),
     _spec("STORE", "store", _choice("sqlite", "neo4j"), "sqlite (embedded) or neo4j (Bolt)"),
     _spec(
