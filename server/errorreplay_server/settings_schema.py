@@ -275,7 +275,8 @@ class Spec:
     show: Callable[[Any], Any] = _show_plain
     deprecated: tuple[str, ...] = ()
     secret: bool = False
-    # Several specs may fill one tuple field (tokens from a file and inline): their values add up.
+    # Several specs may fill one tuple field (tokens from a file and inline): their values add up;
+    # `config` then shows what was given (a path, a masked list), not the parsed result.
     adds_up: bool = False
     # The default when it is not the dataclass's (text as a user writes it); shown as written.
     default: str | None = None
@@ -296,90 +297,84 @@ class Spec:
         return name.removeprefix(f"{self.section}_") if self.section != SERVER_SECTION else name
 
 
-def _spec(variable: str, path: str, parse: Callable[[Any], Any], meaning: str, **kw: Any) -> Spec:
+def _path(raw: Any) -> Path:
+    return Path(_text(raw))
+
+
+_SHOW_FOR = {
+    _micros: _show_micros,
+    _seconds: _show_seconds,
+    _optional_path: _show_optional,
+    _optional_address: _show_address,
+    _metrics_port: _show_address,
+}
+
+
+def _spec(variable: str, path: str, parse: Callable[[Any], Any], meaning: str, *, old: bool = False, **kw: Any) -> Spec:
+    """`path` is the attribute path on Settings (comma-separated when one setting feeds two);
+    `old=True` keeps the variable's unprefixed name working."""
     paths = tuple(tuple(p.split(".")) for p in path.split(","))
+    kw.setdefault("show", _SHOW_FOR.get(parse, _show_plain))
+    kw.setdefault("show_raw", kw.get("adds_up", False))
+    if old:
+        kw["deprecated"] = (variable,)
     return Spec(PREFIX + variable, paths, parse, meaning, **kw)
 
 
-S, US = _show_seconds, _show_micros
 _LIMIT = "per-item input limit; a breach is INVALID_ARGUMENT naming the field"
 
 SPECS: tuple[Spec, ...] = (
     # --- server ---
     _spec("LISTEN_ADDRESS", "listen_address", _address, "gRPC listen host:port (port 0 picks one) or unix:PATH"),
-    _spec("DATA_DIR", "data_dir", lambda raw: Path(_text(raw)), "directory of the embedded SQLite store"),
+    _spec("DATA_DIR", "data_dir", _path, "directory of the embedded SQLite store"),
     _spec("STORE", "store", _choice("sqlite", "neo4j"), "sqlite (embedded) or neo4j (Bolt)"),
-    _spec(
-        "METRICS_ADDRESS",
-        "metrics_address",
-        _optional_address,
-        "Prometheus /metrics listener, host:port, or off",
-        show=_show_address,
-    ),
+    _spec("METRICS_ADDRESS", "metrics_address", _optional_address, "Prometheus /metrics listener, host:port, or off"),
     _spec(
         "METRICS_PORT",
         "metrics_address",
         _metrics_port,
-        "deprecated: a metrics port on 127.0.0.1 (0 = off); ERRORREPLAY_METRICS_ADDRESS wins",
-        show=_show_address,
+        "older form: a port on 127.0.0.1 (0 = off); ERRORREPLAY_METRICS_ADDRESS wins",
         doc_default=str(DEFAULT_METRICS_PORT),
     ),
-    _spec("SHUTDOWN_GRACE_SECONDS", "shutdown_grace_seconds", _seconds, "time in-flight calls get at stop", show=S),
+    _spec("SHUTDOWN_GRACE_SECONDS", "shutdown_grace_seconds", _seconds, "time in-flight calls get at stop"),
     _spec("LOG_LEVEL", "log_level", _log_level, "DEBUG, INFO, WARNING or ERROR"),
     _spec("ENRICHMENT", "enrichment_enabled", _switch, "collect context for each error (on/off)"),
     _spec("EVENT_LOOP", "event_loop", _choice("auto", "uvloop", "asyncio"), "auto uses uvloop when installed"),
     # --- limits ---
-    *(
-        _spec(f"MAX_{name.removeprefix('max_').upper()}", f"limits.{name}", _count, _LIMIT)
-        for name in (
-            "max_receive_message_bytes",
-            "max_message_chars",
-            "max_stack_trace_chars",
-            "max_id_chars",
-            "max_tags",
-            "max_tag_key_chars",
-            "max_tag_value_chars",
-            "max_attributes_bytes",
-            "max_attributes_depth",
-            "max_fingerprint_parts",
-            "max_breadcrumbs",
-            "max_breadcrumb_chars",
-            "max_batch_size",
-            "max_search_text_chars",
-            "max_future_skew_seconds",
-            "max_resources_per_call",
-            "max_dependencies_per_call",
-            "max_resource_name_chars",
-            "max_labels",
-            "max_change_metadata",
-        )
-    ),
+    _spec("MAX_RECEIVE_MESSAGE_BYTES", "limits.max_receive_message_bytes", _count, _LIMIT),
+    _spec("MAX_MESSAGE_CHARS", "limits.max_message_chars", _count, _LIMIT),
+    _spec("MAX_STACK_TRACE_CHARS", "limits.max_stack_trace_chars", _count, _LIMIT),
+    _spec("MAX_ID_CHARS", "limits.max_id_chars", _count, _LIMIT),
+    _spec("MAX_TAGS", "limits.max_tags", _count, _LIMIT),
+    _spec("MAX_TAG_KEY_CHARS", "limits.max_tag_key_chars", _count, _LIMIT),
+    _spec("MAX_TAG_VALUE_CHARS", "limits.max_tag_value_chars", _count, _LIMIT),
+    _spec("MAX_ATTRIBUTES_BYTES", "limits.max_attributes_bytes", _count, _LIMIT),
+    _spec("MAX_ATTRIBUTES_DEPTH", "limits.max_attributes_depth", _count, _LIMIT),
+    _spec("MAX_FINGERPRINT_PARTS", "limits.max_fingerprint_parts", _count, _LIMIT),
+    _spec("MAX_BREADCRUMBS", "limits.max_breadcrumbs", _count, _LIMIT),
+    _spec("MAX_BREADCRUMB_CHARS", "limits.max_breadcrumb_chars", _count, _LIMIT),
+    _spec("MAX_BATCH_SIZE", "limits.max_batch_size", _count, _LIMIT),
+    _spec("MAX_SEARCH_TEXT_CHARS", "limits.max_search_text_chars", _count, _LIMIT),
+    _spec("MAX_FUTURE_SKEW_SECONDS", "limits.max_future_skew_seconds", _count, _LIMIT),
+    _spec("MAX_RESOURCES_PER_CALL", "limits.max_resources_per_call", _count, _LIMIT),
+    _spec("MAX_DEPENDENCIES_PER_CALL", "limits.max_dependencies_per_call", _count, _LIMIT),
+    _spec("MAX_RESOURCE_NAME_CHARS", "limits.max_resource_name_chars", _count, _LIMIT),
+    _spec("MAX_LABELS", "limits.max_labels", _count, _LIMIT),
+    _spec("MAX_CHANGE_METADATA", "limits.max_change_metadata", _count, _LIMIT),
     _spec("MAX_NEIGHBOURS_PER_HOP", "limits.max_neighbours_per_hop", _count, "topology: new resources per hop"),
     _spec("MAX_TOPOLOGY_EDGES", "limits.max_topology_edges", _count, "topology: edges per neighbourhood"),
     # --- neo4j ---
-    _spec("NEO4J_URI", "neo4j.uri", _text, "Bolt URI, e.g. bolt://db:7687", deprecated=("NEO4J_URI",)),
-    _spec("NEO4J_USERNAME", "neo4j.username", _text, "Bolt user", deprecated=("NEO4J_USERNAME",)),
-    _spec("NEO4J_PASSWORD", "neo4j.password", _text, "Bolt password", deprecated=("NEO4J_PASSWORD",), secret=True),
-    _spec(
-        "NEO4J_DATABASE",
-        "neo4j.database",
-        _text,
-        "database name (server default when empty)",
-        deprecated=("NEO4J_DATABASE",),
-    ),
-    # --- hub (streaming) ---
+    _spec("NEO4J_URI", "neo4j.uri", _text, "Bolt URI, e.g. bolt://db:7687", old=True),
+    _spec("NEO4J_USERNAME", "neo4j.username", _text, "Bolt user", old=True),
+    _spec("NEO4J_PASSWORD", "neo4j.password", _text, "Bolt password", old=True, secret=True),
+    _spec("NEO4J_DATABASE", "neo4j.database", _text, "database name (server default when empty)", old=True),
+    # --- hub ---
     _spec("STREAM_QUEUE_SIZE", "hub.queue_size", _count, "messages buffered per subscriber before overflow"),
-    _spec(
-        "STREAM_CORRELATION_WINDOW",
-        "hub.correlation_window",
-        _micros,
-        "streams: errors this close may correlate",
-        show=US,
-    ),
+    _spec("STREAM_CORRELATION_WINDOW", "hub.correlation_window", _micros, "streams: errors this close may correlate"),
     _spec("STREAM_CORRELATION_HOPS", "hub.correlation_hops", _count, "streams: DEPENDS_ON hops that correlate"),
     _spec("STREAM_MEMORY_SIZE", "hub.memory_size", _count, "errors each subscription remembers"),
     _spec("STREAM_RECENT_SIZE", "hub.recent_size", _count, "recent errors the hub indexes"),
-    _spec("STREAM_TOPOLOGY_TTL", "hub.topology_ttl_seconds", _seconds, "how long the hub caches topology", show=S),
+    _spec("STREAM_TOPOLOGY_TTL", "hub.topology_ttl_seconds", _seconds, "how long the hub caches topology"),
     _spec("STREAM_TOPOLOGY_CACHE_SIZE", "hub.topology_cache_size", _count, "resources in the hub's topology cache"),
     _spec("STREAM_BACKFILL_PAGE", "hub.backfill_page", _count, "stored errors read per page when resuming"),
     _spec("MAX_SUBSCRIPTIONS", "hub.max_subscriptions", _count, "concurrent streams, all callers"),
@@ -390,38 +385,13 @@ SPECS: tuple[Spec, ...] = (
         _tokens_file,
         "file of `role token` lines; auth is on when set",
         adds_up=True,
-        show_raw=True,
     ),
     _spec(
-        "AUTH_TOKENS",
-        "security.tokens",
-        _tokens_inline,
-        "inline grants `role:token,...`",
-        adds_up=True,
-        secret=True,
-        show_raw=True,
+        "AUTH_TOKENS", "security.tokens", _tokens_inline, "inline grants `role:token,...`", secret=True, adds_up=True
     ),
-    _spec(
-        "TLS_CERT_FILE",
-        "security.tls_cert_file",
-        _optional_path,
-        "PEM certificate chain; TLS is on when set",
-        show=_show_optional,
-    ),
-    _spec(
-        "TLS_KEY_FILE",
-        "security.tls_key_file",
-        _optional_path,
-        "PEM private key of that certificate",
-        show=_show_optional,
-    ),
-    _spec(
-        "TLS_CLIENT_CA_FILE",
-        "security.tls_client_ca_file",
-        _optional_path,
-        "PEM CA bundle; set means mTLS",
-        show=_show_optional,
-    ),
+    _spec("TLS_CERT_FILE", "security.tls_cert_file", _optional_path, "PEM certificate chain; TLS is on when set"),
+    _spec("TLS_KEY_FILE", "security.tls_key_file", _optional_path, "PEM private key of that certificate"),
+    _spec("TLS_CLIENT_CA_FILE", "security.tls_client_ca_file", _optional_path, "PEM CA bundle; set means mTLS"),
     _spec(
         "RATE_LIMIT_PER_SECOND",
         "security.rate_limit_per_second",
@@ -430,14 +400,8 @@ SPECS: tuple[Spec, ...] = (
     ),
     _spec("RATE_LIMIT_BURST", "security.rate_limit_burst", _count, "bucket size (0 = the rate rounded up)"),
     _spec("MAX_STREAMS_PER_TOKEN", "security.max_streams_per_token", _count, "streams per caller (0 = no cap)"),
-    # --- scrubbing ---
-    _spec(
-        "SCRUB_EXTRA_PATTERNS",
-        "scrub.extra_patterns_file",
-        _optional_path,
-        "file of `kind<TAB>regex` lines",
-        show=_show_optional,
-    ),
+    # --- scrub ---
+    _spec("SCRUB_EXTRA_PATTERNS", "scrub.extra_patterns_file", _optional_path, "file of `kind<TAB>regex` lines"),
     _spec("SCRUB_DISABLED_KINDS", "scrub.disabled_kinds", _names, "secret kinds not to mask, comma-separated"),
     _spec("SCRUB_PII", "scrub.pii", _switch, "also mask emails and national ids (on/off)"),
     # --- otlp ---
@@ -457,22 +421,18 @@ SPECS: tuple[Spec, ...] = (
         "http.address",
         _optional_address,
         "HTTP listener host:port, or off",
-        show=_show_address,
         default=DEFAULT_HTTP_ADDRESS,
     ),
     _spec("HTTP_MAX_BODY_BYTES", "http.max_body_bytes", _count, "request body as sent; more is 413"),
     _spec("HTTP_MAX_DECOMPRESSED_BYTES", "http.max_decompressed_bytes", _count, "body once inflated; more is 413"),
-    _spec(
-        "SENTRY_KEYS_FILE", "http.sentry_keys", _sentry_file, "file of `project key` lines", adds_up=True, show_raw=True
-    ),
+    _spec("SENTRY_KEYS_FILE", "http.sentry_keys", _sentry_file, "file of `project key` lines", adds_up=True),
     _spec(
         "SENTRY_KEYS",
         "http.sentry_keys",
         _sentry_inline,
         "DSN public keys `project:key,...`",
-        adds_up=True,
         secret=True,
-        show_raw=True,
+        adds_up=True,
     ),
     _spec(
         "ALERTMANAGER_RESOURCE_LABELS",
@@ -481,13 +441,7 @@ SPECS: tuple[Spec, ...] = (
         "alert labels giving resource_id, first wins",
     ),
     # --- collectors ---
-    _spec(
-        "PROMETHEUS_URL",
-        "collectors.prometheus_url",
-        _text,
-        "Prometheus base URL (unset: skipped)",
-        deprecated=("PROMETHEUS_URL",),
-    ),
+    _spec("PROMETHEUS_URL", "collectors.prometheus_url", _text, "Prometheus base URL (unset: skipped)", old=True),
     _spec(
         "PROMQL_TEMPLATES",
         "collectors.promql_templates",
@@ -495,7 +449,7 @@ SPECS: tuple[Spec, ...] = (
         "TOML/JSON file of PromQL templates",
         show_raw=True,
     ),
-    _spec("PROMETHEUS_STEP", "collectors.prometheus_step_seconds", _seconds, "range query step", show=S),
+    _spec("PROMETHEUS_STEP", "collectors.prometheus_step_seconds", _seconds, "range query step"),
     _spec("PROMETHEUS_MAX_SERIES", "collectors.prometheus_max_series", _count, "series kept per query"),
     _spec("PROMETHEUS_MAX_POINTS", "collectors.prometheus_max_points", _count, "points per series (the step grows)"),
     _spec(
@@ -503,15 +457,13 @@ SPECS: tuple[Spec, ...] = (
         "collectors.metrics_baseline_lookback_seconds",
         _seconds,
         "baseline range before the window (0 = off)",
-        show=S,
     ),
-    _spec("METRICS_BASELINE_STEP", "collectors.metrics_baseline_step_seconds", _seconds, "baseline query step", show=S),
+    _spec("METRICS_BASELINE_STEP", "collectors.metrics_baseline_step_seconds", _seconds, "baseline query step"),
     _spec(
         "METRICS_SEASONAL_OFFSET",
         "collectors.metrics_seasonal_offset_seconds",
         _seconds,
         "same window this long earlier (0 = off)",
-        show=S,
     ),
     _spec("ANOMALY_SEASONAL_MARGIN", "collectors.anomaly_seasonal_margin", _number, "share above the seasonal peak"),
     _spec("ANOMALY_MAD_K", "collectors.anomaly_mad_k", _number, "anomalous above median + k x MAD"),
@@ -525,51 +477,30 @@ SPECS: tuple[Spec, ...] = (
     _spec("TREND_MIN_R2", "collectors.trend_min_r2", _number, "variance share a trend must explain"),
     _spec("TREND_MIN_RISE", "collectors.trend_min_rise", _number, "multiple of its start a trend must reach"),
     _spec(
-        "ANOMALY_LEAD",
-        "collectors.anomaly_lead_seconds",
-        _seconds,
-        "points from this long before the error are judged",
-        show=S,
+        "ANOMALY_LEAD", "collectors.anomaly_lead_seconds", _seconds, "points from this long before the error are judged"
     ),
     _spec("CPU_LIMIT_PERCENT", "collectors.cpu_limit_percent", _number, "fixed limit for percent CPU series"),
     _spec("MEMORY_LIMIT_PERCENT", "collectors.memory_limit_percent", _number, "fixed limit for percent memory series"),
     _spec(
         "ERROR_RATE_LIMIT_PERCENT", "collectors.error_rate_limit_percent", _number, "fixed limit for error-rate series"
     ),
-    _spec("LOKI_URL", "collectors.loki_url", _text, "Loki base URL (unset: skipped)", deprecated=("LOKI_URL",)),
+    _spec("LOKI_URL", "collectors.loki_url", _text, "Loki base URL (unset: skipped)", old=True),
     _spec("LOKI_TENANT", "collectors.loki_tenant", _text, "sent as X-Scope-OrgID"),
     _spec("LOKI_RESOURCE_LABEL", "collectors.loki_resource_label", _text, "label matched with resource_id"),
     _spec("LOKI_SERVICE_LABEL", "collectors.loki_service_label", _text, "label matched with the service"),
-    _spec("TEMPO_URL", "collectors.tempo_url", _text, "Tempo base URL (unset: skipped)", deprecated=("TEMPO_URL",)),
+    _spec("TEMPO_URL", "collectors.tempo_url", _text, "Tempo base URL (unset: skipped)", old=True),
     _spec("TEMPO_TENANT", "collectors.tempo_tenant", _text, "sent as X-Scope-OrgID"),
     _spec(
-        "ELASTICSEARCH_URL",
-        "collectors.elasticsearch_url",
-        _text,
-        "Elasticsearch base URL (unset: skipped)",
-        deprecated=("ELASTICSEARCH_URL",),
+        "ELASTICSEARCH_URL", "collectors.elasticsearch_url", _text, "Elasticsearch base URL (unset: skipped)", old=True
     ),
-    _spec(
-        "ELASTICSEARCH_API_KEY",
-        "collectors.elasticsearch_api_key",
-        _text,
-        "API key",
-        deprecated=("ELASTICSEARCH_API_KEY",),
-        secret=True,
-    ),
-    _spec(
-        "ELASTICSEARCH_USERNAME",
-        "collectors.elasticsearch_username",
-        _text,
-        "basic auth user",
-        deprecated=("ELASTICSEARCH_USERNAME",),
-    ),
+    _spec("ELASTICSEARCH_API_KEY", "collectors.elasticsearch_api_key", _text, "API key", old=True, secret=True),
+    _spec("ELASTICSEARCH_USERNAME", "collectors.elasticsearch_username", _text, "basic auth user", old=True),
     _spec(
         "ELASTICSEARCH_PASSWORD",
         "collectors.elasticsearch_password",
         _text,
         "basic auth password",
-        deprecated=("ELASTICSEARCH_PASSWORD",),
+        old=True,
         secret=True,
     ),
     _spec("ELASTICSEARCH_INDEX", "collectors.elasticsearch_index", _text, "index pattern searched"),
@@ -593,18 +524,15 @@ SPECS: tuple[Spec, ...] = (
     _spec("AZURE_LEVEL_COLUMN", "collectors.azure_level_column", _text, "level column"),
     _spec("AZURE_RESOURCE_COLUMN", "collectors.azure_resource_column", _text, "resource column"),
     _spec("AZURE_SERVICE_COLUMN", "collectors.azure_service_column", _text, "service column"),
-    _spec("LOGS_WINDOW_BEFORE", "collectors.windows.logs.before", _micros, "logs read before the error", show=US),
-    _spec("LOGS_WINDOW_AFTER", "collectors.windows.logs.after", _micros, "logs read after the error", show=US),
-    _spec(
-        "METRICS_WINDOW_BEFORE", "collectors.windows.metrics.before", _micros, "metrics read before the error", show=US
-    ),
-    _spec("METRICS_WINDOW_AFTER", "collectors.windows.metrics.after", _micros, "metrics read after the error", show=US),
+    _spec("LOGS_WINDOW_BEFORE", "collectors.windows.logs.before", _micros, "logs read before the error"),
+    _spec("LOGS_WINDOW_AFTER", "collectors.windows.logs.after", _micros, "logs read after the error"),
+    _spec("METRICS_WINDOW_BEFORE", "collectors.windows.metrics.before", _micros, "metrics read before the error"),
+    _spec("METRICS_WINDOW_AFTER", "collectors.windows.metrics.after", _micros, "metrics read after the error"),
     _spec(
         "CHANGES_WINDOW_BEFORE",
         "collectors.windows.changes.before,analysis.change_window_us",
         _micros,
         "changes this long before the error are collected and may be causes",
-        show=US,
     ),
     _spec("LOG_LINES_BEFORE", "collectors.log_lines_before", _count, "log lines kept before the error, per source"),
     _spec("LOG_LINES_AFTER", "collectors.log_lines_after", _count, "log lines kept after the error, per source"),
@@ -612,9 +540,9 @@ SPECS: tuple[Spec, ...] = (
     _spec("MAX_SPANS", "collectors.max_spans", _count, "spans kept per trace (failing first)"),
     _spec("MAX_CHANGES", "collectors.max_changes", _count, "changes kept per error"),
     _spec("TOPOLOGY_DEPTH", "collectors.topology_depth", _count, "topology hops frozen with the error"),
-    _spec("COLLECTOR_TIMEOUT", "collectors.timeout_seconds", _seconds, "per collector and per job", show=S),
+    _spec("COLLECTOR_TIMEOUT", "collectors.timeout_seconds", _seconds, "per collector and per job"),
     _spec("BREAKER_FAILURES", "collectors.breaker_failures", _count, "consecutive failures that open a breaker"),
-    _spec("BREAKER_COOLDOWN", "collectors.breaker_cooldown_seconds", _seconds, "how long a breaker stays open", show=S),
+    _spec("BREAKER_COOLDOWN", "collectors.breaker_cooldown_seconds", _seconds, "how long a breaker stays open"),
     _spec("ENRICHMENT_WORKERS", "collectors.enrichment_workers", _count, "concurrent enrichment jobs"),
     _spec("ENRICHMENT_QUEUE_SIZE", "collectors.enrichment_queue_size", _count, "queued enrichment jobs"),
     _spec(
@@ -622,10 +550,9 @@ SPECS: tuple[Spec, ...] = (
         "collectors.enrichment_resume_horizon_seconds",
         _seconds,
         "PENDING errors this recent resume at start",
-        show=S,
     ),
-    # --- analysis (docs/ARCHITECTURE.md §4) ---
-    _spec("RELATED_WINDOW", "analysis.related_window_us", _micros, "errors this close in time may be related", show=US),
+    # --- analysis ---
+    _spec("RELATED_WINDOW", "analysis.related_window_us", _micros, "errors this close in time may be related"),
     _spec("RELATED_HOPS", "analysis.related_hops", _count, "DEPENDS_ON hops that relate two errors"),
     _spec("MAX_CASCADE_DEPTH", "analysis.max_cascade_depth", _count, "cascade hops followed (0 = off)"),
     _spec(
@@ -634,9 +561,7 @@ SPECS: tuple[Spec, ...] = (
         _count,
         "resources a replay reads following a cascade",
     ),
-    _spec(
-        "EVIDENCE_LAG", "analysis.evidence_lag_us", _micros, "evidence this long after the error still counts", show=US
-    ),
+    _spec("EVIDENCE_LAG", "analysis.evidence_lag_us", _micros, "evidence this long after the error still counts"),
     _spec("FINGERPRINT_FRAMES", "analysis.fingerprint_frames", _count, "innermost frames in the fingerprint"),
     _spec("GROUP_TITLE_MAX_CHARS", "analysis.group_title_max_chars", _count, "longer group titles are cut"),
     _spec("TIMELINE_SUMMARY_MAX_CHARS", "analysis.summary_max_chars", _count, "longer timeline summaries are cut"),
@@ -646,7 +571,7 @@ SPECS: tuple[Spec, ...] = (
     _spec("CAUSE_CASCADE_WEIGHT", "analysis.cascade_weight", _number, "a dependency failed first"),
     _spec("CAUSE_CASCADE_SILENT_HOP_FACTOR", "analysis.cascade_silent_hop_factor", _number, "per hop without error"),
     _spec("CAUSE_CHANGE_WEIGHT", "analysis.change_weight", _number, "a change shortly before"),
-    _spec("CAUSE_CHANGE_HALF_LIFE", "analysis.change_half_life_us", _micros, "a change's score halves each", show=US),
+    _spec("CAUSE_CHANGE_HALF_LIFE", "analysis.change_half_life_us", _micros, "a change's score halves each"),
     _spec(
         "CAUSE_CHANGE_REGRESSION_FACTOR",
         "analysis.change_regression_factor",
@@ -666,7 +591,6 @@ SPECS: tuple[Spec, ...] = (
         "analysis.saturation_full_duration_us",
         _micros,
         "duration earning the full weight",
-        show=US,
     ),
     _spec(
         "CAUSE_SATURATION_BRIEF_FACTOR",
@@ -681,7 +605,7 @@ SPECS: tuple[Spec, ...] = (
         "series name prefixes that are saturation",
     ),
     _spec("CAUSE_BURST_WEIGHT", "analysis.burst_weight", _number, "many errors on the resource"),
-    _spec("CAUSE_BURST_WINDOW", "analysis.burst_window_us", _micros, "how far back a burst is counted", show=US),
+    _spec("CAUSE_BURST_WINDOW", "analysis.burst_window_us", _micros, "how far back a burst is counted"),
     _spec("CAUSE_BURST_MIN_ERRORS", "analysis.burst_min_errors", _count, "fewer is no burst"),
     _spec("CAUSE_BURST_FULL_ERRORS", "analysis.burst_full_errors", _count, "errors earning the full weight"),
     _spec("CAUSE_EXTERNAL_WEIGHT", "analysis.external_weight", _number, "spans or logs point at another service"),
