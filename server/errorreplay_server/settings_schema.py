@@ -275,8 +275,7 @@ class Spec:
     show: Callable[[Any], Any] = _show_plain
     deprecated: tuple[str, ...] = ()
     secret: bool = False
-    # Several specs may fill one tuple field (tokens from a file and inline): their values add up;
-    # `config` then shows what was given (a path, a masked list), not the parsed result.
+    # Several specs may fill one tuple field (tokens from a file and inline): their values add up.
     adds_up: bool = False
     # The default when it is not the dataclass's (text as a user writes it); shown as written.
     default: str | None = None
