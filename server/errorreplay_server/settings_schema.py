@@ -300,7 +300,7 @@ def _path(raw: Any) -> Path:
     return Path(_text(raw))
 
 
-_SHOW_FOR = {
+_SHOW_FOR: dict[Callable[[Any], Any], Callable[[Any], Any]] = {
     _micros: _show_micros,
     _seconds: _show_seconds,
     _optional_path: _show_optional,
