@@ -2,7 +2,7 @@
 
 Seeds N errors with the bulk path, then measures single captures with 64 in flight and
 filtered SearchErrors p50/p99, for SQLite and for a Bolt server (ArcadeDB, started here, or
-the Neo4j at NEO4J_URI).
+the Neo4j at ERRORREPLAY_NEO4J_URI).
 
     python -m bench.store_compare --count 50000
 """
@@ -21,7 +21,7 @@ from pathlib import Path
 from bench.seed import RESOURCES, make_batch, topology
 from errorreplay_server.capture.clock import ReceiveClock
 from errorreplay_server.domain.model import ErrorFilter, Severity, now_micros
-from errorreplay_server.settings import Neo4jSettings
+from errorreplay_server.settings import Neo4jSettings, Settings
 from errorreplay_server.store.base import Store
 from errorreplay_server.store.sqlite import SqliteStore
 
@@ -93,8 +93,9 @@ async def main() -> None:
         results["sqlite"] = await measure(SqliteStore(Path(tmp) / "x.db"), args.count, args.searches)
         from errorreplay_server.store.neo4j import Neo4jStore
 
-        if os.environ.get("NEO4J_URI"):
-            results["neo4j"] = await measure(Neo4jStore(Neo4jSettings.from_env(os.environ)), args.count, args.searches)
+        neo4j = Settings.from_env(os.environ).neo4j
+        if neo4j.uri:
+            results["neo4j"] = await measure(Neo4jStore(neo4j), args.count, args.searches)
         else:
             from tests.bolt_server import start_arcadedb
 

@@ -15,11 +15,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import json
 import logging
 import os
-import re
 import sys
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime, timedelta
@@ -34,7 +32,9 @@ from errorreplay.sync_client import SyncErrorReplayClient
 from errorreplay.v1 import message_pb2 as m
 from errorreplay.v1 import request_response_pb2 as rr
 from errorreplay_server import cli_render
-from errorreplay_server.settings import Settings, split_host_port
+from errorreplay_server.domain.durations import parse_duration
+from errorreplay_server.settings import Settings
+from errorreplay_server.settings_schema import Loaded, effective, load, to_toml
 
 DEFAULT_ADDRESS = "localhost:50051"
 DEFAULT_TIMEOUT_SECONDS = 10.0
@@ -96,21 +96,39 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _serve_settings(args: argparse.Namespace) -> Settings:
-    """The environment's settings, with serve's flags (and the global --address) on top."""
-    settings = Settings.from_env()
-    overrides: dict[str, Any] = {}
-    if args.address_given:
-        overrides["listen_address"] = args.address
-    if args.data_dir:
-        overrides["data_dir"] = Path(args.data_dir)
-    if args.metrics_address is not None:
-        address = args.metrics_address.strip()
-        if address.lower() == "off":
-            address = ""
-        else:
-            split_host_port(address, "--metrics-address")
-        overrides["metrics_address"] = address
-    return dataclasses.replace(settings, **overrides)
+    """The effective settings with serve's flags on top (settings_schema.py: defaults, file, variables, flags)."""
+    return _load_settings(args).settings
+
+
+def _load_settings(args: argparse.Namespace) -> Loaded:
+    flags: dict[str, tuple[str, Any]] = {}
+    if getattr(args, "address_given", False) and args.command == "serve":
+        flags["ERRORREPLAY_LISTEN_ADDRESS"] = ("--address", args.address)
+    for flag, variable in SERVE_FLAGS.items():
+        value = getattr(args, flag.removeprefix("--").replace("-", "_"), None)
+        if value is not None:
+            flags[variable] = (flag, value)
+    config = Path(args.config) if getattr(args, "config", None) else None
+    return load(os.environ, config, flags)
+
+
+SERVE_FLAGS = {
+    "--data-dir": "ERRORREPLAY_DATA_DIR",
+    "--store": "ERRORREPLAY_STORE",
+    "--metrics-address": "ERRORREPLAY_METRICS_ADDRESS",
+}
+"""serve's flags that set a setting, each through its variable's parser."""
+
+
+def _config(args: argparse.Namespace) -> int:
+    try:
+        loaded = _load_settings(args)
+    except ValueError as exc:
+        print(f"errorreplay: configuration error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    sections = effective(loaded)
+    sys.stdout.write(json.dumps(sections, indent=2) + "\n" if args.json else to_toml(sections))
+    return EXIT_OK
 
 
 # Argument types: each raises ArgumentTypeError, which argparse turns into a usage error (exit 2).
@@ -132,15 +150,12 @@ def _enum_type(wrapper: Any, prefix: str) -> Callable[[str], int]:
 _severity = _enum_type(m.Severity, "SEVERITY_")
 _source = _enum_type(m.Source, "SOURCE_")
 
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
 
 def _duration(text: str) -> timedelta:
-    match = _DURATION.match(text.strip())
-    if not match:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a duration such as 90s, 15m, 2h or 7d")
-    return timedelta(seconds=float(match.group(1)) * _UNIT_SECONDS[match.group(2)])
+    try:
+        return timedelta(seconds=parse_duration(text))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _tag(text: str) -> tuple[str, str]:
@@ -600,6 +615,12 @@ def version_text() -> str:
     return f"errorreplay {installed('errorreplay')} (errorreplay-client {installed('errorreplay-client')})"
 
 
+def _config_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config", metavar="FILE", help="TOML settings file; variables win over it (default: $ERRORREPLAY_CONFIG)"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="errorreplay", description="A DVR for production errors.")
     parser.add_argument("--version", action="version", version=version_text())
@@ -609,8 +630,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser(
         "serve",
-        help="run the gRPC server (configured by ERRORREPLAY_* variables; these flags win over them)",
-        description="Run the gRPC server. Flags win over the ERRORREPLAY_* variables; --address given"
+        help="run the gRPC server (configured by ERRORREPLAY_* variables and --config; these flags win)",
+        description="Run the gRPC server. Flags win over the ERRORREPLAY_* variables, which win over the"
+        " config file; --address given"
         " before `serve` works too, and serve's own --address wins over it.",
     )
     serve.add_argument(
@@ -620,12 +642,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="host:port to listen on (default: $ERRORREPLAY_LISTEN_ADDRESS or localhost:50051)",
     )
     serve.add_argument("--data-dir", help="where the embedded store lives (default: $ERRORREPLAY_DATA_DIR or ./data)")
+    serve.add_argument("--store", choices=("sqlite", "neo4j"), help="default: $ERRORREPLAY_STORE or sqlite")
     serve.add_argument(
         "--metrics-address",
         metavar="HOST:PORT",
         help="Prometheus metrics listener, or `off` (default: $ERRORREPLAY_METRICS_ADDRESS or 127.0.0.1:9464)",
     )
+    _config_option(serve)
     serve.set_defaults(run=_serve)
+
+    config = sub.add_parser(
+        "config",
+        help="print the effective server settings (secrets masked)",
+        description="Print the settings `serve` would use: defaults, then the config file, then the"
+        " ERRORREPLAY_* variables. Tokens, passwords and keys are masked. The output is a valid config file.",
+    )
+    _config_option(config)
+    config.add_argument("--json", action="store_true", help="print JSON instead of TOML")
+    config.set_defaults(run=_config)
 
     def client_command(name: str, command: Command, help: str, within: Any = sub) -> argparse.ArgumentParser:
         p: argparse.ArgumentParser = within.add_parser(name, help=help, description=help)

@@ -1,18 +1,7 @@
 """Security settings: bearer-token auth, TLS/mTLS, the per-caller rate limit and the stream cap.
 
-Read once at start-up from the environment. Everything is off by default except the stream cap, so a
-development server needs no configuration; each feature is one variable away.
-
-| variable | default | meaning |
-|---|---|---|
-| `ERRORREPLAY_AUTH_TOKENS_FILE` | unset | a file of `role token` lines (below); auth is on when it or the next is set |
-| `ERRORREPLAY_AUTH_TOKENS` | unset | inline grants, `role:token,role:token` |
-| `ERRORREPLAY_TLS_CERT_FILE` | unset | PEM server certificate chain; TLS is on when set |
-| `ERRORREPLAY_TLS_KEY_FILE` | unset | PEM private key of that certificate; required with the certificate |
-| `ERRORREPLAY_TLS_CLIENT_CA_FILE` | unset | PEM CA bundle; when set, clients need a certificate it signed (mTLS) |
-| `ERRORREPLAY_RATE_LIMIT_PER_SECOND` | `0` (off) | sustained calls per second per caller (token bucket refill rate) |
-| `ERRORREPLAY_RATE_LIMIT_BURST` | the rate rounded up, at least 1 | bucket capacity: calls a caller may make at once |
-| `ERRORREPLAY_MAX_STREAMS_PER_TOKEN` | `100` (`0` = no cap) | concurrent SubscribeErrors streams per caller |
+Everything is off by default except the stream cap, so a development server needs no
+configuration; each feature is one variable away (settings_schema.py, README: Security).
 
 Token file format: one grant per line, `role token`, separated by white space. Blank lines and lines
 starting with `#` are ignored. Roles are `reader`, `writer` and `admin`. A token listed on several
@@ -28,7 +17,7 @@ from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -111,37 +100,6 @@ def parse_inline_tokens(text: str, where: str = "ERRORREPLAY_AUTH_TOKENS") -> li
     return grants
 
 
-def _optional_path(env: Mapping[str, str], name: str) -> Path | None:
-    raw = env.get(name, "").strip()
-    return Path(raw) if raw else None
-
-
-def _number(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ValueError(f"{name} must be a number, got {raw!r}") from None
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(f"{name} must be a finite number >= 0, got {raw!r}")
-    return value
-
-
-def _count(env: Mapping[str, str], name: str, default: int) -> int:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ValueError(f"{name} must be an integer, got {raw!r}") from None
-    if value < 0:
-        raise ValueError(f"{name} must be >= 0, got {raw!r}")
-    return value
-
-
 @dataclass(frozen=True, slots=True)
 class SecuritySettings:
     """Auth, TLS and per-caller limits. The defaults give an open, plaintext server with a stream cap."""
@@ -167,9 +125,10 @@ class SecuritySettings:
         if self.tls_client_ca_file is not None and self.tls_cert_file is None:
             raise ValueError("ERRORREPLAY_TLS_CLIENT_CA_FILE (mTLS) needs ERRORREPLAY_TLS_CERT_FILE and _KEY_FILE")
         if not math.isfinite(self.rate_limit_per_second) or self.rate_limit_per_second < 0:
-            raise ValueError("the rate limit must be a finite number >= 0")
-        if self.rate_limit_burst < 0 or self.max_streams_per_token < 0:
-            raise ValueError("the rate limit burst and the stream cap must be >= 0")
+            raise ValueError("rate_limit_per_second must be a finite number >= 0")
+        for name in ("rate_limit_burst", "max_streams_per_token"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0")
 
     @property
     def auth_enabled(self) -> bool:
@@ -205,32 +164,3 @@ class SecuritySettings:
         rate = f"{self.rate_limit_per_second:g}/s burst {self.effective_burst}" if self.rate_limit_enabled else "off"
         streams = self.max_streams_per_token or "unlimited"
         return f"tls={tls} auth={auth} rate_limit={rate} max_streams_per_caller={streams}"
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str]) -> SecuritySettings:
-        grants: list[TokenGrant] = []
-        tokens_file = _optional_path(environ, "ERRORREPLAY_AUTH_TOKENS_FILE")
-        if tokens_file is not None:
-            try:
-                text = tokens_file.read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError) as exc:
-                raise ValueError(f"ERRORREPLAY_AUTH_TOKENS_FILE: cannot read {tokens_file}: {exc}") from None
-            file_grants = parse_token_lines(text.splitlines(), f"ERRORREPLAY_AUTH_TOKENS_FILE {tokens_file}")
-            if not file_grants:
-                raise ValueError(f"ERRORREPLAY_AUTH_TOKENS_FILE {tokens_file} holds no token")
-            grants.extend(file_grants)
-        inline = environ.get("ERRORREPLAY_AUTH_TOKENS", "")
-        if inline.strip():
-            inline_grants = parse_inline_tokens(inline)
-            if not inline_grants:
-                raise ValueError("ERRORREPLAY_AUTH_TOKENS holds no token")
-            grants.extend(inline_grants)
-        return cls(
-            tokens=tuple(grants),
-            tls_cert_file=_optional_path(environ, "ERRORREPLAY_TLS_CERT_FILE"),
-            tls_key_file=_optional_path(environ, "ERRORREPLAY_TLS_KEY_FILE"),
-            tls_client_ca_file=_optional_path(environ, "ERRORREPLAY_TLS_CLIENT_CA_FILE"),
-            rate_limit_per_second=_number(environ, "ERRORREPLAY_RATE_LIMIT_PER_SECOND", 0.0),
-            rate_limit_burst=_count(environ, "ERRORREPLAY_RATE_LIMIT_BURST", 0),
-            max_streams_per_token=_count(environ, "ERRORREPLAY_MAX_STREAMS_PER_TOKEN", DEFAULT_MAX_STREAMS_PER_TOKEN),
-        )

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import signal
 import threading
 from collections.abc import Sequence
@@ -116,7 +115,7 @@ async def _start(
     store = store or open_store(settings)
     await store.start()
     started.push_async_callback(store.close)
-    scrubber = SecretScrubber.from_env(os.environ)
+    scrubber = SecretScrubber.from_settings(settings.scrub)
     hub = InProcessHub(store, settings.hub, settings.analysis)
     await hub.start()
     started.push_async_callback(hub.close)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from errorreplay_server.settings import Neo4jSettings
+from errorreplay_server.settings import Neo4jSettings, Settings
 from errorreplay_server.store.base import Store
 from errorreplay_server.store.sqlite import SqliteStore
 from tests.bolt_server import bolt_server  # noqa: F401  (the session-scoped ArcadeDB fixture)
@@ -28,12 +28,12 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
         server = request.getfixturevalue("bolt_server")
         s = Neo4jStore(Neo4jSettings(server.uri, server.username, server.password, server.database))
     else:
-        uri = os.environ.get("NEO4J_URI")
-        if not uri:
-            pytest.skip("real Neo4j variant: set NEO4J_URI (and NEO4J_USERNAME/NEO4J_PASSWORD) to run it")
+        neo4j = Settings.from_env(os.environ).neo4j
+        if not neo4j.uri:
+            pytest.skip("real Neo4j variant: set ERRORREPLAY_NEO4J_URI (and _USERNAME/_PASSWORD) to run it")
         from errorreplay_server.store.neo4j import Neo4jStore
 
-        s = Neo4jStore(Neo4jSettings.from_env(os.environ))
+        s = Neo4jStore(neo4j)
     await s.start()
     try:
         yield s

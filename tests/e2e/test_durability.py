@@ -79,7 +79,7 @@ def test_context_left_pending_by_sigkill_is_collected_after_restart(tmp_path: Pa
     common = {"ERRORREPLAY_ENRICHMENT_RESUME_HORIZON": "1h"}
     hanging = {
         **common,
-        "LOKI_URL": f"http://127.0.0.1:{silent.getsockname()[1]}",
+        "ERRORREPLAY_LOKI_URL": f"http://127.0.0.1:{silent.getsockname()[1]}",
         "ERRORREPLAY_COLLECTOR_TIMEOUT": "10m",
     }
     server = ServerProcess(tmp_path, extra_env=hanging).start()

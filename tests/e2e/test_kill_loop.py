@@ -293,9 +293,9 @@ def test_every_acknowledged_capture_survives_repeated_sigkill_on_bolt(tmp_path: 
 
     env = {
         "ERRORREPLAY_STORE": "neo4j",
-        "NEO4J_URI": arcadedb.uri,
-        "NEO4J_USERNAME": arcadedb.username,
-        "NEO4J_PASSWORD": arcadedb.password,
-        "NEO4J_DATABASE": arcadedb.database,
+        "ERRORREPLAY_NEO4J_URI": arcadedb.uri,
+        "ERRORREPLAY_NEO4J_USERNAME": arcadedb.username,
+        "ERRORREPLAY_NEO4J_PASSWORD": arcadedb.password,
+        "ERRORREPLAY_NEO4J_DATABASE": arcadedb.database,
     }
     check(kill_loop(tmp_path, Backend(env=env, kill_store=kill_arcadedb)))

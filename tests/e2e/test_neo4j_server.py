@@ -17,10 +17,10 @@ from tests.e2e.server_process import ServerProcess
 def test_server_runs_on_the_graph_store(bolt_server: BoltServer, tmp_path: Path) -> None:  # noqa: F811
     env = {
         "ERRORREPLAY_STORE": "neo4j",
-        "NEO4J_URI": bolt_server.uri,
-        "NEO4J_USERNAME": bolt_server.username,
-        "NEO4J_PASSWORD": bolt_server.password,
-        "NEO4J_DATABASE": bolt_server.database,
+        "ERRORREPLAY_NEO4J_URI": bolt_server.uri,
+        "ERRORREPLAY_NEO4J_USERNAME": bolt_server.username,
+        "ERRORREPLAY_NEO4J_PASSWORD": bolt_server.password,
+        "ERRORREPLAY_NEO4J_DATABASE": bolt_server.database,
     }
     server = ServerProcess(tmp_path, extra_env=env).start()
     try:
@@ -59,7 +59,8 @@ def test_server_runs_on_the_graph_store(bolt_server: BoltServer, tmp_path: Path)
 
 
 def test_unreachable_neo4j_fails_fast_with_a_clear_message(tmp_path: Path) -> None:
-    env = {"ERRORREPLAY_STORE": "neo4j", "NEO4J_URI": "bolt://127.0.0.1:1", "NEO4J_PASSWORD": "x"}
+    env = {"ERRORREPLAY_STORE": "neo4j", "ERRORREPLAY_NEO4J_URI": "bolt://127.0.0.1:1"}
+    env["ERRORREPLAY_NEO4J_PASSWORD"] = "x"
     server = ServerProcess(tmp_path, extra_env=env)
     try:
         server.start(timeout=30)

@@ -67,7 +67,7 @@ def test_a_taken_metrics_port_is_named(tmp_path: Path, taken_port: int) -> None:
 def test_a_bad_metrics_address_is_a_configuration_error(tmp_path: Path) -> None:
     done = serve(tmp_path, "serve", ERRORREPLAY_METRICS_ADDRESS="9464")
     assert done.returncode == 2
-    assert "ERRORREPLAY_METRICS_ADDRESS must be host:port" in done.stderr
+    assert 'ERRORREPLAY_METRICS_ADDRESS: "9464" is not host:port' in done.stderr
 
 
 def test_serve_flags_set_the_address_data_dir_and_metrics_address(tmp_path: Path) -> None:

@@ -152,7 +152,7 @@ def tokens() -> Tokens:
 
 
 def test_auth_is_off_without_tokens() -> None:
-    security = SecuritySettings.from_env({})
+    security = Settings.from_env({}).security
     assert not security.auth_enabled and not security.tls_enabled and not security.rate_limit_enabled
     assert security.max_streams_per_token == 100
     interceptors = build_interceptors(security)
@@ -162,7 +162,7 @@ def test_auth_is_off_without_tokens() -> None:
 
 
 def test_inline_tokens() -> None:
-    security = SecuritySettings.from_env({"ERRORREPLAY_AUTH_TOKENS": " reader:r-tok , writer:w-tok,ADMIN:a-tok "})
+    security = Settings.from_env({"ERRORREPLAY_AUTH_TOKENS": " reader:r-tok , writer:w-tok,ADMIN:a-tok "}).security
     assert security.auth_enabled
     assert [(g.role, g.token) for g in security.tokens] == [
         (Role.READER, "r-tok"),
@@ -174,9 +174,9 @@ def test_inline_tokens() -> None:
 def test_token_file_with_comments_and_several_roles_per_token(tmp_path: Path) -> None:
     path = tmp_path / "tokens"
     path.write_text("# role token\n\nreader  shared-tok\nwriter\tshared-tok\n  admin a-tok  \n")
-    security = SecuritySettings.from_env(
+    security = Settings.from_env(
         {"ERRORREPLAY_AUTH_TOKENS_FILE": str(path), "ERRORREPLAY_AUTH_TOKENS": "reader:inline-tok"}
-    )
+    ).security
     assert [(g.role, g.token) for g in security.tokens] == [
         (Role.READER, "shared-tok"),
         (Role.WRITER, "shared-tok"),
@@ -215,17 +215,17 @@ def test_bad_token_configuration_fails_without_echoing_the_token(
     if inline is not None:
         env["ERRORREPLAY_AUTH_TOKENS"] = inline
     with pytest.raises(ValueError) as info:
-        SecuritySettings.from_env(env)
+        Settings.from_env(env)
     assert SECRET not in str(info.value)
 
 
 def test_missing_token_file_fails(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="ERRORREPLAY_AUTH_TOKENS_FILE"):
-        SecuritySettings.from_env({"ERRORREPLAY_AUTH_TOKENS_FILE": str(tmp_path / "absent")})
+        Settings.from_env({"ERRORREPLAY_AUTH_TOKENS_FILE": str(tmp_path / "absent")})
 
 
 def test_repr_and_start_up_line_hide_tokens() -> None:
-    security = SecuritySettings.from_env({"ERRORREPLAY_AUTH_TOKENS": f"admin:{SECRET},reader:{SECRET},writer:w-tok"})
+    security = Settings.from_env({"ERRORREPLAY_AUTH_TOKENS": f"admin:{SECRET},reader:{SECRET},writer:w-tok"}).security
     assert SECRET not in repr(security) and SECRET not in str(security.tokens)
     line = security.describe()
     assert line == ("tls=off auth=on (2 tokens; roles admin, reader, writer) rate_limit=off max_streams_per_caller=100")

@@ -7,7 +7,6 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
 
 import grpc
 import pytest
@@ -28,6 +27,7 @@ from errorreplay_server.api.ratelimit import (
     peer_host,
 )
 from errorreplay_server.security_settings import Role, SecuritySettings, TokenGrant
+from errorreplay_server.settings import Settings
 from tests.grpc.conftest import status_of
 from tests.grpc.test_auth import Secured, bearer, new_token, secured_server
 
@@ -146,16 +146,16 @@ def test_peer_host_drops_the_port(peer: str, host: str) -> None:
 
 
 def test_limit_settings() -> None:
-    assert SecuritySettings.from_env({"ERRORREPLAY_RATE_LIMIT_PER_SECOND": "2.5"}).effective_burst == 3
-    security = SecuritySettings.from_env(
+    assert Settings.from_env({"ERRORREPLAY_RATE_LIMIT_PER_SECOND": "2.5"}).security.effective_burst == 3
+    security = Settings.from_env(
         {
             "ERRORREPLAY_RATE_LIMIT_PER_SECOND": "50",
             "ERRORREPLAY_RATE_LIMIT_BURST": "200",
             "ERRORREPLAY_MAX_STREAMS_PER_TOKEN": "0",
         }
-    )
+    ).security
     assert (security.rate_limit_per_second, security.effective_burst, security.max_streams_per_token) == (50, 200, 0)
-    assert not SecuritySettings.from_env({"ERRORREPLAY_RATE_LIMIT_PER_SECOND": "0"}).rate_limit_enabled
+    assert not Settings.from_env({"ERRORREPLAY_RATE_LIMIT_PER_SECOND": "0"}).security.rate_limit_enabled
     for name, value in [
         ("ERRORREPLAY_RATE_LIMIT_PER_SECOND", "-1"),
         ("ERRORREPLAY_RATE_LIMIT_PER_SECOND", "nan"),
@@ -165,7 +165,7 @@ def test_limit_settings() -> None:
         ("ERRORREPLAY_MAX_STREAMS_PER_TOKEN", "-3"),
     ]:
         with pytest.raises(ValueError, match=name):
-            SecuritySettings.from_env({name: value})
+            Settings.from_env({name: value})
 
 
 # --- over the wire: the call rate ------------------------------------------------------------------
@@ -350,8 +350,15 @@ async def _slow_stream(request: bytes, context: grpc.aio.ServicerContext) -> Non
     await asyncio.sleep(60)
 
 
-@pytest.mark.parametrize("handler", [_generator_stream, _writer_stream], ids=["async-generator", "context-write"])
-async def test_stream_slot_released_on_completion(handler: Callable[..., Any]) -> None:
+def test_generator_stream_handlers_are_refused_at_wrap_time() -> None:
+    """The service's streams write with context.write; the interceptor has no generator path."""
+    interceptor = RateLimitInterceptor(peer_caller_key, None, StreamLimiter(1))
+    with pytest.raises(TypeError, match=r"context\.write"):
+        interceptor._wrap(grpc.unary_stream_rpc_method_handler(_generator_stream))
+
+
+async def test_stream_slot_released_on_completion() -> None:
+    handler = _writer_stream
     streams = StreamLimiter(1)
     interceptor = RateLimitInterceptor(peer_caller_key, None, streams)
     server = grpc.aio.server(interceptors=[interceptor])

@@ -22,6 +22,7 @@ from errorreplay.v1 import request_response_pb2 as rr
 from errorreplay.v1 import service_pb2_grpc
 from errorreplay_server.api.tls import server_credentials
 from errorreplay_server.security_settings import Role, SecuritySettings, TokenGrant
+from errorreplay_server.settings import Settings
 from tests.grpc.test_auth import bearer, secured_server
 
 HANDSHAKE_TIMEOUT = 5.0
@@ -167,16 +168,16 @@ REFUSED = (grpc.StatusCode.UNAVAILABLE,)
 
 
 def test_tls_settings_from_env(pki: Pki) -> None:
-    security = SecuritySettings.from_env(
+    security = Settings.from_env(
         {
             "ERRORREPLAY_TLS_CERT_FILE": str(pki.server.cert),
             "ERRORREPLAY_TLS_KEY_FILE": str(pki.server.key),
             "ERRORREPLAY_TLS_CLIENT_CA_FILE": str(pki.ca.cert),
         }
-    )
+    ).security
     assert security.tls_enabled and security.mtls_enabled
     assert security.tls_cert_file == pki.server.cert and security.tls_client_ca_file == pki.ca.cert
-    plain = SecuritySettings.from_env({})
+    plain = Settings.from_env({}).security
     assert not plain.tls_enabled and server_credentials(plain) is None
 
 
@@ -196,7 +197,7 @@ def test_incomplete_tls_settings_fail(pki: Pki, names: tuple[str, ...]) -> None:
         "ERRORREPLAY_TLS_CLIENT_CA_FILE": str(pki.ca.cert),
     }
     with pytest.raises(ValueError, match="ERRORREPLAY_TLS_"):
-        SecuritySettings.from_env({name: values[name] for name in names})
+        Settings.from_env({name: values[name] for name in names})
 
 
 def test_unusable_files_fail_at_start_up_without_showing_the_key(pki: Pki, tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ import pytest
 from errorreplay.v1 import request_response_pb2 as rr
 from errorreplay_server.http.settings import HttpSettings, SentryKey
 from errorreplay_server.security_settings import Role, SecuritySettings, TokenGrant
+from errorreplay_server.settings import Settings
 from tests.grpc.test_tls import Pki, tls_settings
 from tests.grpc.test_tls import pki as pki
 from tests.http.conftest import KEY, OTHER_KEY, OTHER_PROJECT, PROJECT, Http, http_server, http_settings
@@ -216,20 +217,20 @@ async def test_a_taken_address_fails_start_up_and_leaves_nothing_open(tmp_path: 
 
 
 def test_http_settings_from_env(tmp_path: Path) -> None:
-    default = HttpSettings.from_env({})
+    default = Settings.from_env({}).http
     assert default.address == "localhost:8080" and default.enabled
-    assert not HttpSettings.from_env({"ERRORREPLAY_HTTP_ADDRESS": "off"}).enabled
+    assert not Settings.from_env({"ERRORREPLAY_HTTP_ADDRESS": "off"}).http.enabled
     assert not HttpSettings().enabled  # in code: off unless asked for
     keys_file = tmp_path / "keys"
     keys_file.write_text("# project key\n42 abc123\n\n7 def456\n")
-    s = HttpSettings.from_env(
+    s = Settings.from_env(
         {
             "ERRORREPLAY_SENTRY_KEYS_FILE": str(keys_file),
             "ERRORREPLAY_SENTRY_KEYS": "9:aaa111",
             "ERRORREPLAY_ALERTMANAGER_RESOURCE_LABELS": "app, instance",
             "ERRORREPLAY_HTTP_MAX_BODY_BYTES": "100",
         }
-    )
+    ).http
     assert s.sentry_keys == (SentryKey("42", "abc123"), SentryKey("7", "def456"), SentryKey("9", "aaa111"))
     assert s.alertmanager_resource_labels == ("app", "instance")
     assert s.max_body_bytes == 100
@@ -239,7 +240,7 @@ def test_http_settings_from_env(tmp_path: Path) -> None:
         {"ERRORREPLAY_HTTP_ADDRESS": "nohost"},
     ):
         with pytest.raises(ValueError) as info:
-            HttpSettings.from_env(bad)
+            Settings.from_env(bad)
         assert "a-b" not in str(info.value)
 
 

@@ -78,10 +78,9 @@ def test_bad_otlp_severity_names_the_variable(value: str) -> None:
 
 
 def test_topology_limits_come_from_the_environment() -> None:
-    from errorreplay_server.settings import Limits
     from errorreplay_server.store.base import TopologyBounds
 
-    limits = Limits.from_env(
+    limits = Settings.from_env(
         {
             "ERRORREPLAY_MAX_NEIGHBOURS_PER_HOP": "7",
             "ERRORREPLAY_MAX_TOPOLOGY_EDGES": "70",
@@ -91,7 +90,7 @@ def test_topology_limits_come_from_the_environment() -> None:
             "ERRORREPLAY_MAX_LABELS": "4",
             "ERRORREPLAY_MAX_CHANGE_METADATA": "5",
         }
-    )
+    ).limits
     assert (
         limits.max_resources_per_call,
         limits.max_dependencies_per_call,
@@ -100,7 +99,7 @@ def test_topology_limits_come_from_the_environment() -> None:
         limits.max_change_metadata,
     ) == (10, 20, 30, 4, 5)
     assert limits.topology_bounds == TopologyBounds(max_neighbours_per_hop=7, max_edges=70)
-    assert Limits.from_env({}).topology_bounds == TopologyBounds(100, 2000)
+    assert Settings.from_env({}).limits.topology_bounds == TopologyBounds(100, 2000)
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,7 @@
 //
 //   make build && node dist/examples/capture.js 127.0.0.1:50051
 //
+// Without an argument it connects to $ERRORREPLAY_ADDRESS, as the CLI and the SDK do.
 // ERRORREPLAY_TOKEN, when set, is sent as a bearer token.
 import { randomUUID } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
@@ -13,7 +14,7 @@ import {
   Source,
 } from "../src/index.js";
 
-const address = process.argv[2] ?? process.env.ERRORREPLAY_ADDR ?? "127.0.0.1:50051";
+const address = process.argv[2] ?? process.env.ERRORREPLAY_ADDRESS ?? "127.0.0.1:50051";
 const client = createErrorReplayClient(address, {
   token: process.env.ERRORREPLAY_TOKEN,
   timeoutMs: 5_000,

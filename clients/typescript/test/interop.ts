@@ -45,7 +45,7 @@ function describe(err: unknown): string {
   return String(err);
 }
 
-const address = process.argv[2] ?? process.env.ERRORREPLAY_ADDR;
+const address = process.argv[2] ?? process.env.ERRORREPLAY_ADDRESS;
 if (address === undefined || address === "") {
   console.error("usage: node dist/test/interop.js HOST:PORT");
   process.exit(2);

@@ -1,2 +1,2 @@
-"""Pure-domain analysis (DESIGN §4): grouping, correlation, propagation, timeline, root cause and
+"""Pure-domain analysis (docs/ARCHITECTURE.md §4): grouping, correlation, propagation, timeline, root cause and
 recommendations. No gRPC, no store, no I/O: every function here is deterministic and tested."""

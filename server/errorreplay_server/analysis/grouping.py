@@ -1,4 +1,4 @@
-"""Grouping fingerprints (DESIGN §4 "Grouping").
+"""Grouping fingerprints (docs/ARCHITECTURE.md §4 "Grouping").
 
 The fingerprint is, in order of preference:
 1. the client's `fingerprint` parts, taken as they are;

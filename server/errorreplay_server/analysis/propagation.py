@@ -1,4 +1,4 @@
-"""The cascade path of a failure through DEPENDS_ON (DESIGN §4 "Propagation").
+"""The cascade path of a failure through DEPENDS_ON (docs/ARCHITECTURE.md §4 "Propagation").
 
 Rule, for an error E on resource R:
 - Candidates are the correlated errors that sit on a resource other than R. Errors without a

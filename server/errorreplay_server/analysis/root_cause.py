@@ -1,4 +1,4 @@
-"""Root-cause candidates, each scored from evidence in [0, 1] (DESIGN §4, issue 5).
+"""Root-cause candidates, each scored from evidence in [0, 1] (docs/ARCHITECTURE.md §4, issue 5).
 
 Rules (weights and factors are AnalysisSettings fields):
 - Cascade (DEPENDENCY_FAILURE): a propagation path exists. score = cascade_weight ×

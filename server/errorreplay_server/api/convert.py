@@ -76,12 +76,6 @@ def set_timestamp(ts: timestamp_pb2.Timestamp, micros: Micros) -> None:
     ts.nanos = rest * 1000
 
 
-def timestamp(micros: Micros) -> timestamp_pb2.Timestamp:
-    ts = timestamp_pb2.Timestamp()
-    set_timestamp(ts, micros)
-    return ts
-
-
 # google.protobuf.Duration's valid range: about ±10,000 years, nanos of the same sign as seconds.
 _MAX_DURATION_SECONDS = 315_576_000_000
 
@@ -388,12 +382,6 @@ def statistics_to_pb(stats: Statistics, out: Any) -> None:
         item.count = tc.count
     for gc in stats.top_groups:
         out.top_groups.add(group_id=gc.group_id, title=gc.title, count=gc.count, status=int(gc.status))
-
-
-def struct_from_dict(d: dict[str, Any]) -> struct_pb2.Struct:
-    s = struct_pb2.Struct()
-    s.update(d)
-    return s
 
 
 # --- analysis -> responses ---------------------------------------------------------------------

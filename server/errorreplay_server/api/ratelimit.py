@@ -24,7 +24,7 @@ from __future__ import annotations
 import inspect
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -261,26 +261,11 @@ class RateLimitInterceptor(grpc.aio.ServerInterceptor):
         if handler.unary_stream is None:
             # No client-streaming RPC is served; such handlers pass unlimited rather than half-limited.
             return handler
+        # Every streaming method here writes with context.write (SubscribeErrors, health Watch);
+        # an async generator would need its own wrapper, so refuse one loudly rather than misuse it.
         inner_stream = handler.unary_stream
         if inspect.isasyncgenfunction(inner_stream):
-
-            async def stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-                key = self._caller_key(context)
-                refusal = self._stream_refusal(key)
-                if refusal is not None:
-                    await _abort(refusal, context)
-                    return
-                try:
-                    async for item in inner_stream(request, context):
-                        yield item
-                finally:
-                    self._release(key)
-
-            return grpc.unary_stream_rpc_method_handler(
-                stream,
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
+            raise TypeError("a rate-limited stream handler must write with context.write, not yield")
 
         async def writer(request: Any, context: grpc.aio.ServicerContext) -> Any:
             key = self._caller_key(context)

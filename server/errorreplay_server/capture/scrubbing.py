@@ -1,4 +1,4 @@
-"""Secret scrubbing (DESIGN.md §4): mask values that look like secrets before anything is stored.
+"""Secret scrubbing (docs/ARCHITECTURE.md §4): mask values that look like secrets before anything is stored.
 
 The capture path runs every stored field through one `SecretScrubber` as `field_policy.py` says:
 free text is scrubbed, identifiers holding a secret are refused (`secret_kinds`); the collectors
@@ -50,7 +50,7 @@ per 2 kB (87 keywords with PII on); each pattern it lets run costs 1-30 µs per 
 
 Configuration
 -------------
-`SecretScrubber.from_env` reads:
+`SecretScrubber.from_settings` uses (settings.py ScrubSettings; variables in settings_schema.py):
 
 - ``ERRORREPLAY_SCRUB_EXTRA_PATTERNS``: the path of a UTF-8 file of extra patterns, one per line,
   ``<kind><TAB><regex>``. Blank lines and lines starting with ``#`` are skipped. If the regex has
@@ -76,7 +76,10 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Final, NamedTuple
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
+
+if TYPE_CHECKING:
+    from errorreplay_server.settings import ScrubSettings
 
 ENV_EXTRA_PATTERNS: Final = "ERRORREPLAY_SCRUB_EXTRA_PATTERNS"
 ENV_DISABLED_KINDS: Final = "ERRORREPLAY_SCRUB_DISABLED_KINDS"
@@ -728,23 +731,6 @@ def load_patterns(path: str | os.PathLike[str]) -> list[SecretPattern]:
     return parse_patterns(text, source=os.fspath(path))
 
 
-def parse_on_off(value: str, name: str, default: bool) -> bool:
-    """``on``/``off`` (also true/false, 1/0, yes/no); blank is the default; ValueError otherwise."""
-    word = value.strip().lower()
-    if not word:
-        return default
-    if word in ("on", "true", "1", "yes"):
-        return True
-    if word in ("off", "false", "0", "no"):
-        return False
-    raise ValueError(f"{name} must be on or off, got {value!r}")
-
-
-def parse_kinds(value: str) -> list[str]:
-    """Split a comma-separated list of kinds, dropping blanks."""
-    return [k.strip() for k in value.split(",") if k.strip()]
-
-
 # --- the scrubber -----------------------------------------------------------------------------
 
 
@@ -804,18 +790,21 @@ class SecretScrubber:
         self._key_rule_of: dict[str, int] = {}
 
     @classmethod
+    def from_settings(cls, scrub: ScrubSettings, *, patterns: Iterable[SecretPattern] | None = None) -> SecretScrubber:
+        """Defaults (or `patterns`), plus the extra pattern file, minus the disabled kinds, with PII
+        per `scrub.pii` (see the module docstring). ValueError on bad config."""
+        extra = load_patterns(scrub.extra_patterns_file) if scrub.extra_patterns_file else []
+        return cls(patterns, extra_patterns=extra, disabled_kinds=list(scrub.disabled_kinds), pii=scrub.pii)
+
+    @classmethod
     def from_env(
         cls, environ: Mapping[str, str] | None = None, *, patterns: Iterable[SecretPattern] | None = None
     ) -> SecretScrubber:
-        """Defaults (or `patterns`), plus ERRORREPLAY_SCRUB_EXTRA_PATTERNS, minus
-        ERRORREPLAY_SCRUB_DISABLED_KINDS, with PII per ERRORREPLAY_SCRUB_PII (see the module
-        docstring). ValueError on bad config."""
-        env = os.environ if environ is None else environ
-        path = env.get(ENV_EXTRA_PATTERNS, "").strip()
-        extra = load_patterns(path) if path else []
-        disabled = parse_kinds(env.get(ENV_DISABLED_KINDS, ""))
-        pii = parse_on_off(env.get(ENV_SCRUB_PII, ""), ENV_SCRUB_PII, DEFAULT_SCRUB_PII)
-        return cls(patterns, extra_patterns=extra, disabled_kinds=disabled, pii=pii)
+        """`from_settings` with the scrub settings read through the schema (settings_schema.py)."""
+        from errorreplay_server.settings import Settings
+
+        scrub = Settings.from_env(os.environ if environ is None else environ).scrub
+        return cls.from_settings(scrub, patterns=patterns)
 
     @property
     def kinds(self) -> frozenset[str]:
@@ -1085,6 +1074,5 @@ __all__ = (
     "load_patterns",
     "luhn_ok",
     "mask_for",
-    "parse_kinds",
     "parse_patterns",
 )

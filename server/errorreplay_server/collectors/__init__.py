@@ -1,6 +1,6 @@
 """Context collectors: one module per backend behind one `Collector` interface.
 
-Build them with `build_collectors(CollectorSettings.from_env(os.environ), store)` and close them
+Build them with `build_collectors(Settings.from_env().collectors, store)` and close them
 with `close_collectors(...)`. Timeouts, concurrency and circuit breaking live in the enrichment
 queue (capture/enrichment.py), not in the collectors.
 """

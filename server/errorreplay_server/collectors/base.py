@@ -33,7 +33,7 @@ class Window:
 
 @dataclass(slots=True, frozen=True)
 class WindowSpec:
-    """How far a source looks before and after the moment of the error (DESIGN §1)."""
+    """How far a source looks before and after the moment of the error (docs/ARCHITECTURE.md §1)."""
 
     before: Micros
     after: Micros

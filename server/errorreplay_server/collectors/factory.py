@@ -30,7 +30,7 @@ def build_collectors(
     network in tests.
 
     There is no related-errors collector: related links are computed when an error is read
-    (DataPlane.related, DESIGN §4), so they stay symmetric and see later errors."""
+    (DataPlane.related, docs/ARCHITECTURE.md §4), so they stay symmetric and see later errors."""
     t = transports or {}
     return [
         PrometheusCollector(settings, t.get(PrometheusCollector.name)),

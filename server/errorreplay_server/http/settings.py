@@ -1,14 +1,8 @@
 """Settings of the HTTP listener (Sentry ingestion, the Alertmanager webhook, /healthz).
 
-- `ERRORREPLAY_HTTP_ADDRESS` (`localhost:8080`): `host:port` of the listener; `off` turns it off;
-  port 0 picks a free port.
-- `ERRORREPLAY_HTTP_MAX_BODY_BYTES` (8 MiB): a request body as sent (compressed); more is 413.
-- `ERRORREPLAY_HTTP_MAX_DECOMPRESSED_BYTES` (8 MiB): a body once decompressed; more is 413, found
-  while inflating, so a compression bomb is never inflated whole.
-- `ERRORREPLAY_SENTRY_KEYS` (unset): DSN public keys, `project:key,project:key`.
-- `ERRORREPLAY_SENTRY_KEYS_FILE` (unset): a file of `project key` lines (`#` comments ignored).
-- `ERRORREPLAY_ALERTMANAGER_RESOURCE_LABELS` (`service,job,instance`): the first of these alert
-  labels present gives the resource id.
+Variables and defaults: settings_schema.py (README: Configuration). The listener is off in
+code (a server built in tests opens no port it was not asked for) and on at DEFAULT_ADDRESS when
+the settings are loaded; port 0 picks a free port.
 
 TLS, bearer tokens and the per-caller rate limit are the gRPC ones (security_settings.py).
 A Sentry key allows ingestion into its project and nothing else.
@@ -16,9 +10,8 @@ A Sentry key allows ingestion into its project and nothing else.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 DEFAULT_ADDRESS = "localhost:8080"
 DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024
@@ -54,23 +47,9 @@ def parse_sentry_keys(items: Iterable[str], where: str, sep: str | None) -> list
     return keys
 
 
-def _size(env: Mapping[str, str], name: str, default: int) -> int:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ValueError(f"{name} must be an integer, got {raw!r}") from None
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {raw!r}")
-    return value
-
-
 @dataclass(frozen=True, slots=True)
 class HttpSettings:
-    """The HTTP listener. In code the default address is "" (off), so a server built in tests or
-    embedded elsewhere opens no port it was not asked for; `from_env` defaults to DEFAULT_ADDRESS."""
+    """The HTTP listener; address "" is off."""
 
     address: str = ""
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
@@ -88,38 +67,3 @@ class HttpSettings:
         if not sep or not port.isdigit():
             raise ValueError(f"ERRORREPLAY_HTTP_ADDRESS must be host:port, got {self.address!r}")
         return host.strip("[]") or "0.0.0.0", int(port)
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> HttpSettings:
-        address = env.get("ERRORREPLAY_HTTP_ADDRESS", "").strip() or DEFAULT_ADDRESS
-        keys: list[SentryKey] = []
-        keys_file = env.get("ERRORREPLAY_SENTRY_KEYS_FILE", "").strip()
-        if keys_file:
-            try:
-                text = Path(keys_file).read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError) as exc:
-                raise ValueError(f"ERRORREPLAY_SENTRY_KEYS_FILE: cannot read {keys_file}: {exc}") from None
-            from_file = parse_sentry_keys(text.splitlines(), f"ERRORREPLAY_SENTRY_KEYS_FILE {keys_file}", None)
-            if not from_file:
-                raise ValueError(f"ERRORREPLAY_SENTRY_KEYS_FILE {keys_file} holds no key")
-            keys += from_file
-        inline = env.get("ERRORREPLAY_SENTRY_KEYS", "")
-        if inline.strip():
-            keys += parse_sentry_keys(inline.split(","), "ERRORREPLAY_SENTRY_KEYS", ":")
-        labels = tuple(
-            label.strip()
-            for label in env.get("ERRORREPLAY_ALERTMANAGER_RESOURCE_LABELS", ",".join(DEFAULT_RESOURCE_LABELS)).split(
-                ","
-            )
-            if label.strip()
-        )
-        settings = cls(
-            address="" if address.lower() == "off" else address,
-            max_body_bytes=_size(env, "ERRORREPLAY_HTTP_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES),
-            max_decompressed_bytes=_size(env, "ERRORREPLAY_HTTP_MAX_DECOMPRESSED_BYTES", DEFAULT_MAX_BODY_BYTES),
-            sentry_keys=tuple(keys),
-            alertmanager_resource_labels=labels or DEFAULT_RESOURCE_LABELS,
-        )
-        if settings.enabled:
-            settings.host_port  # noqa: B018  (validates the address at start-up)
-        return settings

@@ -1,25 +1,13 @@
-from dataclasses import fields
-
 import pytest
 
-from errorreplay_server.analysis.settings import (
-    DEFAULT_SETTINGS,
-    ENV_VARIABLES,
-    AnalysisSettings,
-    parse_duration_micros,
-)
+from errorreplay_server.analysis.settings import DEFAULT_SETTINGS, AnalysisSettings
+from errorreplay_server.domain.durations import parse_duration_micros
 from errorreplay_server.domain.model import MICROS_PER_HOUR, MICROS_PER_MINUTE, MICROS_PER_SECOND
+from errorreplay_server.settings import Settings
 
 
-def test_every_field_has_one_documented_variable() -> None:
-    names = {f.name for f in fields(AnalysisSettings)}
-    assert set(ENV_VARIABLES) == names
-    variables = [v["env"] for v in ENV_VARIABLES.values()]
-    assert len(set(variables)) == len(variables)
-    doc = AnalysisSettings.from_env.__doc__ or ""
-    for variable in variables:
-        assert variable.startswith("ERRORREPLAY_")
-        assert variable in doc, f"{variable} is not documented in from_env"
+def analysis_settings(env: dict[str, str]) -> AnalysisSettings:
+    return Settings.from_env(env).analysis
 
 
 def test_defaults_follow_the_design() -> None:
@@ -31,12 +19,12 @@ def test_defaults_follow_the_design() -> None:
 
 
 def test_empty_environment_gives_the_defaults() -> None:
-    assert AnalysisSettings.from_env({}) == DEFAULT_SETTINGS
-    assert AnalysisSettings.from_env({"ERRORREPLAY_CAUSE_CHANGE_WEIGHT": "  "}) == DEFAULT_SETTINGS
+    assert analysis_settings({}) == DEFAULT_SETTINGS
+    assert analysis_settings({"ERRORREPLAY_CAUSE_CHANGE_WEIGHT": "  "}) == DEFAULT_SETTINGS
 
 
 def test_from_env_reads_each_kind() -> None:
-    s = AnalysisSettings.from_env(
+    s = analysis_settings(
         {
             "ERRORREPLAY_RELATED_WINDOW": "5m",
             "ERRORREPLAY_CHANGES_WINDOW_BEFORE": "48h",
@@ -64,11 +52,11 @@ def test_durations(text: str, micros: int) -> None:
 
 def test_a_bad_value_names_its_variable() -> None:
     with pytest.raises(ValueError, match="ERRORREPLAY_CAUSE_BURST_MIN_ERRORS"):
-        AnalysisSettings.from_env({"ERRORREPLAY_CAUSE_BURST_MIN_ERRORS": "many"})
+        analysis_settings({"ERRORREPLAY_CAUSE_BURST_MIN_ERRORS": "many"})
     with pytest.raises(ValueError, match="ERRORREPLAY_RELATED_WINDOW"):
-        AnalysisSettings.from_env({"ERRORREPLAY_RELATED_WINDOW": "soon"})
+        analysis_settings({"ERRORREPLAY_RELATED_WINDOW": "soon"})
     with pytest.raises(ValueError, match="ERRORREPLAY_LOG_RESOURCE_LABELS"):
-        AnalysisSettings.from_env({"ERRORREPLAY_LOG_RESOURCE_LABELS": ","})
+        analysis_settings({"ERRORREPLAY_LOG_RESOURCE_LABELS": ","})
 
 
 @pytest.mark.parametrize(

@@ -7,12 +7,18 @@ import pytest
 
 from errorreplay_server.collectors.base import WindowSpec
 from errorreplay_server.collectors.promql import PERCENT, PromQLTemplates
-from errorreplay_server.collectors.settings import CollectorSettings, parse_duration
+from errorreplay_server.collectors.settings import CollectorSettings
+from errorreplay_server.domain.durations import parse_duration
 from errorreplay_server.domain.model import MICROS_PER_MINUTE, MICROS_PER_SECOND
+from errorreplay_server.settings import Settings
+
+
+def collector_settings(env: dict[str, str]) -> CollectorSettings:
+    return Settings.from_env(env).collectors
 
 
 def test_defaults_follow_the_design() -> None:
-    s = CollectorSettings.from_env({})
+    s = collector_settings({})
     assert s.prometheus_url == s.loki_url == s.tempo_url == s.elasticsearch_url == s.azure_workspace_id == ""
     assert s.windows.logs == WindowSpec(5 * MICROS_PER_MINUTE, 5 * MICROS_PER_MINUTE)
     assert s.windows.metrics == WindowSpec(15 * MICROS_PER_MINUTE, 5 * MICROS_PER_MINUTE)
@@ -24,11 +30,11 @@ def test_defaults_follow_the_design() -> None:
 
 
 def test_baseline_and_trend_settings() -> None:
-    d = CollectorSettings.from_env({})
+    d = collector_settings({})
     assert (d.metrics_baseline_lookback_seconds, d.metrics_baseline_step_seconds) == (3600, 60)
     assert (d.metrics_seasonal_offset_seconds, d.anomaly_seasonal_margin) == (86_400, 0.2)
     assert (d.trend_min_points, d.trend_min_r2, d.trend_min_rise) == (8, 0.8, 1.5)
-    s = CollectorSettings.from_env(
+    s = collector_settings(
         {
             "ERRORREPLAY_METRICS_BASELINE_LOOKBACK": "2h",
             "ERRORREPLAY_METRICS_BASELINE_STEP": "30s",
@@ -45,7 +51,7 @@ def test_baseline_and_trend_settings() -> None:
 
 
 def test_from_env_reads_every_backend() -> None:
-    s = CollectorSettings.from_env(
+    s = collector_settings(
         {
             "PROMETHEUS_URL": "http://prom:9090",
             "LOKI_URL": "http://loki:3100",
@@ -91,11 +97,12 @@ def test_from_env_reads_every_backend() -> None:
 )
 def test_bad_values_name_the_problem(env: dict[str, str], message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        CollectorSettings.from_env(env)
+        collector_settings(env)
 
 
 @pytest.mark.parametrize(
-    ("text", "seconds"), [("2", 2.0), ("1.5", 1.5), ("500ms", 0.5), ("2s", 2.0), ("5m", 300.0), ("24h", 86_400.0)]
+    ("text", "seconds"),
+    [("2", 2.0), ("1.5", 1.5), ("500ms", 0.5), ("2s", 2.0), ("5m", 300.0), ("24h", 86_400.0), ("7d", 604_800.0)],
 )
 def test_durations(text: str, seconds: float) -> None:
     assert parse_duration(text) == seconds
@@ -117,7 +124,7 @@ latency_p99 = ""
 memory = "pg_memory_bytes{$selector}"
 """
     )
-    s = CollectorSettings.from_env({"ERRORREPLAY_PROMQL_TEMPLATES": str(path)})
+    s = collector_settings({"ERRORREPLAY_PROMQL_TEMPLATES": str(path)})
     t = s.promql_templates
     assert (t.resource_label, t.service_label, t.status_label, t.rate_interval) == (
         "instance_id",
