@@ -9,6 +9,10 @@
 - `ERRORREPLAY_SENTRY_KEYS_FILE` (unset): a file of `project key` lines (`#` comments ignored).
 - `ERRORREPLAY_ALERTMANAGER_RESOURCE_LABELS` (`service,job,instance`): the first of these alert
   labels present gives the resource id.
+- `ERRORREPLAY_CONSOLE` (`on`): the read-only web console (console/) on this listener; `off` turns
+  it off.
+- `ERRORREPLAY_CONSOLE_URL` (unset): the console's public base URL, used in the links `errorreplay
+  replay` prints; unset, it is `http://<HTTP address>` (`localhost` for a wildcard host).
 
 TLS, bearer tokens and the per-caller rate limit are the gRPC ones (security_settings.py).
 A Sentry key allows ingestion into its project and nothing else.
@@ -67,6 +71,17 @@ def _size(env: Mapping[str, str], name: str, default: int) -> int:
     return value
 
 
+def _switch(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("on", "true", "1", "yes"):
+        return True
+    if raw in ("off", "false", "0", "no"):
+        return False
+    raise ValueError(f"{name} must be on or off, got {raw!r}")
+
+
 @dataclass(frozen=True, slots=True)
 class HttpSettings:
     """The HTTP listener. In code the default address is "" (off), so a server built in tests or
@@ -77,10 +92,27 @@ class HttpSettings:
     max_decompressed_bytes: int = DEFAULT_MAX_BODY_BYTES
     sentry_keys: tuple[SentryKey, ...] = ()
     alertmanager_resource_labels: tuple[str, ...] = DEFAULT_RESOURCE_LABELS
+    console: bool = True
+    console_url: str = ""
 
     @property
     def enabled(self) -> bool:
         return bool(self.address)
+
+    @property
+    def console_enabled(self) -> bool:
+        return self.enabled and self.console
+
+    def console_base_url(self, tls: bool = False) -> str:
+        """Where the console is, for links: ERRORREPLAY_CONSOLE_URL, or the listener's address."""
+        if self.console_url:
+            return self.console_url.rstrip("/")
+        host, port = self.host_port
+        if host in ("0.0.0.0", "::", ""):
+            host = "localhost"
+        elif ":" in host:
+            host = f"[{host}]"
+        return f"{'https' if tls else 'http'}://{host}:{port}"
 
     @property
     def host_port(self) -> tuple[str, int]:
@@ -119,7 +151,13 @@ class HttpSettings:
             max_decompressed_bytes=_size(env, "ERRORREPLAY_HTTP_MAX_DECOMPRESSED_BYTES", DEFAULT_MAX_BODY_BYTES),
             sentry_keys=tuple(keys),
             alertmanager_resource_labels=labels or DEFAULT_RESOURCE_LABELS,
+            console=_switch(env, "ERRORREPLAY_CONSOLE", True),
+            console_url=env.get("ERRORREPLAY_CONSOLE_URL", "").strip(),
         )
+        if settings.console_url and not settings.console_url.startswith(("http://", "https://")):
+            raise ValueError(
+                f"ERRORREPLAY_CONSOLE_URL must start with http:// or https://, got {settings.console_url!r}"
+            )
         if settings.enabled:
             settings.host_port  # noqa: B018  (validates the address at start-up)
         return settings
