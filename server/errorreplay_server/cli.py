@@ -21,7 +21,7 @@ import logging
 import os
 import re
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from datetime import UTC, datetime, timedelta
 from importlib import metadata
 from pathlib import Path
@@ -202,7 +202,32 @@ def _get(client: SyncErrorReplayClient, args: argparse.Namespace, out: TextIO) -
 
 def _replay(client: SyncErrorReplayClient, args: argparse.Namespace, out: TextIO) -> int:
     replay = client.replay(args.error_id, refresh_context=args.refresh_context)
-    return _show(args, out, replay, cli_render.render_replay)
+    _show(args, out, replay, cli_render.render_replay)
+    link = console_link(replay.error.error_id, getattr(args, "address", ""), os.environ)
+    if link and not args.json:
+        out.write(f"\nConsole: {link}\n")
+    return 0
+
+
+def console_link(error_id: str, grpc_address: str, env: Mapping[str, str]) -> str:
+    """The replay's page in the web console: under ERRORREPLAY_CONSOLE_URL when set; otherwise,
+    for a server on this machine, at its HTTP address (http/settings.py). "" when the console
+    is off or where it is cannot be known (a remote server without ERRORREPLAY_CONSOLE_URL)."""
+    from urllib.parse import quote
+
+    from errorreplay_server.http.settings import HttpSettings
+
+    try:
+        http = HttpSettings.from_env(env)
+    except ValueError:
+        return ""
+    if not http.console_enabled:
+        return ""
+    if not http.console_url:
+        host = grpc_address.rpartition(":")[0].strip("[]").lower()
+        if host not in ("localhost", "127.0.0.1", "::1"):
+            return ""
+    return f"{http.console_base_url()}/errors/{quote(error_id, safe='')}"
 
 
 def _filter(args: argparse.Namespace) -> m.ErrorFilter:
