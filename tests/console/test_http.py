@@ -10,7 +10,7 @@ import aiohttp
 import pytest
 
 from errorreplay.v1 import message_pb2 as m
-from errorreplay_server.console.session import CSRF_COOKIE, TOKEN_COOKIE
+from errorreplay_server.console.session import TOKEN_COOKIE
 from errorreplay_server.server import RunningServer, start_server
 from tests.console.conftest import Tokens, console_settings
 
@@ -65,13 +65,11 @@ async def test_pages_need_a_reader_token(running: RunningServer, tokens: Tokens)
         async with anonymous.get(url + "/healthz") as r:
             assert r.status == 200  # the listener's other routes keep their own rules
     writer_only = await signed_in(url, tokens.writer)
-    async with writer_only:
-        async with writer_only.get(url + "/") as r:
-            assert r.status == 403 and "reader role" in await r.text()
+    async with writer_only, writer_only.get(url + "/") as r:
+        assert r.status == 403 and "reader role" in await r.text()
     reader = await signed_in(url, tokens.reader)
-    async with reader:
-        async with reader.get(url + "/") as r:
-            assert r.status == 200
+    async with reader, reader.get(url + "/") as r:
+        assert r.status == 200
 
 
 async def test_sign_in_sets_an_httponly_samesite_strict_cookie_and_refuses_bad_tokens(
@@ -174,3 +172,32 @@ async def test_hostile_values_are_escaped_in_the_html(running: RunningServer, to
                 assert r.status == 200
                 assert "<script>alert" not in html and "<img src=x" not in html
                 assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+
+
+async def test_groups_page_follows_the_api_page_tokens(running: RunningServer, tokens: Tokens) -> None:
+    url = base(running)
+    from errorreplay.client import ErrorReplayClient
+
+    async with ErrorReplayClient(f"127.0.0.1:{running.port}", token=tokens.admin) as client:
+        for i in range(30):
+            await client.capture(
+                m.ErrorReport(
+                    message="page", error_type=f"Kind{i}", severity=m.SEVERITY_LOW, source=m.SOURCE_APPLICATION
+                )
+            )
+    reader = await signed_in(url, tokens.reader)
+    async with reader:
+        async with reader.get(url + "/") as r:
+            first = await r.text()
+        assert first.count('class="group-row"') == 25
+        found = re.search(r'href="\?([^"]+)" id="next-page"', first)
+        assert found, "a second page is linked"
+        async with reader.get(url + "/?" + found.group(1).replace("&amp;", "&")) as r:
+            second = await r.text()
+        assert second.count('class="group-row"') == 5 and 'id="next-page"' not in second
+        kinds = set(re.findall(r"Kind\d+", first)) | set(re.findall(r"Kind\d+", second))
+        assert len(kinds) == 30
+        async with reader.get(url + "/?status=resolved") as r:
+            assert 'class="group-row"' not in await r.text()
+        async with reader.get(url + "/?status=bogus") as r:
+            assert r.status == 400 and "status" in await r.text()
