@@ -201,3 +201,21 @@ async def test_groups_page_follows_the_api_page_tokens(running: RunningServer, t
             assert 'class="group-row"' not in await r.text()
         async with reader.get(url + "/?status=bogus") as r:
             assert r.status == 400 and "status" in await r.text()
+
+
+async def test_sparklines_are_svg_images_for_readers_only(running: RunningServer, tokens: Tokens) -> None:
+    url = base(running)
+    from errorreplay.client import ErrorReplayClient
+
+    async with ErrorReplayClient(f"127.0.0.1:{running.port}", token=tokens.admin) as client:
+        captured = await client.capture(
+            m.ErrorReport(message="spark", severity=m.SEVERITY_LOW, source=m.SOURCE_APPLICATION)
+        )
+    path = f"/groups/{captured.group_id}/sparkline.svg"
+    async with aiohttp.ClientSession() as anonymous, anonymous.get(url + path) as r:
+        assert r.status == 401
+    reader = await signed_in(url, tokens.reader)
+    async with reader, reader.get(url + path) as r:
+        svg = await r.text()
+        assert r.status == 200 and r.headers["Content-Type"].startswith("image/svg+xml")
+        assert "<polyline points=" in svg and "1 errors in the last 24 h" in svg

@@ -244,7 +244,11 @@ class HttpListener:
         metrics = HttpMetrics(registry)
         ingestion = Ingestion(plane, settings, security, limits, metrics)
         context = ssl_context(security)
-        console = Console(plane, Sessions(security, context is not None)) if settings.console else None
+        console = (
+            Console(plane, Sessions(security, context is not None), settings.console_cache_seconds)
+            if settings.console
+            else None
+        )
         # auto_decompress off: read_body decompresses with a cap (aiohttp would inflate it all).
         runner = web.AppRunner(
             build_app(ingestion, metrics, console),

@@ -11,6 +11,9 @@
   labels present gives the resource id.
 - `ERRORREPLAY_CONSOLE` (`on`): the read-only web console (console/) on this listener; `off` turns
   it off.
+- `ERRORREPLAY_CONSOLE_CACHE_SECONDS` (`30`): how long the console reuses a computed statistics
+  page and group sparkline (each is a full statistics query; at 100,000 errors one takes 40-300 ms);
+  0 computes them on every view.
 - `ERRORREPLAY_CONSOLE_URL` (unset): the console's public base URL, used in the links `errorreplay
   replay` prints; unset, it is `http://<HTTP address>` (`localhost` for a wildcard host).
 
@@ -27,6 +30,7 @@ from pathlib import Path
 DEFAULT_ADDRESS = "localhost:8080"
 DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024
 DEFAULT_RESOURCE_LABELS = ("service", "job", "instance")
+DEFAULT_CONSOLE_CACHE_SECONDS = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +75,19 @@ def _size(env: Mapping[str, str], name: str, default: int) -> int:
     return value
 
 
+def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a number of seconds, got {raw!r}") from None
+    if not 0 <= value <= 3600:
+        raise ValueError(f"{name} must be between 0 and 3600, got {raw!r}")
+    return value
+
+
 def _switch(env: Mapping[str, str], name: str, default: bool) -> bool:
     raw = env.get(name, "").strip().lower()
     if not raw:
@@ -94,6 +111,7 @@ class HttpSettings:
     alertmanager_resource_labels: tuple[str, ...] = DEFAULT_RESOURCE_LABELS
     console: bool = True
     console_url: str = ""
+    console_cache_seconds: float = DEFAULT_CONSOLE_CACHE_SECONDS
 
     @property
     def enabled(self) -> bool:
@@ -153,6 +171,7 @@ class HttpSettings:
             alertmanager_resource_labels=labels or DEFAULT_RESOURCE_LABELS,
             console=_switch(env, "ERRORREPLAY_CONSOLE", True),
             console_url=env.get("ERRORREPLAY_CONSOLE_URL", "").strip(),
+            console_cache_seconds=_seconds(env, "ERRORREPLAY_CONSOLE_CACHE_SECONDS", DEFAULT_CONSOLE_CACHE_SECONDS),
         )
         if settings.console_url and not settings.console_url.startswith(("http://", "https://")):
             raise ValueError(
