@@ -21,7 +21,7 @@ import logging
 import os
 import re
 import sys
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime, timedelta
 from importlib import metadata
 from pathlib import Path
@@ -34,6 +34,7 @@ from errorreplay.sync_client import SyncErrorReplayClient
 from errorreplay.v1 import message_pb2 as m
 from errorreplay.v1 import request_response_pb2 as rr
 from errorreplay_server import cli_render
+from errorreplay_server.console.links import console_line
 from errorreplay_server.settings import Settings, split_host_port
 
 DEFAULT_ADDRESS = "localhost:50051"
@@ -203,31 +204,9 @@ def _get(client: SyncErrorReplayClient, args: argparse.Namespace, out: TextIO) -
 def _replay(client: SyncErrorReplayClient, args: argparse.Namespace, out: TextIO) -> int:
     replay = client.replay(args.error_id, refresh_context=args.refresh_context)
     _show(args, out, replay, cli_render.render_replay)
-    link = console_link(replay.error.error_id, getattr(args, "address", ""), os.environ)
-    if link and not args.json:
-        out.write(f"\nConsole: {link}\n")
+    if not args.json:
+        out.write(console_line(replay.error.error_id, args.address, os.environ))
     return 0
-
-
-def console_link(error_id: str, grpc_address: str, env: Mapping[str, str]) -> str:
-    """The replay's page in the web console: under ERRORREPLAY_CONSOLE_URL when set; otherwise,
-    for a server on this machine, at its HTTP address (http/settings.py). "" when the console
-    is off or where it is cannot be known (a remote server without ERRORREPLAY_CONSOLE_URL)."""
-    from urllib.parse import quote
-
-    from errorreplay_server.http.settings import HttpSettings
-
-    try:
-        http = HttpSettings.from_env(env)
-    except ValueError:
-        return ""
-    if not http.console_enabled:
-        return ""
-    if not http.console_url:
-        host = grpc_address.rpartition(":")[0].strip("[]").lower()
-        if host not in ("localhost", "127.0.0.1", "::1"):
-            return ""
-    return f"{http.console_base_url()}/errors/{quote(error_id, safe='')}"
 
 
 def _filter(args: argparse.Namespace) -> m.ErrorFilter:
@@ -304,7 +283,7 @@ def _watch(client: SyncErrorReplayClient, args: argparse.Namespace, out: TextIO)
 def _demo(client: SyncErrorReplayClient, args: argparse.Namespace, out: TextIO) -> int:
     from errorreplay_server.demo import run_demo
 
-    return run_demo(client, out, color=_color(args, out))
+    return run_demo(client, out, color=_color(args, out), console=lambda i: console_line(i, args.address, os.environ))
 
 
 _group_status = _enum_type(m.ErrorGroupStatus, "ERROR_GROUP_STATUS_")

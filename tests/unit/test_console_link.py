@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from errorreplay_server.cli import console_link
+from errorreplay_server.console.links import console_line, console_link
 
 
 def test_a_local_server_links_to_its_http_address() -> None:
@@ -21,3 +21,8 @@ def test_no_link_when_the_console_is_off_or_unknown() -> None:
     assert console_link("err_1", "localhost:50051", {"ERRORREPLAY_CONSOLE": "off"}) == ""
     assert console_link("err_1", "localhost:50051", {"ERRORREPLAY_HTTP_ADDRESS": "off"}) == ""
     assert console_link("err_1", "prod.example.com:443", {}) == ""
+
+
+def test_the_replay_ends_with_a_console_line_only_when_there_is_a_link() -> None:
+    assert console_line("err_1", "localhost:50051", {}) == "\nConsole: http://localhost:8080/errors/err_1\n"
+    assert console_line("err_1", "prod:443", {}) == ""
