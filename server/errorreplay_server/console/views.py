@@ -17,7 +17,7 @@ from urllib.parse import urlencode
 import jinja2
 from aiohttp import web
 
-from errorreplay_server.analysis.model import TimelineEventKind
+from errorreplay_server.analysis.model import ReplayAnalysis, TimelineEventKind
 from errorreplay_server.api.errors import status_for
 from errorreplay_server.console import drawing
 from errorreplay_server.console.session import CSRF_FIELD, Sessions, Viewer
@@ -337,29 +337,7 @@ class Console:
             snapshot, analysis = await self._plane.replay(request.match_info["error_id"], False)
         except DomainError as exc:
             return self._problem(request, viewer, exc)
-        report = snapshot.report
-        context = snapshot.context
-        dependencies = list(context.topology.dependencies) if context.topology else []
-        failing = [e.report.resource_id for e in analysis.related_errors] + [report.resource_id]
-        graph = drawing.dependency_graph(dependencies, analysis.propagation, report.resource_id, failing)
-        bars, waterfall_height = drawing.waterfall(context.spans)
-        charts = [drawing.metric_chart(s, report.occurred_at) for s in context.metrics]
-        return self._page(
-            request,
-            viewer,
-            "replay.html",
-            error=snapshot,
-            report=report,
-            analysis=analysis,
-            graph=graph,
-            node_width=drawing.NODE_WIDTH,
-            node_height=drawing.NODE_HEIGHT,
-            charts=charts,
-            bars=bars,
-            waterfall_height=waterfall_height,
-            anchor=report.occurred_at,
-            coverage=analysis.context_coverage,
-        )
+        return self._page(request, viewer, "replay.html", **replay_values(snapshot, analysis))
 
     # --- live ------------------------------------------------------------------------------
     async def live(self, request: web.Request) -> web.Response:
@@ -489,6 +467,28 @@ class Console:
 async def _stamped(compute: Callable[[], Awaitable[Any]]) -> tuple[int, Any]:
     at = now_micros()
     return at, await compute()
+
+
+def replay_values(snapshot: ErrorSnapshot, analysis: ReplayAnalysis) -> dict[str, Any]:
+    """What replay.html draws: the graph, the charts and the waterfall laid out here."""
+    report = snapshot.report
+    context = snapshot.context
+    dependencies = list(context.topology.dependencies) if context.topology else []
+    failing = [e.report.resource_id for e in analysis.related_errors] + [report.resource_id]
+    bars, waterfall_height = drawing.waterfall(context.spans)
+    return {
+        "error": snapshot,
+        "report": report,
+        "analysis": analysis,
+        "graph": drawing.dependency_graph(dependencies, analysis.propagation, report.resource_id, failing),
+        "node_width": drawing.NODE_WIDTH,
+        "node_height": drawing.NODE_HEIGHT,
+        "charts": [drawing.metric_chart(s, report.occurred_at) for s in context.metrics],
+        "bars": bars,
+        "waterfall_height": waterfall_height,
+        "anchor": report.occurred_at,
+        "coverage": analysis.context_coverage,
+    }
 
 
 def _local(value: object) -> str:
