@@ -121,11 +121,13 @@ class HttpSettings:
     def console_enabled(self) -> bool:
         return self.enabled and self.console
 
-    def console_base_url(self, tls: bool = False) -> str:
-        """Where the console is, for links: ERRORREPLAY_CONSOLE_URL, or the listener's address."""
+    def console_base_url(self, tls: bool = False, bound_port: int | None = None) -> str:
+        """Where the console is, for links: ERRORREPLAY_CONSOLE_URL, or the listener's address
+        (with `bound_port` when the address asked for port 0)."""
         if self.console_url:
             return self.console_url.rstrip("/")
         host, port = self.host_port
+        port = bound_port or port
         if host in ("0.0.0.0", "::", ""):
             host = "localhost"
         elif ":" in host:
