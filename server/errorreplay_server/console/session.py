@@ -68,14 +68,6 @@ class Sessions:
         principal = self._authenticator.authenticate(token or None)
         return principal.roles if principal is not None else None
 
-    def ensure_csrf(self, request: web.Request, response: web.StreamResponse, viewer: Viewer) -> str:
-        """The CSRF token of this browser, set as a cookie when it has none yet."""
-        if viewer.csrf:
-            return viewer.csrf
-        value = secrets.token_urlsafe(32)
-        response.set_cookie(CSRF_COOKIE, value, httponly=True, samesite="Strict", secure=self._secure, path="/")
-        return value
-
     def new_csrf(self) -> str:
         return secrets.token_urlsafe(32)
 
