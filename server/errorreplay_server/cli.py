@@ -32,6 +32,7 @@ from errorreplay.sync_client import SyncErrorReplayClient
 from errorreplay.v1 import message_pb2 as m
 from errorreplay.v1 import request_response_pb2 as rr
 from errorreplay_server import cli_render
+from errorreplay_server.console.links import console_line
 from errorreplay_server.domain.durations import parse_duration
 from errorreplay_server.settings import Settings
 from errorreplay_server.settings_schema import Loaded, effective, load, to_toml
@@ -217,7 +218,10 @@ def _get(client: SyncErrorReplayClient, args: argparse.Namespace, out: TextIO) -
 
 def _replay(client: SyncErrorReplayClient, args: argparse.Namespace, out: TextIO) -> int:
     replay = client.replay(args.error_id, refresh_context=args.refresh_context)
-    return _show(args, out, replay, cli_render.render_replay)
+    _show(args, out, replay, cli_render.render_replay)
+    if not args.json:
+        out.write(console_line(replay.error.error_id, args.address, os.environ))
+    return 0
 
 
 def _filter(args: argparse.Namespace) -> m.ErrorFilter:
@@ -294,7 +298,7 @@ def _watch(client: SyncErrorReplayClient, args: argparse.Namespace, out: TextIO)
 def _demo(client: SyncErrorReplayClient, args: argparse.Namespace, out: TextIO) -> int:
     from errorreplay_server.demo import run_demo
 
-    return run_demo(client, out, color=_color(args, out))
+    return run_demo(client, out, color=_color(args, out), console=lambda i: console_line(i, args.address, os.environ))
 
 
 _group_status = _enum_type(m.ErrorGroupStatus, "ERROR_GROUP_STATUS_")

@@ -9,6 +9,7 @@ the web error should lead back through the cascade to the database and the deplo
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TextIO
@@ -168,7 +169,13 @@ def _capture_with_context(client: SyncErrorReplayClient, report: m.ErrorReport) 
     return client.capture(report, request_id=request_id).error_id
 
 
-def run_demo(client: SyncErrorReplayClient, out: TextIO, *, color: bool = False) -> int:
+def run_demo(
+    client: SyncErrorReplayClient,
+    out: TextIO,
+    *,
+    color: bool = False,
+    console: Callable[[str], str] = lambda error_id: "",
+) -> int:
     seeded = seed(client)
     paint_bold = (lambda s: f"\x1b[1m{s}\x1b[0m") if color else (lambda s: s)
     chain = " -> ".join(r.id for r in RESOURCES)
@@ -193,4 +200,5 @@ def run_demo(client: SyncErrorReplayClient, out: TextIO, *, color: bool = False)
     print(paint_bold(f"$ errorreplay replay {replayed}"), file=out)
     print(file=out)
     out.write(cli_render.render_replay(replay, color=color))
+    out.write(console(replayed))
     return 0

@@ -251,6 +251,8 @@ async def serve(settings: Settings) -> None:
             running.http.port,
             ", TLS" if running.http.tls else "",
         )
+        if settings.http.console_enabled:
+            log.info("web console at %s/", settings.http.console_base_url(running.http.tls, running.http.port))
     log.info("security: %s", settings.security.describe())
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

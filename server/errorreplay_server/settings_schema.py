@@ -437,6 +437,14 @@ SPECS: tuple[Spec, ...] = (
         _required_names,
         "alert labels giving resource_id, first wins",
     ),
+    _spec("CONSOLE", "http.console", _switch, "the web console on the HTTP listener (on/off)"),
+    _spec("CONSOLE_URL", "http.console_url", _text, "console base URL for links (unset: the HTTP address)"),
+    _spec(
+        "CONSOLE_CACHE_SECONDS",
+        "http.console_cache_seconds",
+        _seconds,
+        "reuse of a statistics page or sparkline (0: none)",
+    ),
     # --- collectors ---
     _spec("PROMETHEUS_URL", "collectors.prometheus_url", _text, "Prometheus base URL (unset: skipped)", old=True),
     _spec(

@@ -146,6 +146,8 @@ def test_demo_then_replay(server: ServerProcess) -> None:
     assert "why: " in text
     assert re.search(r"DEPLOYMENT\s+db-orders\s+v2\.1\.0", text)
     assert text in out  # the demo printed the same rendering
+    # The CLI talks to a server on this machine: the replay ends with its web console page.
+    assert re.search(rf"\nConsole: https?://\S+/errors/{web_error}\n$", text)
 
     data = json.loads(ok(server, "replay", web_error, "--json"))
     assert data["error"]["error_id"] == web_error

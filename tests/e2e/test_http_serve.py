@@ -37,6 +37,10 @@ def test_serve_takes_the_http_address_and_sentry_keys_from_the_environment(tmp_p
     ).start()
     try:
         assert f"HTTP (Sentry, Alertmanager, /healthz) on {http}" in server.output()
+        assert f"web console at http://{http}/" in server.output()
+        with urllib.request.urlopen(f"http://{http}/", timeout=10) as response:
+            page = response.read().decode()
+            assert "Error groups" in page and "unsafe-inline" not in response.headers["Content-Security-Policy"]
         with urllib.request.urlopen(f"http://{http}/healthz", timeout=10) as response:
             assert json.loads(response.read()) == {"status": "serving"}
         event = json.dumps({"event_id": EVENT_ID, "message": "from serve"}).encode()

@@ -4,6 +4,8 @@ Routes:
 - `GET /healthz`: 200 `{"status": "serving"}`; 503 once the server is shutting down.
 - `POST /api/<project_id>/envelope/` and `POST /api/<project_id>/store/`: Sentry ingestion.
 - `POST /alertmanager/webhook`: Alertmanager's webhook (payload version 4).
+- The web console (console/views.py: `/`, `/errors/<id>`, `/live`, `/statistics`, `/static/`)
+  unless ERRORREPLAY_CONSOLE=off.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from prometheus_client import CollectorRegistry
 
 from errorreplay_server.api.ratelimit import TokenBucketLimiter
 from errorreplay_server.capture.service import CaptureRequest
+from errorreplay_server.console.session import Sessions
+from errorreplay_server.console.views import Console, security_headers
 from errorreplay_server.dataplane import DataPlane
 from errorreplay_server.domain.errors import DomainError, InvalidArgument, NotFound, ResourceExhausted
 from errorreplay_server.domain.model import CaptureOutcome, ErrorReport, GroupStatus, now_micros
@@ -36,6 +40,7 @@ ENVELOPE_ROUTE = "/api/{project_id}/envelope/"
 STORE_ROUTE = "/api/{project_id}/store/"
 WEBHOOK_ROUTE = "/alertmanager/webhook"
 HEALTH_ROUTE = "/healthz"
+CONSOLE_FORM_MAX_BYTES = 16 * 1024
 
 
 class Ingestion:
@@ -184,7 +189,7 @@ def _sentry_rate_limited(exc: ResourceExhausted) -> web.Response:
     return domain_response(exc, {"Retry-After": str(seconds), "X-Sentry-Rate-Limits": f"{seconds}::key"})
 
 
-def build_app(ingestion: Ingestion, metrics: HttpMetrics) -> web.Application:
+def build_app(ingestion: Ingestion, metrics: HttpMetrics, console: Console | None = None) -> web.Application:
     @web.middleware
     async def count(request: web.Request, handler: Any) -> web.StreamResponse:
         response: web.StreamResponse = await handler(request)
@@ -194,11 +199,15 @@ def build_app(ingestion: Ingestion, metrics: HttpMetrics) -> web.Application:
         return response
 
     # Bodies are read by read_body, with its own limits; aiohttp's whole-body cap is not used.
-    app = web.Application(middlewares=[count, error_middleware], client_max_size=1)
+    middlewares = [count, error_middleware] + ([security_headers] if console is not None else [])
+    # The console's forms are small; the ingestion routes read bodies with read_body instead.
+    app = web.Application(middlewares=middlewares, client_max_size=CONSOLE_FORM_MAX_BYTES if console else 1)
     app.router.add_get(HEALTH_ROUTE, ingestion.health)
     app.router.add_post(ENVELOPE_ROUTE, ingestion.sentry_envelope)
     app.router.add_post(STORE_ROUTE, ingestion.sentry_store)
     app.router.add_post(WEBHOOK_ROUTE, ingestion.alertmanager_webhook)
+    if console is not None:
+        console.add_routes(app)
     return app
 
 
@@ -234,16 +243,21 @@ class HttpListener:
     ) -> HttpListener:
         metrics = HttpMetrics(registry)
         ingestion = Ingestion(plane, settings, security, limits, metrics)
+        context = ssl_context(security)
+        console = (
+            Console(plane, Sessions(security, context is not None), settings.console_cache_seconds)
+            if settings.console
+            else None
+        )
         # auto_decompress off: read_body decompresses with a cap (aiohttp would inflate it all).
         runner = web.AppRunner(
-            build_app(ingestion, metrics),
+            build_app(ingestion, metrics, console),
             access_log=None,
             auto_decompress=False,
             shutdown_timeout=shutdown_grace_seconds,
         )
         await runner.setup()
         host, port = settings.host_port
-        context = ssl_context(security)
         site = web.TCPSite(runner, host, port, ssl_context=context, reuse_port=False)
         try:
             await site.start()

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 DEFAULT_ADDRESS = "localhost:8080"
 DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024
 DEFAULT_RESOURCE_LABELS = ("service", "job", "instance")
+DEFAULT_CONSOLE_CACHE_SECONDS = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,10 +57,30 @@ class HttpSettings:
     max_decompressed_bytes: int = DEFAULT_MAX_BODY_BYTES
     sentry_keys: tuple[SentryKey, ...] = ()
     alertmanager_resource_labels: tuple[str, ...] = DEFAULT_RESOURCE_LABELS
+    console: bool = True
+    console_url: str = ""
+    console_cache_seconds: float = DEFAULT_CONSOLE_CACHE_SECONDS
 
     @property
     def enabled(self) -> bool:
         return bool(self.address)
+
+    @property
+    def console_enabled(self) -> bool:
+        return self.enabled and self.console
+
+    def console_base_url(self, tls: bool = False, bound_port: int | None = None) -> str:
+        """Where the console is, for links: ERRORREPLAY_CONSOLE_URL, or the listener's address
+        (with `bound_port` when the address asked for port 0)."""
+        if self.console_url:
+            return self.console_url.rstrip("/")
+        host, port = self.host_port
+        port = bound_port or port
+        if host in ("0.0.0.0", "::", ""):
+            host = "localhost"
+        elif ":" in host:
+            host = f"[{host}]"
+        return f"{'https' if tls else 'http'}://{host}:{port}"
 
     @property
     def host_port(self) -> tuple[str, int]:

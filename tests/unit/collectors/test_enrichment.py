@@ -109,8 +109,9 @@ async def test_load_with_a_hanging_backend(store: SqliteStore, hanging_url: str)
     settings = CollectorSettings(
         prometheus_url="http://prometheus:9090",
         loki_url=hanging_url,
-        # Generous enough that the healthy backend never times out on a busy 2-core machine.
-        timeout_seconds=1.0,
+        # Generous enough that the healthy backend (three range queries per metric with data) never
+        # times out on a busy 2-core machine.
+        timeout_seconds=3.0,
         breaker_failures=3,
         breaker_cooldown_seconds=600,
         enrichment_workers=4,
@@ -140,8 +141,8 @@ async def test_load_with_a_hanging_backend(store: SqliteStore, hanging_url: str)
     skipped = [s for s in loki if s.state is CollectionState.SKIPPED]
     # The first jobs (one per worker at most) wait out the timeout; then the circuit opens.
     assert 3 <= len(timed_out) <= 3 + settings.enrichment_workers - 1
-    assert {s.detail for s in timed_out} == {"timeout after 1.0s"}
-    assert all(s.duration_ms >= 990 for s in timed_out)
+    assert {s.detail for s in timed_out} == {"timeout after 3.0s"}
+    assert all(s.duration_ms >= 2990 for s in timed_out)
     assert len(timed_out) + len(skipped) == 1000
     assert all(s.detail.startswith("circuit open after ") for s in skipped)
     assert queue.breaker("loki").times_opened == 1
@@ -485,6 +486,11 @@ async def test_resume_pending_queues_the_backlog_behind_new_captures(store: Sqli
         assert queue.depth <= 2
         assert queue.submit(fresh) is True
         gated.gate.set()
+        # The backlog is queued as room frees up: an error is only waited for once it was queued
+        # (wait_for answers False for an error never submitted).
+        async with asyncio.timeout(60):
+            while queue.counters.resumed < len(left_behind):
+                await asyncio.sleep(0.01)
         assert all([await queue.wait_for(n.snapshot.error_id, timeout=60) for n in left_behind])
         assert await queue.wait_for(fresh.error_id, timeout=60)
     finally:
