@@ -10,6 +10,7 @@ from pathlib import Path
 from errorreplay_server.analysis.settings import AnalysisSettings
 from errorreplay_server.collectors.settings import CollectorSettings
 from errorreplay_server.http.settings import HttpSettings
+from errorreplay_server.notify.config import NotifySettings
 from errorreplay_server.security_settings import SecuritySettings
 from errorreplay_server.store.base import TopologyBounds
 from errorreplay_server.streaming.hub import HubSettings
@@ -230,6 +231,8 @@ class Settings:
     otlp: OtlpSettings = field(default_factory=OtlpSettings)
     # The HTTP listener (http/settings.py); off unless configured, from_env turns it on.
     http: HttpSettings = field(default_factory=HttpSettings)
+    # Notification rules and targets (notify/config.py); no rules, no notifier.
+    notify: NotifySettings = field(default_factory=NotifySettings)
     enrichment_enabled: bool = True
     # auto (uvloop when installed), uvloop, or asyncio.
     event_loop: str = "auto"
@@ -256,6 +259,7 @@ class Settings:
             security=SecuritySettings.from_env(env),
             otlp=OtlpSettings.from_env(env),
             http=HttpSettings.from_env(env),
+            notify=NotifySettings.from_env(env),
             enrichment_enabled=env.get("ERRORREPLAY_ENRICHMENT", "on").strip().lower() not in ("off", "0", "false"),
             event_loop=_choice(env, "ERRORREPLAY_EVENT_LOOP", ("auto", "uvloop", "asyncio")),
             hub=HubSettings(

@@ -11,6 +11,9 @@ from errorreplay_server.domain.model import MICROS_PER_SECOND, ErrorSnapshot, Mi
 
 # Related changes listed per message (newest first); the replay page has the rest.
 MAX_CHANGES = 3
+# Recommendations listed per message, most urgent first: the first is often "escalate" or "look
+# at the origin", and the concrete fix (a rollback) comes next.
+MAX_RECOMMENDATIONS = 3
 # Long messages are cut here: chat cards are read at a glance.
 MAX_TEXT_CHARS = 500
 
@@ -59,7 +62,8 @@ class Message:
     count: int
     occurred_at: str
     root_cause: RootCauseSummary | None = None
-    recommendation: RecommendationSummary | None = None
+    # Most urgent first (the replay's priority order).
+    recommendations: list[RecommendationSummary] = field(default_factory=list)
     related_changes: list[ChangeSummary] = field(default_factory=list)
     # The console's replay page, "" when the console URL is not set.
     replay_url: str = ""
@@ -90,7 +94,8 @@ def compose(
     analysis_note: str = "",
 ) -> Message:
     r = snapshot.report
-    root_cause = recommendation = None
+    root_cause = None
+    recommendations: list[RecommendationSummary] = []
     changes: list[ChangeSummary] = []
     if analysis is not None:
         rc = analysis.root_cause
@@ -104,11 +109,10 @@ def compose(
                 origin_resource_id=origin or rc.primary_cause.resource_id,
                 top_evidence=_cut(evidence[0].description) if evidence else "",
             )
-        if analysis.recommendations:
-            first = min(analysis.recommendations, key=lambda rec: rec.priority)
-            recommendation = RecommendationSummary(
-                first.kind.name, _cut(first.title), _cut(first.rationale), first.target
-            )
+        recommendations = [
+            RecommendationSummary(rec.kind.name, _cut(rec.title), _cut(rec.rationale), rec.target)
+            for rec in sorted(analysis.recommendations, key=lambda rec: rec.priority)[:MAX_RECOMMENDATIONS]
+        ]
         changes = [
             ChangeSummary(c.change_id, c.kind.name, c.resource_id, c.version, _cut(c.description), iso(c.occurred_at))
             for c in analysis.related_changes[:MAX_CHANGES]
@@ -128,7 +132,7 @@ def compose(
         count=count,
         occurred_at=iso(r.occurred_at),
         root_cause=root_cause,
-        recommendation=recommendation,
+        recommendations=recommendations,
         related_changes=changes,
         replay_url=f"{console_url}/errors/{snapshot.error_id}" if console_url else "",
         analysis_note=analysis_note,

@@ -116,9 +116,11 @@ def slack_payload(message: Message) -> dict[str, Any]:
         },
         {"type": "section", "text": {"type": "mrkdwn", "text": _plain("\n".join(_verdict_lines(message)), 3000)}},
     ]
-    if message.recommendation is not None:
-        rec = message.recommendation
-        text = f"*Recommendation*: {slack_escape(rec.title)}\n{slack_escape(rec.rationale)}"
+    if message.recommendations:
+        first, *more = message.recommendations
+        text = f"*Recommendation*: {slack_escape(first.title)}\n{slack_escape(first.rationale)}"
+        if more:
+            text += "\n*Then*: " + "; ".join(slack_escape(rec.title) for rec in more)
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": _plain(text, SLACK_SECTION_CHARS)}})
     if message.related_changes:
         lines = [
@@ -183,9 +185,9 @@ def teams_payload(message: Message) -> dict[str, Any]:
     else:
         note = message.analysis_note or "not determined from the frozen context"
         body.append({"type": "TextBlock", "text": f"**Root cause**: {note}", "wrap": True})
-    if message.recommendation is not None:
-        rec = message.recommendation
-        body.append({"type": "TextBlock", "text": f"**Recommendation**: {rec.title}", "wrap": True})
+    if message.recommendations:
+        lines = [f"{i}. {rec.title}" for i, rec in enumerate(message.recommendations, 1)]
+        body.append({"type": "TextBlock", "text": "**Recommendations**\n\n" + "\n".join(lines), "wrap": True})
     if message.related_changes:
         lines = [f"- {c.kind} {c.resource_id} {c.version}: {c.description}" for c in message.related_changes]
         body.append({"type": "TextBlock", "text": "**Related changes**\n\n" + "\n".join(lines), "wrap": True})

@@ -230,7 +230,8 @@ def test_slack_block_kit_exact() -> None:
                 "type": "section",
                 "text": {
                     "type": "mrkdwn",
-                    "text": "*Recommendation*: Roll back db-orders v2.1.0\nIt went out 20m before",
+                    "text": "*Recommendation*: Roll back db-orders v2.1.0\nIt went out 20m before"
+                    "\n*Then*: Look at db-orders",
                 },
             },
             {
@@ -292,7 +293,7 @@ def test_teams_adaptive_card_exact() -> None:
     }
     texts = [b["text"] for b in card["body"] if b["type"] == "TextBlock"]
     assert "**Root cause** (origin db-orders), 82% confidence: Deployment v2.1.0 of db-orders" in texts
-    assert "**Recommendation**: Roll back db-orders v2.1.0" in texts
+    assert "**Recommendations**\n\n1. Roll back db-orders v2.1.0\n2. Look at db-orders" in texts
     assert card["actions"] == [
         {"type": "Action.OpenUrl", "title": "Open replay", "url": "https://er.example/errors/err_1780000000000000"}
     ]
@@ -310,7 +311,7 @@ def test_generic_webhook_body_and_signature() -> None:
         "origin_resource_id": "db-orders",
         "top_evidence": "DEPLOYMENT of db-orders v2.1.0 20m before the first error",
     }
-    assert decoded["recommendation"]["kind"] == "ROLLBACK_CHANGE"  # the first by priority
+    assert [r["kind"] for r in decoded["recommendations"]] == ["ROLLBACK_CHANGE", "INVESTIGATE_ORIGIN"]  # by priority
     target = Target("audit", TargetKind.WEBHOOK, "https://receiver.example/hook", "shared-secret")
     headers = targets.headers(target, "ntf_1", body, now=1_780_000_000)
     assert headers["X-Errorreplay-Message-Id"] == "ntf_1"
