@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 from collections import defaultdict, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -87,3 +91,30 @@ async def start_sink() -> tuple[Sink, web.AppRunner]:
     await site.start()
     sink.port = runner.addresses[0][1]
     return sink, runner
+
+
+class ThreadedSink:
+    """The sink on its own event loop thread, for tests that drive subprocesses synchronously."""
+
+    def __init__(self) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="notify-sink", daemon=True)
+        self._thread.start()
+        self.sink, self._runner = asyncio.run_coroutine_threadsafe(start_sink(), self._loop).result(10)
+
+    def call(self, fn: Callable[[], T]) -> T:
+        """Run `fn` on the sink's loop (its lists and events belong to that loop)."""
+
+        async def run() -> T:
+            return fn()
+
+        return asyncio.run_coroutine_threadsafe(run(), self._loop).result(10)
+
+    def wait_for(self, count: int, path: str | None = None, timeout: float = 60.0) -> list[Received]:
+        return asyncio.run_coroutine_threadsafe(self.sink.wait_for(count, path, timeout), self._loop).result()
+
+    def close(self) -> None:
+        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._loop.close()

@@ -326,3 +326,12 @@ def test_generic_webhook_body_and_signature() -> None:
     # Slack and Teams get no signature headers.
     slack = Target("oncall", TargetKind.SLACK, "https://hooks.slack.com/x")
     assert targets.SIGNATURE_HEADER not in targets.headers(slack, "ntf_1", body)
+
+
+def test_retry_after_seconds_and_dates() -> None:
+    from errorreplay_server.notify.notifier import retry_after_seconds
+
+    assert retry_after_seconds("120") == 120.0
+    assert retry_after_seconds("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412470.0) == 10.0
+    assert retry_after_seconds("soon") is None
+    assert retry_after_seconds(None) is None
