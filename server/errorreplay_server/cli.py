@@ -34,6 +34,7 @@ from errorreplay.sync_client import SyncErrorReplayClient
 from errorreplay.v1 import message_pb2 as m
 from errorreplay.v1 import request_response_pb2 as rr
 from errorreplay_server import cli_render
+from errorreplay_server.notify.cli import add_commands as add_notification_commands
 from errorreplay_server.settings import Settings, split_host_port
 
 DEFAULT_ADDRESS = "localhost:50051"
@@ -740,6 +741,7 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--json", action="store_true")
 
     client_command("demo", _demo, "seed a realistic cascade into a running server and replay it")
+    add_notification_commands(sub)
     return parser
 
 
