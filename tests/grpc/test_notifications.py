@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
@@ -100,7 +101,10 @@ def blocks_text(body: dict[str, Any]) -> str:
     return json.dumps(body["blocks"])
 
 
-async def test_demo_cascade_notifies_once_per_group_with_the_verdict(api: Api, sink: Sink) -> None:
+async def test_demo_cascade_notifies_once_per_group_with_the_verdict(
+    api: Api, sink: Sink, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
     seeded = await asyncio.to_thread(seed, api)
     slack = await sink.wait_for(3, "/slack")
     by_error = {r.json["blocks"][-2]["elements"][0]["text"].split("`")[3]: r for r in slack}
@@ -158,6 +162,10 @@ async def test_demo_cascade_notifies_once_per_group_with_the_verdict(api: Api, s
     assert len(sink.requests) == len(sink.accepted)
     metrics = generate_latest(api.running.metrics).decode()
     assert 'errorreplay_notifications_total{outcome="sent",rule="new-groups",target="slack"} 3.0' in metrics
+    # Target URLs are credentials: no log line carries one (httpx logs request URLs at INFO).
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "POST" not in logged or "/slack" not in logged
+    assert not any(sink.url(p) in logged for p in ("/slack", "/teams", "/hook"))
 
 
 async def _wait_for_metric(api: Api, prefix: str) -> str:

@@ -19,7 +19,7 @@ from errorreplay_server.domain.model import MICROS_PER_SECOND, ErrorReport, Erro
 from errorreplay_server.notify import targets
 from errorreplay_server.notify.config import NotifySettings, Rule
 from errorreplay_server.notify.message import compose
-from errorreplay_server.notify.notifier import send
+from errorreplay_server.notify.notifier import hide_target_urls, send
 from errorreplay_server.notify.outbox import OutboxState, SqliteOutbox
 from errorreplay_server.notify.rules import new_message_id
 from errorreplay_server.settings import Settings
@@ -135,6 +135,8 @@ def _test(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | Non
     message_id = new_message_id()
     message = compose(message_id, rule.name, "test", snapshot, "Test notification", 1, None, settings.console_url)
     body = targets.encode(targets.payload(target.kind, message))
+
+    hide_target_urls([target])
 
     async def deliver() -> tuple[bool, str]:
         async with httpx.AsyncClient(timeout=settings.request_timeout_seconds, follow_redirects=False) as client:

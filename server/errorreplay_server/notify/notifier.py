@@ -21,7 +21,7 @@ import logging
 import random
 import time
 from collections import Counter, deque
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -50,9 +50,30 @@ DUE_BATCH = 64
 IDLE_POLL_SECONDS = 5.0
 # Quiet-period memory is pruned this often.
 PRUNE_INTERVAL_SECONDS = 60.0
+# How long stop waits for cancelled background tasks.
+STOP_TIMEOUT_SECONDS = 5.0
 # Statuses worth retrying besides 5xx: timeouts and rate limits. Other 4xx mean the request
 # itself is wrong (a revoked webhook, a refused payload): retrying would not change the answer.
 RETRYABLE_4XX = frozenset({408, 425, 429})
+
+
+class HideTargetUrls(logging.Filter):
+    """httpx logs every request's URL at INFO; a webhook URL is a credential (Slack's and Teams'
+    carry their token in the path), so those records are dropped. Collectors' requests still log."""
+
+    def __init__(self, urls: Iterable[str]) -> None:
+        super().__init__()
+        self._urls = tuple(urls)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args if isinstance(record.args, tuple) else ()
+        return not any(str(arg).startswith(self._urls) for arg in args)
+
+
+def hide_target_urls(targets_: Iterable[Target]) -> HideTargetUrls:
+    hider = HideTargetUrls(t.url for t in targets_)
+    logging.getLogger("httpx").addFilter(hider)
+    return hider
 
 
 class ReplaySource(Protocol):
@@ -108,6 +129,7 @@ class Notifier:
         self._wake = asyncio.Event()
         self._in_flight: dict[str, asyncio.Task[None]] = {}
         self._tasks: list[asyncio.Task[None]] = []
+        self._url_hider = hide_target_urls(settings.targets.values())
         self._client = httpx.AsyncClient(
             timeout=httpx.Timeout(settings.request_timeout_seconds), follow_redirects=False, transport=transport
         )
@@ -157,13 +179,17 @@ class Notifier:
 
     async def stop(self) -> None:
         """Write the decisions still in memory, then stop; unsent messages stay in the outbox."""
-        for task in (*self._tasks, *self._in_flight.values()):
+        tasks = [*self._tasks, *self._in_flight.values()]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, *self._in_flight.values(), return_exceptions=True)
+        if tasks:
+            # Bounded: shutdown must not hang on a delivery that ignores cancellation.
+            await asyncio.wait(tasks, timeout=STOP_TIMEOUT_SECONDS)
         with contextlib.suppress(Exception):
             await self._flush_decisions()
         await self._client.aclose()
         await self._outbox.close()
+        logging.getLogger("httpx").removeFilter(self._url_hider)
 
     # --- background: decisions -> outbox -------------------------------------------------------
     async def _write_decisions(self) -> None:
