@@ -152,7 +152,8 @@ def slack_payload(message: Message) -> dict[str, Any]:
             }
         )
     fallback = f"[{message.severity}] {message.title} ({message.service or message.resource_id})"
-    return {"text": _plain(fallback, SLACK_SECTION_CHARS), "blocks": blocks}
+    # The fallback is mrkdwn too (notifications, old clients): a group title's "<n>" must not become a link.
+    return {"text": _plain(slack_escape(fallback), SLACK_SECTION_CHARS), "blocks": blocks}
 
 
 # --- Microsoft Teams ----------------------------------------------------------------------------
