@@ -97,6 +97,8 @@ class NotifySettings:
     # Decisions waiting to be written to the outbox; past this a capture's decisions are dropped
     # (counted) rather than slowing capture down.
     max_pending_decisions: int = 10_000
+    # Sent and dead messages are deleted from the outbox this long after their decision.
+    outbox_retention_seconds: float = 7 * 24 * 3600.0
     # The console's base URL (e.g. https://errorreplay.example.com); "" = no replay link.
     console_url: str = ""
 
@@ -126,6 +128,7 @@ class NotifySettings:
             max_pending_decisions=_positive_int(
                 env, "ERRORREPLAY_NOTIFY_MAX_PENDING_DECISIONS", d.max_pending_decisions
             ),
+            outbox_retention_seconds=_seconds(env, "ERRORREPLAY_NOTIFY_OUTBOX_RETENTION", d.outbox_retention_seconds),
             console_url=env.get("ERRORREPLAY_CONSOLE_URL", "").strip().rstrip("/"),
         )
 

@@ -50,6 +50,8 @@ DUE_BATCH = 64
 IDLE_POLL_SECONDS = 5.0
 # Quiet-period memory is pruned this often.
 PRUNE_INTERVAL_SECONDS = 60.0
+# The outbox state gauge is refreshed at most this often.
+COUNT_INTERVAL_SECONDS = 1.0
 # How long stop waits for cancelled background tasks.
 STOP_TIMEOUT_SECONDS = 5.0
 # Statuses worth retrying besides 5xx: timeouts and rate limits. Other 4xx mean the request
@@ -136,6 +138,7 @@ class Notifier:
         self.counters = NotifyCounters()
         self._suppressed_seen: dict[str, int] = {}
         self._dropped_logged = False
+        self._counted_at = 0.0
 
     # --- inline, on the capture path ----------------------------------------------------------
     def captured(self, outcome: CaptureOutcome) -> None:
@@ -204,8 +207,14 @@ class Notifier:
                 await asyncio.sleep(1.0)
                 self._decided.set()
             if time.monotonic() - last_prune > PRUNE_INTERVAL_SECONDS:
-                self._engine.prune(now_micros())
                 last_prune = time.monotonic()
+                now = now_micros()
+                self._engine.prune(now)
+                retention = round(self._settings.outbox_retention_seconds * MICROS_PER_SECOND)
+                try:
+                    await self._outbox.forget_before(now - retention)
+                except Exception:
+                    log.exception("notifications: pruning the outbox failed; trying again later")
 
     async def _flush_decisions(self) -> None:
         if not self._decisions:
@@ -250,7 +259,10 @@ class Notifier:
             task = asyncio.create_task(self._deliver(entry), name=f"notify-{entry.message_id}")
             self._in_flight[entry.message_id] = task
             task.add_done_callback(functools.partial(self._done, entry.message_id))
-        self.counters.outbox = await self._outbox.counts()
+        # The state gauge is read at most once per COUNT_INTERVAL_SECONDS (it scans the table).
+        if time.monotonic() - self._counted_at > COUNT_INTERVAL_SECONDS:
+            self._counted_at = time.monotonic()
+            self.counters.outbox = await self._outbox.counts()
 
     def _done(self, message_id: str, _task: asyncio.Task[None]) -> None:
         self._in_flight.pop(message_id, None)

@@ -71,6 +71,8 @@ class Outbox(Protocol):
 
     async def counts(self) -> dict[OutboxState, int]: ...
 
+    async def forget_before(self, before: Micros) -> int: ...
+
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS notification_outbox (
@@ -260,3 +262,16 @@ class SqliteOutbox:
         counts = dict.fromkeys(OutboxState, 0)
         counts.update({OutboxState(str(state)): int(n) for state, n in rows})
         return counts
+
+    async def forget_before(self, before: Micros) -> int:
+        """Delete sent and dead messages decided before `before`; pending ones always stay."""
+        removed = 0
+
+        def delete(conn: sqlite3.Connection) -> None:
+            nonlocal removed
+            removed = conn.execute(
+                "DELETE FROM notification_outbox WHERE state != 'pending' AND decided_at < ?", (before,)
+            ).rowcount
+
+        await asyncio.to_thread(self._write, delete)
+        return removed
