@@ -248,4 +248,9 @@ async def test_capture_does_not_wait_for_a_hanging_receiver(tmp_path: Path, sink
                     break
                 await asyncio.sleep(0.05)
         assert outbox.entries_sync([OutboxState.SENT], 100) == []
+        notifier = api.running.notifier
+        assert notifier is not None
+        tasks = notifier.background_tasks
+    # Stopping with deliveries in flight ends every background task (none swallowed its cancellation).
+    assert tasks and all(task.done() for task in tasks)
     sink.hold.set()

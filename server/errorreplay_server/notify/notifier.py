@@ -180,6 +180,11 @@ class Notifier:
             asyncio.create_task(self._dispatch(), name="notify-dispatcher"),
         ]
 
+    @property
+    def background_tasks(self) -> list[asyncio.Task[None]]:
+        """The writer, the dispatcher and the deliveries in flight."""
+        return [*self._tasks, *self._in_flight.values()]
+
     async def stop(self) -> None:
         """Write the decisions still in memory, then stop; unsent messages stay in the outbox."""
         tasks = [*self._tasks, *self._in_flight.values()]
@@ -248,8 +253,12 @@ class Notifier:
             except Exception:
                 log.exception("notifications: reading the outbox failed; retrying")
                 wait = 1.0
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancellation that
+            # lands as the event is set, and stop sets it (each cancelled delivery wakes this loop),
+            # so the dispatcher would never end.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), wait)
+                async with asyncio.timeout(wait):
+                    await self._wake.wait()
 
     async def _dispatch_due(self) -> None:
         free = self._settings.concurrency - len(self._in_flight)
