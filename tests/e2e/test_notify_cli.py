@@ -108,3 +108,7 @@ def test_list_shows_dead_letters(tmp_path: Path) -> None:
     every = json.loads(run("list", "--data-dir", str(tmp_path), "--json", env={}).stdout)
     assert [(e["message_id"], e["state"]) for e in every] == [("ntf_sent", "sent"), ("ntf_dead", "dead")]
     assert run("list", "--data-dir", str(tmp_path / "nowhere"), env={}).returncode == 2
+    broken = tmp_path / "broken.toml"
+    broken.write_text("[notifications\n")
+    refused = run("list", env={"ERRORREPLAY_CONFIG": str(broken)})
+    assert refused.returncode == 2 and refused.stderr.startswith("errorreplay: configuration error: ")

@@ -153,7 +153,11 @@ def _test(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | Non
 
 def _list(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None) -> int:
     out, err = out or _stdout(), err or _stderr()
-    data_dir = Path(args.data_dir) if args.data_dir else Settings.from_env().data_dir
+    try:
+        data_dir = Path(args.data_dir) if args.data_dir else Settings.from_env().data_dir
+    except ValueError as exc:
+        print(f"errorreplay: configuration error: {exc}", file=err)
+        return EXIT_USAGE
     path = data_dir / "errorreplay.db"
     if not path.exists():
         print(f"errorreplay: no store at {path} (--data-dir or ERRORREPLAY_DATA_DIR)", file=err)
