@@ -35,7 +35,7 @@ from errorreplay_server.ingest.otlp import OtlpAdapter
 from errorreplay_server.metrics import RpcMetrics, StateCollector
 from errorreplay_server.notify.metrics import NotifyCollector
 from errorreplay_server.notify.notifier import Notifier
-from errorreplay_server.notify.outbox import SqliteOutbox
+from errorreplay_server.notify.outbox import open_outbox
 from errorreplay_server.settings import Settings, split_host_port
 from errorreplay_server.store.base import Store
 from errorreplay_server.store.factory import open_store
@@ -210,15 +210,10 @@ class NotifySource:
 
 
 def _notifier(settings: Settings, enrichment: Enrichment | None) -> Notifier | None:
-    """The notifier when rules are configured; its outbox shares the store's database file."""
+    """The notifier when rules are configured; its outbox lives in the store's database."""
     if not settings.notify.enabled:
         return None
-    if settings.store != "sqlite":
-        raise StartupError(
-            "notifications need ERRORREPLAY_STORE=sqlite: the outbox for the Neo4j store is not built yet"
-            " (remove [[notifications.rules]] from ERRORREPLAY_CONFIG, or use the SQLite store)"
-        )
-    return Notifier(settings.notify, SqliteOutbox(settings.sqlite_path), enrichment.queue if enrichment else None)
+    return Notifier(settings.notify, open_outbox(settings), enrichment.queue if enrichment else None)
 
 
 async def _start_http(

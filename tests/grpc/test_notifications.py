@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
@@ -254,3 +255,38 @@ async def test_capture_does_not_wait_for_a_hanging_receiver(tmp_path: Path, sink
     # Stopping with deliveries in flight ends every background task (none swallowed its cancellation).
     assert tasks and all(task.done() for task in tasks)
     sink.hold.set()
+
+
+async def test_on_the_bolt_store_the_outbox_is_in_the_graph(
+    tmp_path: Path, sink: Sink, request: pytest.FixtureRequest
+) -> None:
+    from errorreplay_server.notify.neo4j_outbox import Neo4jOutbox
+    from errorreplay_server.settings import Neo4jSettings
+
+    bolt = request.getfixturevalue("bolt_server")
+    neo4j = Neo4jSettings(bolt.uri, bolt.username, bolt.password, bolt.database)
+    settings = server_settings(
+        tmp_path, store="neo4j", neo4j=neo4j, notify=config(sink, tmp_path), enrichment_enabled=False
+    )
+    async with serving(await start_server(settings)) as api:
+        report = m.ErrorReport(
+            message="bolt outbox",
+            error_type=f"BoltOutbox{uuid.uuid4().hex}",
+            severity=m.SEVERITY_HIGH,
+            source=m.SOURCE_APPLICATION,
+            environment="production",
+        )
+        reply = await api.errors.CaptureError(s.CaptureErrorRequest(error=report))
+        (delivered,) = await sink.wait_for(1, "/slack")
+        assert reply.error_id in delivered.body.decode()
+        outbox = Neo4jOutbox(neo4j)
+        await outbox.start()
+        try:
+            async with asyncio.timeout(30):
+                while True:
+                    sent = await outbox.entries([OutboxState.SENT], 100_000)
+                    if any(e.message_id == delivered.message_id for e in sent):
+                        break
+                    await asyncio.sleep(0.05)
+        finally:
+            await outbox.close()

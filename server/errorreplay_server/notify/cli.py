@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import os
 import sys
@@ -20,7 +21,7 @@ from errorreplay_server.notify import targets
 from errorreplay_server.notify.config import NotifySettings, Rule
 from errorreplay_server.notify.message import compose
 from errorreplay_server.notify.notifier import hide_target_urls, send
-from errorreplay_server.notify.outbox import OutboxState, SqliteOutbox
+from errorreplay_server.notify.outbox import OutboxEntry, OutboxState, open_outbox
 from errorreplay_server.notify.rules import new_message_id
 from errorreplay_server.settings import Settings
 
@@ -154,17 +155,26 @@ def _test(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | Non
 def _list(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None) -> int:
     out, err = out or _stdout(), err or _stderr()
     try:
-        data_dir = Path(args.data_dir) if args.data_dir else Settings.from_env().data_dir
+        settings = Settings.from_env()
     except ValueError as exc:
         print(f"errorreplay: configuration error: {exc}", file=err)
         return EXIT_USAGE
-    path = data_dir / "errorreplay.db"
-    if not path.exists():
-        print(f"errorreplay: no store at {path} (--data-dir or ERRORREPLAY_DATA_DIR)", file=err)
+    if args.data_dir:
+        settings = dataclasses.replace(settings, data_dir=Path(args.data_dir))
+    if settings.store == "sqlite" and not settings.sqlite_path.exists():
+        print(f"errorreplay: no store at {settings.sqlite_path} (--data-dir or ERRORREPLAY_DATA_DIR)", file=err)
         return EXIT_USAGE
-    outbox = SqliteOutbox(path, read_only=True)
-    outbox.start_sync()
-    entries = outbox.entries_sync([OutboxState(s) for s in args.state or []], max(1, args.limit))
+    outbox = open_outbox(settings, read_only=True)
+    states = [OutboxState(s) for s in args.state or []]
+
+    async def read() -> list[OutboxEntry]:
+        await outbox.start()
+        try:
+            return await outbox.entries(states, max(1, args.limit))
+        finally:
+            await outbox.close()
+
+    entries = asyncio.run(read())
     if args.json:
         print(json.dumps([{**asdict(e), "payload": json.loads(e.payload or "null")} for e in entries]), file=out)
         return EXIT_OK

@@ -15,9 +15,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Protocol, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from errorreplay_server.domain.model import Micros
+
+if TYPE_CHECKING:
+    from errorreplay_server.settings import Settings
 
 T = TypeVar("T")
 
@@ -275,3 +278,12 @@ class SqliteOutbox:
 
         await asyncio.to_thread(self._write, delete)
         return removed
+
+
+def open_outbox(settings: Settings, *, read_only: bool = False) -> Outbox:
+    """The outbox of the configured store: a table in the SQLite file, or nodes in Neo4j."""
+    if settings.store == "neo4j":
+        from errorreplay_server.notify.neo4j_outbox import Neo4jOutbox
+
+        return Neo4jOutbox(settings.neo4j)
+    return SqliteOutbox(settings.sqlite_path, read_only=read_only)
