@@ -7,6 +7,7 @@ Prints a table and writes bench/results.json.
     python -m bench.run            # full: 100k and 1M stored errors, about 10-15 minutes
     python -m bench.run --quick    # under 2 minutes: shorter runs, 20k stored errors
     python -m bench.run --quick --only otlp   # only BatchCaptureErrors and OTLP export, same server
+    python -m bench.run --quick --only notify # only capture-to-notification latency
 """
 
 from __future__ import annotations
@@ -232,15 +233,36 @@ def only_otlp(load_seconds: str) -> None:
     print(json.dumps({"capture_batch": batch, "otlp_export": otlp}))
 
 
+def notify_rows(count: int) -> tuple[dict[str, Any], list[tuple[str, str, str]]]:
+    """Capture to delivered notification (bench/notify_latency.py), enrichment off and on."""
+    result = python("bench.notify_latency", "--count", str(count))
+    rows = [
+        (
+            f"capture -> notification delivered, enrichment {mode}",
+            f"p50 {result[f'enrichment_{mode}']['p50_ms']} ms",
+            f"p99 {result[f'enrichment_{mode}']['p99_ms']} ms over {count} new groups"
+            + ("; waits for the context (100 ms backends)" if mode == "on" else ""),
+        )
+        for mode in ("off", "on")
+    ]
+    return result, rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--only", choices=["otlp"], help="run only these rows")
+    parser.add_argument("--only", choices=["otlp", "notify"], help="run only these rows")
     args = parser.parse_args()
     quick = args.quick
     load_seconds = "4" if quick else "15"
     if args.only == "otlp":
         only_otlp(load_seconds)
+        return
+    notify_count = 100 if quick else 300
+    if args.only == "notify":
+        notify, notify_table = notify_rows(notify_count)
+        print_table(notify_table)
+        print(json.dumps({"notify_latency": notify}))
         return
     sizes = [20_000] if quick else [100_000, 1_000_000]
     read_calls = "60" if quick else "500"
@@ -396,6 +418,10 @@ def main() -> None:
         rows.append(
             ("highest fan-out rate with p99 ≤ 50 ms", f"{max(holding) if holding else 'none'}/s", "of those tried")
         )
+
+    # 5. Capture to delivered notification, enrichment off and on.
+    results["notify_latency"], notify_table = notify_rows(notify_count)
+    rows += notify_table
 
     results["table"] = rows
     RESULTS.write_text(json.dumps(results, indent=2))

@@ -34,6 +34,7 @@ from errorreplay.v1 import request_response_pb2 as rr
 from errorreplay_server import cli_render
 from errorreplay_server.console.links import console_line
 from errorreplay_server.domain.durations import parse_duration
+from errorreplay_server.notify.cli import add_commands as add_notification_commands
 from errorreplay_server.settings import Settings
 from errorreplay_server.settings_schema import Loaded, effective, load, to_toml
 
@@ -778,6 +779,7 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--json", action="store_true")
 
     client_command("demo", _demo, "seed a realistic cascade into a running server and replay it")
+    add_notification_commands(sub)
     return parser
 
 

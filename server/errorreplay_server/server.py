@@ -17,6 +17,7 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry
 
 from errorreplay.v1 import service_pb2, service_pb2_grpc
+from errorreplay_server.analysis.model import ReplayAnalysis
 from errorreplay_server.api.auth import build_interceptors
 from errorreplay_server.api.errors import ErrorMappingInterceptor
 from errorreplay_server.api.otlp import OTLP_SERVICE_NAMES, OtlpCapture, add_otlp_servicers
@@ -27,9 +28,13 @@ from errorreplay_server.capture.scrubbing import SecretScrubber
 from errorreplay_server.capture.service import CaptureService
 from errorreplay_server.collectors import Collector, build_collectors, close_collectors
 from errorreplay_server.dataplane import DataPlane
+from errorreplay_server.domain.model import ErrorGroup, ErrorSnapshot
 from errorreplay_server.http.app import HttpListener
 from errorreplay_server.ingest.otlp import OtlpAdapter
 from errorreplay_server.metrics import RpcMetrics, StateCollector
+from errorreplay_server.notify.metrics import NotifyCollector
+from errorreplay_server.notify.notifier import Notifier
+from errorreplay_server.notify.outbox import open_outbox
 from errorreplay_server.settings import Settings, split_host_port
 from errorreplay_server.store.base import Store
 from errorreplay_server.store.factory import open_store
@@ -63,6 +68,7 @@ class RunningServer:
     metrics: CollectorRegistry
     enrichment: Enrichment | None = None
     http: HttpListener | None = None
+    notifier: Notifier | None = None
 
     async def stop(self, grace: float | None = None) -> None:
         """Refuse new calls, drain in-flight ones within `grace`, then flush and close the store.
@@ -80,6 +86,8 @@ class RunningServer:
             await self.http.stop()
         if self.enrichment is not None:
             await self.enrichment.close()
+        if self.notifier is not None:
+            await self.notifier.stop()
         await self.store.close()
 
 
@@ -128,6 +136,7 @@ async def _start(
         started.push_async_callback(queue.stop)
         enrichment = Enrichment(queue, collectors)
         await queue.resume_pending(settings.collectors.enrichment_resume_horizon_seconds)
+    notifier = _notifier(settings, enrichment)
     capture = CaptureService(
         store,
         scrubber,
@@ -135,12 +144,18 @@ async def _start(
         publisher=hub,
         enricher=enrichment.queue if enrichment else None,
         analysis=settings.analysis,
+        observer=notifier,
     )
     await capture.start()
     plane = DataPlane(store, capture, hub, settings.limits, settings.analysis)
+    if notifier is not None:
+        await notifier.start(NotifySource(plane, store))
+        started.push_async_callback(notifier.stop)
 
     registry = CollectorRegistry()
     registry.register(StateCollector(capture, hub, enrichment.queue if enrichment else None))
+    if notifier is not None:
+        registry.register(NotifyCollector(notifier.counters))
     server = grpc.aio.server(
         interceptors=[*extra_interceptors, ErrorMappingInterceptor(RpcMetrics(registry))],
         options=[
@@ -176,7 +191,28 @@ async def _start(
     http = await _start_http(settings, plane, registry, server, store)
     for name in ("", *SERVICE_NAMES):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return RunningServer(server, port, store, hub, health_servicer, settings, registry, enrichment, http)
+    return RunningServer(server, port, store, hub, health_servicer, settings, registry, enrichment, http, notifier)
+
+
+@dataclass
+class NotifySource:
+    """What the notifier reads to compose a message: the replay and the group."""
+
+    plane: DataPlane
+    store: Store
+
+    async def replay(self, error_id: str, refresh_context: bool) -> tuple[ErrorSnapshot, ReplayAnalysis]:
+        return await self.plane.replay(error_id, refresh_context)
+
+    async def get_group(self, group_id: str) -> ErrorGroup:
+        return await self.store.get_group(group_id)
+
+
+def _notifier(settings: Settings, enrichment: Enrichment | None) -> Notifier | None:
+    """The notifier when rules are configured; its outbox lives in the store's database."""
+    if not settings.notify.enabled:
+        return None
+    return Notifier(settings.notify, open_outbox(settings), enrichment.queue if enrichment else None)
 
 
 async def _start_http(

@@ -11,6 +11,7 @@ from pathlib import Path
 from errorreplay_server.analysis.settings import AnalysisSettings
 from errorreplay_server.collectors.settings import CollectorSettings
 from errorreplay_server.http.settings import HttpSettings
+from errorreplay_server.notify.config import NotifySettings
 from errorreplay_server.security_settings import SecuritySettings
 from errorreplay_server.store.base import TopologyBounds
 from errorreplay_server.streaming.hub import HubSettings
@@ -127,6 +128,8 @@ class Settings:
     scrub: ScrubSettings = field(default_factory=ScrubSettings)
     # The HTTP listener (http/settings.py); off in code, on at localhost:8080 when loaded.
     http: HttpSettings = field(default_factory=HttpSettings)
+    # Notification rules and targets (notify/config.py); no rules, no notifier.
+    notify: NotifySettings = field(default_factory=NotifySettings)
     enrichment_enabled: bool = True
     # auto (uvloop when installed), uvloop, or asyncio.
     event_loop: str = "auto"

@@ -438,13 +438,27 @@ SPECS: tuple[Spec, ...] = (
         "alert labels giving resource_id, first wins",
     ),
     _spec("CONSOLE", "http.console", _switch, "the web console on the HTTP listener (on/off)"),
-    _spec("CONSOLE_URL", "http.console_url", _text, "console base URL for links (unset: the HTTP address)"),
+    _spec(
+        "CONSOLE_URL",
+        "http.console_url,notify.console_url",
+        _text,
+        "console base URL for CLI and notification links (unset: the CLI uses the HTTP address)",
+    ),
     _spec(
         "CONSOLE_CACHE_SECONDS",
         "http.console_cache_seconds",
         _seconds,
         "reuse of a statistics page or sparkline (0: none)",
     ),
+    # --- notify (rules and targets: the [notifications] table, notify/config.py) ---
+    _spec("NOTIFY_MAX_ATTEMPTS", "notify.max_attempts", _count, "deliveries tried before a dead letter"),
+    _spec("NOTIFY_BACKOFF_BASE", "notify.backoff_base_seconds", _seconds, "first retry delay (doubles, with jitter)"),
+    _spec("NOTIFY_BACKOFF_MAX", "notify.backoff_max_seconds", _seconds, "longest retry delay"),
+    _spec("NOTIFY_CONTEXT_WAIT", "notify.context_wait_seconds", _seconds, "wait for the error's context"),
+    _spec("NOTIFY_REQUEST_TIMEOUT", "notify.request_timeout_seconds", _seconds, "timeout of one delivery"),
+    _spec("NOTIFY_CONCURRENCY", "notify.concurrency", _count, "messages composed and sent at once"),
+    _spec("NOTIFY_MAX_PENDING_DECISIONS", "notify.max_pending_decisions", _count, "decisions queued for the outbox"),
+    _spec("NOTIFY_OUTBOX_RETENTION", "notify.outbox_retention_seconds", _seconds, "sent and dead rows kept"),
     # --- collectors ---
     _spec("PROMETHEUS_URL", "collectors.prometheus_url", _text, "Prometheus base URL (unset: skipped)", old=True),
     _spec(
@@ -640,6 +654,9 @@ FIXED_FIELDS = {
     ("collectors", "windows", "topology", "before"): "topology is the graph as it is now",
     ("collectors", "windows", "topology", "after"): "topology is the graph as it is now",
     ("collectors", "windows", "changes", "after"): "a change after the error cannot have caused it",
+    ("notify", "rules"): "the [[notifications.rules]] of the config file (notify/config.py)",
+    ("notify", "targets"): "the [notifications.targets.NAME] tables; URL and secret also from "
+    "ERRORREPLAY_NOTIFY_TARGET_<NAME>_URL / _SECRET",
 }
 
 SPECS_BY_VARIABLE = {spec.variable: spec for spec in SPECS}
@@ -707,6 +724,9 @@ def _warn_deprecated(old: str, new: str) -> None:
     logger.warning("%s is deprecated; use %s (it still works for now)", old, new)
 
 
+NOTIFICATIONS_SECTION = "notifications"
+
+
 def read_config_file(path: Path) -> dict[tuple[str, str], Any]:
     """(section, key) -> TOML value; ConfigError naming the file and an unknown key."""
     try:
@@ -718,6 +738,8 @@ def read_config_file(path: Path) -> dict[tuple[str, str], Any]:
         raise ConfigError(f"config file {path}: not valid TOML: {exc}") from None
     values: dict[tuple[str, str], Any] = {}
     for section, table in doc.items():
+        if section == NOTIFICATIONS_SECTION:
+            continue  # rules and targets: notify/config.py reads and checks them
         if not isinstance(table, dict):
             raise ConfigError(f"config file {path}: {section!r} must be a [section]; settings live in sections")
         for key, value in table.items():
@@ -786,7 +808,24 @@ def load(
         settings = _set_paths(Settings(), values)
     except ValueError as exc:
         raise ConfigError(_name_the_setting(str(exc), where)) from None
-    return Loaded(settings, given)
+    return Loaded(_with_notifications(settings, config_file, environ), given)
+
+
+def _with_notifications(settings: Settings, config_file: Path | None, environ: Mapping[str, str]) -> Settings:
+    """Notification rules and targets from the file's [notifications] table (target URLs and
+    secrets may come from ERRORREPLAY_NOTIFY_TARGET_<NAME>_URL / _SECRET instead)."""
+    from errorreplay_server.notify import config as notify_config
+
+    try:
+        table = notify_config.load_table(config_file) if config_file is not None else {}
+        targets = notify_config.parse_targets(table.get("targets", {}), environ)
+        rules = notify_config.parse_rules(table.get("rules", []), targets)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    notify = dataclasses.replace(
+        settings.notify, rules=rules, targets=targets, console_url=settings.notify.console_url.rstrip("/")
+    )
+    return dataclasses.replace(settings, notify=notify)
 
 
 def _name_the_setting(message: str, where: Mapping[str, str]) -> str:

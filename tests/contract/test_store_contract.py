@@ -133,6 +133,21 @@ async def test_group_counts_and_regression_on_resolved(store: Store) -> None:
     assert ack.status == GroupStatus.ACKNOWLEDGED and not ack.regression
 
 
+async def test_new_group_flag_marks_only_a_groups_first_error(store: Store) -> None:
+    """Notifications' new-group trigger: the first error of a group, also inside one batch."""
+    gid, other = uid("grp_"), uid("grp_")
+    first = await capture_one(store, group_id=gid, occurred_at=T0)
+    second = await capture_one(store, group_id=gid, occurred_at=T0 + 1)
+    assert (first.new_group, second.new_group) == (True, False)
+    batch = await store.capture(
+        [new_error(group_id=other, occurred_at=T0), new_error(group_id=other, occurred_at=T0 + 1)]
+    )
+    assert [o.new_group for o in batch] == [True, False]
+    await store.update_group_status(gid, GroupStatus.RESOLVED)
+    regression = await capture_one(store, group_id=gid, occurred_at=T0 + 2)
+    assert regression.regression and not regression.new_group
+
+
 async def test_unknown_group_is_not_found(store: Store) -> None:
     with pytest.raises(NotFound):
         await store.get_group(uid("grp_"))

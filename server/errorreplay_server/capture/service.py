@@ -51,6 +51,13 @@ class ErrorPublisher(Protocol):
     def publish(self, snapshot: ErrorSnapshot) -> None: ...
 
 
+class CaptureObserver(Protocol):
+    """Sees each committed, non-duplicate capture with its outcome flags (the notifier). It must
+    not block: capture calls it inline, after the commit."""
+
+    def captured(self, outcome: CaptureOutcome) -> None: ...
+
+
 class Enricher(Protocol):
     """Collects context in the background (the enrichment queue)."""
 
@@ -108,8 +115,10 @@ class CaptureService:
         enricher: Enricher | None = None,
         clock: ReceiveClock | None = None,
         analysis: AnalysisSettings = DEFAULT_SETTINGS,
+        observer: CaptureObserver | None = None,
     ) -> None:
         self._analysis = analysis
+        self._observer = observer
         self._store = store
         self._scrubber = scrubber
         self._limits = limits
@@ -213,6 +222,8 @@ class CaptureService:
                 self._publisher.publish(outcome.snapshot)
             if self._enricher is not None:
                 self._enricher.submit(outcome.snapshot)
+            if self._observer is not None:
+                self._observer.captured(outcome)
 
     async def capture(self, req: CaptureRequest, timeout: float | None = None) -> CaptureOutcome:
         new = self._prepare(req, "")

@@ -341,6 +341,8 @@ class CaptureOutcome:
     snapshot: ErrorSnapshot
     duplicate: bool
     regression: bool = False
+    # The first error of its group: the group did not exist before this capture (notifications).
+    new_group: bool = False
     # A duplicate answered to a caller that may not read errors: `snapshot` holds only the ids.
     snapshot_withheld: bool = False
 

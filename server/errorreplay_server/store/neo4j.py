@@ -731,6 +731,7 @@ class Neo4jStore:
             stored_by_request[key] = snap
         segment.rows.append(_error_row(snap))
         group = segment.groups.get(snap.group_id)
+        new_group = group is None and snap.group_id not in statuses
         if group is None:
             group = _GroupDelta(
                 group_id=snap.group_id,
@@ -744,7 +745,7 @@ class Neo4jStore:
             )
             segment.groups[snap.group_id] = group
         regression = group.add(r.occurred_at, int(r.severity))
-        return CaptureOutcome(snap, duplicate=False, regression=regression)
+        return CaptureOutcome(snap, duplicate=False, regression=regression, new_group=new_group)
 
     async def get_error(self, error_id: str) -> ErrorSnapshot:
         found = await self.get_errors([error_id])

@@ -664,8 +664,9 @@ class SqliteStore:
             regression = status.get(snap.group_id) == GroupStatus.RESOLVED
             if regression:
                 status[snap.group_id] = GroupStatus.OPEN
-            outcomes.append(CaptureOutcome(snap, duplicate=False, regression=regression))
             row = groups.get(snap.group_id)
+            new_group = row is None and snap.group_id not in status
+            outcomes.append(CaptureOutcome(snap, duplicate=False, regression=regression, new_group=new_group))
             if row is None:
                 groups[snap.group_id] = [
                     snap.group_id,

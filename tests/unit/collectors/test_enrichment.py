@@ -488,9 +488,10 @@ async def test_resume_pending_queues_the_backlog_behind_new_captures(store: Sqli
         gated.gate.set()
         # The backlog is queued as room frees up: an error is only waited for once it was queued
         # (wait_for answers False for an error never submitted).
-        async with asyncio.timeout(60):
-            while queue.counters.resumed < len(left_behind):
-                await asyncio.sleep(0.01)
+        for _ in range(6000):
+            if queue.counters.resumed == len(left_behind):
+                break
+            await asyncio.sleep(0.01)
         assert all([await queue.wait_for(n.snapshot.error_id, timeout=60) for n in left_behind])
         assert await queue.wait_for(fresh.error_id, timeout=60)
     finally:

@@ -1,0 +1,1 @@
+"""Notifications: rules, targets, the durable outbox and delivery (README: Notifications)."""
