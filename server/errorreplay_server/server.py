@@ -10,6 +10,7 @@ import signal
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from wsgiref.simple_server import WSGIServer
 
 import grpc
@@ -28,6 +29,7 @@ from errorreplay_server.capture.scrubbing import SecretScrubber
 from errorreplay_server.capture.service import CaptureService
 from errorreplay_server.collectors import Collector, build_collectors, close_collectors
 from errorreplay_server.dataplane import DataPlane
+from errorreplay_server.domain.errors import StoreUnavailable
 from errorreplay_server.http.app import HttpListener
 from errorreplay_server.ingest.otlp import OtlpAdapter
 from errorreplay_server.metrics import RpcMetrics, StateCollector
@@ -35,6 +37,9 @@ from errorreplay_server.settings import Settings, split_host_port
 from errorreplay_server.store.base import Store
 from errorreplay_server.store.factory import open_store
 from errorreplay_server.streaming.hub import InProcessHub
+
+if TYPE_CHECKING:
+    from nats.aio.client import Client as NatsClient
 
 log = logging.getLogger("errorreplay")
 
@@ -64,6 +69,7 @@ class RunningServer:
     metrics: CollectorRegistry
     enrichment: Enrichment | None = None
     http: HttpListener | None = None
+    nats: NatsClient | None = None
 
     async def stop(self, grace: float | None = None) -> None:
         """Refuse new calls, drain in-flight ones within `grace`, then flush and close the store.
@@ -81,6 +87,8 @@ class RunningServer:
             await self.http.stop()
         if self.enrichment is not None:
             await self.enrichment.close()
+        if self.nats is not None:
+            await self.nats.close()
         await self.store.close()
 
 
@@ -117,14 +125,37 @@ async def _start(
     await store.start()
     started.push_async_callback(store.close)
     scrubber = SecretScrubber.from_env(os.environ)
-    hub = InProcessHub(store, settings.hub)
+    nc: NatsClient | None = None
+    hub: InProcessHub
+    if settings.nats.enabled:
+        # Several replicas: streams and enrichment jobs on NATS JetStream. Imported only then:
+        # nats-py is the `nats` extra.
+        from errorreplay_server.streaming.jetstream import JetStreamHub, connect
+
+        try:
+            nc = await connect(settings.nats)
+        except StoreUnavailable as exc:
+            raise StartupError(str(exc)) from exc
+        started.push_async_callback(nc.close)
+        hub = JetStreamHub(store, nc, settings.nats, settings.hub)
+    else:
+        hub = InProcessHub(store, settings.hub)
     await hub.start()
     started.push_async_callback(hub.close)
     enrichment: Enrichment | None = None
     if settings.enrichment_enabled:
         collectors = build_collectors(settings.collectors, store)
         started.push_async_callback(close_collectors, collectors)
-        queue = EnrichmentQueue.from_settings(store, collectors, settings.collectors, scrub_text=scrubber.scrub_text)
+        if nc is None:
+            queue = EnrichmentQueue.from_settings(
+                store, collectors, settings.collectors, scrub_text=scrubber.scrub_text
+            )
+        else:
+            from errorreplay_server.capture.jetstream_jobs import JetStreamEnrichmentQueue
+
+            queue = JetStreamEnrichmentQueue.from_nats_settings(
+                store, collectors, settings.collectors, nc, settings.nats, scrub_text=scrubber.scrub_text
+            )
         await queue.start()
         started.push_async_callback(queue.stop)
         enrichment = Enrichment(queue, collectors)
@@ -177,7 +208,7 @@ async def _start(
     http = await _start_http(settings, plane, registry, server, store)
     for name in ("", *SERVICE_NAMES):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return RunningServer(server, port, store, hub, health_servicer, settings, registry, enrichment, http)
+    return RunningServer(server, port, store, hub, health_servicer, settings, registry, enrichment, http, nc)
 
 
 async def _start_http(

@@ -13,6 +13,7 @@ from errorreplay_server.http.settings import HttpSettings
 from errorreplay_server.security_settings import SecuritySettings
 from errorreplay_server.store.base import TopologyBounds
 from errorreplay_server.streaming.hub import HubSettings
+from errorreplay_server.streaming.nats_settings import NatsSettings
 
 DEFAULT_HUB = HubSettings()
 
@@ -230,6 +231,8 @@ class Settings:
     otlp: OtlpSettings = field(default_factory=OtlpSettings)
     # The HTTP listener (http/settings.py); off unless configured, from_env turns it on.
     http: HttpSettings = field(default_factory=HttpSettings)
+    # Streams and enrichment jobs on NATS JetStream (several replicas); off unless a URL is set.
+    nats: NatsSettings = field(default_factory=NatsSettings)
     enrichment_enabled: bool = True
     # auto (uvloop when installed), uvloop, or asyncio.
     event_loop: str = "auto"
@@ -256,6 +259,7 @@ class Settings:
             security=SecuritySettings.from_env(env),
             otlp=OtlpSettings.from_env(env),
             http=HttpSettings.from_env(env),
+            nats=NatsSettings.from_env(env),
             enrichment_enabled=env.get("ERRORREPLAY_ENRICHMENT", "on").strip().lower() not in ("off", "0", "false"),
             event_loop=_choice(env, "ERRORREPLAY_EVENT_LOOP", ("auto", "uvloop", "asyncio")),
             hub=HubSettings(
