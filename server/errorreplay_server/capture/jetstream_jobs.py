@@ -206,11 +206,8 @@ class JetStreamEnrichmentQueue(EnrichmentQueue):
             return False
         return not context_pending(snapshot.context)
 
-    def _announced(self, msg: Msg) -> Any:
-        async def resolve() -> None:
-            self._resolve(msg.data.decode(), True)
-
-        return resolve()
+    async def _announced(self, msg: Msg) -> None:
+        self._resolve(msg.data.decode(), True)
 
     # --- the job stream ---------------------------------------------------------------------
     async def _publish_jobs(self) -> None:

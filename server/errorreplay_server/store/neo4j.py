@@ -50,6 +50,7 @@ from neo4j.exceptions import (
     ClientError,
     ConfigurationError,
     ConnectionPoolError,
+    ConstraintError,
     Neo4jError,
     ServiceUnavailable,
     SessionExpired,
@@ -613,12 +614,18 @@ class Neo4jStore:
 
     async def _run_with_retries(self, batch: list[_Job]) -> list[Any]:
         driver = self._require_driver()
-        for attempt, delay in enumerate((*RETRY_DELAYS_SECONDS, None)):
+        # Another server (replica) committed a capture with one of these request ids between our
+        # lookup and our CREATE: the unique constraint refused ours. Run it again: the lookup now
+        # finds the winner, and this capture answers with its id as a duplicate.
+        lost_race = any(job.captures for job in batch)
+        attempt = 0
+        for delay in (*RETRY_DELAYS_SECONDS, None):
+            attempt += 1
             try:
                 async with driver.session(database=self._database, bookmark_manager=self._bookmarks) as session:
                     tx = await session.begin_transaction()
                     try:
-                        results = await self._apply(tx, batch, retry=attempt > 0)
+                        results = await self._apply(tx, batch, retry=attempt > 1)
                         await tx.commit()
                     except BaseException:
                         # Roll back; on a dead connection that fails too, and the first error is the one to report.
@@ -626,6 +633,11 @@ class Neo4jStore:
                             await tx.close()
                         raise
                     return results
+            except ConstraintError:
+                if not lost_race or delay is None:
+                    raise
+                lost_race = False
+                continue
             except Exception as exc:
                 if not _is_unavailable(exc):
                     raise
