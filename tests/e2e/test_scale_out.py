@@ -292,3 +292,46 @@ async def test_jobs_of_a_killed_replica_are_completed_by_the_other(
         doomed.stop()
         if survivor is not None:
             survivor.stop()
+
+
+async def test_include_correlated_works_across_replicas(replicas: list[ServerProcess]) -> None:
+    run = uuid.uuid4().hex
+    async for r1, r2 in both(replicas):
+        call = r1.errors.SubscribeErrors(
+            rr.SubscribeErrorsRequest(
+                filter=m.ErrorFilter(resource_ids=[f"{run}-db"]),
+                include_correlated=True,
+                heartbeat_interval=duration_pb2.Duration(nanos=200_000_000),
+            )
+        )
+        assert (await asyncio.wait_for(call.read(), GUARD_SECONDS)).heartbeat
+
+        def failure(resource: str) -> rr.CaptureErrorRequest:
+            return rr.CaptureErrorRequest(
+                error=m.ErrorReport(
+                    message=f"{resource} failed",
+                    severity=m.SEVERITY_HIGH,
+                    source=m.SOURCE_APPLICATION,
+                    resource_id=f"{run}-{resource}",
+                    correlation_id=run,
+                )
+            )
+
+        db = (await r2.errors.CaptureError(failure("db"), timeout=30)).error_id
+        api = (await r1.errors.CaptureError(failure("api"), timeout=30)).error_id
+
+        async def errors(stream: grpc.aio.UnaryStreamCall, n: int) -> list[rr.SubscribeErrorsResponse]:
+            got = []
+            while len(got) < n:
+                msg = await stream.read()
+                if not msg.heartbeat:
+                    got.append(msg)
+            return got
+
+        first, second = await asyncio.wait_for(errors(call, 2), GUARD_SECONDS)
+        call.cancel()
+        assert (first.error.error_id, first.correlation.correlated) == (db, False)
+        assert (second.error.error_id, second.correlation.correlated) == (api, True)
+        assert second.correlation.reason == m.CORRELATION_REASON_SAME_CORRELATION_ID
+        assert second.correlation.matched_error_id == db
+        assert list(second.correlation.related_error_ids) == [db]
