@@ -335,3 +335,20 @@ async def test_include_correlated_works_across_replicas(replicas: list[ServerPro
         assert second.correlation.reason == m.CORRELATION_REASON_SAME_CORRELATION_ID
         assert second.correlation.matched_error_id == db
         assert list(second.correlation.related_error_ids) == [db]
+
+
+async def test_concurrent_captures_of_one_group_on_two_replicas_all_commit(replicas: list[ServerProcess]) -> None:
+    """Both replicas' writers update the same group at once: the store's write conflicts
+    (DeadlockDetected) are retried, not answered UNAVAILABLE."""
+    run = uuid.uuid4().hex
+    async for r1, r2 in both(replicas):
+        outcomes = await asyncio.gather(
+            *((r1 if i % 2 else r2).capture(run, i) for i in range(400)), return_exceptions=True
+        )
+        failures = [o for o in outcomes if isinstance(o, BaseException)]
+        assert failures == []
+        found = await r1.errors.SearchErrors(
+            rr.SearchErrorsRequest(filter=m.ErrorFilter(tags={"run": run}), page_size=500), timeout=30
+        )
+        assert len(found.errors) == 400
+        assert len({e.group_id for e in found.errors}) == 1

@@ -38,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
@@ -110,6 +111,11 @@ CONNECTION_ACQUISITION_TIMEOUT_SECONDS = 10.0
 # Retries after a lost connection or a transient error. A pooled connection that died with a
 # restarted server fails once and is replaced; a server that is down fails within about a second.
 RETRY_DELAYS_SECONDS = (0.05, 0.25, 0.75)
+# Writes that conflict with another writer's (DeadlockDetected, a concurrent change to the same
+# record: several replicas updating one group) are retried this often more, each after a random
+# wait of up to CONFLICT_BACKOFF_SECONDS.
+CONFLICT_RETRIES = 10
+CONFLICT_BACKOFF_SECONDS = 0.05
 
 _UNAVAILABLE: tuple[type[BaseException], ...] = (
     ServiceUnavailable,  # includes IncompleteCommit, Routing/Read/WriteServiceUnavailable
@@ -418,6 +424,12 @@ def _is_unavailable(exc: BaseException) -> bool:
     return isinstance(exc, _UNAVAILABLE)
 
 
+def _is_conflict(exc: TransientError) -> bool:
+    """A transaction lost to a concurrent one (Neo4j and ArcadeDB both say DeadlockDetected)."""
+    code = exc.code or ""
+    return "DeadlockDetected" in code or "LockClient" in code or "Outdated" in code
+
+
 async def _rows(runner: AsyncSession | AsyncTransaction, query: str, **params: Any) -> list[list[Any]]:
     result = await runner.run(query, params)
     return await result.values()
@@ -618,8 +630,11 @@ class Neo4jStore:
         # lookup and our CREATE: the unique constraint refused ours. Run it again: the lookup now
         # finds the winner, and this capture answers with its id as a duplicate.
         lost_race = any(job.captures for job in batch)
+        conflicts_left = CONFLICT_RETRIES
+        delays = iter((*RETRY_DELAYS_SECONDS, None))
+        delay = next(delays)
         attempt = 0
-        for delay in (*RETRY_DELAYS_SECONDS, None):
+        while True:
             attempt += 1
             try:
                 async with driver.session(database=self._database, bookmark_manager=self._bookmarks) as session:
@@ -634,10 +649,22 @@ class Neo4jStore:
                         raise
                     return results
             except ConstraintError:
-                if not lost_race or delay is None:
+                if not lost_race:
                     raise
                 lost_race = False
                 continue
+            except TransientError as exc:
+                if not _is_conflict(exc) or conflicts_left <= 0:
+                    if delay is None:
+                        raise self._unavailable(exc) from exc
+                    await asyncio.sleep(delay)
+                    delay = next(delays)
+                    continue
+                # Another writer (another replica's writer) changed the same records, such as one
+                # group's counters: wait a random moment so the two do not collide again.
+                conflicts_left -= 1
+                log.debug("neo4j write conflicted, retrying: %s", exc)
+                await asyncio.sleep(random.uniform(0.005, CONFLICT_BACKOFF_SECONDS))
             except Exception as exc:
                 if not _is_unavailable(exc):
                     raise
@@ -645,7 +672,7 @@ class Neo4jStore:
                     raise self._unavailable(exc) from exc
                 log.debug("neo4j write failed, retrying: %s", exc)
                 await asyncio.sleep(delay)
-        raise AssertionError("unreachable")
+                delay = next(delays)
 
     async def _apply(self, tx: AsyncTransaction, batch: list[_Job], *, retry: bool) -> list[Any]:
         """Runs the jobs in order; consecutive captures share their statements.

@@ -96,14 +96,18 @@ async def connect(settings: NatsSettings, name: str = "errorreplay") -> NatsClie
     async def on_error(exc: Exception) -> None:
         log.warning("nats: %s", exc)
 
+    connected: list[NatsClient] = []
+
     async def on_disconnect() -> None:
+        if connected and connected[0].is_closed:
+            return  # our own close
         log.warning("nats: disconnected from %s; reconnecting", settings.url)
 
     async def on_reconnect() -> None:
         log.info("nats: reconnected")
 
     try:
-        return await nats.connect(
+        nc = await nats.connect(
             servers=settings.servers,
             name=name,
             max_reconnect_attempts=-1,
@@ -115,6 +119,8 @@ async def connect(settings: NatsSettings, name: str = "errorreplay") -> NatsClie
         )
     except Exception as exc:
         raise StoreUnavailable(f"cannot connect to NATS at {settings.url} (ERRORREPLAY_NATS_URL): {exc}") from exc
+    connected.append(nc)
+    return nc
 
 
 async def ensure_stream(js: JetStreamContext, config: js_api.StreamConfig) -> None:
