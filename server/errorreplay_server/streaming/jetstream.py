@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 # Waits between attempts to publish a capture while JetStream does not answer.
 PUBLISH_RETRY_SECONDS = (0.1, 0.25, 0.5, 1.0, 2.0)
 PUBLISH_TIMEOUT_SECONDS = 5.0
+CONNECT_TIMEOUT_SECONDS = 10.0
 # How long the duplicate window of the errors stream is: a retried publication within it is dropped.
 DUPLICATE_WINDOW_SECONDS = 120.0
 _SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
@@ -107,18 +108,22 @@ async def connect(settings: NatsSettings, name: str = "errorreplay") -> NatsClie
         log.info("nats: reconnected")
 
     try:
-        nc = await nats.connect(
-            servers=settings.servers,
-            name=name,
-            max_reconnect_attempts=-1,
-            reconnect_time_wait=0.5,
-            connect_timeout=5,
-            error_cb=on_error,
-            disconnected_cb=on_disconnect,
-            reconnected_cb=on_reconnect,
-        )
+        # nats-py retries a first connection as often as a lost one (for ever here): start-up
+        # gives up after CONNECT_TIMEOUT_SECONDS instead, naming the setting.
+        async with asyncio.timeout(CONNECT_TIMEOUT_SECONDS):
+            nc = await nats.connect(
+                servers=settings.servers,
+                name=name,
+                max_reconnect_attempts=-1,
+                reconnect_time_wait=0.5,
+                connect_timeout=5,
+                error_cb=on_error,
+                disconnected_cb=on_disconnect,
+                reconnected_cb=on_reconnect,
+            )
     except Exception as exc:
-        raise StoreUnavailable(f"cannot connect to NATS at {settings.url} (ERRORREPLAY_NATS_URL): {exc}") from exc
+        reason = "no answer" if isinstance(exc, TimeoutError) else str(exc)
+        raise StoreUnavailable(f"cannot connect to NATS at {settings.url} (ERRORREPLAY_NATS_URL): {reason}") from exc
     connected.append(nc)
     return nc
 
@@ -288,7 +293,7 @@ class JetStreamHub(InProcessHub):
             raise InvalidArgument.single(
                 "resume_after", "is not a cursor of this deployment (with NATS, resume from a stream cursor)"
             )
-        state = (await self._js.stream_info(self._nats.stream)).state
+        state = await self._stream_state()
         if position > state.last_seq:
             raise OutOfRange("resume_after", "is past the newest message of the stream")
         if position + 1 < state.first_seq:
@@ -300,21 +305,31 @@ class JetStreamHub(InProcessHub):
             )
         return position
 
+    async def _stream_state(self) -> js_api.StreamState:
+        """The stream's first and last sequence; UNAVAILABLE (retry) while NATS does not answer."""
+        try:
+            return (await self._js.stream_info(self._nats.stream)).state
+        except Exception as exc:
+            raise StoreUnavailable(f"the errors stream on NATS is unavailable; resubscribe ({exc!r})") from exc
+
     async def _backfill(self, sub: Subscription, after: int) -> AsyncIterator[tuple[int, StreamItem]]:
         """The stream from `after` + 1 up to its last message when the subscription registered
         (later ones reach it live), or to where its live queue starts."""
-        through = (await self._js.stream_info(self._nats.stream)).state.last_seq
+        through = (await self._stream_state()).last_seq
         if through <= after:
             return
         recent = RecentErrors(self._settings.recent_size)
-        reader = await self._js.subscribe(
-            self._all,
-            stream=self._nats.stream,
-            ordered_consumer=True,
-            config=js_api.ConsumerConfig(
-                deliver_policy=js_api.DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=after + 1
-            ),
-        )
+        try:
+            reader = await self._js.subscribe(
+                self._all,
+                stream=self._nats.stream,
+                ordered_consumer=True,
+                config=js_api.ConsumerConfig(
+                    deliver_policy=js_api.DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=after + 1
+                ),
+            )
+        except Exception as exc:
+            raise StoreUnavailable(f"the errors stream on NATS cannot be read now; resubscribe ({exc!r})") from exc
         try:
             async for msg in reader.messages:
                 seq = msg.metadata.sequence.stream

@@ -1,5 +1,6 @@
 """One replica with ERRORREPLAY_NATS_URL on the default SQLite store: a cursor older than what the
-JetStream stream keeps is OUT_OF_RANGE with a message (streaming/jetstream.py _resume_point)."""
+JetStream stream keeps is OUT_OF_RANGE with a message (streaming/jetstream.py _resume_point), and
+a NATS that cannot be reached stops start-up with a message naming the setting."""
 
 from __future__ import annotations
 
@@ -77,5 +78,16 @@ async def test_a_cursor_older_than_the_stream_keeps_is_out_of_range(
             newer = await capture(3)
             assert (await next_error(resumed)).error.error_id == newer
             resumed.cancel()
+    finally:
+        server.stop()
+
+
+def test_unreachable_nats_fails_start_up_naming_the_setting(tmp_path: Path) -> None:
+    server = ServerProcess(tmp_path, extra_env={"ERRORREPLAY_NATS_URL": "nats://127.0.0.1:1"})
+    try:
+        with pytest.raises(RuntimeError) as failed:
+            server.start(timeout=60)
+        assert "ERRORREPLAY_NATS_URL" in str(failed.value) and "nats://127.0.0.1:1" in str(failed.value)
+        assert server.process is not None and server.process.wait(10) != 0
     finally:
         server.stop()
