@@ -352,3 +352,23 @@ async def test_concurrent_captures_of_one_group_on_two_replicas_all_commit(repli
         )
         assert len(found.errors) == 400
         assert len({e.group_id for e in found.errors}) == 1
+
+
+async def test_wait_for_context_returns_the_context_whichever_replica_ran_the_job(
+    replicas: list[ServerProcess],
+) -> None:
+    """Both replicas pull from one work queue, so some of these jobs run on the other replica;
+    every answer still carries the collected context, never PENDING."""
+    run = uuid.uuid4().hex
+    async for r1, r2 in both(replicas):
+        replies = await asyncio.gather(
+            *(
+                (r1 if i % 2 else r2).errors.CaptureError(
+                    rr.CaptureErrorRequest(error=report(run, i), wait_for_context=True), timeout=30
+                )
+                for i in range(16)
+            )
+        )
+        for reply in replies:
+            states = {s.state for s in reply.error.context.statuses}
+            assert states and PENDING not in states
