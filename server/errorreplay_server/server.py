@@ -83,6 +83,8 @@ class RunningServer:
         await self.hub.close()
         drain = None if grace is None else max(0.0, grace - min(CLOSE_RESERVE_SECONDS, grace / 5))
         await self.server.stop(drain)
+        # Captures committed while draining are published too (JetStream: no gap in the stream).
+        await self.hub.finish_publishing()
         if self.http is not None:
             await self.http.stop()
         if self.enrichment is not None:
@@ -141,6 +143,7 @@ async def _start(
     else:
         hub = InProcessHub(store, settings.hub)
     await hub.start()
+    started.push_async_callback(hub.finish_publishing)
     started.push_async_callback(hub.close)
     enrichment: Enrichment | None = None
     if settings.enrichment_enabled:

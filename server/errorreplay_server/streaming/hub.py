@@ -332,6 +332,8 @@ class Hub(Protocol):
 
     async def close(self) -> None: ...
 
+    async def finish_publishing(self) -> None: ...
+
 
 class InProcessHub:
     def __init__(self, store: Store, settings: HubSettings | None = None) -> None:
@@ -375,6 +377,9 @@ class InProcessHub:
     def publish(self, snapshot: ErrorSnapshot) -> None:
         self.published += 1
         self._inbox.put_nowait(snapshot)
+
+    async def finish_publishing(self) -> None:
+        """After the last capture: hand what was published to a shared bus (nothing to do here)."""
 
     def topology_changed(self) -> None:
         """Drop every cached neighbourhood; each correlated subscription resolves its filter's

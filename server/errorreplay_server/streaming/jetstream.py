@@ -183,7 +183,16 @@ class JetStreamHub(InProcessHub):
         self._publisher = asyncio.create_task(self._publish_loop(), name="jetstream-hub-publisher")
 
     async def close(self) -> None:
-        """Publish what is committed (briefly), stop consuming, then end every stream."""
+        """Stop consuming, then end every stream. Publishing goes on: captures still in flight
+        commit after this, and finish_publishing hands them to JetStream."""
+        if self._consumer is not None:
+            self._consumer.cancel()
+            await asyncio.gather(self._consumer, return_exceptions=True)
+            self._consumer = None
+        await super().close()
+
+    async def finish_publishing(self) -> None:
+        """Publish what is committed (for up to PUBLISH_TIMEOUT_SECONDS), then stop publishing."""
         self._closing = True
         if self._publisher is not None:
             self._outbox_ready.set()
@@ -194,11 +203,6 @@ class JetStreamHub(InProcessHub):
             self._publisher.cancel()
             await asyncio.gather(self._publisher, return_exceptions=True)
             self._publisher = None
-        if self._consumer is not None:
-            self._consumer.cancel()
-            await asyncio.gather(self._consumer, return_exceptions=True)
-            self._consumer = None
-        await super().close()
 
     def publish(self, snapshot: ErrorSnapshot) -> None:
         self.published += 1
