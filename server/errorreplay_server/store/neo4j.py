@@ -626,21 +626,22 @@ class Neo4jStore:
 
     async def _run_with_retries(self, batch: list[_Job]) -> list[Any]:
         driver = self._require_driver()
-        # Another server (replica) committed a capture with one of these request ids between our
-        # lookup and our CREATE: the unique constraint refused ours. Run it again: the lookup now
-        # finds the winner, and this capture answers with its id as a duplicate.
+        # Another server (replica) committed, between our reads and our writes, a capture with one
+        # of these request ids, or the same new tag, resource or group node (MERGE is not atomic
+        # across transactions): a unique constraint refused ours. Run it once more: the lookup now
+        # finds the winning capture (this one answers as its duplicate) and MERGE the nodes.
         lost_race = any(job.captures for job in batch)
         conflicts_left = CONFLICT_RETRIES
         delays = iter((*RETRY_DELAYS_SECONDS, None))
         delay = next(delays)
-        attempt = 0
+        # Only after a lost connection may an earlier attempt have committed (its reply lost).
+        commit_uncertain = False
         while True:
-            attempt += 1
             try:
                 async with driver.session(database=self._database, bookmark_manager=self._bookmarks) as session:
                     tx = await session.begin_transaction()
                     try:
-                        results = await self._apply(tx, batch, retry=attempt > 1)
+                        results = await self._apply(tx, batch, retry=commit_uncertain)
                         await tx.commit()
                     except BaseException:
                         # Roll back; on a dead connection that fails too, and the first error is the one to report.
@@ -657,6 +658,7 @@ class Neo4jStore:
                 if not _is_conflict(exc) or conflicts_left <= 0:
                     if delay is None:
                         raise self._unavailable(exc) from exc
+                    commit_uncertain = True
                     await asyncio.sleep(delay)
                     delay = next(delays)
                     continue
@@ -671,6 +673,7 @@ class Neo4jStore:
                 if delay is None:
                     raise self._unavailable(exc) from exc
                 log.debug("neo4j write failed, retrying: %s", exc)
+                commit_uncertain = True
                 await asyncio.sleep(delay)
                 delay = next(delays)
 
