@@ -132,7 +132,12 @@ async def _start(
     if settings.nats.enabled:
         # Several replicas: streams and enrichment jobs on NATS JetStream. Imported only then:
         # nats-py is the `nats` extra.
-        from errorreplay_server.streaming.jetstream import JetStreamHub, connect
+        try:
+            from errorreplay_server.streaming.jetstream import JetStreamHub, connect
+        except ImportError as exc:
+            raise StartupError(
+                f"ERRORREPLAY_NATS_URL is set but the NATS client is missing ({exc}): pip install 'errorreplay[nats]'"
+            ) from exc
 
         try:
             nc = await connect(settings.nats)

@@ -268,7 +268,12 @@ class JetStreamEnrichmentQueue(EnrichmentQueue):
         try:
             snapshot = await self._store.get_error(error_id)
         except NotFound:
-            await msg.ack()
+            # Not visible yet (a cluster read from a follower that lags), or deleted: ask again
+            # later, and give up only on the last delivery.
+            if deliveries >= self._nats.job_max_deliver:
+                await msg.ack()
+            else:
+                await msg.nak(delay=RETRY_DELAY_SECONDS)
             return
         except DomainError as exc:
             log.warning("enrichment: cannot read %s for its job (%s); retrying later", error_id, exc)
