@@ -115,6 +115,9 @@ RETRY_DELAYS_SECONDS = (0.05, 0.25, 0.75)
 # record: several replicas updating one group) are retried this often more, each after a random
 # wait of up to CONFLICT_BACKOFF_SECONDS.
 CONFLICT_RETRIES = 10
+# Captures refused by a unique constraint that another replica's concurrent capture won (the same
+# request id, or the same new tag, resource or group) are run again this often.
+CONSTRAINT_RACE_RETRIES = 3
 CONFLICT_BACKOFF_SECONDS = 0.05
 
 _UNAVAILABLE: tuple[type[BaseException], ...] = (
@@ -629,8 +632,9 @@ class Neo4jStore:
         # Another server (replica) committed, between our reads and our writes, a capture with one
         # of these request ids, or the same new tag, resource or group node (MERGE is not atomic
         # across transactions): a unique constraint refused ours. Run it once more: the lookup now
-        # finds the winning capture (this one answers as its duplicate) and MERGE the nodes.
-        lost_race = any(job.captures for job in batch)
+        # finds the winning capture (this one answers as its duplicate) and MERGE the nodes. Each
+        # kind of node can be lost once, so a few times at most.
+        races_left = CONSTRAINT_RACE_RETRIES if any(job.captures for job in batch) else 0
         conflicts_left = CONFLICT_RETRIES
         delays = iter((*RETRY_DELAYS_SECONDS, None))
         delay = next(delays)
@@ -650,9 +654,9 @@ class Neo4jStore:
                         raise
                     return results
             except ConstraintError:
-                if not lost_race:
+                if races_left <= 0:
                     raise
-                lost_race = False
+                races_left -= 1
                 continue
             except TransientError as exc:
                 if not _is_conflict(exc) or conflicts_left <= 0:
