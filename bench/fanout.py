@@ -52,9 +52,11 @@ async def subscribe(target: str, count: int, tag: str, expected: int, timeout: f
     print(json.dumps([round(x, 6) for x in latencies]), flush=True)
 
 
-async def publish(target: str, tag: str, rate: float, count: int) -> float:
-    async with grpc.aio.insecure_channel(target) as channel:
-        stub = service_pb2_grpc.ErrorReplayServiceStub(channel)
+async def publish(targets: list[str], tag: str, rate: float, count: int) -> float:
+    """Captures at `rate`, alternating between the targets (replicas)."""
+    channels = [grpc.aio.insecure_channel(t) for t in targets]
+    stubs = [service_pb2_grpc.ErrorReplayServiceStub(c) for c in channels]
+    try:
         began = time.perf_counter()
         pending = []
         for i in range(count):
@@ -64,6 +66,7 @@ async def publish(target: str, tag: str, rate: float, count: int) -> float:
             report = m.ErrorReport(
                 message=f"fan-out {i}", severity=m.SEVERITY_HIGH, source=m.SOURCE_APPLICATION, tags={"fanout": tag}
             )
+            stub = stubs[i % len(stubs)]
             pending.append(asyncio.ensure_future(stub.CaptureError(rr.CaptureErrorRequest(error=report))))
         outcomes = await asyncio.gather(*pending, return_exceptions=True)
         failed = sum(isinstance(o, BaseException) for o in outcomes)
@@ -73,9 +76,13 @@ async def publish(target: str, tag: str, rate: float, count: int) -> float:
                 file=sys.stderr,
             )
         return time.perf_counter() - began
+    finally:
+        for channel in channels:
+            await channel.close()
 
 
-def run(target: str, subscribers: int, rate: float, seconds: float, processes: int = 4) -> dict[str, float]:
+def run(targets: list[str], subscribers: int, rate: float, seconds: float, processes: int = 4) -> dict[str, float]:
+    """Subscriber processes are spread round-robin over the targets (replicas)."""
     tag = uuid.uuid4().hex[:8]
     expected = int(rate * seconds)
     per = [subscribers // processes + (1 if i < subscribers % processes else 0) for i in range(processes)]
@@ -88,7 +95,7 @@ def run(target: str, subscribers: int, rate: float, seconds: float, processes: i
                 "--role",
                 "subscribe",
                 "--target",
-                target,
+                targets[i % len(targets)],
                 "--count",
                 str(n),
                 "--tag",
@@ -101,13 +108,13 @@ def run(target: str, subscribers: int, rate: float, seconds: float, processes: i
             stdout=subprocess.PIPE,
             text=True,
         )
-        for n in per
+        for i, n in enumerate(per)
         if n
     ]
     for child in children:
         assert child.stdout is not None and child.stdout.readline().strip() == "READY"
     began = time.perf_counter()
-    publish_seconds = asyncio.run(publish(target, tag, rate, expected))
+    publish_seconds = asyncio.run(publish(targets, tag, rate, expected))
     latencies: list[float] = []
     for child in children:
         out, _ = child.communicate(timeout=seconds + 60)
@@ -130,7 +137,7 @@ def run(target: str, subscribers: int, rate: float, seconds: float, processes: i
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--target", required=True)
+    parser.add_argument("--target", required=True, help="host:port; several separated by commas (replicas)")
     parser.add_argument("--role", choices=["run", "subscribe"], default="run")
     parser.add_argument("--subscribers", type=int, default=100)
     parser.add_argument("--rate", type=float, default=100)
@@ -144,7 +151,8 @@ def main() -> None:
     if args.role == "subscribe":
         asyncio.run(subscribe(args.target, args.count, args.tag, args.expected, args.timeout))
     else:
-        print(json.dumps(run(args.target, args.subscribers, args.rate, args.seconds, args.processes)))
+        targets = args.target.split(",")
+        print(json.dumps(run(targets, args.subscribers, args.rate, args.seconds, args.processes)))
 
 
 if __name__ == "__main__":

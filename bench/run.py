@@ -8,6 +8,7 @@ Prints a table and writes bench/results.json.
     python -m bench.run --quick    # under 2 minutes: shorter runs, 20k stored errors
     python -m bench.run --quick --only otlp   # only BatchCaptureErrors and OTLP export, same server
     python -m bench.run --quick --only notify # only capture-to-notification latency
+    python -m bench.run --quick --only jetstream   # only fan-out through NATS JetStream, 2 replicas
 """
 
 from __future__ import annotations
@@ -248,10 +249,50 @@ def notify_rows(count: int) -> tuple[dict[str, Any], list[tuple[str, str, str]]]
     return result, rows
 
 
+def jetstream_fanout(tmp_path: Path, seconds: float) -> dict[str, Any]:
+    """100 subscribers spread over 2 replicas, 100 captures/s alternating between them, every
+    message through one nats-server (JetStream) and every capture into one ArcadeDB (Bolt)."""
+    from tests.bolt_server import start_arcadedb
+    from tests.nats_server import NatsServer
+
+    nats = NatsServer(tmp_path / "nats").start()
+    bolt = start_arcadedb(tmp_path / "arcadedb")
+    try:
+        env = {
+            "ERRORREPLAY_ENRICHMENT": "off",
+            "ERRORREPLAY_STORE": "neo4j",
+            "NEO4J_URI": bolt.uri,
+            "NEO4J_USERNAME": bolt.username,
+            "NEO4J_PASSWORD": bolt.password,
+            "NEO4J_DATABASE": bolt.database,
+            "ERRORREPLAY_NATS_URL": nats.url,
+        }
+        with (
+            errorreplay_server(tmp_path / "r1", **env) as first,
+            errorreplay_server(tmp_path / "r2", **env) as second,
+        ):
+            return python(
+                "bench.fanout", "--target", f"{first},{second}", "--subscribers", "100", "--rate", "100",
+                "--seconds", str(seconds),
+            )  # fmt: skip
+    finally:
+        bolt.stop()
+        nats.stop()
+
+
+def jetstream_row(fan: dict[str, Any]) -> tuple[str, str, str]:
+    return (
+        "SubscribeErrors via JetStream, 100 subs over 2 replicas × 100/s",
+        f"p50 {fan['p50_ms']} ms",
+        f"p99 {fan['p99_ms']} ms; {fan['delivered_per_s']:.0f} msgs/s; "
+        f"{fan['delivered']}/{fan['expected_deliveries']} delivered",
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--only", choices=["otlp", "notify"], help="run only these rows")
+    parser.add_argument("--only", choices=["otlp", "notify", "jetstream"], help="run only these rows")
     args = parser.parse_args()
     quick = args.quick
     load_seconds = "4" if quick else "15"
@@ -263,6 +304,12 @@ def main() -> None:
         notify, notify_table = notify_rows(notify_count)
         print_table(notify_table)
         print(json.dumps({"notify_latency": notify}))
+        return
+    if args.only == "jetstream":
+        with tempfile.TemporaryDirectory(prefix="errorreplay-bench-") as tmp:
+            fan = jetstream_fanout(Path(tmp), 5 if quick else 10)
+        print_table([jetstream_row(fan)])
+        print(json.dumps({"fanout_jetstream": fan}))
         return
     sizes = [20_000] if quick else [100_000, 1_000_000]
     read_calls = "60" if quick else "500"
@@ -419,7 +466,11 @@ def main() -> None:
             ("highest fan-out rate with p99 ≤ 50 ms", f"{max(holding) if holding else 'none'}/s", "of those tried")
         )
 
-    # 5. Capture to delivered notification, enrichment off and on.
+        # 5. The same fan-out through NATS JetStream: two replicas on one Bolt server (ArcadeDB).
+        results["fanout_jetstream"] = jetstream_fanout(tmp_path / "jetstream", fan_seconds)
+        rows.append(jetstream_row(results["fanout_jetstream"]))
+
+    # 6. Capture to delivered notification, enrichment off and on.
     results["notify_latency"], notify_table = notify_rows(notify_count)
     rows += notify_table
 

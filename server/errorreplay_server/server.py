@@ -9,6 +9,7 @@ import signal
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from wsgiref.simple_server import WSGIServer
 
 import grpc
@@ -28,6 +29,7 @@ from errorreplay_server.capture.scrubbing import SecretScrubber
 from errorreplay_server.capture.service import CaptureService
 from errorreplay_server.collectors import Collector, build_collectors, close_collectors
 from errorreplay_server.dataplane import DataPlane
+from errorreplay_server.domain.errors import StoreUnavailable
 from errorreplay_server.domain.model import ErrorGroup, ErrorSnapshot
 from errorreplay_server.http.app import HttpListener
 from errorreplay_server.ingest.otlp import OtlpAdapter
@@ -39,6 +41,9 @@ from errorreplay_server.settings import Settings, split_host_port
 from errorreplay_server.store.base import Store
 from errorreplay_server.store.factory import open_store
 from errorreplay_server.streaming.hub import InProcessHub
+
+if TYPE_CHECKING:
+    from nats.aio.client import Client as NatsClient
 
 log = logging.getLogger("errorreplay")
 
@@ -69,6 +74,7 @@ class RunningServer:
     enrichment: Enrichment | None = None
     http: HttpListener | None = None
     notifier: Notifier | None = None
+    nats: NatsClient | None = None
 
     async def stop(self, grace: float | None = None) -> None:
         """Refuse new calls, drain in-flight ones within `grace`, then flush and close the store.
@@ -82,12 +88,16 @@ class RunningServer:
         await self.hub.close()
         drain = None if grace is None else max(0.0, grace - min(CLOSE_RESERVE_SECONDS, grace / 5))
         await self.server.stop(drain)
+        # Captures committed while draining are published too (JetStream: no gap in the stream).
+        await self.hub.finish_publishing()
         if self.http is not None:
             await self.http.stop()
         if self.enrichment is not None:
             await self.enrichment.close()
         if self.notifier is not None:
             await self.notifier.stop()
+        if self.nats is not None:
+            await self.nats.close()
         await self.store.close()
 
 
@@ -124,14 +134,43 @@ async def _start(
     await store.start()
     started.push_async_callback(store.close)
     scrubber = SecretScrubber.from_settings(settings.scrub)
-    hub = InProcessHub(store, settings.hub, settings.analysis)
+    nc: NatsClient | None = None
+    hub: InProcessHub
+    if settings.nats.enabled:
+        # Several replicas: streams and enrichment jobs on NATS JetStream. Imported only then:
+        # nats-py is the `nats` extra.
+        try:
+            from errorreplay_server.streaming.jetstream import JetStreamHub, connect
+        except ImportError as exc:
+            raise StartupError(
+                f"ERRORREPLAY_NATS_URL is set but the NATS client is missing ({exc}): pip install 'errorreplay[nats]'"
+            ) from exc
+
+        try:
+            nc = await connect(settings.nats)
+        except StoreUnavailable as exc:
+            raise StartupError(str(exc)) from exc
+        started.push_async_callback(nc.close)
+        hub = JetStreamHub(store, nc, settings.nats, settings.hub, settings.analysis)
+    else:
+        hub = InProcessHub(store, settings.hub, settings.analysis)
     await hub.start()
+    started.push_async_callback(hub.finish_publishing)
     started.push_async_callback(hub.close)
     enrichment: Enrichment | None = None
     if settings.enrichment_enabled:
         collectors = build_collectors(settings.collectors, store)
         started.push_async_callback(close_collectors, collectors)
-        queue = EnrichmentQueue.from_settings(store, collectors, settings.collectors, scrub_text=scrubber.scrub_text)
+        if nc is None:
+            queue = EnrichmentQueue.from_settings(
+                store, collectors, settings.collectors, scrub_text=scrubber.scrub_text
+            )
+        else:
+            from errorreplay_server.capture.jetstream_jobs import JetStreamEnrichmentQueue
+
+            queue = JetStreamEnrichmentQueue.from_nats_settings(
+                store, collectors, settings.collectors, nc, settings.nats, scrub_text=scrubber.scrub_text
+            )
         await queue.start()
         started.push_async_callback(queue.stop)
         enrichment = Enrichment(queue, collectors)
@@ -191,7 +230,7 @@ async def _start(
     http = await _start_http(settings, plane, registry, server, store)
     for name in ("", *SERVICE_NAMES):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return RunningServer(server, port, store, hub, health_servicer, settings, registry, enrichment, http, notifier)
+    return RunningServer(server, port, store, hub, health_servicer, settings, registry, enrichment, http, notifier, nc)
 
 
 @dataclass

@@ -15,6 +15,7 @@ from errorreplay_server.notify.config import NotifySettings
 from errorreplay_server.security_settings import SecuritySettings
 from errorreplay_server.store.base import TopologyBounds
 from errorreplay_server.streaming.hub import HubSettings
+from errorreplay_server.streaming.nats_settings import NatsSettings
 
 DEFAULT_METRICS_HOST = "127.0.0.1"
 DEFAULT_METRICS_PORT = 9464
@@ -130,6 +131,8 @@ class Settings:
     http: HttpSettings = field(default_factory=HttpSettings)
     # Notification rules and targets (notify/config.py); no rules, no notifier.
     notify: NotifySettings = field(default_factory=NotifySettings)
+    # Streams and enrichment jobs on NATS JetStream (several replicas); off unless a URL is set.
+    nats: NatsSettings = field(default_factory=NatsSettings)
     enrichment_enabled: bool = True
     # auto (uvloop when installed), uvloop, or asyncio.
     event_loop: str = "auto"

@@ -459,6 +459,19 @@ SPECS: tuple[Spec, ...] = (
     _spec("NOTIFY_CONCURRENCY", "notify.concurrency", _count, "messages composed and sent at once"),
     _spec("NOTIFY_MAX_PENDING_DECISIONS", "notify.max_pending_decisions", _count, "decisions queued for the outbox"),
     _spec("NOTIFY_OUTBOX_RETENTION", "notify.outbox_retention_seconds", _seconds, "sent and dead rows kept"),
+    # --- nats (several replicas: streams and enrichment jobs on JetStream) ---
+    _spec("NATS_URL", "nats.url", _text, "nats://host:port[,...]; unset keeps streams and jobs in process"),
+    _spec("NATS_STREAM", "nats.stream", _text, "the JetStream stream of committed captures"),
+    _spec("NATS_SUBJECT_PREFIX", "nats.subject_prefix", _text, "subject prefix of that stream"),
+    _spec("NATS_STREAM_MAX_AGE_SECONDS", "nats.stream_max_age_seconds", _seconds, "stream retention by age"),
+    _spec("NATS_STREAM_MAX_BYTES", "nats.stream_max_bytes", _count, "stream retention by size"),
+    _spec("NATS_STREAM_REPLICAS", "nats.stream_replicas", _count, "copies of each stream in a NATS cluster"),
+    _spec("NATS_JOBS_STREAM", "nats.jobs_stream", _text, "the work-queue stream of enrichment jobs"),
+    _spec("NATS_JOBS_SUBJECT", "nats.jobs_subject", _text, "subject of enrichment jobs"),
+    _spec("NATS_JOBS_CONSUMER", "nats.jobs_consumer", _text, "durable consumer every replica pulls jobs from"),
+    _spec("NATS_JOB_ACK_WAIT_SECONDS", "nats.job_ack_wait_seconds", _seconds, "an unacknowledged job is redelivered"),
+    _spec("NATS_JOB_MAX_DELIVER", "nats.job_max_deliver", _count, "deliveries before a job is marked FAILED"),
+    _spec("NATS_DONE_SUBJECT", "nats.done_subject", _text, "where a replica announces a finished job"),
     # --- collectors ---
     _spec("PROMETHEUS_URL", "collectors.prometheus_url", _text, "Prometheus base URL (unset: skipped)", old=True),
     _spec(

@@ -30,6 +30,8 @@ NOT_SERVER_SETTINGS = {
     "ERRORREPLAY_FUZZ_REPORT": "fuzz test harness",
     "ERRORREPLAY_KILL_REPORT": "crash test harness",
     "ERRORREPLAY_KILL_SEED": "crash test harness",
+    "ERRORREPLAY_ERRORS": "a JetStream stream name (the default of ERRORREPLAY_NATS_STREAM)",
+    "ERRORREPLAY_JOBS": "a JetStream stream name (the default of ERRORREPLAY_NATS_JOBS_STREAM)",
 }
 
 

@@ -374,15 +374,19 @@ class EnrichmentQueue:
             snapshot = await self._queue.get()
             if self._queue.qsize() < max(1, self._max_queued // 2):
                 self._room.set()
+            stored = False
             try:
                 stored = await self._store_context(snapshot.error_id, await self.collect(snapshot))
                 self.counters.completed += 1
-                self._resolve(snapshot.error_id, stored)
             except Exception:
                 log.exception("enrichment: job for %s failed", snapshot.error_id)
-                self._resolve(snapshot.error_id, False)
             finally:
                 self._queue.task_done()
+            await self._job_done(snapshot.error_id, stored)
+
+    async def _job_done(self, error_id: str, stored: bool) -> None:
+        """A job ended; `stored` says whether its context is in the store."""
+        self._resolve(error_id, stored)
 
     async def _mark_overloaded(self) -> None:
         while True:

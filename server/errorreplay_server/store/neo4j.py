@@ -38,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
@@ -50,6 +51,7 @@ from neo4j.exceptions import (
     ClientError,
     ConfigurationError,
     ConnectionPoolError,
+    ConstraintError,
     Neo4jError,
     ServiceUnavailable,
     SessionExpired,
@@ -109,6 +111,14 @@ CONNECTION_ACQUISITION_TIMEOUT_SECONDS = 10.0
 # Retries after a lost connection or a transient error. A pooled connection that died with a
 # restarted server fails once and is replaced; a server that is down fails within about a second.
 RETRY_DELAYS_SECONDS = (0.05, 0.25, 0.75)
+# Writes that conflict with another writer's (DeadlockDetected, a concurrent change to the same
+# record: several replicas updating one group) are retried this often more, each after a random
+# wait of up to CONFLICT_BACKOFF_SECONDS.
+CONFLICT_RETRIES = 10
+# Captures refused by a unique constraint that another replica's concurrent capture won (the same
+# request id, or the same new tag, resource or group) are run again this often.
+CONSTRAINT_RACE_RETRIES = 3
+CONFLICT_BACKOFF_SECONDS = 0.05
 
 _UNAVAILABLE: tuple[type[BaseException], ...] = (
     ServiceUnavailable,  # includes IncompleteCommit, Routing/Read/WriteServiceUnavailable
@@ -417,6 +427,12 @@ def _is_unavailable(exc: BaseException) -> bool:
     return isinstance(exc, _UNAVAILABLE)
 
 
+def _is_conflict(exc: TransientError) -> bool:
+    """A transaction lost to a concurrent one (Neo4j and ArcadeDB both say DeadlockDetected)."""
+    code = exc.code or ""
+    return "DeadlockDetected" in code or "LockClient" in code or "Outdated" in code
+
+
 async def _rows(runner: AsyncSession | AsyncTransaction, query: str, **params: Any) -> list[list[Any]]:
     result = await runner.run(query, params)
     return await result.values()
@@ -613,12 +629,23 @@ class Neo4jStore:
 
     async def _run_with_retries(self, batch: list[_Job]) -> list[Any]:
         driver = self._require_driver()
-        for attempt, delay in enumerate((*RETRY_DELAYS_SECONDS, None)):
+        # Another server (replica) committed, between our reads and our writes, a capture with one
+        # of these request ids, or the same new tag, resource or group node (MERGE is not atomic
+        # across transactions): a unique constraint refused ours. Run it once more: the lookup now
+        # finds the winning capture (this one answers as its duplicate) and MERGE the nodes. Each
+        # kind of node can be lost once, so a few times at most.
+        races_left = CONSTRAINT_RACE_RETRIES if any(job.captures for job in batch) else 0
+        conflicts_left = CONFLICT_RETRIES
+        delays = iter((*RETRY_DELAYS_SECONDS, None))
+        delay = next(delays)
+        # Only after a lost connection may an earlier attempt have committed (its reply lost).
+        commit_uncertain = False
+        while True:
             try:
                 async with driver.session(database=self._database, bookmark_manager=self._bookmarks) as session:
                     tx = await session.begin_transaction()
                     try:
-                        results = await self._apply(tx, batch, retry=attempt > 0)
+                        results = await self._apply(tx, batch, retry=commit_uncertain)
                         await tx.commit()
                     except BaseException:
                         # Roll back; on a dead connection that fails too, and the first error is the one to report.
@@ -626,14 +653,33 @@ class Neo4jStore:
                             await tx.close()
                         raise
                     return results
+            except ConstraintError:
+                if races_left <= 0:
+                    raise
+                races_left -= 1
+                continue
+            except TransientError as exc:
+                if not _is_conflict(exc) or conflicts_left <= 0:
+                    if delay is None:
+                        raise self._unavailable(exc) from exc
+                    commit_uncertain = True
+                    await asyncio.sleep(delay)
+                    delay = next(delays)
+                    continue
+                # Another writer (another replica's writer) changed the same records, such as one
+                # group's counters: wait a random moment so the two do not collide again.
+                conflicts_left -= 1
+                log.debug("neo4j write conflicted, retrying: %s", exc)
+                await asyncio.sleep(random.uniform(0.005, CONFLICT_BACKOFF_SECONDS))
             except Exception as exc:
                 if not _is_unavailable(exc):
                     raise
                 if delay is None:
                     raise self._unavailable(exc) from exc
                 log.debug("neo4j write failed, retrying: %s", exc)
+                commit_uncertain = True
                 await asyncio.sleep(delay)
-        raise AssertionError("unreachable")
+                delay = next(delays)
 
     async def _apply(self, tx: AsyncTransaction, batch: list[_Job], *, retry: bool) -> list[Any]:
         """Runs the jobs in order; consecutive captures share their statements.

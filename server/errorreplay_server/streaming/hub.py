@@ -5,8 +5,9 @@ out to the subscriptions; publishing only appends to the dispatcher's queue, so 
 subscriber never slows capture. Every subscription has a bounded queue: when it overflows the
 subscription ends with RESOURCE_EXHAUSTED and the client resumes from its cursor.
 
-`Hub` is the interface; a multi-replica deployment can put a shared bus (Redis Streams, NATS
-JetStream) behind the same methods.
+`Hub` is the interface. Positions (what cursors carry) are received_at here; with several
+replicas, streaming/jetstream.py puts NATS JetStream behind the same methods and positions are
+the stream's sequence numbers.
 """
 
 from __future__ import annotations
@@ -220,7 +221,8 @@ class Subscription:
         self._settings = settings
         self._rule = rule
         self._memory: deque[RelationFacts] = deque(maxlen=settings.memory_size)
-        self._queue: deque[tuple[ErrorSnapshot, StreamCorrelation]] = deque()
+        # (snapshot, correlation, position): position is what the stream's cursor carries.
+        self._queue: deque[tuple[ErrorSnapshot, StreamCorrelation, int]] = deque()
         self._wake = asyncio.Event()
         # Set on overflow, so a writer blocked on a slow client can give up at once.
         self.overflow_event = asyncio.Event()
@@ -263,7 +265,7 @@ class Subscription:
             return CorrelationReason.UPSTREAM_FAILURE, ""
         return CorrelationReason.UNSPECIFIED, ""
 
-    def offer(self, s: ErrorSnapshot, correlation: StreamCorrelation) -> None:
+    def offer(self, s: ErrorSnapshot, correlation: StreamCorrelation, position: int) -> None:
         if self.closed or self.overflowed:
             return
         if len(self._queue) >= self._settings.queue_size:
@@ -271,12 +273,12 @@ class Subscription:
             self.overflow_event.set()
             self._queue.clear()
         else:
-            self._queue.append((s, correlation))
+            self._queue.append((s, correlation, position))
         self._wake.set()
 
-    def first_queued(self) -> Micros | None:
-        """received_at of the oldest live item waiting, if any."""
-        return self._queue[0][0].received_at if self._queue else None
+    def first_queued(self) -> int | None:
+        """The position of the oldest live item waiting, if any."""
+        return self._queue[0][2] if self._queue else None
 
     @property
     def queued(self) -> int:
@@ -286,7 +288,7 @@ class Subscription:
         self.closed = True
         self._wake.set()
 
-    async def next(self, timeout: float | None) -> tuple[ErrorSnapshot, StreamCorrelation] | None:
+    async def next(self, timeout: float | None) -> tuple[ErrorSnapshot, StreamCorrelation, int] | None:
         """The next queued item; None on timeout. Raises when overflowed, or closed and drained."""
         while True:
             if self.overflowed:
@@ -334,6 +336,8 @@ class Hub(Protocol):
     async def start(self) -> None: ...
 
     async def close(self) -> None: ...
+
+    async def finish_publishing(self) -> None: ...
 
 
 class InProcessHub:
@@ -383,6 +387,9 @@ class InProcessHub:
         self.published += 1
         self._inbox.put_nowait(snapshot)
 
+    async def finish_publishing(self) -> None:
+        """After the last capture: hand what was published to a shared bus (nothing to do here)."""
+
     def topology_changed(self) -> None:
         """Drop every cached neighbourhood; each correlated subscription resolves its filter's
         neighbourhood again before it judges its next error (in `_current_filter`)."""
@@ -405,7 +412,7 @@ class InProcessHub:
             if snapshot is None:
                 return
             try:
-                await self._fan_out(snapshot, self._recent, self._subscriptions)
+                await self._fan_out(snapshot, snapshot.received_at, self._recent, self._subscriptions)
             except Exception:
                 log.exception("dispatch of %s failed", snapshot.error_id)
             # Only now: a subscription registered while the fan-out awaited the topology got it
@@ -413,7 +420,11 @@ class InProcessHub:
             self._dispatched_through = max(self._dispatched_through, snapshot.received_at)
 
     async def _fan_out(
-        self, s: ErrorSnapshot, recent: RecentErrors, subscriptions: Sequence[Subscription] | set[Subscription]
+        self,
+        s: ErrorSnapshot,
+        position: int,
+        recent: RecentErrors,
+        subscriptions: Sequence[Subscription] | set[Subscription],
     ) -> None:
         neighbours = await self._topology.neighbours(s.report.resource_id)
         block: tuple[str, tuple[str, ...], tuple[str, ...]] | None = None
@@ -438,7 +449,7 @@ class InProcessHub:
                     affected_resource_ids=affected,
                     matched_error_id=matched,
                 )
-            sub.offer(s, correlation)
+            sub.offer(s, correlation, position)
             self.delivered += 1
         recent.add(s)
 
@@ -497,29 +508,30 @@ class InProcessHub:
         return Stream(sub, items, self.cursor_for(start_after))
 
     async def _items(
-        self, sub: Subscription, start_after: Micros, backfill: bool, heartbeat_seconds: float | None
+        self, sub: Subscription, start_after: int, backfill: bool, heartbeat_seconds: float | None
     ) -> AsyncGenerator[StreamItem, None]:
         try:
             last = start_after
             if backfill:
-                async for item in self._backfill(sub, start_after):
-                    assert item.snapshot is not None
-                    last = item.snapshot.received_at
+                async for position, item in self._backfill(sub, start_after):
+                    last = position
                     yield item
             while True:
                 got = await sub.next(heartbeat_seconds)
                 if got is None:
                     yield StreamItem(None, None, self.cursor_for(last))
                     continue
-                snapshot, correlation = got
-                if snapshot.received_at <= last:
+                snapshot, correlation, position = got
+                if position <= last:
                     continue
-                last = snapshot.received_at
+                last = position
                 yield StreamItem(snapshot, correlation, self.cursor_for(last))
         finally:
             self._subscriptions.discard(sub)
 
-    async def _backfill(self, sub: Subscription, after: Micros) -> AsyncIterator[StreamItem]:
+    async def _backfill(self, sub: Subscription, after: int) -> AsyncIterator[tuple[int, StreamItem]]:
+        """(position, item) of every stored error after `after` the subscription wants, up to
+        where its live queue starts."""
         recent = RecentErrors(self._settings.recent_size)
         cursor = after
         while True:
@@ -533,14 +545,22 @@ class InProcessHub:
                 await self._current_filter(sub)
                 deliver, reason, matched = sub.decide(s, neighbours)
                 if deliver:
-                    origin, related, affected = self._correlation_block(s, neighbours, recent)
-                    yield StreamItem(
-                        s,
-                        StreamCorrelation(
-                            reason is not CorrelationReason.FILTER_MATCH, reason, origin, related, affected, matched
-                        ),
-                        self.cursor_for(s.received_at),
-                    )
+                    yield s.received_at, self._backfill_item(s, neighbours, recent, reason, matched, s.received_at)
                 recent.add(s)
             if len(page) < self._settings.backfill_page:
                 return
+
+    def _backfill_item(
+        self,
+        s: ErrorSnapshot,
+        neighbours: Neighbours,
+        recent: RecentErrors,
+        reason: CorrelationReason,
+        matched: str,
+        position: int,
+    ) -> StreamItem:
+        origin, related, affected = self._correlation_block(s, neighbours, recent)
+        correlation = StreamCorrelation(
+            reason is not CorrelationReason.FILTER_MATCH, reason, origin, related, affected, matched
+        )
+        return StreamItem(s, correlation, self.cursor_for(position))
