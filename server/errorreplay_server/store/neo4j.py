@@ -39,7 +39,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -93,6 +93,15 @@ from errorreplay_server.store.codec import (
     report_details_json,
     snapshot_from_row,
 )
+from errorreplay_server.store.core import (
+    STOP,
+    CapturePlan,
+    GroupDelta,
+    Stop,
+    StoredState,
+    drain_batch,
+    runs,
+)
 from errorreplay_server.store.neo4j_dialect import NEO4J, Dialect, detect
 from errorreplay_server.store.pagination import PageTokens, filter_digest, new_key, query_digest
 
@@ -100,9 +109,6 @@ log = logging.getLogger(__name__)
 R = TypeVar("R")
 
 BOLT_SCHEMES = ("bolt", "bolt+s", "bolt+ssc", "neo4j", "neo4j+s", "neo4j+ssc")
-# Captures folded into one transaction, counted in errors; a single capture call is never split.
-MAX_ERRORS_PER_COMMIT = 500
-MAX_JOBS_PER_COMMIT = 256
 # A refused connection fails at once; this bounds a black-holed host.
 CONNECTION_TIMEOUT_SECONDS = 3.0
 CONNECTION_ACQUISITION_TIMEOUT_SECONDS = 10.0
@@ -259,59 +265,23 @@ class _Job:
     work: Callable[[AsyncTransaction], Awaitable[Any]] | None = None
 
 
-@dataclass(slots=True)
-class _GroupDelta:
-    """What a run of captures does to one group, folded into one MERGE row."""
-
-    group_id: str
-    title: str
-    error_type: str
-    representative_error_id: str
-    first_seen: Micros
-    last_seen: Micros
-    max_severity: int
-    status: int
-    count: int = 0
-    reopen: bool = False
-
-    def add(self, occurred_at: Micros, severity: int) -> bool:
-        """Counts one error; True when it reopens a resolved group (a regression)."""
-        regression = self.status == GroupStatus.RESOLVED
-        if regression:
-            self.status = int(GroupStatus.OPEN)
-            self.reopen = True
-        self.count += 1
-        self.first_seen = min(self.first_seen, occurred_at)
-        self.last_seen = max(self.last_seen, occurred_at)
-        self.max_severity = max(self.max_severity, severity)
-        return regression
-
-    def row(self) -> dict[str, Any]:
-        return {
-            "group_id": self.group_id,
-            "title": self.title,
-            "error_type": self.error_type,
-            "representative_error_id": self.representative_error_id,
-            "first_seen": self.first_seen,
-            "last_seen": self.last_seen,
-            "max_severity": self.max_severity,
-            "count": self.count,
-            "reopen": self.reopen,
-        }
-
-
-@dataclass(slots=True)
-class _CaptureSegment:
-    """The writes of consecutive capture jobs, computed before any of them runs."""
-
-    outcomes: list[list[CaptureOutcome]] = field(default_factory=list)
-    rows: list[dict[str, Any]] = field(default_factory=list)
-    groups: dict[str, _GroupDelta] = field(default_factory=dict)
-
-
 def _fold(text: str) -> str:
     """The case folding of both the stored message copy and the searched words."""
     return text.casefold()
+
+
+def _group_row(g: GroupDelta) -> dict[str, Any]:
+    return {
+        "group_id": g.group_id,
+        "title": g.title,
+        "error_type": g.error_type,
+        "representative_error_id": g.representative_error_id,
+        "first_seen": g.first_seen,
+        "last_seen": g.last_seen,
+        "max_severity": g.max_severity,
+        "count": g.count,
+        "reopen": g.reopen,
+    }
 
 
 def _error_row(snap: ErrorSnapshot) -> dict[str, Any]:
@@ -431,7 +401,7 @@ class Neo4jStore:
         self._database = settings.database or None
         self._driver: AsyncDriver | None = None
         self._dialect: Dialect = NEO4J
-        self._jobs: asyncio.Queue[_Job | None] = asyncio.Queue()
+        self._jobs: asyncio.Queue[_Job | Stop] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
         # Shared by every session, so that a read sees every write acknowledged before it, also
         # when a cluster routes reads to a follower (the SQLite store's read-your-writes).
@@ -499,7 +469,7 @@ class Neo4jStore:
 
     async def close(self) -> None:
         if self._writer is not None:
-            self._jobs.put_nowait(None)
+            self._jobs.put_nowait(STOP)
             with contextlib.suppress(asyncio.CancelledError):
                 await self._writer
             self._writer = None
@@ -559,17 +529,9 @@ class Neo4jStore:
         stopping = False
         while not stopping:
             first = await self._jobs.get()
-            if first is None:
+            if isinstance(first, Stop):
                 break
-            batch = [first]
-            errors = len(first.captures or ())
-            while len(batch) < MAX_JOBS_PER_COMMIT and errors < MAX_ERRORS_PER_COMMIT and not self._jobs.empty():
-                nxt = self._jobs.get_nowait()
-                if nxt is None:
-                    stopping = True
-                    break
-                batch.append(nxt)
-                errors += len(nxt.captures or ())
+            batch, stopping = drain_batch(first, self._jobs.get_nowait, lambda job: len(job.captures or ()))
             try:
                 await self._commit(batch)
             except BaseException as exc:  # the writer must outlive any one batch
@@ -582,7 +544,7 @@ class Neo4jStore:
         # Whatever was queued behind the stop marker is refused, not left hanging.
         while not self._jobs.empty():
             late = self._jobs.get_nowait()
-            if late is not None and not late.future.done():
+            if not isinstance(late, Stop) and not late.future.done():
                 late.future.set_exception(StoreUnavailable("the Neo4j store is closing"))
 
     async def _commit(self, batch: list[_Job]) -> None:
@@ -642,22 +604,16 @@ class Neo4jStore:
         before they write, so they leave nothing behind.
         """
         results: list[Any] = []
-        i = 0
-        while i < len(batch):
-            if batch[i].captures is not None:
-                j = i
-                while j < len(batch) and batch[j].captures is not None:
-                    j += 1
-                results.extend(await self._capture_segment(tx, [job.captures or [] for job in batch[i:j]], retry))
-                i = j
+        for captures, run in runs(batch, lambda job: job.captures is not None):
+            if captures:
+                results.extend(await self._capture_segment(tx, [job.captures or [] for job in run], retry))
                 continue
-            work = batch[i].work
+            work = run[0].work
             assert work is not None
             try:
                 results.append(await work(tx))
             except DomainError as exc:
                 results.append(exc)
-            i += 1
         return results
 
     # --- errors -------------------------------------------------------------------------------
@@ -672,79 +628,32 @@ class Neo4jStore:
     async def _capture_segment(
         self, tx: AsyncTransaction, jobs: list[list[NewError]], retry: bool
     ) -> list[list[CaptureOutcome]]:
-        items = [item for job in jobs for item in job]
         # The request_id property holds the idempotency key: (scope, request_id) in one string.
-        request_ids = sorted({key for i in items if (key := idempotency_key(i.snapshot))})
-        group_ids = sorted({i.snapshot.group_id for i in items})
         # Only a retry can find its own errors: the COMMIT of the failed attempt may have landed.
-        error_ids = [i.snapshot.error_id for i in items] if retry else []
-        stored_by_request: dict[str, ErrorSnapshot] = {}
-        stored_by_id: dict[str, ErrorSnapshot] = {}
-        statuses: dict[str, int] = {}
+        lookups = CapturePlan.lookups(jobs, retry=retry)
+        stored = StoredState()
         for kind, row in await _rows(
-            tx, _CAPTURE_LOOKUP, request_ids=request_ids, group_ids=group_ids, error_ids=error_ids
+            tx,
+            _CAPTURE_LOOKUP,
+            request_ids=lookups.request_ids,
+            group_ids=lookups.group_ids,
+            error_ids=lookups.error_ids,
         ):
             if kind == "group":
-                statuses[row[0]] = row[1]
+                stored.statuses[row[0]] = row[1]
             elif kind == "request":
                 snap = snapshot_from_row(row)
-                stored_by_request[idempotency_key(snap)] = snap
+                stored.by_request[idempotency_key(snap)] = snap
             else:
                 snap = snapshot_from_row(row)
-                stored_by_id[snap.error_id] = snap
-
-        segment = _CaptureSegment()
-        for job in jobs:
-            outcomes: list[CaptureOutcome] = []
-            for item in job:
-                outcomes.append(self._plan_capture(item, segment, stored_by_request, stored_by_id, statuses))
-            segment.outcomes.append(outcomes)
-        if segment.groups:
-            await (
-                await tx.run(
-                    _UPSERT_GROUPS, groups=[g.row() for g in segment.groups.values()], open=int(GroupStatus.OPEN)
-                )
-            ).consume()
-        if segment.rows:
-            await (await tx.run(_CREATE_ERRORS, rows=segment.rows)).consume()
-        return segment.outcomes
-
-    @staticmethod
-    def _plan_capture(
-        item: NewError,
-        segment: _CaptureSegment,
-        stored_by_request: dict[str, ErrorSnapshot],
-        stored_by_id: dict[str, ErrorSnapshot],
-        statuses: dict[str, int],
-    ) -> CaptureOutcome:
-        """Decides one capture in submission order, as SQLite's one-by-one inserts would."""
-        snap = item.snapshot
-        r = snap.report
-        key = idempotency_key(snap)
-        if key and key in stored_by_request:
-            return CaptureOutcome(stored_by_request[key], duplicate=True)
-        if snap.error_id in stored_by_id:
-            # Stored by an attempt whose COMMIT reply was lost: the same outcome, counted once.
-            return CaptureOutcome(stored_by_id[snap.error_id], duplicate=False)
-        if key:
-            # A later item with the same request id, in this batch, is the duplicate.
-            stored_by_request[key] = snap
-        segment.rows.append(_error_row(snap))
-        group = segment.groups.get(snap.group_id)
-        if group is None:
-            group = _GroupDelta(
-                group_id=snap.group_id,
-                title=item.group_title,
-                error_type=r.error_type,
-                representative_error_id=snap.error_id,
-                first_seen=r.occurred_at,
-                last_seen=r.occurred_at,
-                max_severity=int(r.severity),
-                status=statuses.get(snap.group_id, int(GroupStatus.OPEN)),
-            )
-            segment.groups[snap.group_id] = group
-        regression = group.add(r.occurred_at, int(r.severity))
-        return CaptureOutcome(snap, duplicate=False, regression=regression)
+                stored.by_id[snap.error_id] = snap
+        plan = CapturePlan.build(jobs, stored)
+        if plan.groups:
+            groups = [_group_row(g) for g in plan.groups.values()]
+            await (await tx.run(_UPSERT_GROUPS, groups=groups, open=int(GroupStatus.OPEN))).consume()
+        if plan.fresh:
+            await (await tx.run(_CREATE_ERRORS, rows=[_error_row(i.snapshot) for i in plan.fresh])).consume()
+        return plan.outcomes
 
     async def get_error(self, error_id: str) -> ErrorSnapshot:
         found = await self.get_errors([error_id])

@@ -14,7 +14,7 @@ import logging
 import queue
 import sqlite3
 import threading
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from concurrent import futures
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -54,13 +54,12 @@ from errorreplay_server.store.codec import (
     report_details_json,
     snapshot_from_row,
 )
+from errorreplay_server.store.core import STOP, CapturePlan, Stop, StoredState, drain_batch, runs
 from errorreplay_server.store.pagination import PageTokens, filter_digest, new_key, query_digest
 
 log = logging.getLogger(__name__)
 R = TypeVar("R")
 
-# Commits are grouped up to this many jobs; bigger groups stop paying off and delay the first caller.
-MAX_JOBS_PER_COMMIT = 256
 READER_THREADS = 4
 # Topology reads (capture-time correlation, enrichment, replay) run on their own threads, so that a
 # burst of them can never take the threads that GetError, SearchErrors and ListRecentErrors need.
@@ -288,7 +287,7 @@ class _Writer(threading.Thread):
         super().__init__(name="sqlite-writer", daemon=True)
         self._path = path
         self._capture_many = capture_many
-        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._jobs: queue.SimpleQueue[_Job | Stop] = queue.SimpleQueue()
         self.ready = threading.Event()
         self.startup_error: BaseException | None = None
         self.token_key = b""
@@ -304,7 +303,7 @@ class _Writer(threading.Thread):
         return future
 
     def stop(self) -> None:
-        self._jobs.put(None)
+        self._jobs.put(STOP)
 
     def run(self) -> None:
         try:
@@ -319,18 +318,9 @@ class _Writer(threading.Thread):
         stopping = False
         while not stopping:
             first = self._jobs.get()
-            if first is None:
+            if isinstance(first, Stop):
                 break
-            jobs = [first]
-            while len(jobs) < MAX_JOBS_PER_COMMIT:
-                try:
-                    nxt = self._jobs.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is None:
-                    stopping = True
-                    break
-                jobs.append(nxt)
+            jobs, stopping = drain_batch(first, self._jobs.get_nowait, _errors_of)
             self._run_group(conn, jobs)
         conn.close()
 
@@ -338,18 +328,11 @@ class _Writer(threading.Thread):
         results: list[_Result] = []
         try:
             conn.execute("BEGIN IMMEDIATE")
-            i = 0
-            while i < len(jobs):
-                job = jobs[i]
-                if isinstance(job, _CaptureJob):
-                    run = [job]
-                    while i + len(run) < len(jobs) and isinstance(jobs[i + len(run)], _CaptureJob):
-                        run.append(jobs[i + len(run)])  # type: ignore[arg-type]
-                    results.extend(self._captures(conn, run))
-                    i += len(run)
+            for captures, run in runs(jobs, lambda job: isinstance(job, _CaptureJob)):
+                if captures:
+                    results.extend(self._captures(conn, run))  # type: ignore[arg-type]
                 else:
-                    results.append(self._one(conn, *job))
-                    i += 1
+                    results.append(self._one(conn, *run[0]))  # type: ignore[misc]
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             log.exception("sqlite commit failed")
@@ -405,6 +388,10 @@ class _Writer(threading.Thread):
         return out
 
 
+def _errors_of(job: _Job) -> int:
+    return len(job.items) if isinstance(job, _CaptureJob) else 0
+
+
 def _resolve_all(items: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
     for future, value, exc in items:
         if future.done():
@@ -413,6 +400,16 @@ def _resolve_all(items: list[tuple[asyncio.Future[Any], Any, BaseException | Non
             future.set_exception(exc)
         else:
             future.set_result(value)
+
+
+def _marks(values: Sequence[Any]) -> str:
+    return ",".join("?" * len(values))
+
+
+def _chunks(values: Sequence[R]) -> Iterable[Sequence[R]]:
+    """Slices short enough for one IN (...) list."""
+    for start in range(0, len(values), MAX_SQL_VARIABLES):
+        yield values[start : start + MAX_SQL_VARIABLES]
 
 
 def _where(flt: ErrorFilter, common_tags: Collection[tuple[str, str]] = ()) -> tuple[list[str], list[Any]]:
@@ -633,58 +630,17 @@ class SqliteStore:
     def _capture_many(conn: sqlite3.Connection, items: list[NewError]) -> list[CaptureOutcome]:
         """Insert new errors and count them in their groups, a statement per table, not per row."""
         # The request_id column holds the idempotency key: (scope, request_id) in one string.
-        request_ids = list({key for i in items if (key := idempotency_key(i.snapshot))})
-        known: dict[str, ErrorSnapshot] = {}
-        for start in range(0, len(request_ids), MAX_SQL_VARIABLES):
-            chunk = request_ids[start : start + MAX_SQL_VARIABLES]
-            for row in conn.execute(f"{_SELECT_ERRORS} WHERE request_id IN ({','.join('?' * len(chunk))})", chunk):
+        lookups = CapturePlan.lookups([items])
+        stored = StoredState()
+        for chunk in _chunks(lookups.request_ids):
+            for row in conn.execute(f"{_SELECT_ERRORS} WHERE request_id IN ({_marks(chunk)})", chunk):
                 snap = snapshot_from_row(row)
-                known[idempotency_key(snap)] = snap
-        group_ids = list({i.snapshot.group_id for i in items})
-        status: dict[str, int] = {}
-        for start in range(0, len(group_ids), MAX_SQL_VARIABLES):
-            chunk = group_ids[start : start + MAX_SQL_VARIABLES]
-            sql = f"SELECT group_id, status FROM error_groups WHERE group_id IN ({','.join('?' * len(chunk))})"
-            status.update(conn.execute(sql, chunk).fetchall())
-
-        outcomes: list[CaptureOutcome] = []
-        fresh: list[NewError] = []
-        groups: dict[str, list[Any]] = {}  # group_id -> the row to upsert
-        for item in items:
-            snap = item.snapshot
-            r = snap.report
-            key = idempotency_key(snap)
-            if key and key in known:
-                outcomes.append(CaptureOutcome(known[key], duplicate=True))
-                continue
-            if key:
-                known[key] = snap
-            fresh.append(item)
-            # The first error on a resolved group reopens it; the rest of the batch sees it open.
-            regression = status.get(snap.group_id) == GroupStatus.RESOLVED
-            if regression:
-                status[snap.group_id] = GroupStatus.OPEN
-            outcomes.append(CaptureOutcome(snap, duplicate=False, regression=regression))
-            row = groups.get(snap.group_id)
-            if row is None:
-                groups[snap.group_id] = [
-                    snap.group_id,
-                    item.group_title,
-                    r.error_type,
-                    1,
-                    r.occurred_at,
-                    r.occurred_at,
-                    int(GroupStatus.OPEN),
-                    int(regression),
-                    snap.error_id,
-                    int(r.severity),
-                ]
-            else:
-                row[3] += 1
-                row[4] = min(row[4], r.occurred_at)
-                row[5] = max(row[5], r.occurred_at)
-                row[7] = row[7] or int(regression)
-                row[9] = max(row[9], int(r.severity))
+                stored.by_request[idempotency_key(snap)] = snap
+        for chunk in _chunks(lookups.group_ids):
+            sql = f"SELECT group_id, status FROM error_groups WHERE group_id IN ({_marks(chunk)})"
+            stored.statuses.update(conn.execute(sql, chunk).fetchall())
+        plan = CapturePlan.build([items], stored)
+        outcomes, fresh = plan.outcomes[0], plan.fresh
         if not fresh:
             return outcomes
         conn.executemany(
@@ -745,13 +701,25 @@ class SqliteStore:
                     max_severity = MAX(max_severity, excluded.max_severity),
                     status = CASE WHEN excluded.regression = 1 THEN excluded.status ELSE status END,
                     regression = MAX(regression, excluded.regression)""",
-            list(groups.values()),
+            [
+                (
+                    g.group_id,
+                    g.title,
+                    g.error_type,
+                    g.count,
+                    g.first_seen,
+                    g.last_seen,
+                    int(GroupStatus.OPEN),
+                    int(g.reopen),
+                    g.representative_error_id,
+                    g.max_severity,
+                )
+                for g in plan.groups.values()
+            ],
         )
         conn.executemany(
             "INSERT OR IGNORE INTO group_resources (group_id, resource_id) VALUES (?, ?)",
-            list(
-                {(i.snapshot.group_id, i.snapshot.report.resource_id) for i in fresh if i.snapshot.report.resource_id}
-            ),
+            [(g.group_id, resource) for g in plan.groups.values() for resource in sorted(g.resources)],
         )
         return outcomes
 
