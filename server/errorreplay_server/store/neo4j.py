@@ -17,17 +17,17 @@ Why this shape:
 - Tags are (:Tag {key, value}) nodes under a composite uniqueness constraint. A tag filter is an
   exact match on two parameters (no escaping, no string joining to get wrong), it can start from
   the constraint's index, and Neo4j does not index the elements of list properties anyway.
-- Text search is `CONTAINS` of every case-folded word on a case-folded copy of the message. That
-  is a substring match, where SQLite's FTS5 matches tokens: "time" finds "timeout" here and not
-  there, and FTS5 also ignores punctuation and diacritics. A Neo4j TEXT index on the folded copy
-  serves `CONTAINS` (not on ArcadeDB, see neo4j_dialect).
+- Text search has the one meaning of domain/words.py: each error keeps its message's word set in a
+  `words` list property, and a query matches when all its words are in it. Neither server
+  indexes list elements (see neo4j_dialect), so the condition is checked on the errors the other
+  conditions leave, as the former substring search was on ArcadeDB.
 - A resource first seen on an error is created as a bare node flagged `implicit`, so errors always
   hang off a Resource, while get_topology still answers NotFound for it exactly as SQLite does
   (SQLite creates no resource on capture). Declaring it (upsert, dependency end, change) clears
   the flag. Resources of an existing graph have no flag and are found as they are.
 - All writes go through one writer task. It drains the queue and runs everything pending in one
-  transaction, with consecutive captures folded into UNWIND statements (DESIGN §7: UNWIND of 200
-  rows is about 8× single MERGEs), and resolves each caller after COMMIT. One writer also means
+  transaction (store/core.py), with consecutive captures folded into UNWIND statements (UNWIND of
+  200 rows is about 8× single MERGEs), and resolves each caller after COMMIT. One writer also means
   captures commit in submission (received_at) order and never conflict with each other.
 - Every query is a constant or assembled from constant fragments with positional parameter
   names; no value is ever formatted into Cypher.
@@ -81,6 +81,7 @@ from errorreplay_server.domain.model import (
     idempotency_key,
     statistics_buckets,
 )
+from errorreplay_server.domain.words import words
 from errorreplay_server.settings import Neo4jSettings
 from errorreplay_server.store import codec
 from errorreplay_server.store.base import TopologyBounds
@@ -162,7 +163,6 @@ _INDEXES = (
     "CREATE INDEX errorreplay_change_time IF NOT EXISTS FOR (c:Change) ON (c.occurred_at)",
     "CREATE INDEX errorreplay_change_resource IF NOT EXISTS FOR (c:Change) ON (c.resource_id)",
 )
-_TEXT_INDEX = "CREATE TEXT INDEX errorreplay_error_text IF NOT EXISTS FOR (e:ErrorSnapshot) ON (e.message_fold)"
 
 # --- errors ---------------------------------------------------------------------------------------
 # The column order of sqlite.snapshot_from_row, so both stores decode a snapshot with one function.
@@ -265,11 +265,6 @@ class _Job:
     work: Callable[[AsyncTransaction], Awaitable[Any]] | None = None
 
 
-def _fold(text: str) -> str:
-    """The case folding of both the stored message copy and the searched words."""
-    return text.casefold()
-
-
 def _group_row(g: GroupDelta) -> dict[str, Any]:
     return {
         "group_id": g.group_id,
@@ -303,7 +298,8 @@ def _error_row(snap: ErrorSnapshot) -> dict[str, Any]:
         "correlation_id": r.correlation_id,
         "trace_id": r.trace_id,
         "message": r.message,
-        "message_fold": _fold(r.message),
+        # domain/words.py: the one split that text search matches against, on every store.
+        "words": words(r.message),
         "details": report_details_json(r),
         "context": codec.context_to_json(snap.context),
     }
@@ -372,8 +368,8 @@ def _where(flt: ErrorFilter) -> _Query:
     for i, (key, value) in enumerate(sorted(flt.tags.items())):
         k, v = param(f"tag_key_{i}", key), param(f"tag_value_{i}", value)
         q.tags.append(f"(:Tag {{key: {k}, value: {v}}})")
-    for i, word in enumerate(flt.text.split()):
-        q.clauses.append(f"e.message_fold CONTAINS {param(f'word_{i}', _fold(word))}")
+    if words(flt.text):
+        q.clauses.append(f"all(w IN {param('words', words(flt.text))} WHERE w IN e.words)")
     if flt.start_time is not None:
         q.clauses.append(f"e.occurred_at >= {param('start_time', flt.start_time)}")
     if flt.end_time is not None:
@@ -461,10 +457,7 @@ class Neo4jStore:
 
     async def _create_schema(self, session: AsyncSession) -> None:
         # Schema changes cannot share a transaction with data, nor with each other on Neo4j.
-        statements = [*_CONSTRAINTS, *_INDEXES]
-        if self._dialect.text_index_speeds_contains:
-            statements.append(_TEXT_INDEX)
-        for statement in statements:
+        for statement in (*_CONSTRAINTS, *_INDEXES):
             await (await session.run(statement)).consume()
 
     async def close(self) -> None:

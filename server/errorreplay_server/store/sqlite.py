@@ -46,6 +46,7 @@ from errorreplay_server.domain.model import (
     idempotency_key,
     statistics_buckets,
 )
+from errorreplay_server.domain.words import words
 from errorreplay_server.store import codec
 from errorreplay_server.store.base import TopologyBounds
 from errorreplay_server.store.codec import (
@@ -125,8 +126,12 @@ CREATE TABLE IF NOT EXISTS error_tags (
     value TEXT NOT NULL,
     PRIMARY KEY (key, value, seq)
 ) WITHOUT ROWID;
--- External content: the text lives once, in error_docs.message; FTS keeps only the index.
-CREATE VIRTUAL TABLE IF NOT EXISTS errors_fts USING fts5 (message, content='error_docs', content_rowid='seq');
+-- The words of each message (domain/words.py): text search is one index probe per word.
+CREATE TABLE IF NOT EXISTS error_words (
+    word TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    PRIMARY KEY (word, seq)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS error_groups (
     group_id TEXT PRIMARY KEY,
     title TEXT NOT NULL,
@@ -208,7 +213,7 @@ def _connect(path: str) -> sqlite3.Connection:
 
 # Bumped whenever _SCHEMA changes incompatibly; a database of another version is refused, not
 # silently misread.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 def _create_schema(conn: sqlite3.Connection) -> None:
@@ -259,13 +264,6 @@ _UNAVAILABLE_MESSAGES = (
 def _means_unavailable(exc: sqlite3.Error) -> bool:
     text = str(exc).lower()
     return any(m in text for m in _UNAVAILABLE_MESSAGES)
-
-
-def fts_query(text: str) -> str:
-    """Each whitespace-separated word becomes a quoted FTS5 phrase, so user text is never syntax."""
-    # FTS5 ends a quoted string at a NUL (unterminated string); its tokenizer splits words there anyway.
-    words = [w.replace('"', '""') for w in text.replace("\x00", " ").split()]
-    return " ".join(f'"{w}"' for w in words if w)
 
 
 @dataclass(slots=True)
@@ -452,9 +450,9 @@ def _where(flt: ErrorFilter, common_tags: Collection[tuple[str, str]] = ()) -> t
         else:
             clauses.append("seq IN (SELECT seq FROM error_tags WHERE key = ? AND value = ?)")
         params.extend((key, value))
-    if fts_query(flt.text):  # text of white space and NULs only has no words: no condition
-        clauses.append("seq IN (SELECT rowid FROM errors_fts WHERE errors_fts MATCH ?)")
-        params.append(fts_query(flt.text))
+    for word in words(flt.text):  # a text without words sets no condition
+        clauses.append("seq IN (SELECT seq FROM error_words WHERE word = ?)")
+        params.append(word)
     if flt.start_time is not None:
         clauses.append("occurred_at >= ?")
         params.append(flt.start_time)
@@ -485,7 +483,7 @@ def _common_tags(conn: sqlite3.Connection, tags: Mapping[str, str]) -> set[tuple
 def _sole_condition_count(conn: sqlite3.Connection, flt: ErrorFilter, text_matches: int | None) -> int | None:
     """The match count when the filter is one text or one tag condition: that condition's own
     index holds it, without probing the errors table row by row. None otherwise."""
-    if text_matches is not None and flt == ErrorFilter(text=flt.text):
+    if text_matches is not None and flt == ErrorFilter(text=flt.text) and len(words(flt.text)) == 1:
         return text_matches
     if len(flt.tags) == 1 and flt == ErrorFilter(tags=flt.tags):
         ((key, value),) = flt.tags.items()
@@ -494,6 +492,16 @@ def _sole_condition_count(conn: sqlite3.Connection, flt: ErrorFilter, text_match
         ).fetchone()[0]
         return count
     return None
+
+
+def _text_matches(conn: sqlite3.Connection, text: str) -> int | None:
+    """How many errors hold the rarest word of `text` (an upper bound of the text's matches, and
+    the exact count for one word); None for a text without words."""
+    found = words(text)
+    if not found:
+        return None
+    sql = "SELECT COUNT(*) FROM error_words WHERE word = ?"
+    return min(int(conn.execute(sql, (w,)).fetchone()[0]) for w in found)
 
 
 def _only_time_bounds(flt: ErrorFilter) -> bool:
@@ -684,8 +692,8 @@ class SqliteStore:
             [(i.snapshot.received_at,) for i in fresh if codec.context_pending(i.snapshot.context)],
         )
         conn.executemany(
-            "INSERT INTO errors_fts (rowid, message) VALUES (?, ?)",
-            [(i.snapshot.received_at, i.snapshot.report.message) for i in fresh],
+            "INSERT INTO error_words (word, seq) VALUES (?, ?)",
+            [(w, i.snapshot.received_at) for i in fresh for w in words(i.snapshot.report.message)],
         )
         conn.executemany(
             "INSERT OR IGNORE INTO error_tags (seq, key, value) VALUES (?, ?, ?)",
@@ -768,13 +776,7 @@ class SqliteStore:
                 )
                 args.extend(after)
             direction = "ASC" if oldest_first else "DESC"
-            text_matches = (
-                conn.execute(
-                    "SELECT COUNT(*) FROM errors_fts WHERE errors_fts MATCH ?", (fts_query(flt.text),)
-                ).fetchone()[0]
-                if fts_query(flt.text)
-                else None
-            )
+            text_matches = _text_matches(conn, flt.text)
             select = _SELECT_ERRORS
             if text_matches is not None and text_matches > TEXT_MATCHES_SCANNED_BY_TIME:
                 # Many matching words: walking the time index until a page is found beats sorting

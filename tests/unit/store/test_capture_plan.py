@@ -84,4 +84,3 @@ def test_lookups_name_each_key_and_group_once() -> None:
     lookups = CapturePlan.lookups([[a], [b, replace(c, snapshot=c2)]])
     assert lookups.request_ids == sorted({"r1", f"s{SCOPE_SEPARATOR}r2"})
     assert lookups.group_ids == ["grp_a", "grp_b"]
-
