@@ -25,6 +25,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 from errorreplay_server.domain.model import (
+    MICROS_PER_HOUR,
     CaptureOutcome,
     ErrorFilter,
     ErrorSnapshot,
@@ -269,3 +270,75 @@ def group_counts(counted: Sequence[tuple[str, int]], info: dict[str, tuple[str, 
         title, status = info.get(gid, ("", int(GroupStatus.OPEN)))
         out.append(GroupCount(gid, title or "", n, GroupStatus(status if status is not None else GroupStatus.OPEN)))
     return out
+
+
+# --- statistics rollups ---------------------------------------------------------------------------
+# Hourly counts per dimension, maintained at capture, so that statistics over a window read a row
+# per (hour, dimension, key) instead of a row per error. The dimension numbers are stored.
+ROLLUP_HOUR = MICROS_PER_HOUR
+ROLLUP_SEVERITY, ROLLUP_SOURCE, ROLLUP_RESOURCE, ROLLUP_RESOURCE_TYPE, ROLLUP_ERROR_TYPE, ROLLUP_GROUP = range(6)
+
+
+def rollup_counts(snapshots: Iterable[ErrorSnapshot]) -> dict[tuple[int, int, str], int]:
+    """(hour, dimension, key) -> how many of `snapshots` add to it. Empty keys are not counted."""
+    counts: dict[tuple[int, int, str], int] = {}
+    for snap in snapshots:
+        r = snap.report
+        hour = r.occurred_at - r.occurred_at % ROLLUP_HOUR
+        for dimension, key in (
+            (ROLLUP_SEVERITY, str(int(r.severity))),
+            (ROLLUP_SOURCE, str(int(r.source))),
+            (ROLLUP_RESOURCE, r.resource_id),
+            (ROLLUP_RESOURCE_TYPE, r.resource_type),
+            (ROLLUP_ERROR_TYPE, r.error_type),
+            (ROLLUP_GROUP, snap.group_id),
+        ):
+            if key:
+                counts[hour, dimension, key] = counts.get((hour, dimension, key), 0) + 1
+    return counts
+
+
+@dataclass(frozen=True, slots=True)
+class RollupSplit:
+    """A statistics window cut into whole hours, read from rollups, and the partial hours at its
+    edges, read from rows. Times are inclusive bounds on occurred_at, like ErrorFilter's."""
+
+    first_hour: Micros  # the whole hours are [first_hour, end_hour)
+    end_hour: Micros
+    edges: list[tuple[Micros, Micros]]
+
+
+def rollup_split(bounded: ErrorFilter, bucket: Micros) -> RollupSplit | None:
+    """How to read statistics for `bounded` (a statistics_filter) from rollups, or None when they
+    cannot answer it: a condition other than time (rollups count dimensions one by one, not their
+    combinations), buckets that are not whole hours, or a window without a whole hour."""
+    assert bounded.start_time is not None and bounded.end_time is not None
+    only_time = bounded == ErrorFilter(start_time=bounded.start_time, end_time=bounded.end_time)
+    if not only_time or bucket % ROLLUP_HOUR:
+        return None
+    lo, hi = bounded.start_time, bounded.end_time + 1  # [lo, hi)
+    first_hour = -(-lo // ROLLUP_HOUR) * ROLLUP_HOUR
+    end_hour = hi - hi % ROLLUP_HOUR
+    if first_hour >= end_hour:
+        return None
+    edges = [(a, b - 1) for a, b in ((lo, first_hour), (end_hour, hi)) if a < b]
+    return RollupSplit(first_hour, end_hour, edges)
+
+
+def add_rollup_rows(builder: StatisticsBuilder, rows: Iterable[Sequence[Any]]) -> None:
+    """Adds (hour, dimension, key, count) rows; the buckets are whole hours (rollup_split)."""
+    targets = {
+        ROLLUP_SEVERITY: builder.by_severity,
+        ROLLUP_SOURCE: builder.by_source,
+        ROLLUP_RESOURCE: builder.by_resource,
+        ROLLUP_RESOURCE_TYPE: builder.by_resource_type,
+        ROLLUP_ERROR_TYPE: builder.by_error_type,
+        ROLLUP_GROUP: builder.by_group,
+    }
+    for hour, dimension, key, n in rows:
+        if dimension in (ROLLUP_SEVERITY, ROLLUP_SOURCE):
+            key = int(key)
+        builder.add(targets[dimension], key, n)
+        if dimension == ROLLUP_SEVERITY:
+            index = (hour - builder.first) // builder.bucket
+            builder.buckets[index] = builder.buckets.get(index, 0) + n

@@ -39,7 +39,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -66,20 +66,15 @@ from errorreplay_server.domain.model import (
     ErrorFilter,
     ErrorGroup,
     ErrorSnapshot,
-    GroupCount,
     GroupOrder,
     GroupStatus,
     Micros,
     NewError,
     Page,
     Resource,
-    Severity,
-    Source,
     Statistics,
-    TimedCount,
     Topology,
     idempotency_key,
-    statistics_buckets,
 )
 from errorreplay_server.domain.words import words
 from errorreplay_server.settings import Neo4jSettings
@@ -98,10 +93,13 @@ from errorreplay_server.store.core import (
     STOP,
     CapturePlan,
     GroupDelta,
+    StatisticsBuilder,
     Stop,
     StoredState,
     drain_batch,
+    group_counts,
     runs,
+    statistics_filter,
 )
 from errorreplay_server.store.neo4j_dialect import NEO4J, Dialect, detect
 from errorreplay_server.store.pagination import PageTokens, filter_digest, new_key, query_digest
@@ -791,58 +789,49 @@ class Neo4jStore:
     ) -> Statistics:
         if bucket <= 0:
             raise InvalidArgument.single("bucket", "must be positive")
-        # The window is [start, end): consecutive windows count each error once.
-        bounded = replace(flt)
-        bounded.start_time = start if flt.start_time is None else max(start, flt.start_time)
-        bounded.end_time = end - 1 if flt.end_time is None else min(end - 1, flt.end_time)
-        first, n_buckets = statistics_buckets(start, end, bucket)
+        bounded = statistics_filter(flt, start, end)
+        builder = StatisticsBuilder(start, end, bucket)
         q = _where(bounded)
         match = q.match()
-
         params = q.params
 
         async def grouped(expr: str) -> list[list[Any]]:
             return await self._fetch(f"{match} RETURN {expr} AS k, count(*) AS n", **params)
 
-        async def top() -> list[list[Any]]:
-            if top_groups <= 0:
-                return []
-            return await self._fetch(
-                f"{match} WITH e.group_id AS gid, count(*) AS n ORDER BY n DESC, gid LIMIT $top"
-                " OPTIONAL MATCH (g:ErrorGroup {group_id: gid}) RETURN gid, n, g.title, g.status",
-                **params,
-                top=top_groups,
-            )
-
         # Each count is a scan of the matching errors; on separate connections they overlap.
-        severities, sources, resources, resource_types, error_types, buckets, counted = await asyncio.gather(
+        severities, sources, resources, resource_types, error_types, groups, buckets = await asyncio.gather(
             grouped("e.severity"),
             grouped("e.source"),
-            grouped("e.resource_id"),
-            grouped("e.resource_type"),
-            grouped("e.error_type"),
+            grouped("coalesce(e.resource_id, '')"),
+            grouped("coalesce(e.resource_type, '')"),
+            grouped("coalesce(e.error_type, '')"),
+            grouped("e.group_id"),
             self._fetch(
                 f"{match} RETURN (e.occurred_at - $bucket_start) / $bucket_size AS b, count(*) AS n",
                 **params,
-                bucket_start=first,
+                bucket_start=builder.first,
                 bucket_size=bucket,
             ),
-            top(),
         )
-        stats = Statistics()
-        stats.by_severity = {Severity(k): n for k, n in severities}
-        stats.by_source = {Source(k): n for k, n in sources}
-        stats.by_resource = {k: n for k, n in resources if k}
-        stats.by_resource_type = {k: n for k, n in resource_types if k}
-        stats.by_error_type = {k: n for k, n in error_types if k}
-        stats.total_count = sum(stats.by_severity.values())
-        per_bucket = {b: n for b, n in buckets}
-        stats.timed_counts = [TimedCount(first + i * bucket, per_bucket.get(i, 0)) for i in range(n_buckets)]
-        stats.top_groups = [
-            GroupCount(gid, title or "", n, GroupStatus(status if status is not None else GroupStatus.OPEN))
-            for gid, n, title, status in sorted(counted, key=lambda row: (-row[1], row[0]))
-        ]
-        return stats
+        for target, rows in (
+            (builder.by_severity, severities),
+            (builder.by_source, sources),
+            (builder.by_resource, resources),
+            (builder.by_resource_type, resource_types),
+            (builder.by_error_type, error_types),
+            (builder.by_group, groups),
+            (builder.buckets, buckets),
+        ):
+            builder.add_all(target, rows)
+        top = builder.top_groups(top_groups)
+        info: dict[str, tuple[str, int]] = {}
+        if top:
+            rows = await self._fetch(
+                "UNWIND $ids AS gid MATCH (g:ErrorGroup {group_id: gid}) RETURN gid, g.title, g.status",
+                ids=[g for g, _ in top],
+            )
+            info = {gid: (title, status) for gid, title, status in rows}
+        return builder.build(group_counts(top, info))
 
     async def count_errors(self) -> int:
         async def run(session: AsyncSession) -> int:

@@ -38,13 +38,9 @@ from errorreplay_server.domain.model import (
     NewError,
     Page,
     Resource,
-    Severity,
-    Source,
     Statistics,
-    TimedCount,
     Topology,
     idempotency_key,
-    statistics_buckets,
 )
 from errorreplay_server.domain.words import words
 from errorreplay_server.store import codec
@@ -55,7 +51,20 @@ from errorreplay_server.store.codec import (
     report_details_json,
     snapshot_from_row,
 )
-from errorreplay_server.store.core import STOP, CapturePlan, Stop, StoredState, drain_batch, runs
+from errorreplay_server.store.core import (
+    STOP,
+    CapturePlan,
+    StatisticsBuilder,
+    Stop,
+    StoredState,
+    add_rollup_rows,
+    drain_batch,
+    group_counts,
+    rollup_counts,
+    rollup_split,
+    runs,
+    statistics_filter,
+)
 from errorreplay_server.store.pagination import PageTokens, filter_digest, new_key, query_digest
 
 log = logging.getLogger(__name__)
@@ -72,9 +81,6 @@ TEXT_MATCHES_SCANNED_BY_TIME = 1000
 # A tag on more rows than this is checked row by row (a primary-key probe per candidate) rather
 # than read into a list first: building a list of 50,000 ids costs more than the probes a page needs.
 COMMON_TAG_ROWS = 2000
-# Statistics over a window holding at least this share of the table walk one index per column.
-WIDE_WINDOW_SHARE = 0.3
-MAX_BUCKETS_COUNTED_ONE_BY_ONE = 256
 # Beyond this many ids an IN (...) list is split, to stay under SQLite's variable limit.
 MAX_SQL_VARIABLES = 900
 
@@ -131,6 +137,15 @@ CREATE TABLE IF NOT EXISTS error_words (
     word TEXT NOT NULL,
     seq INTEGER NOT NULL,
     PRIMARY KEY (word, seq)
+) WITHOUT ROWID;
+-- Hourly counts per dimension (store/core.py rollup_counts), kept at capture: statistics over
+-- whole hours read these, not the errors.
+CREATE TABLE IF NOT EXISTS statistics_rollup (
+    hour INTEGER NOT NULL,
+    dimension INTEGER NOT NULL,
+    key TEXT NOT NULL,
+    count INTEGER NOT NULL,
+    PRIMARY KEY (hour, dimension, key)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS error_groups (
     group_id TEXT PRIMARY KEY,
@@ -504,24 +519,11 @@ def _text_matches(conn: sqlite3.Connection, text: str) -> int | None:
     return min(int(conn.execute(sql, (w,)).fetchone()[0]) for w in found)
 
 
-def _only_time_bounds(flt: ErrorFilter) -> bool:
-    return flt == ErrorFilter(start_time=flt.start_time, end_time=flt.end_time, exclude_group_ids=flt.exclude_group_ids)
-
-
 def _group_counts(conn: sqlite3.Connection, counted: list[tuple[str, int]]) -> list[GroupCount]:
     """Top groups with their titles and statuses, in the order given."""
-    marks = ",".join("?" * len(counted))
-    info = {
-        gid: (title, GroupStatus(status))
-        for gid, title, status in conn.execute(
-            f"SELECT group_id, title, status FROM error_groups WHERE group_id IN ({marks})", [g for g, _ in counted]
-        )
-    }
-    out = []
-    for gid, n in counted:
-        title, status = info.get(gid, ("", GroupStatus.OPEN))
-        out.append(GroupCount(gid, title, n, status))
-    return out
+    sql = f"SELECT group_id, title, status FROM error_groups WHERE group_id IN ({_marks(counted)})"
+    info = {gid: (title, status) for gid, title, status in conn.execute(sql, [g for g, _ in counted])}
+    return group_counts(counted, info)
 
 
 class SqliteStore:
@@ -699,6 +701,11 @@ class SqliteStore:
             "INSERT OR IGNORE INTO error_tags (seq, key, value) VALUES (?, ?, ?)",
             [(i.snapshot.received_at, k, v) for i in fresh for k, v in i.snapshot.report.tags.items()],
         )
+        conn.executemany(
+            "INSERT INTO statistics_rollup (hour, dimension, key, count) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (hour, dimension, key) DO UPDATE SET count = count + excluded.count",
+            [(*key, n) for key, n in rollup_counts(i.snapshot for i in fresh).items()],
+        )
         # A reopened group takes the new status and the regression flag; otherwise both stay.
         conn.executemany(
             f"""INSERT INTO error_groups ({_GROUP_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)
@@ -868,123 +875,56 @@ class SqliteStore:
     ) -> Statistics:
         if bucket <= 0:
             raise InvalidArgument.single("bucket", "must be positive")
-        # The window is [start, end): consecutive windows count each error once.
-        bounded = replace(flt)
-        bounded.start_time = start if flt.start_time is None else max(start, flt.start_time)
-        bounded.end_time = end - 1 if flt.end_time is None else min(end - 1, flt.end_time)
+        bounded = statistics_filter(flt, start, end)
+        builder = StatisticsBuilder(start, end, bucket)
+        split = rollup_split(bounded, bucket)
+        if split is None:
+            await self._count_rows(bounded, builder)
+        else:
+            sql = "SELECT hour, dimension, key, count FROM statistics_rollup WHERE hour >= ? AND hour < ?"
+            args = [split.first_hour, split.end_hour]
+            rollups, *_ = await asyncio.gather(
+                self._read(lambda conn: conn.execute(sql, args).fetchall()),
+                *(self._count_rows(replace(bounded, start_time=lo, end_time=hi), builder) for lo, hi in split.edges),
+            )
+            add_rollup_rows(builder, rollups)
+        top = builder.top_groups(top_groups)
+        return builder.build(await self._read(lambda conn: _group_counts(conn, top)) if top else [])
+
+    async def _count_rows(self, bounded: ErrorFilter, builder: StatisticsBuilder) -> None:
+        """Counts the errors that match `bounded` into `builder`, from the rows."""
         clauses, params = _where(bounded)
         where = " WHERE " + " AND ".join(clauses)
 
-        first, n_buckets = statistics_buckets(start, end, bucket)
-        if _only_time_bounds(flt) and n_buckets <= MAX_BUCKETS_COUNTED_ONE_BY_ONE:
-            window_rows, table_rows = await self._read(
-                lambda conn: (
-                    conn.execute(f"SELECT COUNT(*) FROM errors{where}", params).fetchone()[0],
-                    conn.execute("SELECT COUNT(*) FROM errors").fetchone()[0],
-                )
-            )
-            if window_rows >= WIDE_WINDOW_SHARE * table_rows:
-                return await self._wide_window_statistics(where, params, first, end, bucket, n_buckets, top_groups)
-
-        # Three passes over the covering index, each on its own reader thread (SQLite releases
-        # the GIL while it scans): low-cardinality columns with the time bucket; resource and error
-        # type; groups. The per-column counts are sums over the first two.
+        # Three passes over the covering index, each on its own reader thread (SQLite releases the
+        # GIL while it scans): low-cardinality columns with the time bucket; resource and error
+        # type; groups.
         def by_bucket(conn: sqlite3.Connection) -> list[tuple[int, int, str, int, int]]:
             sql = (
                 f"SELECT severity, source, resource_type, (occurred_at - ?) / ?, COUNT(*) FROM errors{where}"
                 " GROUP BY 1, 2, 3, 4"
             )
-            return conn.execute(sql, [first, bucket, *params]).fetchall()
+            return conn.execute(sql, [builder.first, builder.bucket, *params]).fetchall()
 
         def by_resource(conn: sqlite3.Connection) -> list[tuple[str, str, int]]:
             sql = f"SELECT resource_id, error_type, COUNT(*) FROM errors{where} GROUP BY 1, 2"
             return conn.execute(sql, params).fetchall()
 
-        def by_group(conn: sqlite3.Connection) -> list[GroupCount]:
-            if top_groups <= 0:
-                return []
-            sql = (
-                f"SELECT group_id, COUNT(*) AS n FROM errors{where} GROUP BY group_id ORDER BY n DESC, group_id LIMIT ?"
-            )
-            return _group_counts(conn, conn.execute(sql, [*params, top_groups]).fetchall())
+        def by_group(conn: sqlite3.Connection) -> list[tuple[str, int]]:
+            return conn.execute(f"SELECT group_id, COUNT(*) FROM errors{where} GROUP BY 1", params).fetchall()
 
-        bucket_rows, resource_rows, groups = await asyncio.gather(
+        bucket_rows, resource_rows, group_rows = await asyncio.gather(
             self._read(by_bucket), self._read(by_resource), self._read(by_group)
         )
-        stats = Statistics(top_groups=groups)
-        buckets: dict[int, int] = {}
-        for severity, source, resource_type, bucket_index, n in bucket_rows:
-            stats.total_count += n
-            sev, src = Severity(severity), Source(source)
-            stats.by_severity[sev] = stats.by_severity.get(sev, 0) + n
-            stats.by_source[src] = stats.by_source.get(src, 0) + n
-            if resource_type:
-                stats.by_resource_type[resource_type] = stats.by_resource_type.get(resource_type, 0) + n
-            buckets[bucket_index] = buckets.get(bucket_index, 0) + n
+        for severity, source, resource_type, index, n in bucket_rows:
+            builder.add(builder.by_severity, severity, n)
+            builder.add(builder.by_source, source, n)
+            builder.add(builder.by_resource_type, resource_type, n)
+            builder.add(builder.buckets, index, n)
         for resource_id, error_type, n in resource_rows:
-            if resource_id:
-                stats.by_resource[resource_id] = stats.by_resource.get(resource_id, 0) + n
-            if error_type:
-                stats.by_error_type[error_type] = stats.by_error_type.get(error_type, 0) + n
-        stats.timed_counts = [TimedCount(first + i * bucket, buckets.get(i, 0)) for i in range(n_buckets)]
-        return stats
-
-    async def _wide_window_statistics(
-        self,
-        where: str,
-        params: list[Any],
-        first: Micros,
-        end: Micros,
-        bucket: Micros,
-        n_buckets: int,
-        top_groups: int,
-    ) -> Statistics:
-        """Statistics for a window that holds most of the table and no other filter.
-
-        Each count walks the index that starts with its column, so rows arrive grouped and
-        nothing is sorted (7 ms per column at 100,000 rows, against 25-75 ms for a GROUP BY over
-        the window). Buckets are counted one by one on the time index.
-        """
-
-        def count_by(column: str, index: str) -> Callable[[sqlite3.Connection], list[tuple[Any, int]]]:
-            sql = f"SELECT {column}, COUNT(*) FROM errors INDEXED BY {index}{where} GROUP BY {column}"
-            return lambda conn: conn.execute(sql, params).fetchall()
-
-        def count_buckets(conn: sqlite3.Connection) -> list[int]:
-            counts = []
-            for i in range(n_buckets):
-                lo = first + i * bucket
-                hi = min(end - 1, lo + bucket - 1)
-                sql = f"SELECT COUNT(*) FROM errors{where} AND occurred_at BETWEEN ? AND ?"
-                counts.append(conn.execute(sql, [*params, lo, hi]).fetchone()[0])
-            return counts
-
-        columns = (
-            ("severity", "errors_by_severity"),
-            ("source", "errors_by_source"),
-            ("resource_type", "errors_by_resource_type"),
-            ("resource_id", "errors_by_resource"),
-            ("error_type", "errors_by_type"),
-            ("group_id", "errors_by_group"),
-        )
-        counted, buckets = await asyncio.gather(
-            asyncio.gather(*(self._read(count_by(column, index)) for column, index in columns)),
-            self._read(count_buckets),
-        )
-        severity, source, resource_type, resource, error_type, group = counted
-        stats = Statistics(
-            total_count=sum(n for _, n in severity),
-            by_severity={Severity(k): n for k, n in severity},
-            by_source={Source(k): n for k, n in source},
-            by_resource_type={k: n for k, n in resource_type if k},
-            by_resource={k: n for k, n in resource if k},
-            by_error_type={k: n for k, n in error_type if k},
-            timed_counts=[TimedCount(first + i * bucket, n) for i, n in enumerate(buckets)],
-        )
-        if top_groups > 0:
-            top = sorted(group, key=lambda g: (-g[1], g[0]))[:top_groups]
-            stats.top_groups = await self._read(lambda conn: _group_counts(conn, top))
-        return stats
+            builder.add(builder.by_resource, resource_id, n)
+            builder.add(builder.by_error_type, error_type, n)
+        builder.add_all(builder.by_group, group_rows)
 
     async def count_errors(self) -> int:
         return await self._read(lambda conn: int(conn.execute("SELECT COUNT(*) FROM errors").fetchone()[0]))
