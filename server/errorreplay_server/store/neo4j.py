@@ -102,7 +102,7 @@ from errorreplay_server.store.core import (
     statistics_filter,
 )
 from errorreplay_server.store.neo4j_dialect import NEO4J, Dialect, detect
-from errorreplay_server.store.pagination import PageTokens, filter_digest, new_key, query_digest
+from errorreplay_server.store.pagination import PageTokens, error_key, filter_digest, group_key, new_key, query_digest
 
 log = logging.getLogger(__name__)
 R = TypeVar("R")
@@ -695,13 +695,11 @@ class Neo4jStore:
 
         async def run(session: AsyncSession) -> Page[ErrorSnapshot]:
             rows = _first(await _rows(session, query, **params, limit=page_size + 1))
-            items = [snapshot_from_row(row) for row in rows[:page_size]]
-            token = ""
-            if len(rows) > page_size:
-                last = items[-1]
-                token = self._tokens.encode(digest, [last.report.occurred_at, last.received_at])
+            items, token = self._tokens.page([snapshot_from_row(row) for row in rows], page_size, digest, error_key)
             total = -1
-            if with_total:
+            if with_total and after is None and not token:
+                total = len(items)  # the first page holds every match: no need to count them again
+            elif with_total:
                 total = int((await _rows(session, count_query, **q.params))[0][0])
             return Page(items, token, total)
 
@@ -882,12 +880,7 @@ class Neo4jStore:
 
         async def run(session: AsyncSession) -> Page[ErrorGroup]:
             rows = await _rows(session, query, **params)
-            groups = [_group(row) for row in rows[:page_size]]
-            token = ""
-            if len(rows) > page_size:
-                last = groups[-1]
-                token = self._tokens.encode(digest, [last.count if key == "count" else last.last_seen, last.group_id])
-            return Page(groups, token)
+            return Page(*self._tokens.page([_group(row) for row in rows], page_size, digest, group_key(key == "count")))
 
         return await self._read(run)
 

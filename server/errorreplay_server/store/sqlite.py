@@ -65,7 +65,7 @@ from errorreplay_server.store.core import (
     runs,
     statistics_filter,
 )
-from errorreplay_server.store.pagination import PageTokens, filter_digest, new_key, query_digest
+from errorreplay_server.store.pagination import PageTokens, error_key, filter_digest, group_key, new_key, query_digest
 
 log = logging.getLogger(__name__)
 R = TypeVar("R")
@@ -792,11 +792,7 @@ class SqliteStore:
             sql = select + (f" WHERE {' AND '.join(where)}" if where else "")
             sql += f" ORDER BY occurred_at {direction}, received_at {direction} LIMIT ?"
             rows = conn.execute(sql, [*args, page_size + 1]).fetchall()
-            items = [snapshot_from_row(row) for row in rows[:page_size]]
-            token = ""
-            if len(rows) > page_size:
-                last = items[-1]
-                token = self._tokens.encode(digest, [last.report.occurred_at, last.received_at])
+            items, token = self._tokens.page([snapshot_from_row(row) for row in rows], page_size, digest, error_key)
             total = -1
             if with_total and after is None and len(rows) <= page_size:
                 total = len(rows)  # the first page holds every match: no need to count them again
@@ -970,14 +966,8 @@ class SqliteStore:
             sql = f"SELECT {_GROUP_COLUMNS} FROM error_groups"
             sql += (f" WHERE {' AND '.join(where)}" if where else "") + f" ORDER BY {key_column} DESC, group_id DESC"
             rows = conn.execute(sql + " LIMIT ?", [*args, page_size + 1]).fetchall()
-            groups = [group_from_row(row, self._group_resources(conn, row[0])) for row in rows[:page_size]]
-            token = ""
-            if len(rows) > page_size:
-                last = groups[-1]
-                token = self._tokens.encode(
-                    digest, [last.count if key_column == "count" else last.last_seen, last.group_id]
-                )
-            return Page(groups, token)
+            groups = [group_from_row(row, self._group_resources(conn, row[0])) for row in rows[: page_size + 1]]
+            return Page(*self._tokens.page(groups, page_size, digest, group_key(key_column == "count")))
 
         return await self._read(run)
 
