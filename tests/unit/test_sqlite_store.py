@@ -270,3 +270,31 @@ async def test_a_database_from_before_pending_context_lists_its_pending_errors(t
         assert [s.error_id for s in await store.pending_context_errors(0, 10)] == [pending.snapshot.error_id]
     finally:
         await store.close()
+
+
+async def test_text_walking_the_time_index_gives_the_same_answers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A common word makes search walk the time index and probe every word per row: the filter
+    cases of the contract suite must answer exactly as through the word lists."""
+    from errorreplay_server.store import sqlite
+    from tests.contract.filter_cases import CASES, case_filter, dataset
+
+    monkeypatch.setattr(sqlite, "TEXT_MATCHES_SCANNED_BY_TIME", 0)
+    store = SqliteStore(tmp_path / "db.sqlite")
+    await store.start()
+    try:
+        snapshots = [o.snapshot for o in await store.capture(dataset("walk"))]
+        index = {s.error_id: i for i, s in enumerate(snapshots)}
+        for name, fields, expected in CASES:
+            page = await store.search_errors(case_filter("walk", fields), 3)
+            got = set()
+            while True:
+                got |= {index[e.error_id] for e in page.items}
+                assert page.total_size == len(expected), name
+                if not page.next_page_token:
+                    break
+                page = await store.search_errors(case_filter("walk", fields), 3, page.next_page_token)
+            assert got == expected, name
+    finally:
+        await store.close()
