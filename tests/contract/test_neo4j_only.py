@@ -144,18 +144,21 @@ async def test_hostile_strings_are_stored_and_found_exactly(
     assert ["errorreplay_error_id"] in constraints
 
 
-async def test_text_search_is_a_literal_case_insensitive_substring(bolt_store: Neo4jStore) -> None:
+async def test_text_search_matches_the_stored_word_set(bolt_store: Neo4jStore, bolt_server: BoltServer) -> None:
     run = uid()
-    await bolt_store.capture([new_error("Timeout in Straße (x.y) [z] *.* 100% done", tags={"run": run})])
+    new = new_error("Timeout in Straße (x.y) [z] *.* 100% done", tags={"run": run})
+    await bolt_store.capture([new])
+    rows = await cypher(bolt_server, "MATCH (e:ErrorSnapshot {error_id: $id}) RETURN e.words", id=new.snapshot.error_id)
+    assert rows == [[["timeout", "in", "strasse", "x", "y", "z", "100", "done"]]]
 
     async def hits(text: str) -> int:
         return (await bolt_store.search_errors(ErrorFilter(tags={"run": run}, text=text), 10)).total_size
 
-    # Substring semantics (SQLite's FTS5 matches whole tokens instead): documented in neo4j.py.
-    for text in ("timeout", "TIME", "strasse", "(x.y)", "[z]", "*.*", "100%", "timeout done"):
+    # Whole words (domain/words.py), as on SQLite and in the stream matcher: no substrings.
+    for text in ("timeout", "STRASSE", "(x.y)", "[z]", "100%", "timeout done", "*.*"):
         assert await hits(text) == 1, text
-    for text in (".*", "%%", "timeout missing", "x.y)z"):
-        assert await hits(text) == (1 if text == ".*" else 0), text
+    for text in ("TIME", "100z", "timeout missing", "x.yz"):
+        assert await hits(text) == 0, text
 
 
 # --- the graph model --------------------------------------------------------------------------------

@@ -103,9 +103,8 @@ async def test_tag_search_probing_rows_gives_the_same_pages(tmp_path: Path, monk
         await store.close()
 
 
-async def test_wide_window_statistics_equal_the_grouped_ones(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from errorreplay_server.domain.model import MICROS_PER_MINUTE, ErrorFilter, Severity, Source
-    from errorreplay_server.store import sqlite
+async def test_rollup_statistics_equal_the_row_ones(tmp_path: Path) -> None:
+    from errorreplay_server.domain.model import MICROS_PER_HOUR, MICROS_PER_MINUTE, ErrorFilter, Severity, Source
     from tests.factories import new_error
 
     store = SqliteStore(tmp_path / "db.sqlite")
@@ -122,21 +121,21 @@ async def test_wide_window_statistics_equal_the_grouped_ones(tmp_path: Path, mon
                     resource_type="db" if i % 2 else "",
                     error_type=f"T{i % 3}",
                     group_id=f"grp_{i % 5}",
-                    occurred_at=t0 + i * MICROS_PER_MINUTE,
+                    occurred_at=t0 + i * 7 * MICROS_PER_MINUTE,
+                    tags={"all": "yes"},
                 )
                 for i in range(120)
             ]
         )
-        args = (ErrorFilter(exclude_group_ids=["grp_4"]), t0, t0 + 119 * MICROS_PER_MINUTE, 17 * MICROS_PER_MINUTE, 3)
-        wide = await store.statistics(*args)
-        monkeypatch.setattr(sqlite, "WIDE_WINDOW_SHARE", 2.0)  # never wide: the GROUP BY path
-        grouped = await store.statistics(*args)
-        assert wide == grouped
-        assert wide.total_count == 96 and sum(t.count for t in wide.timed_counts) == 96
-        # Both paths bucket on multiples of the width since the epoch, none at or past the end.
-        starts = [t.start_time for t in wide.timed_counts]
-        assert all(s % (17 * MICROS_PER_MINUTE) == 0 for s in starts)
-        assert starts[0] <= t0 < starts[0] + 17 * MICROS_PER_MINUTE and starts[-1] < t0 + 119 * MICROS_PER_MINUTE
+        for start, end, bucket in (
+            (t0 + 13 * MICROS_PER_MINUTE, t0 + 11 * MICROS_PER_HOUR + 5, MICROS_PER_HOUR),
+            (t0 - t0 % MICROS_PER_HOUR, t0 + 14 * MICROS_PER_HOUR, 3 * MICROS_PER_HOUR),
+        ):
+            from_rollups = await store.statistics(ErrorFilter(), start, end, bucket, 3)
+            from_rows = await store.statistics(ErrorFilter(tags={"all": "yes"}), start, end, bucket, 3)
+            assert from_rollups == from_rows
+            assert from_rollups.total_count == sum(t.count for t in from_rollups.timed_counts) > 50
+            assert len(from_rollups.top_groups) == 3
     finally:
         await store.close()
 
@@ -269,5 +268,33 @@ async def test_a_database_from_before_pending_context_lists_its_pending_errors(t
     await store.start()
     try:
         assert [s.error_id for s in await store.pending_context_errors(0, 10)] == [pending.snapshot.error_id]
+    finally:
+        await store.close()
+
+
+async def test_text_walking_the_time_index_gives_the_same_answers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A common word makes search walk the time index and probe every word per row: the filter
+    cases of the contract suite must answer exactly as through the word lists."""
+    from errorreplay_server.store import sqlite
+    from tests.contract.filter_cases import CASES, case_filter, dataset
+
+    monkeypatch.setattr(sqlite, "TEXT_MATCHES_SCANNED_BY_TIME", 0)
+    store = SqliteStore(tmp_path / "db.sqlite")
+    await store.start()
+    try:
+        snapshots = [o.snapshot for o in await store.capture(dataset("walk"))]
+        index = {s.error_id: i for i, s in enumerate(snapshots)}
+        for name, fields, expected in CASES:
+            page = await store.search_errors(case_filter("walk", fields), 3)
+            got = set()
+            while True:
+                got |= {index[e.error_id] for e in page.items}
+                assert page.total_size == len(expected), name
+                if not page.next_page_token:
+                    break
+                page = await store.search_errors(case_filter("walk", fields), 3, page.next_page_token)
+            assert got == expected, name
     finally:
         await store.close()

@@ -17,17 +17,17 @@ Why this shape:
 - Tags are (:Tag {key, value}) nodes under a composite uniqueness constraint. A tag filter is an
   exact match on two parameters (no escaping, no string joining to get wrong), it can start from
   the constraint's index, and Neo4j does not index the elements of list properties anyway.
-- Text search is `CONTAINS` of every case-folded word on a case-folded copy of the message. That
-  is a substring match, where SQLite's FTS5 matches tokens: "time" finds "timeout" here and not
-  there, and FTS5 also ignores punctuation and diacritics. A Neo4j TEXT index on the folded copy
-  serves `CONTAINS` (not on ArcadeDB, see neo4j_dialect).
+- Text search has the one meaning of domain/words.py: each error keeps its message's word set in a
+  `words` list property, and a query matches when all its words are in it. Neither server
+  indexes list elements (see neo4j_dialect), so the condition is checked on the errors the other
+  conditions leave, as the former substring search was on ArcadeDB.
 - A resource first seen on an error is created as a bare node flagged `implicit`, so errors always
   hang off a Resource, while get_topology still answers NotFound for it exactly as SQLite does
   (SQLite creates no resource on capture). Declaring it (upsert, dependency end, change) clears
   the flag. Resources of an existing graph have no flag and are found as they are.
 - All writes go through one writer task. It drains the queue and runs everything pending in one
-  transaction, with consecutive captures folded into UNWIND statements (DESIGN §7: UNWIND of 200
-  rows is about 8× single MERGEs), and resolves each caller after COMMIT. One writer also means
+  transaction (store/core.py), with consecutive captures folded into UNWIND statements (UNWIND of
+  200 rows is about 8× single MERGEs), and resolves each caller after COMMIT. One writer also means
   captures commit in submission (received_at) order and never conflict with each other.
 - Every query is a constant or assembled from constant fragments with positional parameter
   names; no value is ever formatted into Cypher.
@@ -40,7 +40,7 @@ import contextlib
 import logging
 import random
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -68,21 +68,17 @@ from errorreplay_server.domain.model import (
     ErrorFilter,
     ErrorGroup,
     ErrorSnapshot,
-    GroupCount,
     GroupOrder,
     GroupStatus,
     Micros,
     NewError,
     Page,
     Resource,
-    Severity,
-    Source,
     Statistics,
-    TimedCount,
     Topology,
     idempotency_key,
-    statistics_buckets,
 )
+from errorreplay_server.domain.words import words
 from errorreplay_server.settings import Neo4jSettings
 from errorreplay_server.store import codec
 from errorreplay_server.store.base import TopologyBounds
@@ -95,16 +91,25 @@ from errorreplay_server.store.codec import (
     report_details_json,
     snapshot_from_row,
 )
+from errorreplay_server.store.core import (
+    STOP,
+    CapturePlan,
+    GroupDelta,
+    StatisticsBuilder,
+    Stop,
+    StoredState,
+    drain_batch,
+    group_counts,
+    runs,
+    statistics_filter,
+)
 from errorreplay_server.store.neo4j_dialect import NEO4J, Dialect, detect
-from errorreplay_server.store.pagination import PageTokens, filter_digest, new_key, query_digest
+from errorreplay_server.store.pagination import PageTokens, error_key, filter_digest, group_key, new_key, query_digest
 
 log = logging.getLogger(__name__)
 R = TypeVar("R")
 
 BOLT_SCHEMES = ("bolt", "bolt+s", "bolt+ssc", "neo4j", "neo4j+s", "neo4j+ssc")
-# Captures folded into one transaction, counted in errors; a single capture call is never split.
-MAX_ERRORS_PER_COMMIT = 500
-MAX_JOBS_PER_COMMIT = 256
 # A refused connection fails at once; this bounds a black-holed host.
 CONNECTION_TIMEOUT_SECONDS = 3.0
 CONNECTION_ACQUISITION_TIMEOUT_SECONDS = 10.0
@@ -166,7 +171,6 @@ _INDEXES = (
     "CREATE INDEX errorreplay_change_time IF NOT EXISTS FOR (c:Change) ON (c.occurred_at)",
     "CREATE INDEX errorreplay_change_resource IF NOT EXISTS FOR (c:Change) ON (c.resource_id)",
 )
-_TEXT_INDEX = "CREATE TEXT INDEX errorreplay_error_text IF NOT EXISTS FOR (e:ErrorSnapshot) ON (e.message_fold)"
 
 # --- errors ---------------------------------------------------------------------------------------
 # The column order of sqlite.snapshot_from_row, so both stores decode a snapshot with one function.
@@ -269,59 +273,18 @@ class _Job:
     work: Callable[[AsyncTransaction], Awaitable[Any]] | None = None
 
 
-@dataclass(slots=True)
-class _GroupDelta:
-    """What a run of captures does to one group, folded into one MERGE row."""
-
-    group_id: str
-    title: str
-    error_type: str
-    representative_error_id: str
-    first_seen: Micros
-    last_seen: Micros
-    max_severity: int
-    status: int
-    count: int = 0
-    reopen: bool = False
-
-    def add(self, occurred_at: Micros, severity: int) -> bool:
-        """Counts one error; True when it reopens a resolved group (a regression)."""
-        regression = self.status == GroupStatus.RESOLVED
-        if regression:
-            self.status = int(GroupStatus.OPEN)
-            self.reopen = True
-        self.count += 1
-        self.first_seen = min(self.first_seen, occurred_at)
-        self.last_seen = max(self.last_seen, occurred_at)
-        self.max_severity = max(self.max_severity, severity)
-        return regression
-
-    def row(self) -> dict[str, Any]:
-        return {
-            "group_id": self.group_id,
-            "title": self.title,
-            "error_type": self.error_type,
-            "representative_error_id": self.representative_error_id,
-            "first_seen": self.first_seen,
-            "last_seen": self.last_seen,
-            "max_severity": self.max_severity,
-            "count": self.count,
-            "reopen": self.reopen,
-        }
-
-
-@dataclass(slots=True)
-class _CaptureSegment:
-    """The writes of consecutive capture jobs, computed before any of them runs."""
-
-    outcomes: list[list[CaptureOutcome]] = field(default_factory=list)
-    rows: list[dict[str, Any]] = field(default_factory=list)
-    groups: dict[str, _GroupDelta] = field(default_factory=dict)
-
-
-def _fold(text: str) -> str:
-    """The case folding of both the stored message copy and the searched words."""
-    return text.casefold()
+def _group_row(g: GroupDelta) -> dict[str, Any]:
+    return {
+        "group_id": g.group_id,
+        "title": g.title,
+        "error_type": g.error_type,
+        "representative_error_id": g.representative_error_id,
+        "first_seen": g.first_seen,
+        "last_seen": g.last_seen,
+        "max_severity": g.max_severity,
+        "count": g.count,
+        "reopen": g.reopen,
+    }
 
 
 def _error_row(snap: ErrorSnapshot) -> dict[str, Any]:
@@ -343,7 +306,8 @@ def _error_row(snap: ErrorSnapshot) -> dict[str, Any]:
         "correlation_id": r.correlation_id,
         "trace_id": r.trace_id,
         "message": r.message,
-        "message_fold": _fold(r.message),
+        # domain/words.py: the one split that text search matches against, on every store.
+        "words": words(r.message),
         "details": report_details_json(r),
         "context": codec.context_to_json(snap.context),
     }
@@ -412,8 +376,8 @@ def _where(flt: ErrorFilter) -> _Query:
     for i, (key, value) in enumerate(sorted(flt.tags.items())):
         k, v = param(f"tag_key_{i}", key), param(f"tag_value_{i}", value)
         q.tags.append(f"(:Tag {{key: {k}, value: {v}}})")
-    for i, word in enumerate(flt.text.split()):
-        q.clauses.append(f"e.message_fold CONTAINS {param(f'word_{i}', _fold(word))}")
+    if words(flt.text):
+        q.clauses.append(f"all(w IN {param('words', words(flt.text))} WHERE w IN e.words)")
     if flt.start_time is not None:
         q.clauses.append(f"e.occurred_at >= {param('start_time', flt.start_time)}")
     if flt.end_time is not None:
@@ -447,7 +411,7 @@ class Neo4jStore:
         self._database = settings.database or None
         self._driver: AsyncDriver | None = None
         self._dialect: Dialect = NEO4J
-        self._jobs: asyncio.Queue[_Job | None] = asyncio.Queue()
+        self._jobs: asyncio.Queue[_Job | Stop] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
         # Shared by every session, so that a read sees every write acknowledged before it, also
         # when a cluster routes reads to a follower (the SQLite store's read-your-writes).
@@ -507,15 +471,12 @@ class Neo4jStore:
 
     async def _create_schema(self, session: AsyncSession) -> None:
         # Schema changes cannot share a transaction with data, nor with each other on Neo4j.
-        statements = [*_CONSTRAINTS, *_INDEXES]
-        if self._dialect.text_index_speeds_contains:
-            statements.append(_TEXT_INDEX)
-        for statement in statements:
+        for statement in (*_CONSTRAINTS, *_INDEXES):
             await (await session.run(statement)).consume()
 
     async def close(self) -> None:
         if self._writer is not None:
-            self._jobs.put_nowait(None)
+            self._jobs.put_nowait(STOP)
             with contextlib.suppress(asyncio.CancelledError):
                 await self._writer
             self._writer = None
@@ -575,17 +536,9 @@ class Neo4jStore:
         stopping = False
         while not stopping:
             first = await self._jobs.get()
-            if first is None:
+            if isinstance(first, Stop):
                 break
-            batch = [first]
-            errors = len(first.captures or ())
-            while len(batch) < MAX_JOBS_PER_COMMIT and errors < MAX_ERRORS_PER_COMMIT and not self._jobs.empty():
-                nxt = self._jobs.get_nowait()
-                if nxt is None:
-                    stopping = True
-                    break
-                batch.append(nxt)
-                errors += len(nxt.captures or ())
+            batch, stopping = drain_batch(first, self._jobs.get_nowait, lambda job: len(job.captures or ()))
             try:
                 await self._commit(batch)
             except BaseException as exc:  # the writer must outlive any one batch
@@ -598,7 +551,7 @@ class Neo4jStore:
         # Whatever was queued behind the stop marker is refused, not left hanging.
         while not self._jobs.empty():
             late = self._jobs.get_nowait()
-            if late is not None and not late.future.done():
+            if not isinstance(late, Stop) and not late.future.done():
                 late.future.set_exception(StoreUnavailable("the Neo4j store is closing"))
 
     async def _commit(self, batch: list[_Job]) -> None:
@@ -688,22 +641,16 @@ class Neo4jStore:
         before they write, so they leave nothing behind.
         """
         results: list[Any] = []
-        i = 0
-        while i < len(batch):
-            if batch[i].captures is not None:
-                j = i
-                while j < len(batch) and batch[j].captures is not None:
-                    j += 1
-                results.extend(await self._capture_segment(tx, [job.captures or [] for job in batch[i:j]], retry))
-                i = j
+        for captures, run in runs(batch, lambda job: job.captures is not None):
+            if captures:
+                results.extend(await self._capture_segment(tx, [job.captures or [] for job in run], retry))
                 continue
-            work = batch[i].work
+            work = run[0].work
             assert work is not None
             try:
                 results.append(await work(tx))
             except DomainError as exc:
                 results.append(exc)
-            i += 1
         return results
 
     # --- errors -------------------------------------------------------------------------------
@@ -718,80 +665,32 @@ class Neo4jStore:
     async def _capture_segment(
         self, tx: AsyncTransaction, jobs: list[list[NewError]], retry: bool
     ) -> list[list[CaptureOutcome]]:
-        items = [item for job in jobs for item in job]
         # The request_id property holds the idempotency key: (scope, request_id) in one string.
-        request_ids = sorted({key for i in items if (key := idempotency_key(i.snapshot))})
-        group_ids = sorted({i.snapshot.group_id for i in items})
         # Only a retry can find its own errors: the COMMIT of the failed attempt may have landed.
-        error_ids = [i.snapshot.error_id for i in items] if retry else []
-        stored_by_request: dict[str, ErrorSnapshot] = {}
-        stored_by_id: dict[str, ErrorSnapshot] = {}
-        statuses: dict[str, int] = {}
+        lookups = CapturePlan.lookups(jobs, retry=retry)
+        stored = StoredState()
         for kind, row in await _rows(
-            tx, _CAPTURE_LOOKUP, request_ids=request_ids, group_ids=group_ids, error_ids=error_ids
+            tx,
+            _CAPTURE_LOOKUP,
+            request_ids=lookups.request_ids,
+            group_ids=lookups.group_ids,
+            error_ids=lookups.error_ids,
         ):
             if kind == "group":
-                statuses[row[0]] = row[1]
+                stored.statuses[row[0]] = row[1]
             elif kind == "request":
                 snap = snapshot_from_row(row)
-                stored_by_request[idempotency_key(snap)] = snap
+                stored.by_request[idempotency_key(snap)] = snap
             else:
                 snap = snapshot_from_row(row)
-                stored_by_id[snap.error_id] = snap
-
-        segment = _CaptureSegment()
-        for job in jobs:
-            outcomes: list[CaptureOutcome] = []
-            for item in job:
-                outcomes.append(self._plan_capture(item, segment, stored_by_request, stored_by_id, statuses))
-            segment.outcomes.append(outcomes)
-        if segment.groups:
-            await (
-                await tx.run(
-                    _UPSERT_GROUPS, groups=[g.row() for g in segment.groups.values()], open=int(GroupStatus.OPEN)
-                )
-            ).consume()
-        if segment.rows:
-            await (await tx.run(_CREATE_ERRORS, rows=segment.rows)).consume()
-        return segment.outcomes
-
-    @staticmethod
-    def _plan_capture(
-        item: NewError,
-        segment: _CaptureSegment,
-        stored_by_request: dict[str, ErrorSnapshot],
-        stored_by_id: dict[str, ErrorSnapshot],
-        statuses: dict[str, int],
-    ) -> CaptureOutcome:
-        """Decides one capture in submission order, as SQLite's one-by-one inserts would."""
-        snap = item.snapshot
-        r = snap.report
-        key = idempotency_key(snap)
-        if key and key in stored_by_request:
-            return CaptureOutcome(stored_by_request[key], duplicate=True)
-        if snap.error_id in stored_by_id:
-            # Stored by an attempt whose COMMIT reply was lost: the same outcome, counted once.
-            return CaptureOutcome(stored_by_id[snap.error_id], duplicate=False)
-        if key:
-            # A later item with the same request id, in this batch, is the duplicate.
-            stored_by_request[key] = snap
-        segment.rows.append(_error_row(snap))
-        group = segment.groups.get(snap.group_id)
-        new_group = group is None and snap.group_id not in statuses
-        if group is None:
-            group = _GroupDelta(
-                group_id=snap.group_id,
-                title=item.group_title,
-                error_type=r.error_type,
-                representative_error_id=snap.error_id,
-                first_seen=r.occurred_at,
-                last_seen=r.occurred_at,
-                max_severity=int(r.severity),
-                status=statuses.get(snap.group_id, int(GroupStatus.OPEN)),
-            )
-            segment.groups[snap.group_id] = group
-        regression = group.add(r.occurred_at, int(r.severity))
-        return CaptureOutcome(snap, duplicate=False, regression=regression, new_group=new_group)
+                stored.by_id[snap.error_id] = snap
+        plan = CapturePlan.build(jobs, stored)
+        if plan.groups:
+            groups = [_group_row(g) for g in plan.groups.values()]
+            await (await tx.run(_UPSERT_GROUPS, groups=groups, open=int(GroupStatus.OPEN))).consume()
+        if plan.fresh:
+            await (await tx.run(_CREATE_ERRORS, rows=[_error_row(i.snapshot) for i in plan.fresh])).consume()
+        return plan.outcomes
 
     async def get_error(self, error_id: str) -> ErrorSnapshot:
         found = await self.get_errors([error_id])
@@ -842,13 +741,11 @@ class Neo4jStore:
 
         async def run(session: AsyncSession) -> Page[ErrorSnapshot]:
             rows = _first(await _rows(session, query, **params, limit=page_size + 1))
-            items = [snapshot_from_row(row) for row in rows[:page_size]]
-            token = ""
-            if len(rows) > page_size:
-                last = items[-1]
-                token = self._tokens.encode(digest, [last.report.occurred_at, last.received_at])
+            items, token = self._tokens.page([snapshot_from_row(row) for row in rows], page_size, digest, error_key)
             total = -1
-            if with_total:
+            if with_total and after is None and not token:
+                total = len(items)  # the first page holds every match: no need to count them again
+            elif with_total:
                 total = int((await _rows(session, count_query, **q.params))[0][0])
             return Page(items, token, total)
 
@@ -936,58 +833,49 @@ class Neo4jStore:
     ) -> Statistics:
         if bucket <= 0:
             raise InvalidArgument.single("bucket", "must be positive")
-        # The window is [start, end): consecutive windows count each error once.
-        bounded = replace(flt)
-        bounded.start_time = start if flt.start_time is None else max(start, flt.start_time)
-        bounded.end_time = end - 1 if flt.end_time is None else min(end - 1, flt.end_time)
-        first, n_buckets = statistics_buckets(start, end, bucket)
+        bounded = statistics_filter(flt, start, end)
+        builder = StatisticsBuilder(start, end, bucket)
         q = _where(bounded)
         match = q.match()
-
         params = q.params
 
         async def grouped(expr: str) -> list[list[Any]]:
             return await self._fetch(f"{match} RETURN {expr} AS k, count(*) AS n", **params)
 
-        async def top() -> list[list[Any]]:
-            if top_groups <= 0:
-                return []
-            return await self._fetch(
-                f"{match} WITH e.group_id AS gid, count(*) AS n ORDER BY n DESC, gid LIMIT $top"
-                " OPTIONAL MATCH (g:ErrorGroup {group_id: gid}) RETURN gid, n, g.title, g.status",
-                **params,
-                top=top_groups,
-            )
-
         # Each count is a scan of the matching errors; on separate connections they overlap.
-        severities, sources, resources, resource_types, error_types, buckets, counted = await asyncio.gather(
+        severities, sources, resources, resource_types, error_types, groups, buckets = await asyncio.gather(
             grouped("e.severity"),
             grouped("e.source"),
-            grouped("e.resource_id"),
-            grouped("e.resource_type"),
-            grouped("e.error_type"),
+            grouped("coalesce(e.resource_id, '')"),
+            grouped("coalesce(e.resource_type, '')"),
+            grouped("coalesce(e.error_type, '')"),
+            grouped("e.group_id"),
             self._fetch(
                 f"{match} RETURN (e.occurred_at - $bucket_start) / $bucket_size AS b, count(*) AS n",
                 **params,
-                bucket_start=first,
+                bucket_start=builder.first,
                 bucket_size=bucket,
             ),
-            top(),
         )
-        stats = Statistics()
-        stats.by_severity = {Severity(k): n for k, n in severities}
-        stats.by_source = {Source(k): n for k, n in sources}
-        stats.by_resource = {k: n for k, n in resources if k}
-        stats.by_resource_type = {k: n for k, n in resource_types if k}
-        stats.by_error_type = {k: n for k, n in error_types if k}
-        stats.total_count = sum(stats.by_severity.values())
-        per_bucket = {b: n for b, n in buckets}
-        stats.timed_counts = [TimedCount(first + i * bucket, per_bucket.get(i, 0)) for i in range(n_buckets)]
-        stats.top_groups = [
-            GroupCount(gid, title or "", n, GroupStatus(status if status is not None else GroupStatus.OPEN))
-            for gid, n, title, status in sorted(counted, key=lambda row: (-row[1], row[0]))
-        ]
-        return stats
+        for target, rows in (
+            (builder.by_severity, severities),
+            (builder.by_source, sources),
+            (builder.by_resource, resources),
+            (builder.by_resource_type, resource_types),
+            (builder.by_error_type, error_types),
+            (builder.by_group, groups),
+            (builder.buckets, buckets),
+        ):
+            builder.add_all(target, rows)
+        top = builder.top_groups(top_groups)
+        info: dict[str, tuple[str, int]] = {}
+        if top:
+            rows = await self._fetch(
+                "UNWIND $ids AS gid MATCH (g:ErrorGroup {group_id: gid}) RETURN gid, g.title, g.status",
+                ids=[g for g, _ in top],
+            )
+            info = {gid: (title, status) for gid, title, status in rows}
+        return builder.build(group_counts(top, info))
 
     async def count_errors(self) -> int:
         async def run(session: AsyncSession) -> int:
@@ -1038,12 +926,7 @@ class Neo4jStore:
 
         async def run(session: AsyncSession) -> Page[ErrorGroup]:
             rows = await _rows(session, query, **params)
-            groups = [_group(row) for row in rows[:page_size]]
-            token = ""
-            if len(rows) > page_size:
-                last = groups[-1]
-                token = self._tokens.encode(digest, [last.count if key == "count" else last.last_seen, last.group_id])
-            return Page(groups, token)
+            return Page(*self._tokens.page([_group(row) for row in rows], page_size, digest, group_key(key == "count")))
 
         return await self._read(run)
 

@@ -6,10 +6,11 @@ accepts the same constraint and index syntax. What differs, as measured:
 
 - TEXT indexes. Neo4j 5 builds a trigram index that `CONTAINS` uses. ArcadeDB accepts
   `CREATE TEXT INDEX` but builds an ordinary LSM range index (SHOW INDEXES says RANGE) that
-  `CONTAINS` cannot use, so it only slows every capture down. The store creates it on Neo4j only.
+  `CONTAINS` cannot use. Text search no longer uses `CONTAINS` (it matches whole words, see
+  domain/words.py), so the store creates no TEXT index.
 - Full-text indexes (`CREATE FULLTEXT INDEX`, `db.index.fulltext.queryNodes`) are rejected by
-  ArcadeDB ("Only standard, RANGE and TEXT index types are supported"). The store does not use
-  them anywhere, so the text search is the same substring search on both servers.
+  ArcadeDB ("Only standard, RANGE and TEXT index types are supported"). Neither server indexes the
+  elements of a list property, so the `words` list is checked per candidate on both.
 - Uniqueness constraints. Neo4j rejects a duplicate at the statement that writes it; ArcadeDB
   accepts the statement and fails the COMMIT of an explicit transaction with
   `Neo.ClientError.Schema.ConstraintValidationFailed`. The store treats an error from either
@@ -38,12 +39,10 @@ from dataclasses import dataclass
 @dataclass(frozen=True, slots=True)
 class Dialect:
     name: str
-    # Whether `CREATE TEXT INDEX` yields an index that `CONTAINS` can use.
-    text_index_speeds_contains: bool
 
 
-NEO4J = Dialect(name="neo4j", text_index_speeds_contains=True)
-ARCADEDB = Dialect(name="arcadedb", text_index_speeds_contains=False)
+NEO4J = Dialect(name="neo4j")
+ARCADEDB = Dialect(name="arcadedb")
 
 
 def detect(server_agent: str) -> Dialect:

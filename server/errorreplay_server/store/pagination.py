@@ -15,10 +15,13 @@ import hashlib
 import hmac
 import json
 import secrets
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from errorreplay_server.domain.errors import InvalidArgument
-from errorreplay_server.domain.model import ErrorFilter
+from errorreplay_server.domain.model import ErrorFilter, ErrorGroup, ErrorSnapshot
+
+T = TypeVar("T")
 
 KEY_BYTES = 32
 # Longer tokens are refused before any decoding: ours are a few hundred characters at most.
@@ -62,6 +65,16 @@ def _valid_value(value: Any, kind: type) -> bool:
     return False
 
 
+def error_key(snapshot: ErrorSnapshot) -> list[Any]:
+    """The keyset position of a search result: (occurred_at, received_at)."""
+    return [snapshot.report.occurred_at, snapshot.received_at]
+
+
+def group_key(by_count: bool) -> Callable[[ErrorGroup], list[Any]]:
+    """The keyset position of a listed group: (count or last_seen, group_id)."""
+    return lambda g: [g.count if by_count else g.last_seen, g.group_id]
+
+
 class PageTokens:
     """Signs and checks page tokens with one database's key."""
 
@@ -74,6 +87,14 @@ class PageTokens:
     def encode(self, digest: str, key: list[Any]) -> str:
         payload = json.dumps({"q": digest, "k": key}, separators=(",", ":")).encode()
         return _b64(payload + self._mac(payload))
+
+    def page(self, items: list[T], page_size: int, digest: str, key: Callable[[T], list[Any]]) -> tuple[list[T], str]:
+        """The first page_size of `items` (read with LIMIT page_size + 1) and the token of the next
+        page, "" when there is none."""
+        if len(items) <= page_size:
+            return items, ""
+        page = items[:page_size]
+        return page, self.encode(digest, key(page[-1]))
 
     def decode(self, token: str, digest: str, key_types: tuple[type, ...]) -> list[Any] | None:
         """The key in `token`, or None for an empty token. Raises InvalidArgument("page_token")."""

@@ -1,21 +1,14 @@
 """ErrorMatcher: an ErrorFilter evaluated in memory, for live streams.
 
-It gives the same answers as the stores' queries, with one documented difference: `text` is
-matched word by word (every word of the filter must occur as a word of the message, case
-folded), which is what SQLite FTS5 does too, minus phrase adjacency inside one quoted word.
+It gives the same answers as the stores' queries, for every field: `text` has the one meaning of
+domain/words.py (every word of the filter is a word of the message), and `exclude_group_ids`
+leaves those groups out. tests/contract/filter_cases.py runs the same cases here and on each store.
 """
 
 from __future__ import annotations
 
-import re
-
 from errorreplay_server.domain.model import ErrorFilter, ErrorSnapshot
-
-_WORD = re.compile(r"\w+")
-
-
-def words(text: str) -> set[str]:
-    return set(_WORD.findall(text.casefold()))
+from errorreplay_server.domain.words import words
 
 
 class ErrorMatcher:
@@ -23,7 +16,7 @@ class ErrorMatcher:
 
     def __init__(self, flt: ErrorFilter) -> None:
         self._filter = flt
-        self._text_words = words(flt.text)
+        self._text_words = set(words(flt.text))
 
     @property
     def filter(self) -> ErrorFilter:
@@ -60,6 +53,8 @@ class ErrorMatcher:
         ):
             if wanted and wanted != actual:
                 return False
+        if f.exclude_group_ids and snapshot.group_id in f.exclude_group_ids:
+            return False
         if f.start_time is not None and r.occurred_at < f.start_time:
             return False
         if f.end_time is not None and r.occurred_at > f.end_time:
@@ -67,4 +62,4 @@ class ErrorMatcher:
         for key, value in f.tags.items():
             if r.tags.get(key) != value:
                 return False
-        return not (self._text_words and not self._text_words <= words(r.message))
+        return not (self._text_words and not self._text_words <= set(words(r.message)))

@@ -1,0 +1,346 @@
+"""What every store shares: batching of writes, capture planning, statistics assembly.
+
+The dialects (sqlite.py, neo4j.py) hold schema and query text; this module holds the decisions.
+
+- Batching. Writes are queued to one writer per store (a thread for SQLite, an asyncio task for
+  Neo4j) that drains up to MAX_JOBS_PER_COMMIT jobs into one transaction (`drain_batch`), and
+  runs consecutive capture jobs as one set-wise write (`runs`), so a commit's cost is shared.
+- CapturePlan. Given the captures of one commit and what the store already holds (the errors of
+  their idempotency keys, the statuses of their groups), it decides each outcome: duplicate,
+  new, or new and reopening a resolved group (a regression); and what the commit must write: the
+  new errors, and one delta per group (count, first/last seen, max severity, representative,
+  affected resources). It is pure: the dialect reads the lookups, then executes the plan.
+- StatisticsBuilder. The dialects count; this turns counts into a Statistics (empty keys left
+  out, one entry per bucket of `statistics_buckets`, top groups ordered by count then id).
+
+docs/ARCHITECTURE.md §3 describes the store contract this module serves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, TypeVar
+
+from errorreplay_server.domain.model import (
+    MICROS_PER_HOUR,
+    CaptureOutcome,
+    ErrorFilter,
+    ErrorSnapshot,
+    GroupCount,
+    GroupStatus,
+    Micros,
+    NewError,
+    Severity,
+    Source,
+    Statistics,
+    TimedCount,
+    idempotency_key,
+    statistics_buckets,
+)
+
+# Commits are grouped up to this many jobs; bigger groups stop paying off and delay the first caller.
+MAX_JOBS_PER_COMMIT = 256
+# Captured errors folded into one commit; a single capture call is never split.
+MAX_ERRORS_PER_COMMIT = 500
+
+J = TypeVar("J")
+
+
+# --- batching -------------------------------------------------------------------------------------
+class Stop:
+    """The marker that tells a writer to finish the batch in hand and stop."""
+
+
+STOP = Stop()
+
+
+def drain_batch(
+    first: J,
+    get_nowait: Callable[[], J | Stop],
+    errors_of: Callable[[J], int],
+    max_jobs: int = MAX_JOBS_PER_COMMIT,
+    max_errors: int = MAX_ERRORS_PER_COMMIT,
+) -> tuple[list[J], bool]:
+    """The jobs of one commit: `first` and whatever is already queued behind it, up to the caps.
+    Returns (jobs, stopping), stopping when the stop marker was met. Works over queue.SimpleQueue
+    and asyncio.Queue alike (both raise a subclass of Exception named *Empty when empty)."""
+    batch = [first]
+    errors = errors_of(first)
+    while len(batch) < max_jobs and errors < max_errors:
+        try:
+            nxt = get_nowait()
+        except (queue.Empty, asyncio.QueueEmpty):
+            break
+        if isinstance(nxt, Stop):
+            return batch, True
+        batch.append(nxt)
+        errors += errors_of(nxt)
+    return batch, False
+
+
+def runs(jobs: Sequence[J], is_capture: Callable[[J], bool]) -> Iterable[tuple[bool, list[J]]]:
+    """The jobs in order, consecutive captures together: (True, captures) or (False, [one job])."""
+    i = 0
+    while i < len(jobs):
+        if not is_capture(jobs[i]):
+            yield False, [jobs[i]]
+            i += 1
+            continue
+        j = i
+        while j < len(jobs) and is_capture(jobs[j]):
+            j += 1
+        yield True, list(jobs[i:j])
+        i = j
+
+
+# --- capture planning -----------------------------------------------------------------------------
+@dataclass(slots=True)
+class GroupDelta:
+    """What one commit does to one group."""
+
+    group_id: str
+    title: str
+    error_type: str
+    representative_error_id: str
+    first_seen: Micros
+    last_seen: Micros
+    max_severity: int
+    status: int  # the status the commit found, then OPEN once reopened
+    count: int = 0
+    reopen: bool = False
+    resources: set[str] = field(default_factory=set)
+
+    def add(self, snap: ErrorSnapshot) -> bool:
+        """Counts one error; True when it reopens a resolved group (a regression)."""
+        r = snap.report
+        regression = self.status == GroupStatus.RESOLVED
+        if regression:
+            self.status = int(GroupStatus.OPEN)
+            self.reopen = True
+        self.count += 1
+        self.first_seen = min(self.first_seen, r.occurred_at)
+        self.last_seen = max(self.last_seen, r.occurred_at)
+        self.max_severity = max(self.max_severity, int(r.severity))
+        if r.resource_id:
+            self.resources.add(r.resource_id)
+        return regression
+
+
+@dataclass(frozen=True, slots=True)
+class CaptureLookups:
+    """What the plan needs to know about the store: the keys and groups to read."""
+
+    request_ids: list[str]
+    group_ids: list[str]
+    error_ids: list[str]
+
+
+@dataclass(slots=True)
+class StoredState:
+    """What the store holds for a batch's lookups."""
+
+    # Stored errors by idempotency key (scope and request id in one string).
+    by_request: dict[str, ErrorSnapshot] = field(default_factory=dict)
+    # Stored errors by id: only a retried commit asks (its lost COMMIT may have landed).
+    by_id: dict[str, ErrorSnapshot] = field(default_factory=dict)
+    # The status of every stored group the batch touches.
+    statuses: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class CapturePlan:
+    """The decisions for the captures of one commit, in submission order."""
+
+    outcomes: list[list[CaptureOutcome]]  # one list per capture job
+    fresh: list[NewError]  # the errors to insert
+    groups: dict[str, GroupDelta]  # the groups to upsert
+
+    @staticmethod
+    def lookups(jobs: Sequence[Sequence[NewError]], *, retry: bool = False) -> CaptureLookups:
+        items = [item for job in jobs for item in job]
+        return CaptureLookups(
+            request_ids=sorted({key for i in items if (key := idempotency_key(i.snapshot))}),
+            group_ids=sorted({i.snapshot.group_id for i in items}),
+            error_ids=[i.snapshot.error_id for i in items] if retry else [],
+        )
+
+    @classmethod
+    def build(cls, jobs: Sequence[Sequence[NewError]], stored: StoredState) -> CapturePlan:
+        """Decides every capture as one-by-one inserts would: an idempotency key seen before (in
+        the store or earlier in the batch) is a duplicate of the first; the first error on a
+        resolved group reopens it and is the regression, the rest of the batch sees it open."""
+        by_request = dict(stored.by_request)
+        plan = cls([], [], {})
+        for job in jobs:
+            outcomes: list[CaptureOutcome] = []
+            for item in job:
+                outcomes.append(plan._decide(item, by_request, stored))
+            plan.outcomes.append(outcomes)
+        return plan
+
+    def _decide(self, item: NewError, by_request: dict[str, ErrorSnapshot], stored: StoredState) -> CaptureOutcome:
+        snap = item.snapshot
+        r = snap.report
+        key = idempotency_key(snap)
+        if key and key in by_request:
+            return CaptureOutcome(by_request[key], duplicate=True)
+        if snap.error_id in stored.by_id:
+            # Stored by an attempt whose COMMIT reply was lost: the same outcome, counted once.
+            return CaptureOutcome(stored.by_id[snap.error_id], duplicate=False)
+        if key:
+            by_request[key] = snap
+        self.fresh.append(item)
+        group = self.groups.get(snap.group_id)
+        # The first error of a group no commit has seen yet (notifications' "new group" trigger).
+        new_group = group is None and snap.group_id not in stored.statuses
+        if group is None:
+            group = GroupDelta(
+                group_id=snap.group_id,
+                title=item.group_title,
+                error_type=r.error_type,
+                representative_error_id=snap.error_id,
+                first_seen=r.occurred_at,
+                last_seen=r.occurred_at,
+                max_severity=int(r.severity),
+                status=stored.statuses.get(snap.group_id, int(GroupStatus.OPEN)),
+            )
+            self.groups[snap.group_id] = group
+        regression = group.add(snap)
+        return CaptureOutcome(snap, duplicate=False, regression=regression, new_group=new_group)
+
+
+# --- statistics -----------------------------------------------------------------------------------
+def statistics_filter(flt: ErrorFilter, start: Micros, end: Micros) -> ErrorFilter:
+    """The filter bounded to the statistics window [start, end) (inclusive bounds end - 1), so
+    that consecutive windows count each error once."""
+    bounded = replace(flt)
+    bounded.start_time = start if flt.start_time is None else max(start, flt.start_time)
+    bounded.end_time = end - 1 if flt.end_time is None else min(end - 1, flt.end_time)
+    return bounded
+
+
+class StatisticsBuilder:
+    """Accumulates counts from any number of reads (rows, rollups, or both), then builds."""
+
+    def __init__(self, start: Micros, end: Micros, bucket: Micros) -> None:
+        self.first, self.n_buckets = statistics_buckets(start, end, bucket)
+        self.bucket = bucket
+        self.by_severity: dict[Any, int] = {}
+        self.by_source: dict[Any, int] = {}
+        self.by_resource: dict[Any, int] = {}
+        self.by_resource_type: dict[Any, int] = {}
+        self.by_error_type: dict[Any, int] = {}
+        self.by_group: dict[Any, int] = {}
+        self.buckets: dict[int, int] = {}
+
+    @staticmethod
+    def add(counts: dict[Any, int], key: Any, n: int) -> None:
+        """Counts n under key; the empty string (a field not set) is not a key."""
+        if key != "" and n:
+            counts[key] = counts.get(key, 0) + n
+
+    def add_all(self, counts: dict[Any, int], rows: Iterable[Sequence[Any]]) -> None:
+        for key, n in rows:
+            self.add(counts, key, n)
+
+    def top_groups(self, limit: int) -> list[tuple[str, int]]:
+        """The `limit` groups with the most errors, ties by group id."""
+        return sorted(self.by_group.items(), key=lambda g: (-g[1], g[0]))[: max(0, limit)]
+
+    def build(self, top_groups: Sequence[GroupCount] = ()) -> Statistics:
+        return Statistics(
+            total_count=sum(self.by_severity.values()),
+            by_severity={Severity(k): n for k, n in self.by_severity.items()},
+            by_source={Source(k): n for k, n in self.by_source.items()},
+            by_resource=dict(self.by_resource),
+            by_resource_type=dict(self.by_resource_type),
+            by_error_type=dict(self.by_error_type),
+            timed_counts=[
+                TimedCount(self.first + i * self.bucket, self.buckets.get(i, 0)) for i in range(self.n_buckets)
+            ],
+            top_groups=list(top_groups),
+        )
+
+
+def group_counts(counted: Sequence[tuple[str, int]], info: dict[str, tuple[str, int]]) -> list[GroupCount]:
+    """Top groups with their titles and statuses (info: group id -> (title, status)), in order."""
+    out = []
+    for gid, n in counted:
+        title, status = info.get(gid, ("", int(GroupStatus.OPEN)))
+        out.append(GroupCount(gid, title or "", n, GroupStatus(status if status is not None else GroupStatus.OPEN)))
+    return out
+
+
+# --- statistics rollups ---------------------------------------------------------------------------
+# Hourly counts per dimension, maintained at capture, so that statistics over a window read a row
+# per (hour, dimension, key) instead of a row per error. The dimension numbers are stored.
+ROLLUP_HOUR = MICROS_PER_HOUR
+ROLLUP_SEVERITY, ROLLUP_SOURCE, ROLLUP_RESOURCE, ROLLUP_RESOURCE_TYPE, ROLLUP_ERROR_TYPE, ROLLUP_GROUP = range(6)
+
+
+def rollup_counts(snapshots: Iterable[ErrorSnapshot]) -> dict[tuple[int, int, str], int]:
+    """(hour, dimension, key) -> how many of `snapshots` add to it. Empty keys are not counted."""
+    counts: dict[tuple[int, int, str], int] = {}
+    for snap in snapshots:
+        r = snap.report
+        hour = r.occurred_at - r.occurred_at % ROLLUP_HOUR
+        for dimension, key in (
+            (ROLLUP_SEVERITY, str(int(r.severity))),
+            (ROLLUP_SOURCE, str(int(r.source))),
+            (ROLLUP_RESOURCE, r.resource_id),
+            (ROLLUP_RESOURCE_TYPE, r.resource_type),
+            (ROLLUP_ERROR_TYPE, r.error_type),
+            (ROLLUP_GROUP, snap.group_id),
+        ):
+            if key:
+                counts[hour, dimension, key] = counts.get((hour, dimension, key), 0) + 1
+    return counts
+
+
+@dataclass(frozen=True, slots=True)
+class RollupSplit:
+    """A statistics window cut into whole hours, read from rollups, and the partial hours at its
+    edges, read from rows. Times are inclusive bounds on occurred_at, like ErrorFilter's."""
+
+    first_hour: Micros  # the whole hours are [first_hour, end_hour)
+    end_hour: Micros
+    edges: list[tuple[Micros, Micros]]
+
+
+def rollup_split(bounded: ErrorFilter, bucket: Micros) -> RollupSplit | None:
+    """How to read statistics for `bounded` (a statistics_filter) from rollups, or None when they
+    cannot answer it: a condition other than time (rollups count dimensions one by one, not their
+    combinations), buckets that are not whole hours, or a window without a whole hour."""
+    assert bounded.start_time is not None and bounded.end_time is not None
+    only_time = bounded == ErrorFilter(start_time=bounded.start_time, end_time=bounded.end_time)
+    if not only_time or bucket % ROLLUP_HOUR:
+        return None
+    lo, hi = bounded.start_time, bounded.end_time + 1  # [lo, hi)
+    first_hour = -(-lo // ROLLUP_HOUR) * ROLLUP_HOUR
+    end_hour = hi - hi % ROLLUP_HOUR
+    if first_hour >= end_hour:
+        return None
+    edges = [(a, b - 1) for a, b in ((lo, first_hour), (end_hour, hi)) if a < b]
+    return RollupSplit(first_hour, end_hour, edges)
+
+
+def add_rollup_rows(builder: StatisticsBuilder, rows: Iterable[Sequence[Any]]) -> None:
+    """Adds (hour, dimension, key, count) rows; the buckets are whole hours (rollup_split)."""
+    targets = {
+        ROLLUP_SEVERITY: builder.by_severity,
+        ROLLUP_SOURCE: builder.by_source,
+        ROLLUP_RESOURCE: builder.by_resource,
+        ROLLUP_RESOURCE_TYPE: builder.by_resource_type,
+        ROLLUP_ERROR_TYPE: builder.by_error_type,
+        ROLLUP_GROUP: builder.by_group,
+    }
+    for hour, dimension, key, n in rows:
+        if dimension in (ROLLUP_SEVERITY, ROLLUP_SOURCE):
+            key = int(key)
+        builder.add(targets[dimension], key, n)
+        if dimension == ROLLUP_SEVERITY:
+            index = (hour - builder.first) // builder.bucket
+            builder.buckets[index] = builder.buckets.get(index, 0) + n
