@@ -41,11 +41,6 @@ def ok(server: ServerProcess, *args: str) -> str:
     return done.stdout
 
 
-def skip_if_unimplemented(done: subprocess.CompletedProcess[str], rpc: str) -> None:
-    if done.returncode == 1 and done.stderr.startswith("errorreplay: UNIMPLEMENTED"):
-        pytest.skip(f"{rpc} answers UNIMPLEMENTED on this server; this test runs once it lands")
-
-
 def test_capture_get_search_stats(server: ServerProcess) -> None:
     run = uuid.uuid4().hex
     capture = [
@@ -128,14 +123,11 @@ def test_demo_then_replay(server: ServerProcess) -> None:
     assert correlation is not None
     found = json.loads(ok(server, "search", "--correlation-id", correlation.group(1), "--json"))
     assert sorted(e["error_id"] for e in found["errors"]) == sorted(error_id for error_id, _ in errors)
-    if "UNIMPLEMENTED" in out:
-        pytest.skip("ReplayError answers UNIMPLEMENTED on this server; the demo printed the captured ids")
     assert "\x1b" not in out  # stdout is a pipe: no colour
     web_error = errors[-1][0]
     assert f"$ errorreplay replay {web_error}" in out
 
     replay = cli(server, "replay", web_error)
-    skip_if_unimplemented(replay, "ReplayError")
     assert replay.returncode == 0, replay.stderr
     text = replay.stdout
     assert text.startswith(f"Replay of {web_error}  HIGH  web-frontend")
@@ -183,7 +175,6 @@ def test_watch_prints_one_line_per_error_and_exits_0_on_ctrl_c(server: ServerPro
         while len(seen) < 2 and time.monotonic() < deadline:
             if proc.poll() is not None:
                 done = subprocess.CompletedProcess(proc.args, proc.returncode, "", proc.stderr.read())
-                skip_if_unimplemented(done, "SubscribeErrors")
                 pytest.fail(f"watch exited with {proc.returncode}: {done.stderr}")
             try:
                 seen.append(lines.get(timeout=1.0))

@@ -31,11 +31,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     proc.stop()
 
 
-def skip_if_unimplemented(exc: grpc.RpcError, rpc: str) -> None:
-    if isinstance(exc, grpc.Call) and exc.code() == grpc.StatusCode.UNIMPLEMENTED:
-        pytest.skip(f"{rpc} answers UNIMPLEMENTED on this server; this test runs once it lands")
-
-
 class DeployFailedError(RuntimeError):
     pass
 
@@ -112,11 +107,7 @@ async def test_async_replay(server: ServerProcess) -> None:
     run = uuid.uuid4().hex
     async with ErrorReplayClient(server.address) as c:
         captured = await c.capture(failing_report(run, f"api-{run}", f"corr-{run}"))
-        try:
-            replay = await c.replay(captured.error_id)
-        except grpc.aio.AioRpcError as exc:
-            skip_if_unimplemented(exc, "ReplayError")
-            raise
+        replay = await c.replay(captured.error_id)
     assert replay.error.error_id == captured.error_id
     assert captured.error_id in [e.reference_id for e in replay.timeline]
 
@@ -142,9 +133,6 @@ async def test_async_subscribe_resumes_then_goes_live(server: ServerProcess) -> 
                         ids.append((await c.capture(report(3))).error_id)  # then one live
                     if len(received) == 3:
                         break
-        except grpc.aio.AioRpcError as exc:
-            skip_if_unimplemented(exc, "SubscribeErrors")
-            raise
         finally:
             await stream.aclose()
     assert received == ids[1:]
@@ -162,11 +150,7 @@ def test_sync_client_end_to_end(server: ServerProcess) -> None:
         with pytest.raises(grpc.RpcError) as info:
             c.get("err_missing")
         assert isinstance(info.value, grpc.Call) and info.value.code() == grpc.StatusCode.NOT_FOUND
-        try:
-            replay = c.replay(captured.error_id)
-        except grpc.RpcError as exc:
-            skip_if_unimplemented(exc, "ReplayError")
-            raise
+        replay = c.replay(captured.error_id)
         assert replay.error.error_id == captured.error_id
 
 
@@ -180,14 +164,10 @@ def test_sync_subscribe_replays_what_was_missed(server: ServerProcess) -> None:
             for i in range(3)
         ]
         received: list[str] = []
-        try:
-            for message in c.subscribe(m.ErrorFilter(tags={"run": run}), resume_after=ids[0]):
-                received.append(message.error.error_id)
-                if len(received) == 2:
-                    break
-        except grpc.RpcError as exc:
-            skip_if_unimplemented(exc, "SubscribeErrors")
-            raise
+        for message in c.subscribe(m.ErrorFilter(tags={"run": run}), resume_after=ids[0]):
+            received.append(message.error.error_id)
+            if len(received) == 2:
+                break
     assert received == ids[1:]
 
 

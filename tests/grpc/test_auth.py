@@ -486,12 +486,9 @@ async def test_tokens_never_reach_logs_or_statuses(
         assert token not in text
 
 
-# --- `errorreplay serve` reads the settings (once server.py and settings.py are wired) --------------
-
-WIRED = "security" in getattr(Settings, "__dataclass_fields__", {})
+# --- `errorreplay serve` reads the security settings -------------------------------------------------
 
 
-@pytest.mark.skipif(not WIRED, reason="Settings.security is not wired into settings.py and serve() yet")
 def test_serve_applies_auth_from_the_environment(tmp_path: Path) -> None:
     import grpc as sync_grpc
 
