@@ -740,15 +740,19 @@ def _warn_deprecated(old: str, new: str) -> None:
 NOTIFICATIONS_SECTION = "notifications"
 
 
-def read_config_file(path: Path) -> dict[tuple[str, str], Any]:
-    """(section, key) -> TOML value; ConfigError naming the file and an unknown key."""
+def _read_toml(path: Path) -> dict[str, Any]:
     try:
         with path.open("rb") as file:
-            doc = tomllib.load(file)
+            return tomllib.load(file)
     except OSError as exc:
         raise ConfigError(f"config file {path}: cannot read: {exc.strerror or exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path}: not valid TOML: {exc}") from None
+
+
+def read_config_file(path: Path) -> dict[tuple[str, str], Any]:
+    """(section, key) -> TOML value; ConfigError naming the file and an unknown key."""
+    doc = _read_toml(path)
     values: dict[tuple[str, str], Any] = {}
     for section, table in doc.items():
         if section == NOTIFICATIONS_SECTION:
@@ -830,7 +834,9 @@ def _with_notifications(settings: Settings, config_file: Path | None, environ: M
     from errorreplay_server.notify import config as notify_config
 
     try:
-        table = notify_config.load_table(config_file) if config_file is not None else {}
+        table = _read_toml(config_file).get(NOTIFICATIONS_SECTION, {}) if config_file is not None else {}
+        if not isinstance(table, dict):
+            raise ValueError(f"config file {config_file}: [{NOTIFICATIONS_SECTION}] must be a table")
         targets = notify_config.parse_targets(table.get("targets", {}), environ)
         rules = notify_config.parse_rules(table.get("rules", []), targets)
     except ValueError as exc:

@@ -20,6 +20,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 from errorreplay_server.collectors.base import Collector, CollectorResult, error_time
 from errorreplay_server.collectors.circuit import CircuitBreaker
@@ -126,17 +127,7 @@ class EnrichmentQueue:
         *,
         scrub_text: Callable[[str], str] = _unchanged,
     ) -> EnrichmentQueue:
-        return cls(
-            store,
-            collectors,
-            scrub_text=scrub_text,
-            log_line_max_chars=settings.log_line_max_chars,
-            workers=settings.enrichment_workers,
-            max_queued=settings.enrichment_queue_size,
-            timeout_seconds=settings.timeout_seconds,
-            breaker_failures=settings.breaker_failures,
-            breaker_cooldown_seconds=settings.breaker_cooldown_seconds,
-        )
+        return cls(store, collectors, scrub_text=scrub_text, **queue_options(settings))
 
     # --- lifecycle --------------------------------------------------------------------------
     async def start(self) -> None:
@@ -436,6 +427,18 @@ def not_collected_before_restart(context: ErrorContext) -> ErrorContext:
         for s in context.statuses
     ]
     return replace(context, statuses=statuses)
+
+
+def queue_options(settings: CollectorSettings) -> dict[str, Any]:
+    """The EnrichmentQueue arguments that come from the collector settings."""
+    return {
+        "log_line_max_chars": settings.log_line_max_chars,
+        "workers": settings.enrichment_workers,
+        "max_queued": settings.enrichment_queue_size,
+        "timeout_seconds": settings.timeout_seconds,
+        "breaker_failures": settings.breaker_failures,
+        "breaker_cooldown_seconds": settings.breaker_cooldown_seconds,
+    }
 
 
 def keep_earlier_data(earlier: ErrorContext, fresh: ErrorContext) -> ErrorContext:

@@ -25,7 +25,12 @@ from nats.aio.msg import Msg
 from nats.js import api as js_api
 from nats.js.errors import FetchTimeoutError
 
-from errorreplay_server.capture.enrichment import EnrichmentQueue, _unchanged, not_collected_before_restart
+from errorreplay_server.capture.enrichment import (
+    EnrichmentQueue,
+    _unchanged,
+    not_collected_before_restart,
+    queue_options,
+)
 from errorreplay_server.collectors.base import Collector, error_time
 from errorreplay_server.collectors.settings import CollectorSettings
 from errorreplay_server.domain.errors import DomainError, NotFound
@@ -91,19 +96,7 @@ class JetStreamEnrichmentQueue(EnrichmentQueue):
         *,
         scrub_text: Callable[[str], str] = _unchanged,
     ) -> JetStreamEnrichmentQueue:
-        return cls(
-            store,
-            collectors,
-            nc,
-            nats_settings,
-            scrub_text=scrub_text,
-            log_line_max_chars=settings.log_line_max_chars,
-            workers=settings.enrichment_workers,
-            max_queued=settings.enrichment_queue_size,
-            timeout_seconds=settings.timeout_seconds,
-            breaker_failures=settings.breaker_failures,
-            breaker_cooldown_seconds=settings.breaker_cooldown_seconds,
-        )
+        return cls(store, collectors, nc, nats_settings, scrub_text=scrub_text, **queue_options(settings))
 
     @property
     def depth(self) -> int:

@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import os
 import re
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from pathlib import Path
 from typing import Any
 
 from google.protobuf import json_format
@@ -112,21 +110,6 @@ class NotifySettings:
         from errorreplay_server.settings import Settings
 
         return Settings.from_env(os.environ if env is None else env).notify
-
-
-def load_table(path: Path) -> Mapping[str, Any]:
-    """The `[notifications]` table of a TOML file ({} when it has none)."""
-    try:
-        with path.open("rb") as f:
-            document = tomllib.load(f)
-    except OSError as exc:
-        raise ValueError(f"ERRORREPLAY_CONFIG: cannot read {path}: {exc.strerror or exc}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ValueError(f"ERRORREPLAY_CONFIG: {path} is not valid TOML: {exc}") from exc
-    table = document.get("notifications", {})
-    if not isinstance(table, dict):
-        raise ValueError("ERRORREPLAY_CONFIG: [notifications] must be a table")
-    return table
 
 
 _ENV_NAME = re.compile(r"[^A-Z0-9]")
