@@ -107,7 +107,11 @@ target = "slack"
             with (
                 slow_backend() as backend,
                 errorreplay_server(
-                    Path(tmp) / "on", PROMETHEUS_URL=backend, LOKI_URL=backend, TEMPO_URL=backend, **env
+                    Path(tmp) / "on",
+                    ERRORREPLAY_PROMETHEUS_URL=backend,
+                    ERRORREPLAY_LOKI_URL=backend,
+                    ERRORREPLAY_TEMPO_URL=backend,
+                    **env,
                 ) as address,
             ):
                 results["enrichment_on"] = await measure(address, receiver, count)

@@ -261,10 +261,10 @@ def jetstream_fanout(tmp_path: Path, seconds: float) -> dict[str, Any]:
         env = {
             "ERRORREPLAY_ENRICHMENT": "off",
             "ERRORREPLAY_STORE": "neo4j",
-            "NEO4J_URI": bolt.uri,
-            "NEO4J_USERNAME": bolt.username,
-            "NEO4J_PASSWORD": bolt.password,
-            "NEO4J_DATABASE": bolt.database,
+            "ERRORREPLAY_NEO4J_URI": bolt.uri,
+            "ERRORREPLAY_NEO4J_USERNAME": bolt.username,
+            "ERRORREPLAY_NEO4J_PASSWORD": bolt.password,
+            "ERRORREPLAY_NEO4J_DATABASE": bolt.database,
             "ERRORREPLAY_NATS_URL": nats.url,
         }
         with (
@@ -334,9 +334,9 @@ def main() -> None:
             slow_backend() as backend,
             errorreplay_server(
                 tmp_path / "capture-on",
-                PROMETHEUS_URL=backend,
-                LOKI_URL=backend,
-                TEMPO_URL=backend,
+                ERRORREPLAY_PROMETHEUS_URL=backend,
+                ERRORREPLAY_LOKI_URL=backend,
+                ERRORREPLAY_TEMPO_URL=backend,
                 ERRORREPLAY_METRICS_PORT=str(metrics_port),
             ) as address,
         ):

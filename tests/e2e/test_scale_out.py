@@ -37,10 +37,10 @@ PENDING = m.COLLECTION_STATE_PENDING
 def replica_env(bolt: BoltServer, nats_url: str, **extra: str) -> dict[str, str]:
     return {
         "ERRORREPLAY_STORE": "neo4j",
-        "NEO4J_URI": bolt.uri,
-        "NEO4J_USERNAME": bolt.username,
-        "NEO4J_PASSWORD": bolt.password,
-        "NEO4J_DATABASE": bolt.database,
+        "ERRORREPLAY_NEO4J_URI": bolt.uri,
+        "ERRORREPLAY_NEO4J_USERNAME": bolt.username,
+        "ERRORREPLAY_NEO4J_PASSWORD": bolt.password,
+        "ERRORREPLAY_NEO4J_DATABASE": bolt.database,
         "ERRORREPLAY_NATS_URL": nats_url,
         **extra,
     }
@@ -252,7 +252,7 @@ async def test_jobs_of_a_killed_replica_are_completed_by_the_other(
     env = replica_env(
         bolt_server,
         nats_server.url,
-        PROMETHEUS_URL=slow_backend,
+        ERRORREPLAY_PROMETHEUS_URL=slow_backend,
         ERRORREPLAY_COLLECTOR_TIMEOUT="10s",
         ERRORREPLAY_ENRICHMENT_WORKERS="4",
         ERRORREPLAY_NATS_JOB_ACK_WAIT_SECONDS="4",
