@@ -212,7 +212,7 @@ _SELECT_ERRORS = f"SELECT {_ERROR_COLUMNS} FROM errors JOIN error_docs USING (se
 
 def _connect(path: str) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    # 8 KiB pages fit two ~2 KB rows where 4 KiB pages fit one (DESIGN §7); only takes effect
+    # 8 KiB pages fit two ~2 KB rows where 4 KiB pages fit one (docs/ARCHITECTURE.md §3); only takes effect
     # on a new database.
     conn.execute("PRAGMA page_size=8192")
     conn.execute("PRAGMA journal_mode=WAL")
