@@ -32,10 +32,12 @@ from errorreplay_server.domain.model import (
     ErrorSnapshot,
     GroupOrder,
     GroupStatus,
+    Micros,
     Severity,
     Statistics,
     TimedCount,
     now_micros,
+    statistics_buckets,
 )
 from errorreplay_server.http.errors import HTTP_STATUS
 
@@ -389,27 +391,27 @@ class Console:
         if window_name not in WINDOWS:
             return self._problem(request, viewer, InvalidArgument.single("window", "must be 1h, 6h, 24h or 7d"))
         window, bucket = WINDOWS[window_name]
-        end = now_micros()
-        start = end - window
 
-        # The chart is one store call (whole hours from the store's hourly rollups), the totals and
-        # top groups another; cached all the same, as every view of a window asks the same.
-        async def compute() -> tuple[Statistics, dict[Severity, list[TimedCount]]]:
+        # The chart is one store call, the totals and top groups another; both read the store's
+        # hourly rollups for whole hours (the totals ask for hourly buckets, which they do not
+        # show, for that). Cached all the same, as every view of a window asks the same.
+        async def compute() -> tuple[Micros, Statistics, dict[Severity, list[TimedCount]]]:
+            end = now_micros()
+            start = end - window
             overall, by_severity = await asyncio.gather(
-                self._plane.statistics(start, end, bucket, ErrorFilter(), 10, include_muted=False),
+                self._plane.statistics(start, end, MICROS_PER_HOUR, ErrorFilter(), 10, include_muted=False),
                 self._plane.severity_timed_counts(start, end, bucket, include_muted=False),
             )
-            return overall, by_severity
+            return end, overall, by_severity
 
         try:
-            computed_at, (overall, by_severity) = await self._cache.get(
-                ("statistics", window_name), lambda: _stamped(compute)
-            )
+            computed_at, overall, by_severity = await self._cache.get(("statistics", window_name), compute)
         except DomainError as exc:
             return self._problem(request, viewer, exc)
-        none = [0] * len(overall.timed_counts)  # a severity without errors in the window
+        first, n_buckets = statistics_buckets(computed_at - window, computed_at, bucket)
+        none = [0] * n_buckets  # a severity without errors in the window
         chart = drawing.stacked_bars(
-            [c.start_time for c in overall.timed_counts],
+            [first + i * bucket for i in range(n_buckets)],
             [
                 (s.name.lower(), [c.count for c in by_severity[s]] if s in by_severity else none)
                 for s in CHART_SEVERITIES
@@ -459,11 +461,6 @@ class Console:
         response = web.Response(status=303, headers={"Location": "/signin"})
         self._sessions.sign_out(response)
         return response
-
-
-async def _stamped(compute: Callable[[], Awaitable[Any]]) -> tuple[int, Any]:
-    at = now_micros()
-    return at, await compute()
 
 
 def replay_values(snapshot: ErrorSnapshot, analysis: ReplayAnalysis) -> dict[str, Any]:
