@@ -38,6 +38,7 @@ from errorreplay_server.domain.model import (
     Resource,
     Severity,
     Statistics,
+    TimedCount,
     Topology,
     now_micros,
     statistics_buckets,
@@ -245,21 +246,29 @@ class DataPlane:
         top_groups: int,
         include_muted: bool,
     ) -> Statistics:
-        end = now_micros() if end is None else end
-        start = end - DEFAULT_WINDOW if start is None else start
-        if end < start:
-            raise InvalidArgument.single("end_time", "is before start_time")
-        bucket = bucket or DEFAULT_BUCKET
-        if bucket < 0:
-            raise InvalidArgument.single("bucket", "must be positive")
-        if statistics_buckets(start, end, bucket)[1] > MAX_BUCKETS:
-            raise InvalidArgument.single("bucket", f"gives more than {MAX_BUCKETS} buckets for this range")
+        start, end, bucket = _statistics_window(start, end, bucket)
         if top_groups < 0:
             raise InvalidArgument.single("top_groups_limit", "must not be negative")
         flt = self._checked_filter(flt)
         if not include_muted:
             flt = replace(flt, exclude_group_ids=await self._store.muted_group_ids())
         return await self._store.statistics(flt, start, end, bucket, top_groups or DEFAULT_TOP_GROUPS)
+
+    async def severity_timed_counts(
+        self, start: Micros | None, end: Micros | None, bucket: Micros, include_muted: bool
+    ) -> dict[Severity, list[TimedCount]]:
+        """Per severity, the timed counts `statistics` gives for that severity alone, in one store
+        call (Store.severity_timed_counts)."""
+        start, end, bucket = _statistics_window(start, end, bucket)
+        muted = [] if include_muted else await self._store.muted_group_ids()
+        return await self._store.severity_timed_counts(start, end, bucket, muted)
+
+    async def group_timed_counts(
+        self, group_id: str, start: Micros | None, end: Micros | None, bucket: Micros
+    ) -> list[TimedCount]:
+        self._required_id("group_id", group_id)
+        start, end, bucket = _statistics_window(start, end, bucket)
+        return await self._store.group_timed_counts(group_id, start, end, bucket)
 
     # --- streaming --------------------------------------------------------------------------
     async def subscribe(
@@ -411,3 +420,17 @@ def _map_violations(field: str, entries: dict[str, str], max_entries: int, limit
         if len(value) > limits.max_tag_value_chars:
             out.append((f"{field}[{key[:32]!r}]", f"is longer than {limits.max_tag_value_chars} characters"))
     return out
+
+
+def _statistics_window(start: Micros | None, end: Micros | None, bucket: Micros) -> tuple[Micros, Micros, Micros]:
+    """A statistics window with its defaults filled in (the last 24 h, hourly), or InvalidArgument."""
+    end = now_micros() if end is None else end
+    start = end - DEFAULT_WINDOW if start is None else start
+    if end < start:
+        raise InvalidArgument.single("end_time", "is before start_time")
+    bucket = bucket or DEFAULT_BUCKET
+    if bucket < 0:
+        raise InvalidArgument.single("bucket", "must be positive")
+    if statistics_buckets(start, end, bucket)[1] > MAX_BUCKETS:
+        raise InvalidArgument.single("bucket", f"gives more than {MAX_BUCKETS} buckets for this range")
+    return start, end, bucket

@@ -219,3 +219,35 @@ async def test_sparklines_are_svg_images_for_readers_only(running: RunningServer
         svg = await r.text()
         assert r.status == 200 and r.headers["Content-Type"].startswith("image/svg+xml")
         assert "<polyline points=" in svg and "1 errors in the last 24 h" in svg
+
+
+async def test_statistics_chart_counts_each_severity_and_leaves_muted_groups_out(
+    running: RunningServer, tokens: Tokens
+) -> None:
+    url = base(running)
+    from errorreplay.client import ErrorReplayClient
+
+    async with ErrorReplayClient(f"127.0.0.1:{running.port}", token=tokens.admin) as client:
+        for message, severity in (
+            ("disk full", m.SEVERITY_HIGH),
+            ("disk full", m.SEVERITY_HIGH),
+            ("slow query", m.SEVERITY_LOW),
+        ):
+            await client.capture(m.ErrorReport(message=message, severity=severity, source=m.SOURCE_APPLICATION))
+        noisy = await client.capture(
+            m.ErrorReport(
+                message="noisy", error_type="Noisy", severity=m.SEVERITY_CRITICAL, source=m.SOURCE_APPLICATION
+            )
+        )
+        await client.update_group(noisy.group_id, m.ERROR_GROUP_STATUS_MUTED)
+    reader = await signed_in(url, tokens.reader)
+    async with reader:
+        for window in ("1h", "24h"):  # rows (5-minute buckets), then hourly rollups and edge rows
+            async with reader.get(url + f"/statistics?window={window}") as r:
+                html = await r.text()
+                assert r.status == 200
+            chart = html[html.index('id="severity-chart"') : html.index("</svg>")]
+            drawn: dict[str, int] = {}
+            for count, name in re.findall(r": (\d+) (\w+)</title>", chart):
+                drawn[name] = drawn.get(name, 0) + int(count)
+            assert drawn == {"high": 2, "low": 1}, window

@@ -523,6 +523,65 @@ async def test_statistics_of_whole_hours_and_partial_edges_count_every_error_onc
         assert [(g.group_id, g.count) for g in two_hours.top_groups] == [(f"grp_{run}_a", 2)]
 
 
+async def test_timed_counts_by_severity_and_group_equal_per_severity_statistics(store: Store) -> None:
+    # Whole hours (SQLite: rollups), partial edge hours and sub-hour buckets (rows), an excluded
+    # (muted) group taken away: each series equals what statistics() gives for that severity.
+    run = uid()
+    hour = MICROS_PER_HOUR
+    base = T0 - T0 % hour + (int(run[-6:], 16) % 100_000 + 200_000) * 24 * hour
+    start, end = base + 20 * MICROS_PER_MINUTE, base + 3 * hour + 15 * MICROS_PER_MINUTE
+    a, b, muted = (f"grp_{run}_{x}" for x in ("a", "b", "muted"))
+    placed = [
+        (base + 10 * MICROS_PER_MINUTE, Severity.LOW, a),  # before the window
+        (base + 20 * MICROS_PER_MINUTE, Severity.LOW, a),  # first partial hour, on the start
+        (base + 59 * MICROS_PER_MINUTE, Severity.HIGH, b),  # first partial hour
+        (base + hour, Severity.HIGH, a),  # whole hour 1
+        (base + hour + 5, Severity.CRITICAL, b),  # whole hour 1
+        (base + hour + 6, Severity.CRITICAL, muted),  # whole hour 1, excluded
+        (base + 2 * hour + 30 * MICROS_PER_MINUTE, Severity.HIGH, a),  # whole hour 2
+        (base + 2 * hour + 31 * MICROS_PER_MINUTE, Severity.HIGH, muted),  # whole hour 2, excluded
+        (base + 3 * hour + 1, Severity.LOW, muted),  # last partial hour, excluded
+        (base + 3 * hour + 14 * MICROS_PER_MINUTE, Severity.LOW, b),  # last partial hour
+        (base + 3 * hour + 15 * MICROS_PER_MINUTE, Severity.LOW, b),  # on the end: outside
+    ]
+    for i, (at, severity, gid) in enumerate(placed):
+        await capture_one(store, message=f"timed {i}", severity=severity, group_id=gid, occurred_at=at)
+
+    def series(counts: list[object]) -> list[tuple[int, int]]:
+        return [(t.start_time, t.count) for t in counts]  # type: ignore[attr-defined]
+
+    by_severity = await store.severity_timed_counts(start, end, hour, [muted])
+    assert {s: series(c) for s, c in by_severity.items()} == {
+        Severity.LOW: [(base, 1), (base + hour, 0), (base + 2 * hour, 0), (base + 3 * hour, 1)],
+        Severity.HIGH: [(base, 1), (base + hour, 1), (base + 2 * hour, 1), (base + 3 * hour, 0)],
+        Severity.CRITICAL: [(base, 0), (base + hour, 1), (base + 2 * hour, 0), (base + 3 * hour, 0)],
+    }
+    with_muted = await store.severity_timed_counts(start, end, hour)
+    assert series(with_muted[Severity.HIGH])[2] == (base + 2 * hour, 2)
+    assert series(with_muted[Severity.LOW])[3] == (base + 3 * hour, 2)
+    for bucket in (hour, 2 * hour, 15 * MICROS_PER_MINUTE):
+        for excluded in ([], [muted]):
+            counts = await store.severity_timed_counts(start, end, bucket, excluded)
+            for severity in Severity:
+                flt = ErrorFilter(severities=[severity], exclude_group_ids=excluded)
+                expected = (await store.statistics(flt, start, end, bucket, 1)).timed_counts
+                if any(t.count for t in expected):
+                    assert series(counts[severity]) == series(expected), (bucket, excluded, severity)
+                else:
+                    assert severity not in counts
+        for gid in (a, b, muted, f"grp_{run}_unknown"):
+            expected = (await store.statistics(ErrorFilter(group_id=gid), start, end, bucket, 1)).timed_counts
+            assert series(await store.group_timed_counts(gid, start, end, bucket)) == series(expected)
+    assert series(await store.group_timed_counts(a, start, end, hour)) == [
+        (base, 1),
+        (base + hour, 1),
+        (base + 2 * hour, 1),
+        (base + 3 * hour, 0),
+    ]
+    with pytest.raises(InvalidArgument):
+        await store.group_timed_counts(a, start, end, 0)
+
+
 async def test_list_groups_ordered_and_paginated(store: Store) -> None:
     run = uid()
     gids = [f"grp_{run}_{i}" for i in range(4)]

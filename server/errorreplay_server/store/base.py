@@ -35,7 +35,9 @@ from errorreplay_server.domain.model import (
     NewError,
     Page,
     Resource,
+    Severity,
     Statistics,
+    TimedCount,
     Topology,
 )
 
@@ -108,6 +110,21 @@ class Store(Protocol):
         """Counts of errors with occurred_at in [start, end) matching `flt`. timed_counts has one
         entry per bucket of `statistics_buckets(start, end, bucket)` (aligned to multiples of the
         width since the epoch), including empty ones; none starts at or after `end`."""
+
+    async def severity_timed_counts(
+        self, start: Micros, end: Micros, bucket: Micros, exclude_group_ids: Sequence[str] = ()
+    ) -> dict[Severity, list[TimedCount]]:
+        """Per severity, the timed counts of errors with occurred_at in [start, end) outside
+        `exclude_group_ids`: exactly what `statistics(ErrorFilter(severities=[s],
+        exclude_group_ids=...), start, end, bucket, ...)` gives as timed_counts, for every
+        severity with an error in the window (the others are left out). Whole-hour buckets are
+        answered from hourly rollups where the store keeps them, so the cost follows the hours,
+        not the errors."""
+
+    async def group_timed_counts(self, group_id: str, start: Micros, end: Micros, bucket: Micros) -> list[TimedCount]:
+        """The timed counts of one group's errors in [start, end): exactly the timed_counts of
+        `statistics(ErrorFilter(group_id=group_id), start, end, bucket, ...)`, empty buckets
+        included (all of them for an unknown group)."""
 
     async def count_errors(self) -> int: ...
 

@@ -344,3 +344,40 @@ def add_rollup_rows(builder: StatisticsBuilder, rows: Iterable[Sequence[Any]]) -
         if dimension == ROLLUP_SEVERITY:
             index = (hour - builder.first) // builder.bucket
             builder.buckets[index] = builder.buckets.get(index, 0) + n
+
+
+# --- timed counts by key --------------------------------------------------------------------------
+class TimedCountsBuilder:
+    """Timed counts per key of one rollup dimension (severity as str(int), or group id), one entry
+    per bucket of `statistics_buckets(start, end, bucket)`: the same buckets as GetStatistics'.
+    Counts come from rollup hours, from rows by bucket index, or are taken away (excluded groups)."""
+
+    def __init__(self, start: Micros, end: Micros, bucket: Micros) -> None:
+        self.first, self.n_buckets = statistics_buckets(start, end, bucket)
+        self.bucket = bucket
+        self.counts: dict[str, dict[int, int]] = {}
+
+    def add(self, key: Any, index: int, n: int) -> None:
+        if n:
+            buckets = self.counts.setdefault(str(key), {})
+            buckets[index] = buckets.get(index, 0) + n
+
+    def add_hours(self, rows: Iterable[Sequence[Any]]) -> None:
+        """Adds (hour, key, count) rollup rows; the buckets are whole hours (rollup_split)."""
+        for hour, key, n in rows:
+            self.add(key, (hour - self.first) // self.bucket, n)
+
+    def series(self, key: str) -> list[TimedCount]:
+        buckets = self.counts.get(key, {})
+        return [TimedCount(self.first + i * self.bucket, buckets.get(i, 0)) for i in range(self.n_buckets)]
+
+    def build(self) -> dict[str, list[TimedCount]]:
+        """Every key with at least one error in the window."""
+        return {key: self.series(key) for key, buckets in sorted(self.counts.items()) if any(buckets.values())}
+
+
+def timed_counts_split(start: Micros, end: Micros, bucket: Micros) -> RollupSplit | None:
+    """How to read timed counts of [start, end) from rollups (whole hours, rows for the partial
+    edge hours), or None when the rows must be counted (buckets shorter than an hour, or no whole
+    hour in the window)."""
+    return rollup_split(statistics_filter(ErrorFilter(), start, end), bucket)

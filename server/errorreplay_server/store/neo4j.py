@@ -74,7 +74,9 @@ from errorreplay_server.domain.model import (
     NewError,
     Page,
     Resource,
+    Severity,
     Statistics,
+    TimedCount,
     Topology,
     idempotency_key,
 )
@@ -98,6 +100,7 @@ from errorreplay_server.store.core import (
     StatisticsBuilder,
     Stop,
     StoredState,
+    TimedCountsBuilder,
     drain_batch,
     group_counts,
     runs,
@@ -876,6 +879,35 @@ class Neo4jStore:
             )
             info = {gid: (title, status) for gid, title, status in rows}
         return builder.build(group_counts(top, info))
+
+    async def severity_timed_counts(
+        self, start: Micros, end: Micros, bucket: Micros, exclude_group_ids: Sequence[str] = ()
+    ) -> dict[Severity, list[TimedCount]]:
+        flt = ErrorFilter(exclude_group_ids=list(exclude_group_ids))
+        counts = await self._timed_counts("e.severity", flt, start, end, bucket)
+        return {Severity(int(key)): series for key, series in counts.build().items()}
+
+    async def group_timed_counts(self, group_id: str, start: Micros, end: Micros, bucket: Micros) -> list[TimedCount]:
+        counts = await self._timed_counts("e.group_id", ErrorFilter(group_id=group_id), start, end, bucket)
+        return counts.series(group_id)
+
+    async def _timed_counts(
+        self, key: str, flt: ErrorFilter, start: Micros, end: Micros, bucket: Micros
+    ) -> TimedCountsBuilder:
+        """Counted from the errors (this store keeps no rollups): one scan of the window."""
+        if bucket <= 0:
+            raise InvalidArgument.single("bucket", "must be positive")
+        builder = TimedCountsBuilder(start, end, bucket)
+        q = _where(statistics_filter(flt, start, end))
+        rows = await self._fetch(
+            f"{q.match()} RETURN {key} AS k, (e.occurred_at - $bucket_start) / $bucket_size AS b, count(*) AS n",
+            **q.params,
+            bucket_start=builder.first,
+            bucket_size=bucket,
+        )
+        for value, index, n in rows:
+            builder.add(value, index, n)
+        return builder
 
     async def count_errors(self) -> int:
         async def run(session: AsyncSession) -> int:

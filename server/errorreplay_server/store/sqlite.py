@@ -38,7 +38,9 @@ from errorreplay_server.domain.model import (
     NewError,
     Page,
     Resource,
+    Severity,
     Statistics,
+    TimedCount,
     Topology,
     idempotency_key,
 )
@@ -52,11 +54,14 @@ from errorreplay_server.store.codec import (
     snapshot_from_row,
 )
 from errorreplay_server.store.core import (
+    ROLLUP_GROUP,
+    ROLLUP_SEVERITY,
     STOP,
     CapturePlan,
     StatisticsBuilder,
     Stop,
     StoredState,
+    TimedCountsBuilder,
     add_rollup_rows,
     drain_batch,
     group_counts,
@@ -64,6 +69,7 @@ from errorreplay_server.store.core import (
     rollup_split,
     runs,
     statistics_filter,
+    timed_counts_split,
 )
 from errorreplay_server.store.pagination import PageTokens, error_key, filter_digest, group_key, new_key, query_digest
 
@@ -947,6 +953,71 @@ class SqliteStore:
             builder.add(builder.by_resource, resource_id, n)
             builder.add(builder.by_error_type, error_type, n)
         builder.add_all(builder.by_group, group_rows)
+
+    async def severity_timed_counts(
+        self, start: Micros, end: Micros, bucket: Micros, exclude_group_ids: Sequence[str] = ()
+    ) -> dict[Severity, list[TimedCount]]:
+        counts = await self._timed_counts(ROLLUP_SEVERITY, "severity", "", start, end, bucket, exclude_group_ids)
+        return {Severity(int(key)): series for key, series in counts.build().items()}
+
+    async def group_timed_counts(self, group_id: str, start: Micros, end: Micros, bucket: Micros) -> list[TimedCount]:
+        return (await self._timed_counts(ROLLUP_GROUP, "group_id", group_id, start, end, bucket)).series(group_id)
+
+    async def _timed_counts(
+        self,
+        dimension: int,
+        column: str,
+        key: str,
+        start: Micros,
+        end: Micros,
+        bucket: Micros,
+        exclude_group_ids: Sequence[str] = (),
+    ) -> TimedCountsBuilder:
+        """Timed counts per `column` value (only `key` when set): whole hours from the rollups of
+        `dimension`, less the excluded groups' rows in them; partial edge hours (or everything,
+        for buckets shorter than an hour) from the rows."""
+        if bucket <= 0:
+            raise InvalidArgument.single("bucket", "must be positive")
+        builder = TimedCountsBuilder(start, end, bucket)
+        flt = ErrorFilter(group_id=key if column == "group_id" else "", exclude_group_ids=list(exclude_group_ids))
+        bounded = statistics_filter(flt, start, end)
+        split = timed_counts_split(start, end, bucket)
+        if split is None:
+            await self._count_timed_rows(column, *_where(bounded), builder)
+            return builder
+        sql = "SELECT hour, key, count FROM statistics_rollup WHERE hour >= ? AND hour < ? AND dimension = ?"
+        args: list[Any] = [split.first_hour, split.end_hour, dimension]
+        if key:
+            sql += " AND key = ?"
+            args.append(key)
+        hours = ["occurred_at >= ?", "occurred_at <= ?"], [split.first_hour, split.end_hour - 1]
+        excluded = sorted(set(exclude_group_ids))
+        rollups, *_ = await asyncio.gather(
+            self._read(lambda conn: conn.execute(sql, args).fetchall()),
+            *(
+                self._count_timed_rows(column, *_where(replace(bounded, start_time=lo, end_time=hi)), builder)
+                for lo, hi in split.edges
+            ),
+            # Rollups count every group: the excluded groups' rows in the whole hours are taken away.
+            *(
+                self._count_timed_rows(
+                    column, [*hours[0], f"group_id IN ({_marks(chunk)})"], [*hours[1], *chunk], builder, sign=-1
+                )
+                for chunk in _chunks(excluded)
+            ),
+        )
+        builder.add_hours(rollups)
+        return builder
+
+    async def _count_timed_rows(
+        self, column: str, clauses: list[str], params: list[Any], builder: TimedCountsBuilder, sign: int = 1
+    ) -> None:
+        sql = (
+            f"SELECT {column}, (occurred_at - ?) / ?, COUNT(*) FROM errors WHERE {' AND '.join(clauses)} GROUP BY 1, 2"
+        )
+        rows = await self._read(lambda conn: conn.execute(sql, [builder.first, builder.bucket, *params]).fetchall())
+        for value, index, n in rows:
+            builder.add(value, index, sign * n)
 
     async def count_errors(self) -> int:
         return await self._read(lambda conn: int(conn.execute("SELECT COUNT(*) FROM errors").fetchone()[0]))
