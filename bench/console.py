@@ -96,7 +96,8 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=50)
     args = parser.parse_args()
     args.data_dir.mkdir(parents=True, exist_ok=True)
-    print(json.dumps(asyncio.run(run(args.data_dir, args.count, args.calls)), indent=2))
+    # One line: bench/run.py reads the last line of a bench's output as its result.
+    print(json.dumps(asyncio.run(run(args.data_dir, args.count, args.calls))))
 
 
 if __name__ == "__main__":

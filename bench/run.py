@@ -466,11 +466,26 @@ def main() -> None:
             ("highest fan-out rate with p99 ≤ 50 ms", f"{max(holding) if holding else 'none'}/s", "of those tried")
         )
 
-        # 5. The same fan-out through NATS JetStream: two replicas on one Bolt server (ArcadeDB).
+        # 5. Web console pages, timed from a client (an upper bound on the server-side render).
+        console_count = 20_000 if quick else 100_000
+        console = results["console"] = python(
+            "bench.console", "--data-dir", str(tmp_path / "console"), "--count", str(console_count),
+            "--calls", "20" if quick else "40",
+        )  # fmt: skip
+        for page in ("groups", "groups_filtered", "replay", "live", "statistics_24h", "statistics_cold"):
+            rows.append(
+                (
+                    f"console {page} @ {console_count:,}",
+                    f"p50 {console[page]['p50_ms']} ms",
+                    f"p99 {console[page]['p99_ms']} ms (target ≤ 100 ms; client-timed)",
+                )
+            )
+
+        # 6. The same fan-out through NATS JetStream: two replicas on one Bolt server (ArcadeDB).
         results["fanout_jetstream"] = jetstream_fanout(tmp_path / "jetstream", fan_seconds)
         rows.append(jetstream_row(results["fanout_jetstream"]))
 
-    # 6. Capture to delivered notification, enrichment off and on.
+    # 7. Capture to delivered notification, enrichment off and on.
     results["notify_latency"], notify_table = notify_rows(notify_count)
     rows += notify_table
 
