@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
@@ -111,7 +112,8 @@ class DataPlane:
     async def get_error(self, error_id: str) -> ErrorSnapshot:
         self._required_id("error_id", error_id)
         snapshot = await self._store.get_error(error_id)
-        related, dependencies = await self.related(snapshot)
+        # Only the ids of the related errors are returned: read them as link rows, not documents.
+        related, dependencies = await self.related(snapshot, documents=False)
         snapshot.related_error_ids = [e.error_id for e in related]
         snapshot.affected_resource_ids = affected_resources(snapshot, dependencies, self._analysis.related_hops)
         return snapshot
@@ -147,7 +149,9 @@ class DataPlane:
         snapshot.affected_resource_ids = analysis.affected_resource_ids
         return snapshot, analysis
 
-    async def related(self, snapshot: ErrorSnapshot) -> tuple[list[ErrorSnapshot], list[Dependency]]:
+    async def related(
+        self, snapshot: ErrorSnapshot, *, documents: bool = True
+    ) -> tuple[list[ErrorSnapshot], list[Dependency]]:
         """Errors related to `snapshot` (computed now, so links are symmetric) and the edges used.
 
         Starts with the topology within related_hops of the error's resource and the errors in
@@ -155,13 +159,20 @@ class DataPlane:
         `cascade_errors`: errors on resources further along DEPENDS_ON, each within the window of
         the next), it reads the topology around the newly linked failing resources and the
         errors around their times, up to max_cascade_depth rounds and cascade_max_resources
-        resources. A lone error costs one topology read and one error query, as before."""
+        resources. A lone error costs one topology read and one error query, as before.
+        documents=False returns link snapshots (store.related_errors): the same errors, without
+        message, documents or context."""
         settings = self._analysis
         root = snapshot.report.resource_id
         t = snapshot.report.occurred_at
         window = settings.related_window_us
         if not root:
-            return await self._store.related_errors(snapshot, t - window, t + window, [], RELATED_LIMIT), []
+            return (
+                await self._store.related_errors(
+                    snapshot, t - window, t + window, [], RELATED_LIMIT, documents=documents
+                ),
+                [],
+            )
         edges: set[Dependency] = set()
         known: set[str] = {root}
         explored: set[str] = set()
@@ -169,15 +180,16 @@ class DataPlane:
         frontier = [root]
         lo, hi = t - window, t + window
         for _ in range(settings.max_cascade_depth + 1):
-            for rid in frontier:
-                explored.add(rid)
-                try:
-                    topology = await self._store.get_topology(rid, settings.related_hops)
-                except NotFound:
-                    continue
-                edges.update(topology.dependencies)
-                known.update(r.id for r in topology.resources)
-            for e in await self._store.related_errors(snapshot, lo, hi, sorted(known), RELATED_LIMIT):
+            explored.update(frontier)
+            # One round's topology reads at once: a cascade that links ten resources waits for
+            # the store once, not ten times in a row.
+            for topology in await asyncio.gather(*(self._topology_or_none(rid) for rid in frontier)):
+                if topology is not None:
+                    edges.update(topology.dependencies)
+                    known.update(r.id for r in topology.resources)
+            for e in await self._store.related_errors(
+                snapshot, lo, hi, sorted(known), RELATED_LIMIT, documents=documents
+            ):
                 found.setdefault(e.error_id, e)
             linked = cascade_errors(snapshot, found.values(), edges, settings)
             frontier = sorted({e.report.resource_id for e in linked} - explored)
@@ -191,6 +203,12 @@ class DataPlane:
         # The widened reads fetch more than the rule relates (a neighbour's neighbour, minutes
         # outside the window); keep what the rule keeps, as the replay does.
         return related_errors(snapshot, found.values(), dependencies, settings), dependencies
+
+    async def _topology_or_none(self, resource_id: str) -> Topology | None:
+        try:
+            return await self._store.get_topology(resource_id, self._analysis.related_hops)
+        except NotFound:
+            return None
 
     def _checked_filter(self, flt: ErrorFilter, prefix: str = "filter") -> ErrorFilter:
         raise_if(filter_violations(flt, self._limits, prefix))

@@ -353,6 +353,34 @@ async def test_related_errors_by_correlation_trace_and_resource(store: Store) ->
     assert await store.related_errors(lone, T0, T0 + 1, [], 10) == []
 
 
+async def test_related_errors_as_link_rows_are_the_same_errors_without_documents(store: Store) -> None:
+    # GetError reads related errors with documents=False: the same errors, in the same order and
+    # under the same limit, carrying what the relation rule reads, and no message or context.
+    corr, res, near = uid("corr-"), uid("res-"), uid("res-")
+    subject = (await capture_one(store, correlation_id=corr, resource_id=res, occurred_at=T0)).snapshot
+    for i in range(6):
+        await capture_one(store, correlation_id=corr, resource_id=near, trace_id=uid("t"), occurred_at=T0 + i)
+    await capture_one(store, resource_id=res, occurred_at=T0 - MICROS_PER_MINUTE)
+    window = (subject, T0 - 10 * MICROS_PER_MINUTE, T0 + 10 * MICROS_PER_MINUTE, [near])
+    for limit in (100, 4):
+        full = await store.related_errors(*window, limit)
+        links = await store.related_errors(*window, limit, documents=False)
+        assert [e.error_id for e in links] == [e.error_id for e in full] and len(full) == min(limit, 7)
+        for link, doc in zip(links, full, strict=True):
+            assert (link.group_id, link.received_at, link.report.occurred_at) == (
+                doc.group_id,
+                doc.received_at,
+                doc.report.occurred_at,
+            )
+            assert (link.report.resource_id, link.report.correlation_id, link.report.trace_id) == (
+                doc.report.resource_id,
+                doc.report.correlation_id,
+                doc.report.trace_id,
+            )
+            assert (link.report.severity, link.report.source) == (doc.report.severity, doc.report.source)
+            assert doc.report.message and link.report.message == "" and link.context.logs == []
+
+
 async def test_update_context_round_trips(store: Store) -> None:
     snap = (await capture_one(store)).snapshot
     ctx = ErrorContext(

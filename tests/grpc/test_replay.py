@@ -141,6 +141,17 @@ async def test_chain_cascade_names_the_deepest_service_as_origin(
     assert set(got.error.related_error_ids) == {ids[f"e{i}"] for i in range(2, n + 1)}
 
 
+async def test_get_error_relates_the_same_errors_as_the_replay_across_a_deep_cascade(api: Api) -> None:
+    # GetError walks the cascade on link rows (ids and link fields, no documents); the replay on
+    # full snapshots. Both must relate the same errors, in the same order, from every error.
+    ids = await service_chain(api, 8, 120, "")
+    for i in range(1, 9):
+        got = await api.errors.GetError(rr.GetErrorRequest(error_id=ids[f"e{i}"]))
+        out = await replay(api, ids[f"e{i}"])
+        assert list(got.error.related_error_ids) == [e.error_id for e in out.related_errors]
+        assert set(got.error.related_error_ids) == {ids[f"e{j}"] for j in range(1, 9) if j != i}
+
+
 async def test_chain_cascade_crosses_one_silent_service(api: Api) -> None:
     ids = await service_chain(api, 6, 60, silent=(3,))
     out = await replay(api, ids["e6"])

@@ -261,6 +261,38 @@ def snapshot_from_row(row: Sequence[Any]) -> ErrorSnapshot:
     )
 
 
+# The columns of a link row (`link_from_row`), in order: what the relation rule and the cascade
+# walk read of a candidate (analysis/correlation.py RelationFacts), plus group and severity.
+LINK_COLUMNS = (
+    "error_id",
+    "group_id",
+    "received_at",
+    "occurred_at",
+    "severity",
+    "source",
+    "resource_id",
+    "correlation_id",
+    "trace_id",
+)
+
+
+def link_from_row(row: Sequence[Any]) -> ErrorSnapshot:
+    """A snapshot with only the LINK_COLUMNS set; message, documents and context stay empty.
+    GetError needs no more of its related errors than their ids, and decoding ~100 documents
+    and contexts per call was most of its latency."""
+    error_id, group_id, received_at, occurred_at, severity, source, resource_id, correlation_id, trace_id = row
+    report = ErrorReport(
+        message="",
+        severity=Severity(severity),
+        source=Source(source),
+        resource_id=resource_id,
+        correlation_id=correlation_id,
+        trace_id=trace_id,
+        occurred_at=occurred_at,
+    )
+    return ErrorSnapshot(error_id=error_id, group_id=group_id, received_at=received_at, report=report, fingerprint="")
+
+
 def report_details_json(r: ErrorReport) -> str:
     """The report fields that are not searched, as one JSON document."""
     doc: dict[str, Any] = {}

@@ -90,6 +90,7 @@ from errorreplay_server.store.base import TopologyBounds
 from errorreplay_server.store.codec import (
     MAX_GROUP_RESOURCES_LISTED,
     group_from_row,
+    link_from_row,
     report_details_json,
     snapshot_from_row,
 )
@@ -182,6 +183,10 @@ _ERROR_ROW = (
     " coalesce(e.resource_id, ''), coalesce(e.resource_type, ''), coalesce(e.service, ''),"
     " coalesce(e.environment, ''), coalesce(e.error_type, ''), coalesce(e.correlation_id, ''),"
     " coalesce(e.trace_id, ''), e.message, e.details, e.context] AS row"
+)
+_LINK_ROW = (
+    "[e.error_id, e.group_id, e.received_at, e.occurred_at, e.severity, e.source, coalesce(e.resource_id, ''),"
+    " coalesce(e.correlation_id, ''), coalesce(e.trace_id, '')] AS row"
 )
 _OPTIONAL_ERROR_STRINGS = (
     "request_id",
@@ -773,6 +778,8 @@ class Neo4jStore:
         end: Micros,
         resource_ids: Sequence[str],
         limit: int,
+        *,
+        documents: bool = True,
     ) -> list[ErrorSnapshot]:
         r = error.report
         links: list[str] = []
@@ -792,11 +799,13 @@ class Neo4jStore:
         query = (
             "MATCH (e:ErrorSnapshot) WHERE e.occurred_at >= $start AND e.occurred_at <= $end"
             f" AND e.error_id <> $error_id AND ({' OR '.join(links)})"
-            f" WITH e ORDER BY e.occurred_at, e.received_at LIMIT $limit RETURN {_ERROR_ROW}"
+            " WITH e ORDER BY e.occurred_at, e.received_at LIMIT $limit"
+            f" RETURN {_ERROR_ROW if documents else _LINK_ROW}"
         )
+        decode = snapshot_from_row if documents else link_from_row
 
         async def run(session: AsyncSession) -> list[ErrorSnapshot]:
-            return [snapshot_from_row(row) for row in _first(await _rows(session, query, **params))]
+            return [decode(row) for row in _first(await _rows(session, query, **params))]
 
         return await self._read(run)
 

@@ -48,8 +48,10 @@ from errorreplay_server.domain.words import words
 from errorreplay_server.store import codec
 from errorreplay_server.store.base import TopologyBounds
 from errorreplay_server.store.codec import (
+    LINK_COLUMNS,
     MAX_GROUP_RESOURCES_LISTED,
     group_from_row,
+    link_from_row,
     report_details_json,
     snapshot_from_row,
 )
@@ -214,6 +216,7 @@ _NARROW_COLUMNS = (
 )
 # USING (seq) keeps unqualified column names valid in every WHERE clause built below.
 _SELECT_ERRORS = f"SELECT {_ERROR_COLUMNS} FROM errors JOIN error_docs USING (seq)"
+_SELECT_LINKS = f"SELECT {', '.join(LINK_COLUMNS)} FROM errors"
 
 
 def _connect(path: str) -> sqlite3.Connection:
@@ -851,6 +854,8 @@ class SqliteStore:
         end: Micros,
         resource_ids: Sequence[str],
         limit: int,
+        *,
+        documents: bool = True,
     ) -> list[ErrorSnapshot]:
         r = error.report
         # One index lookup per link, each bounded by the window: an OR over them would walk every
@@ -870,9 +875,11 @@ class SqliteStore:
         seqs = " UNION ".join(
             f"SELECT seq FROM errors WHERE {condition} AND occurred_at BETWEEN ? AND ?" for condition, _ in links
         )
-        sql = f"{_SELECT_ERRORS} WHERE seq IN ({seqs}) AND error_id != ? ORDER BY occurred_at, received_at LIMIT ?"
+        # Link rows come from `errors` alone: no join to the documents, nothing to decode.
+        select, decode = (_SELECT_ERRORS, snapshot_from_row) if documents else (_SELECT_LINKS, link_from_row)
+        sql = f"{select} WHERE seq IN ({seqs}) AND error_id != ? ORDER BY occurred_at, received_at LIMIT ?"
         args = [value for _, values in links for value in (*values, start, end)] + [error.error_id, limit]
-        return await self._read(lambda conn: [snapshot_from_row(row) for row in conn.execute(sql, args)])
+        return await self._read(lambda conn: [decode(row) for row in conn.execute(sql, args)])
 
     async def update_context(self, error_id: str, context: ErrorContext) -> None:
         doc = codec.context_to_json(context)

@@ -1,0 +1,73 @@
+"""GetError's latency in process, against a seeded data dir (`bench.seed`), without gRPC.
+
+Times `DataPlane.get_error` on the ids `bench.reads` picks (the newest 1,000), one call at a
+time, and prints p50/p99 plus a cProfile of the calls with `--profile`. It isolates the read
+path (store reads, the cascade walk, decoding) from transport and serialisation.
+
+    .venv/bin/python -m bench.get_error --data-dir D [--calls 300] [--profile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import json
+import pstats
+import random
+import time
+from pathlib import Path
+
+from errorreplay_server.dataplane import DataPlane
+from errorreplay_server.domain.model import ErrorFilter
+from errorreplay_server.settings import Limits
+from errorreplay_server.store.sqlite import SqliteStore
+
+
+async def run(data_dir: Path, calls: int, profile: bool) -> dict[str, object]:
+    store = SqliteStore(data_dir / "errorreplay.db")
+    await store.start()
+    try:
+        # get_error reads only the store and the analysis settings: no capture service or hub.
+        plane = DataPlane(store, None, None, Limits())  # type: ignore[arg-type]
+        ids = [e.error_id for e in (await store.search_errors(ErrorFilter(), 1000, with_total=False)).items]
+        rnd = random.Random(3)
+        for error_id in ids[:20]:  # warm the page cache and the reader threads
+            await plane.get_error(error_id)
+        profiler = cProfile.Profile() if profile else None
+        samples, related = [], []
+        for _ in range(calls):
+            error_id = rnd.choice(ids)
+            if profiler:
+                profiler.enable()
+            began = time.perf_counter()
+            snapshot = await plane.get_error(error_id)
+            samples.append(time.perf_counter() - began)
+            if profiler:
+                profiler.disable()
+            related.append(len(snapshot.related_error_ids))
+        samples.sort()
+        if profiler:
+            pstats.Stats(profiler).sort_stats("cumulative").print_stats(30)
+        return {
+            "errors": await store.count_errors(),
+            "n": calls,
+            "p50_ms": round(samples[len(samples) // 2] * 1000, 2),
+            "p99_ms": round(samples[min(calls - 1, int(calls * 0.99))] * 1000, 2),
+            "mean_related": round(sum(related) / len(related), 1),
+        }
+    finally:
+        await store.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--data-dir", type=Path, required=True)
+    parser.add_argument("--calls", type=int, default=300)
+    parser.add_argument("--profile", action="store_true")
+    args = parser.parse_args()
+    print(json.dumps(asyncio.run(run(args.data_dir, args.calls, args.profile))))
+
+
+if __name__ == "__main__":
+    main()
