@@ -153,7 +153,7 @@ class AzureLogAnalyticsCollector:
     @reports_failures
     async def collect(self, error: ErrorSnapshot, window: Window) -> CollectorResult:
         if self._client is None:
-            return CollectorResult.skipped("AZURE_LOG_ANALYTICS_WORKSPACE_ID not set")
+            return CollectorResult.skipped("ERRORREPLAY_AZURE_LOG_ANALYTICS_WORKSPACE_ID not set")
         query = self.kql(error, window)
         if query is None:
             return CollectorResult.skipped("error has no resource_id or service to select logs by")

@@ -97,7 +97,7 @@ class ElasticsearchCollector:
     @reports_failures
     async def collect(self, error: ErrorSnapshot, window: Window) -> CollectorResult:
         if self._client is None:
-            return CollectorResult.skipped("ELASTICSEARCH_URL not set")
+            return CollectorResult.skipped("ERRORREPLAY_ELASTICSEARCH_URL not set")
         term = self.term(error)
         if term is None:
             return CollectorResult.skipped("error has no resource_id or service to select logs by")

@@ -48,7 +48,7 @@ class LokiCollector:
     @reports_failures
     async def collect(self, error: ErrorSnapshot, window: Window) -> CollectorResult:
         if self._client is None:
-            return CollectorResult.skipped("LOKI_URL not set")
+            return CollectorResult.skipped("ERRORREPLAY_LOKI_URL not set")
         query = self.selector(error)
         if query is None:
             return CollectorResult.skipped("error has no resource_id or service to select logs by")

@@ -354,7 +354,7 @@ class PrometheusCollector:
     @reports_failures
     async def collect(self, error: ErrorSnapshot, window: Window) -> CollectorResult:
         if self._client is None:
-            return CollectorResult.skipped("PROMETHEUS_URL not set")
+            return CollectorResult.skipped("ERRORREPLAY_PROMETHEUS_URL not set")
         queries = self.queries(error)
         if not queries:
             return CollectorResult.skipped("error has no resource_id or service to select metrics by")

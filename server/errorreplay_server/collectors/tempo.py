@@ -70,7 +70,7 @@ class TempoCollector:
     @reports_failures
     async def collect(self, error: ErrorSnapshot, window: Window) -> CollectorResult:
         if self._client is None:
-            return CollectorResult.skipped("TEMPO_URL not set")
+            return CollectorResult.skipped("ERRORREPLAY_TEMPO_URL not set")
         if not error.report.trace_id:
             return CollectorResult.skipped("error has no trace_id")
         path = self.path(error.report.trace_id)
