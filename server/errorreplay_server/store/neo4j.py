@@ -760,14 +760,16 @@ class Neo4jStore:
         return await self._read(run)
 
     async def errors_after(self, received_after: Micros, limit: int) -> list[ErrorSnapshot]:
+        return await self._errors_in_order_of("received_at", received_after, limit)
+
+    async def _errors_in_order_of(self, prop: str, after: Micros, limit: int) -> list[ErrorSnapshot]:
+        """Errors whose `prop` (a constant property name, never user input) is past `after`, in its order."""
         query = (
-            "MATCH (e:ErrorSnapshot) WHERE e.received_at > $after"
-            f" WITH e ORDER BY e.received_at LIMIT $limit RETURN {_ERROR_ROW}"
+            f"MATCH (e:ErrorSnapshot) WHERE e.{prop} > $after WITH e ORDER BY e.{prop} LIMIT $limit RETURN {_ERROR_ROW}"
         )
 
         async def run(session: AsyncSession) -> list[ErrorSnapshot]:
-            rows = await _rows(session, query, after=received_after, limit=limit)
-            return [snapshot_from_row(row) for row in _first(rows)]
+            return [snapshot_from_row(row) for row in _first(await _rows(session, query, after=after, limit=limit))]
 
         return await self._read(run)
 
@@ -829,16 +831,7 @@ class Neo4jStore:
         await self._write(work)
 
     async def pending_context_errors(self, received_after: Micros, limit: int) -> list[ErrorSnapshot]:
-        query = (
-            "MATCH (e:ErrorSnapshot) WHERE e.context_pending_at > $after"
-            f" WITH e ORDER BY e.context_pending_at LIMIT $limit RETURN {_ERROR_ROW}"
-        )
-
-        async def run(session: AsyncSession) -> list[ErrorSnapshot]:
-            rows = await _rows(session, query, after=received_after, limit=limit)
-            return [snapshot_from_row(row) for row in _first(rows)]
-
-        return await self._read(run)
+        return await self._errors_in_order_of("context_pending_at", received_after, limit)
 
     async def statistics(
         self, flt: ErrorFilter, start: Micros, end: Micros, bucket: Micros, top_groups: int
