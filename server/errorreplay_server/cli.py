@@ -86,6 +86,10 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"errorreplay: configuration error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if settings.workers:
+        from errorreplay_server.engine.supervisor import supervise
+
+        return EXIT_OK if supervise(settings, settings.workers) == 0 else EXIT_FAILURE
     try:
         run_event_loop(serve(settings), settings.event_loop)
     except StartupError as exc:  # names what failed; what had started is already stopped
@@ -118,6 +122,7 @@ SERVE_FLAGS = {
     "--data-dir": "ERRORREPLAY_DATA_DIR",
     "--store": "ERRORREPLAY_STORE",
     "--metrics-address": "ERRORREPLAY_METRICS_ADDRESS",
+    "--workers": "ERRORREPLAY_WORKERS",
 }
 """serve's flags that set a setting, each through its variable's parser."""
 
@@ -652,6 +657,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--metrics-address",
         metavar="HOST:PORT",
         help="Prometheus metrics listener, or `off` (default: $ERRORREPLAY_METRICS_ADDRESS or 127.0.0.1:9464)",
+    )
+    serve.add_argument(
+        "--workers",
+        metavar="N",
+        help="serve from N worker processes on one port, with one writer process that owns the store"
+        " (default: $ERRORREPLAY_WORKERS or 0, one process)",
     )
     _config_option(serve)
     serve.set_defaults(run=_serve)

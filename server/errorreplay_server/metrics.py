@@ -70,7 +70,8 @@ class _Enrichment(Protocol):
 class StateCollector(Collector):
     """Reads the capture, streaming and enrichment counters at scrape time."""
 
-    def __init__(self, captures: _CaptureCounts, hub: _Hub, enrichment: _Enrichment | None) -> None:
+    def __init__(self, captures: _CaptureCounts, hub: _Hub | None, enrichment: _Enrichment | None) -> None:
+        """hub None: the writer process of a multi-process server, which serves no streams."""
         self._captures = captures
         self._hub = hub
         self._enrichment = enrichment
@@ -81,15 +82,16 @@ class StateCollector(Collector):
         captures.add_metric(["duplicate"], self._captures.duplicates)
         captures.add_metric(["rejected"], self._captures.rejected)
         yield captures
-        yield GaugeMetricFamily(
-            "errorreplay_stream_subscribers", "Open SubscribeErrors streams", value=self._hub.subscriber_count
-        )
-        yield CounterMetricFamily(
-            "errorreplay_stream_published", "Errors published to the hub", value=self._hub.published
-        )
-        yield CounterMetricFamily(
-            "errorreplay_stream_delivered", "Messages queued for subscribers", value=self._hub.delivered
-        )
+        if self._hub is not None:
+            yield GaugeMetricFamily(
+                "errorreplay_stream_subscribers", "Open SubscribeErrors streams", value=self._hub.subscriber_count
+            )
+            yield CounterMetricFamily(
+                "errorreplay_stream_published", "Errors published to the hub", value=self._hub.published
+            )
+            yield CounterMetricFamily(
+                "errorreplay_stream_delivered", "Messages queued for subscribers", value=self._hub.delivered
+            )
         if self._enrichment is not None:
             yield GaugeMetricFamily(
                 "errorreplay_enrichment_queue_depth", "Errors waiting for context", value=self._enrichment.depth

@@ -26,11 +26,12 @@ from errorreplay_server.api.servicer import ErrorReplayServicer, TopologyService
 from errorreplay_server.api.tls import server_credentials
 from errorreplay_server.capture.enrichment import EnrichmentQueue
 from errorreplay_server.capture.scrubbing import SecretScrubber
-from errorreplay_server.capture.service import CaptureService
+from errorreplay_server.capture.service import CaptureService, Enricher
 from errorreplay_server.collectors import Collector, build_collectors, close_collectors
 from errorreplay_server.dataplane import DataPlane
 from errorreplay_server.domain.errors import StoreUnavailable
 from errorreplay_server.domain.model import ErrorGroup, ErrorSnapshot
+from errorreplay_server.engine.link import LinkedStore, RemoteEnricher, WriterLink
 from errorreplay_server.http.app import HttpListener
 from errorreplay_server.ingest.otlp import OtlpAdapter
 from errorreplay_server.metrics import RpcMetrics, StateCollector
@@ -106,18 +107,34 @@ class StartupError(RuntimeError):
     Everything started before the failure has been stopped."""
 
 
+@dataclass(frozen=True, slots=True)
+class WorkerRole:
+    """A worker process of a multi-process server (engine/supervisor.py): its writes go to the
+    writer process on `writer_socket`, and it shares its ports with the other workers."""
+
+    index: int
+    writer_socket: str
+    connect_timeout: float = 30.0
+
+    @property
+    def health_name(self) -> str:
+        """A health service name only this worker serves: a client can tell which one it reached."""
+        return f"errorreplay-worker-{self.index}"
+
+
 async def start_server(
     settings: Settings,
     store: Store | None = None,
     *,
     extra_interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
     credentials: grpc.ServerCredentials | None = None,
+    worker: WorkerRole | None = None,
 ) -> RunningServer:
     """Start the service. `extra_interceptors` run before the error mapping (auth, rate limits);
     with `credentials` the port is served over TLS. On failure, what was started is stopped again
     (in reverse order) before the error propagates."""
     async with contextlib.AsyncExitStack() as started:
-        running = await _start(settings, store, extra_interceptors, credentials, started)
+        running = await _start(settings, store, extra_interceptors, credentials, started, worker)
         started.pop_all()  # success: the running server owns everything now
         return running
     raise AssertionError("unreachable")  # for mypy: the block either returns or raises
@@ -129,59 +146,35 @@ async def _start(
     extra_interceptors: Sequence[grpc.aio.ServerInterceptor],
     credentials: grpc.ServerCredentials | None,
     started: contextlib.AsyncExitStack,
+    worker: WorkerRole | None = None,
 ) -> RunningServer:
-    store = store or open_store(settings)
-    await store.start()
-    started.push_async_callback(store.close)
-    scrubber = SecretScrubber.from_settings(settings.scrub)
-    nc: NatsClient | None = None
-    hub: InProcessHub
-    if settings.nats.enabled:
-        # Several replicas: streams and enrichment jobs on NATS JetStream. Imported only then:
-        # nats-py is the `nats` extra.
-        try:
-            from errorreplay_server.streaming.jetstream import JetStreamHub, connect
-        except ImportError as exc:
-            raise StartupError(
-                f"ERRORREPLAY_NATS_URL is set but the NATS client is missing ({exc}): pip install 'errorreplay[nats]'"
-            ) from exc
-
-        try:
-            nc = await connect(settings.nats)
-        except StoreUnavailable as exc:
-            raise StartupError(str(exc)) from exc
-        started.push_async_callback(nc.close)
-        hub = JetStreamHub(store, nc, settings.nats, settings.hub, settings.analysis)
+    link: WriterLink | None = None
+    if worker is not None:
+        store, link = await _linked_store(settings, store, worker, started)
     else:
-        hub = InProcessHub(store, settings.hub, settings.analysis)
-    await hub.start()
-    started.push_async_callback(hub.finish_publishing)
-    started.push_async_callback(hub.close)
-    enrichment: Enrichment | None = None
-    if settings.enrichment_enabled:
-        collectors = build_collectors(settings.collectors, store)
-        started.push_async_callback(close_collectors, collectors)
-        if nc is None:
-            queue = EnrichmentQueue.from_settings(
-                store, collectors, settings.collectors, scrub_text=scrubber.scrub_text
-            )
-        else:
-            from errorreplay_server.capture.jetstream_jobs import JetStreamEnrichmentQueue
-
-            queue = JetStreamEnrichmentQueue.from_nats_settings(
-                store, collectors, settings.collectors, nc, settings.nats, scrub_text=scrubber.scrub_text
-            )
-        await queue.start()
-        started.push_async_callback(queue.stop)
-        enrichment = Enrichment(queue, collectors)
-        await queue.resume_pending(settings.collectors.enrichment_resume_horizon_seconds)
-    notifier = _notifier(settings, enrichment)
+        store = store or open_store(settings)
+        await store.start()
+        started.push_async_callback(store.close)
+    scrubber = SecretScrubber.from_settings(settings.scrub)
+    hub, nc = await start_hub(settings, store, started)
+    enricher: Enricher | None
+    if link is not None:
+        # Commits reach this hub from the writer, whichever worker took them (or from JetStream,
+        # where the writer publishes them); enrichment and notifications run in the writer
+        # (engine/writer.py).
+        link.start(None if nc is not None else hub, hub.dispatched_through)
+        enrichment, notifier = None, None
+        enricher = RemoteEnricher(link) if settings.enrichment_enabled else None
+    else:
+        enrichment = await start_enrichment(settings, store, scrubber, nc, started)
+        notifier = _notifier(settings, enrichment)
+        enricher = enrichment.queue if enrichment else None
     capture = CaptureService(
         store,
         scrubber,
         settings.limits,
-        publisher=hub,
-        enricher=enrichment.queue if enrichment else None,
+        publisher=hub if link is None else None,
+        enricher=enricher,
         analysis=settings.analysis,
         observer=notifier,
     )
@@ -199,8 +192,9 @@ async def _start(
         interceptors=[*extra_interceptors, ErrorMappingInterceptor(RpcMetrics(registry))],
         options=[
             ("grpc.max_receive_message_length", settings.limits.max_receive_message_bytes),
-            # A stale server on the same port must make start-up fail, not silently share the port.
-            ("grpc.so_reuseport", 0),
+            # A stale server on the same port must make start-up fail, not silently share the port;
+            # only the workers of one server share theirs (engine/supervisor.py checks it is free).
+            ("grpc.so_reuseport", 1 if worker is not None else 0),
         ],
     )
     # Stopped even if never started: otherwise its finaliser runs on a closed event loop.
@@ -227,10 +221,65 @@ async def _start(
             " the address is in use by another process, or not an address of this host"
         ) from exc
     await server.start()
-    http = await _start_http(settings, plane, registry, server, store)
-    for name in ("", *SERVICE_NAMES):
+    http = await _start_http(settings, plane, registry, server, store, shared_port=worker is not None)
+    for name in ("", *SERVICE_NAMES, *([worker.health_name] if worker else [])):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     return RunningServer(server, port, store, hub, health_servicer, settings, registry, enrichment, http, notifier, nc)
+
+
+async def start_hub(
+    settings: Settings, store: Store, started: contextlib.AsyncExitStack
+) -> tuple[InProcessHub, NatsClient | None]:
+    """The stream hub, on NATS JetStream when a URL is set (several replicas; then its client too)."""
+    hub: InProcessHub
+    nc: NatsClient | None = None
+    if settings.nats.enabled:
+        # Imported only then: nats-py is the `nats` extra.
+        try:
+            from errorreplay_server.streaming.jetstream import JetStreamHub, connect
+        except ImportError as exc:
+            raise StartupError(
+                f"ERRORREPLAY_NATS_URL is set but the NATS client is missing ({exc}): pip install 'errorreplay[nats]'"
+            ) from exc
+        try:
+            nc = await connect(settings.nats)
+        except StoreUnavailable as exc:
+            raise StartupError(str(exc)) from exc
+        started.push_async_callback(nc.close)
+        hub = JetStreamHub(store, nc, settings.nats, settings.hub, settings.analysis)
+    else:
+        hub = InProcessHub(store, settings.hub, settings.analysis)
+    await hub.start()
+    started.push_async_callback(hub.finish_publishing)
+    started.push_async_callback(hub.close)
+    return hub, nc
+
+
+async def start_enrichment(
+    settings: Settings,
+    store: Store,
+    scrubber: SecretScrubber,
+    nc: NatsClient | None,
+    started: contextlib.AsyncExitStack,
+) -> Enrichment | None:
+    """The collectors and the enrichment queue (on JetStream when `nc` is given), with the
+    captures a previous run left pending queued again; None when enrichment is off."""
+    if not settings.enrichment_enabled:
+        return None
+    collectors = build_collectors(settings.collectors, store)
+    started.push_async_callback(close_collectors, collectors)
+    if nc is None:
+        queue = EnrichmentQueue.from_settings(store, collectors, settings.collectors, scrub_text=scrubber.scrub_text)
+    else:
+        from errorreplay_server.capture.jetstream_jobs import JetStreamEnrichmentQueue
+
+        queue = JetStreamEnrichmentQueue.from_nats_settings(
+            store, collectors, settings.collectors, nc, settings.nats, scrub_text=scrubber.scrub_text
+        )
+    await queue.start()
+    started.push_async_callback(queue.stop)
+    await queue.resume_pending(settings.collectors.enrichment_resume_horizon_seconds)
+    return Enrichment(queue, collectors)
 
 
 @dataclass
@@ -254,15 +303,42 @@ def _notifier(settings: Settings, enrichment: Enrichment | None) -> Notifier | N
     return Notifier(settings.notify, open_outbox(settings), enrichment.queue if enrichment else None)
 
 
+async def _linked_store(
+    settings: Settings, store: Store | None, worker: WorkerRole, started: contextlib.AsyncExitStack
+) -> tuple[Store, WriterLink]:
+    """A worker's store: reads on its own read-only connections, writes through the writer."""
+    reads = store or open_store(settings, read_only=True)
+    await reads.start()
+    started.push_async_callback(reads.close)
+    link = WriterLink(worker.writer_socket, reads)
+    try:
+        await link.connect(worker.connect_timeout)
+    except StoreUnavailable as exc:
+        raise StartupError(str(exc)) from exc
+    started.push_async_callback(link.close)
+    return LinkedStore(reads, link).as_store(), link
+
+
 async def _start_http(
-    settings: Settings, plane: DataPlane, registry: CollectorRegistry, server: grpc.aio.Server, store: Store
+    settings: Settings,
+    plane: DataPlane,
+    registry: CollectorRegistry,
+    server: grpc.aio.Server,
+    store: Store,
+    shared_port: bool = False,
 ) -> HttpListener | None:
     """The HTTP listener (Sentry, Alertmanager, /healthz) when configured; on failure nothing stays open."""
     if not settings.http.enabled:
         return None
     try:
         return await HttpListener.start(
-            settings.http, settings.security, settings.limits, plane, registry, settings.shutdown_grace_seconds
+            settings.http,
+            settings.security,
+            settings.limits,
+            plane,
+            registry,
+            settings.shutdown_grace_seconds,
+            shared_port=shared_port,
         )
     except Exception:
         await server.stop(None)

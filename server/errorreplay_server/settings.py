@@ -134,6 +134,9 @@ class Settings:
     # Streams and enrichment jobs on NATS JetStream (several replicas); off unless a URL is set.
     nats: NatsSettings = field(default_factory=NatsSettings)
     enrichment_enabled: bool = True
+    # gRPC worker processes sharing the port, with one writer process (engine/supervisor.py); 0
+    # serves everything from one process.
+    workers: int = 0
     # auto (uvloop when installed), uvloop, or asyncio.
     event_loop: str = "auto"
 

@@ -338,6 +338,7 @@ SPECS: tuple[Spec, ...] = (
     _spec("SHUTDOWN_GRACE_SECONDS", "shutdown_grace_seconds", _seconds, "time in-flight calls get at stop"),
     _spec("LOG_LEVEL", "log_level", _log_level, "DEBUG, INFO, WARNING or ERROR"),
     _spec("ENRICHMENT", "enrichment_enabled", _switch, "collect context for each error (on/off)"),
+    _spec("WORKERS", "workers", _count, "gRPC worker processes plus a writer process (0 = one process)"),
     _spec("EVENT_LOOP", "event_loop", _choice("auto", "uvloop", "asyncio"), "auto uses uvloop when installed"),
     # --- limits ---
     _spec("MAX_RECEIVE_MESSAGE_BYTES", "limits.max_receive_message_bytes", _count, _LIMIT),

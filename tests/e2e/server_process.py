@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -15,6 +16,12 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 VENV_BIN = Path(sys.executable).parent
+
+DEFAULT_WORKERS = 0
+"""`serve --workers N` for every ServerProcess that does not say (tests/e2e/conftest.py runs the
+e2e suite with 0, one process, and with 2); 0 serves from one process."""
+
+_STARTED = re.compile(r"started (writer|worker-\d+) process \(pid (\d+)\)")
 
 
 def free_port() -> int:
@@ -31,6 +38,7 @@ class ServerProcess:
     process: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
     serve_args: list[str] = field(default_factory=list)
+    workers: int = field(default_factory=lambda: DEFAULT_WORKERS)
 
     @property
     def address(self) -> str:
@@ -50,7 +58,12 @@ class ServerProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(
-                [str(VENV_BIN / "errorreplay"), "serve", *self.serve_args],
+                [
+                    str(VENV_BIN / "errorreplay"),
+                    "serve",
+                    *(["--workers", str(self.workers)] if self.workers else []),
+                    *self.serve_args,
+                ],
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -66,7 +79,10 @@ class ServerProcess:
             try:
                 with grpc.insecure_channel(self.address) as channel:
                     reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=1)
-                    if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    # With workers, the first worker serves before the others have started.
+                    if reply.status == health_pb2.HealthCheckResponse.SERVING and (
+                        not self.workers or "errorreplay listening on" in self.output()
+                    ):
                         return
             except grpc.RpcError:
                 time.sleep(0.1)
@@ -75,11 +91,28 @@ class ServerProcess:
     def output(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path and self.log_path.exists() else ""
 
+    def children(self) -> dict[str, int]:
+        """With workers: the pid of each child process ("writer", "worker-0", ...), the latest
+        started of each, from the supervisor's log."""
+        return {name: int(pid) for name, pid in _STARTED.findall(self.output())}
+
     def kill(self) -> None:
-        """SIGKILL: no shutdown code runs."""
+        """SIGKILL: no shutdown code runs. With workers, the supervisor's children die with it
+        (PR_SET_PDEATHSIG); this waits until they are gone, so the port is free again."""
+        children = self.children()
         if self.process is not None:
             self.process.send_signal(signal.SIGKILL)
             self.process.wait(10)
+        deadline = time.monotonic() + 10
+        for pid in children.values():
+            while _alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.02)
+
+    def kill_child(self, name: str) -> int:
+        """SIGKILL one child process (with workers); returns its pid."""
+        pid = self.children()[name]
+        os.kill(pid, signal.SIGKILL)
+        return pid
 
     def terminate(self, timeout: float = 30.0) -> int:
         assert self.process is not None
@@ -90,3 +123,15 @@ class ServerProcess:
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait(10)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie (killed, not yet reaped by its dead parent's reaper) holds no port.
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return False

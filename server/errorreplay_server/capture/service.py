@@ -172,15 +172,14 @@ class CaptureService:
         # Breadcrumbs are stored once, as context logs (below), never on the report.
         report = replace(report, occurred_at=report.occurred_at or now, breadcrumbs=[])
         digest, title = fingerprint(report, self._analysis)
-        received_at = self._clock.next()
+        # error_id and received_at are stamped by `commit`, in the order of the writes.
         snapshot = ErrorSnapshot(
-            error_id=new_error_id(received_at),
+            error_id="",
             group_id=group_id_for(digest),
-            received_at=received_at,
+            received_at=0,
             report=report,
             fingerprint=digest,
             request_id=req.request_id,
-            context=self._enricher.initial_context() if self._enricher else ErrorContext(),
             idempotency_scope=req.idempotency_scope if req.request_id else "",
         )
         if req.report.breadcrumbs:
@@ -212,6 +211,23 @@ class CaptureService:
         digest, _ = fingerprint(replace(scrubbed, breadcrumbs=[]), self._analysis)
         return group_id_for(digest)
 
+    async def commit(self, items: Sequence[NewError]) -> list[CaptureOutcome]:
+        """Stamp prepared captures, store them, then publish, enrich and observe what was new.
+
+        Stamping and submitting to the store happen in one step, without an await between them, so
+        received_at (the stream cursor) increases in commit order. In a multi-process server the
+        writer process calls this for every worker's captures (engine/writer.py); a worker's
+        store forwards them here, so its own stamps are replaced (docs/ARCHITECTURE.md §5)."""
+        for item in items:
+            snap = item.snapshot
+            snap.received_at = self._clock.next()
+            snap.error_id = new_error_id(snap.received_at)
+            if self._enricher is not None:
+                snap.context.statuses = self._enricher.initial_context().statuses
+        outcomes = await self._store.capture(items)
+        self._after_commit(outcomes)
+        return outcomes
+
     def _after_commit(self, outcomes: Sequence[CaptureOutcome]) -> None:
         for outcome in outcomes:
             if outcome.duplicate:
@@ -226,9 +242,7 @@ class CaptureService:
                 self._observer.captured(outcome)
 
     async def capture(self, req: CaptureRequest, timeout: float | None = None) -> CaptureOutcome:
-        new = self._prepare(req, "")
-        (outcome,) = await self._store.capture([new])
-        self._after_commit([outcome])
+        (outcome,) = await self.commit([self._prepare(req, "")])
         if req.wait_for_context and self._enricher is not None and not outcome.duplicate:
             await self._wait_for_context(outcome, timeout)
         return _answer(req, outcome)
@@ -263,10 +277,9 @@ class CaptureService:
             except InvalidArgument as exc:
                 results[i] = exc
         if accepted:
-            outcomes = await self._store.capture([new for _, new in accepted])
+            outcomes = await self.commit([new for _, new in accepted])
             for (i, _), outcome in zip(accepted, outcomes, strict=True):
                 results[i] = outcome
-            self._after_commit(outcomes)
             if self._enricher is not None:
                 waits = [
                     self._wait_for_context(o, timeout)

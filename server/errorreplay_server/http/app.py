@@ -240,7 +240,11 @@ class HttpListener:
         plane: DataPlane,
         registry: CollectorRegistry,
         shutdown_grace_seconds: float = 10.0,
+        *,
+        shared_port: bool = False,
     ) -> HttpListener:
+        """shared_port: the workers of one multi-process server listen on the same port
+        (SO_REUSEPORT); otherwise a taken port fails start-up."""
         metrics = HttpMetrics(registry)
         ingestion = Ingestion(plane, settings, security, limits, metrics)
         context = ssl_context(security)
@@ -258,7 +262,7 @@ class HttpListener:
         )
         await runner.setup()
         host, port = settings.host_port
-        site = web.TCPSite(runner, host, port, ssl_context=context, reuse_port=False)
+        site = web.TCPSite(runner, host, port, ssl_context=context, reuse_port=shared_port)
         try:
             await site.start()
         except OSError as exc:

@@ -6,7 +6,9 @@ from errorreplay_server.settings import Settings
 from errorreplay_server.store.base import Store
 
 
-def open_store(settings: Settings) -> Store:
+def open_store(settings: Settings, *, read_only: bool = False) -> Store:
+    """read_only: the store of a worker process, whose writes go to the writer process. SQLite
+    then opens readers only; the Neo4j store needs no difference (the driver's sessions)."""
     if settings.store == "neo4j":
         try:
             from errorreplay_server.store.neo4j import Neo4jStore
@@ -20,4 +22,4 @@ def open_store(settings: Settings) -> Store:
         return Neo4jStore(settings.neo4j, settings.limits.topology_bounds)
     from errorreplay_server.store.sqlite import SqliteStore
 
-    return SqliteStore(settings.sqlite_path, settings.limits.topology_bounds)
+    return SqliteStore(settings.sqlite_path, settings.limits.topology_bounds, read_only=read_only)

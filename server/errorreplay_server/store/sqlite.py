@@ -562,7 +562,13 @@ def _group_counts(conn: sqlite3.Connection, counted: list[tuple[str, int]]) -> l
 class SqliteStore:
     """The embedded Store. `path` is the database file; its directory is created if missing."""
 
-    def __init__(self, path: str | Path, topology_bounds: TopologyBounds | None = None) -> None:
+    def __init__(
+        self, path: str | Path, topology_bounds: TopologyBounds | None = None, *, read_only: bool = False
+    ) -> None:
+        # read_only: readers only, no writer thread (a worker process of a multi-process server,
+        # whose writes go to the writer process: engine/link.py). The writer must have created
+        # the database first.
+        self._read_only = read_only
         self._path = str(path)
         self._bounds = topology_bounds or TopologyBounds()
         self._writer: _Writer | None = None
@@ -576,20 +582,41 @@ class SqliteStore:
         self._lock = threading.Lock()
 
     async def start(self) -> None:
-        if self._path != ":memory:":
-            Path(self._path).parent.mkdir(parents=True, exist_ok=True)
-        writer = _Writer(self._path, self._capture_many)
-        writer.start()
-        await asyncio.to_thread(writer.ready.wait)
-        if writer.startup_error is not None:
-            raise StoreUnavailable(f"cannot open the embedded store at {self._path}: {writer.startup_error}")
-        self._writer = writer
-        self._token_key = writer.token_key
-        self._tokens = PageTokens(writer.token_key)
+        if self._read_only:
+            key = await asyncio.to_thread(self._existing_token_key)
+        else:
+            if self._path != ":memory:":
+                Path(self._path).parent.mkdir(parents=True, exist_ok=True)
+            writer = _Writer(self._path, self._capture_many)
+            writer.start()
+            await asyncio.to_thread(writer.ready.wait)
+            if writer.startup_error is not None:
+                raise StoreUnavailable(f"cannot open the embedded store at {self._path}: {writer.startup_error}")
+            self._writer = writer
+            key = writer.token_key
+        self._token_key = key
+        self._tokens = PageTokens(key)
         self._readers = ThreadPoolExecutor(max_workers=READER_THREADS, thread_name_prefix="sqlite-reader")
         self._topology_readers = ThreadPoolExecutor(
             max_workers=TOPOLOGY_READER_THREADS, thread_name_prefix="sqlite-topology-reader"
         )
+
+    def _existing_token_key(self) -> bytes:
+        """A read-only store's signing key, from a database the writer has created."""
+        try:
+            conn = sqlite3.connect(f"file:{self._path}?mode=ro", uri=True)
+            try:
+                version = conn.execute("PRAGMA user_version").fetchone()[0]
+                if version != SCHEMA_VERSION:
+                    raise RuntimeError(f"schema version {version}, this server needs {SCHEMA_VERSION}")
+                row = conn.execute("SELECT value FROM meta WHERE key = 'token_key'").fetchone()
+            finally:
+                conn.close()
+        except (sqlite3.Error, RuntimeError) as exc:
+            raise StoreUnavailable(f"cannot read the embedded store at {self._path}: {exc}") from exc
+        if row is None:
+            raise StoreUnavailable(f"the embedded store at {self._path} has no signing key yet")
+        return bytes(row[0])
 
     async def close(self) -> None:
         if self._writer is not None:

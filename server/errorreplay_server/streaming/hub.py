@@ -370,6 +370,11 @@ class InProcessHub:
         self._dispatched_through = await self._store.latest_received_at()
         self._dispatcher = asyncio.create_task(self._dispatch(), name="hub-dispatcher")
 
+    @property
+    def dispatched_through(self) -> Micros:
+        """The received_at of the last error fanned out (or stored, when nothing was yet)."""
+        return self._dispatched_through
+
     def cursor_for(self, received_at: Micros) -> str:
         return self._cursors.encode(received_at)
 

@@ -1,0 +1,61 @@
+"""Frames between the worker processes and the writer process of one server.
+
+A frame is a 4-byte big-endian length, then a pickle of a tuple. Pickle is safe here: both ends
+are processes of the same server, and the socket lives in a directory only its user can open
+(engine/supervisor.py). Domain errors travel as (class name, args, attributes), because their
+constructors do not take what `Exception.args` holds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import pickle
+import struct
+from typing import Any
+
+from errorreplay_server.domain import errors as domain_errors
+
+HEADER = struct.Struct(">I")
+
+# worker -> writer: (CALL, call id, method, args)
+CALL = 0
+# writer -> worker: (REPLY, call id, ok, value or packed error)
+REPLY = 1
+# writer -> every worker: (COMMITTED, [snapshots]) in commit order, after COMMIT
+COMMITTED = 2
+# writer -> every worker: (TOPOLOGY,) after DEPENDS_ON edges were written
+TOPOLOGY = 3
+
+
+def encode(frame: tuple[Any, ...]) -> bytes:
+    data = pickle.dumps(frame, protocol=pickle.HIGHEST_PROTOCOL)
+    return HEADER.pack(len(data)) + data
+
+
+async def read(reader: asyncio.StreamReader) -> tuple[Any, ...]:
+    """The next frame; asyncio.IncompleteReadError when the other end has gone."""
+    (size,) = HEADER.unpack(await reader.readexactly(HEADER.size))
+    frame: tuple[Any, ...] = pickle.loads(await reader.readexactly(size))
+    return frame
+
+
+PackedError = tuple[str, tuple[Any, ...], dict[str, Any]]
+
+
+def pack_error(exc: BaseException) -> PackedError:
+    """A domain error as its class name and state; anything else as a RuntimeError naming it
+    (an INTERNAL status on the worker, like any unexpected error)."""
+    if isinstance(exc, domain_errors.DomainError) and getattr(domain_errors, type(exc).__name__, None) is type(exc):
+        return type(exc).__name__, exc.args, dict(vars(exc))
+    return "RuntimeError", (f"writer process: {type(exc).__name__}: {exc}",), {}
+
+
+def unpack_error(packed: PackedError) -> Exception:
+    name, args, state = packed
+    cls = getattr(domain_errors, name, None) if name != "RuntimeError" else RuntimeError
+    if not (isinstance(cls, type) and issubclass(cls, Exception)):
+        return RuntimeError(f"writer process: {name}: {args}")
+    exc = cls.__new__(cls)
+    exc.args = args
+    vars(exc).update(state)
+    return exc
