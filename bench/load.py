@@ -219,10 +219,13 @@ def percentile(sorted_values: list[float], q: float) -> float:
 
 async def run(args: argparse.Namespace) -> dict[str, object]:
     run_id = args.run or uuid.uuid4().hex[:8]
-    options = [("grpc.max_receive_message_length", 64 * 1024 * 1024)]
-    async with grpc.aio.insecure_channel(args.target, options=options) as channel:
-        stub = service_pb2_grpc.ErrorReplayServiceStub(channel)
-        otlp = trace_service_pb2_grpc.TraceServiceStub(channel)
+    # Each channel its own connection (a local subchannel pool): a server whose workers share the
+    # port (serve --workers) balances connections, not calls.
+    options = [("grpc.max_receive_message_length", 64 * 1024 * 1024), ("grpc.use_local_subchannel_pool", 1)]
+    channels = [grpc.aio.insecure_channel(args.target, options=options) for _ in range(args.channels)]
+    try:
+        stubs = [service_pb2_grpc.ErrorReplayServiceStub(c) for c in channels]
+        otlps = [trace_service_pb2_grpc.TraceServiceStub(c) for c in channels]
         otlp_template = make_otlp_export(0, args.batch, run_id)
         rejected = 0
         latencies: list[float] = []
@@ -231,8 +234,9 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         stop_at = time.perf_counter() + args.duration
         deadline_total = args.calls
 
-        async def worker() -> None:
+        async def worker(n: int) -> None:
             nonlocal counter, failures, rejected
+            stub, otlp = stubs[n % len(stubs)], otlps[n % len(otlps)]
             while True:
                 if deadline_total and counter >= deadline_total:
                     return
@@ -270,8 +274,11 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
                 latencies.append(time.perf_counter() - started)
 
         began = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(args.concurrency)))
+        await asyncio.gather(*(worker(n) for n in range(args.concurrency)))
         elapsed = time.perf_counter() - began
+    finally:
+        for c in channels:
+            await c.close()
     latencies.sort()
     per_call = args.batch if args.mode in ("batch", "otlp") else 1
     return {
@@ -298,6 +305,7 @@ def main() -> None:
     parser.add_argument("--target", required=True)
     parser.add_argument("--mode", choices=["capture", "batch", "otlp", "sentry"], default="capture")
     parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--channels", type=int, default=1, help="connections the calls are spread over")
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--calls", type=int, default=0, help="stop after this many calls instead of a duration")
     parser.add_argument("--batch", type=int, default=100)

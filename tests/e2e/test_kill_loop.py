@@ -161,14 +161,20 @@ class Backend:
     kill_store: Callable[[], None] | None = None
 
 
-def kill_loop(tmp_path: Path, backend: Backend) -> dict[str, Any]:
+def kill_loop(
+    tmp_path: Path, backend: Backend, targets: tuple[str, ...] = ("server",), workers: int | None = None
+) -> dict[str, Any]:
+    """Cycle i kills targets[i % len(targets)]: "server" (the whole server, then started again),
+    or a child process of a --workers server ("writer", "worker-0", ...), which its supervisor
+    restarts."""
     seed = int(os.environ.get("ERRORREPLAY_KILL_SEED", "") or time.time_ns() % 2**32)
     rng = random.Random(seed)
     run = uuid.uuid4().hex
     data_dir = tmp_path / "data"
     port = free_port()
     started = time.monotonic()
-    server = ServerProcess(data_dir, port=port, extra_env=backend.env).start()
+    spawn = {} if workers is None else {"workers": workers}
+    server = ServerProcess(data_dir, port=port, extra_env=backend.env, **spawn).start()
     stop = threading.Event()
     clients = [
         CaptureClient(f"c{i}", server.address, run, stop, BATCH_SIZE if i >= UNARY_CLIENTS else 1)
@@ -183,16 +189,23 @@ def kill_loop(tmp_path: Path, backend: Backend) -> dict[str, Any]:
             up = rng.uniform(*UP_SECONDS)
             time.sleep(up)
             acked_before = sum(len(c.ledger.acknowledged) for c in clients)
-            server.kill()
-            logs.append(server.output())
-            store_killed = backend.kill_store is not None and cycle % 2 == 1
-            if store_killed:
-                assert backend.kill_store is not None
-                backend.kill_store()
+            target = targets[cycle % len(targets)]
             down_at = time.monotonic()
-            server = ServerProcess(data_dir, port=port, extra_env=backend.env).start()
+            store_killed = False
+            if target == "server":
+                server.kill()
+                logs.append(server.output())
+                store_killed = backend.kill_store is not None and cycle % 2 == 1
+                if store_killed:
+                    assert backend.kill_store is not None
+                    backend.kill_store()
+                server = ServerProcess(data_dir, port=port, extra_env=backend.env, **spawn).start()
+            else:
+                killed = server.kill_child(target)
+                _until_restarted(server, target, killed)
             cycles.append(
                 {
+                    "killed": target,
                     "up_seconds": round(up, 3),
                     "acknowledged_at_kill": acked_before,
                     "restart_seconds": round(time.monotonic() - down_at, 3),
@@ -244,6 +257,15 @@ def kill_loop(tmp_path: Path, backend: Backend) -> dict[str, Any]:
     if summary["client_failures"] or summary["unacknowledged_in_flight"]:
         summary["server_logs_tail"] = "\n---\n".join(log[-3000:] for log in logs)
     return summary
+
+
+def _until_restarted(server: ServerProcess, name: str, killed: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.children().get(name, killed) != killed:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{name} (pid {killed}) was not restarted:\n{server.output()}")
 
 
 def check(summary: dict[str, Any]) -> None:

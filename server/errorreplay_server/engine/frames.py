@@ -9,11 +9,16 @@ constructors do not take what `Exception.args` holds.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import enum
+import io
 import pickle
 import struct
+from collections.abc import Callable
 from typing import Any
 
 from errorreplay_server.domain import errors as domain_errors
+from errorreplay_server.domain import model
 
 HEADER = struct.Struct(">I")
 
@@ -27,9 +32,41 @@ COMMITTED = 2
 TOPOLOGY = 3
 
 
+def _dataclass_reducer(cls: type) -> Callable[[Any], tuple[Any, ...]]:
+    names = tuple(f.name for f in dataclasses.fields(cls))
+    return lambda obj: (cls, tuple(getattr(obj, name) for name in names))
+
+
+def _enum_reducer(member: enum.Enum) -> tuple[Any, ...]:
+    return getattr, (type(member), member.name)
+
+
+def _wire_table() -> dict[type, Callable[[Any], tuple[Any, ...]]]:
+    """How the domain's types travel: a dataclass as its constructor's arguments, an enum as
+    its name. Pickle's defaults for slotted dataclasses and enums (a Python __setstate__ per
+    object, an EnumMeta call per member) made decoding a capture 4x slower (55 against 14 µs)."""
+    table: dict[type, Callable[[Any], tuple[Any, ...]]] = {}
+    for value in vars(model).values():
+        if isinstance(value, type) and value.__module__ == model.__name__:
+            if dataclasses.is_dataclass(value):
+                table[value] = _dataclass_reducer(value)
+            elif issubclass(value, enum.Enum):
+                table[value] = _enum_reducer
+    return table
+
+
+_WIRE_TABLE = _wire_table()
+
+
 def encode(frame: tuple[Any, ...]) -> bytes:
-    data = pickle.dumps(frame, protocol=pickle.HIGHEST_PROTOCOL)
-    return HEADER.pack(len(data)) + data
+    buffer = io.BytesIO()
+    buffer.write(b"\0" * HEADER.size)
+    pickler = pickle.Pickler(buffer, protocol=pickle.HIGHEST_PROTOCOL)
+    pickler.dispatch_table = _WIRE_TABLE
+    pickler.dump(frame)
+    data = buffer.getbuffer()
+    HEADER.pack_into(data, 0, len(data) - HEADER.size)
+    return bytes(data)
 
 
 async def read(reader: asyncio.StreamReader) -> tuple[Any, ...]:

@@ -187,7 +187,17 @@ class LinkedStore:
         await self._reads.close()
 
     async def capture(self, errors: Sequence[NewError]) -> list[CaptureOutcome]:
-        return cast(list[CaptureOutcome], await self._link.call("capture", list(errors)))
+        replies = await self._link.call("capture", list(errors))
+        outcomes = []
+        for item, reply in zip(errors, replies, strict=True):
+            if isinstance(reply, CaptureOutcome):
+                outcomes.append(reply)
+                continue
+            # engine/writer.py _capture_reply: the stamps the writer put on this snapshot.
+            snapshot = item.snapshot
+            snapshot.error_id, snapshot.received_at, snapshot.context.statuses, regression, new_group = reply
+            outcomes.append(CaptureOutcome(snapshot, duplicate=False, regression=regression, new_group=new_group))
+        return outcomes
 
     async def update_context(self, error_id: str, context: ErrorContext) -> None:
         await self._link.call("update_context", error_id, context)

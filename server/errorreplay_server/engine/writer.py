@@ -25,7 +25,7 @@ from prometheus_client import CollectorRegistry
 from errorreplay_server.capture.scrubbing import SecretScrubber
 from errorreplay_server.capture.service import CaptureService
 from errorreplay_server.dataplane import DataPlane
-from errorreplay_server.domain.model import ErrorSnapshot
+from errorreplay_server.domain.model import CaptureOutcome, CollectorStatus, ErrorSnapshot, NewError
 from errorreplay_server.engine import frames
 from errorreplay_server.metrics import StateCollector
 from errorreplay_server.notify.metrics import NotifyCollector
@@ -113,7 +113,9 @@ class WriterEngine:
 
     async def _dispatch(self, method: str, args: Sequence[Any]) -> Any:
         if method == "capture":
-            return await self.capture.commit(*args)
+            (items,) = args
+            outcomes = await self.capture.commit(items)
+            return [_capture_reply(item, outcome) for item, outcome in zip(items, outcomes, strict=True)]
         if method in STORE_WRITES:
             value = await getattr(self.store, method)(*args)
             if method == "upsert_resources":
@@ -143,6 +145,19 @@ class WriterEngine:
             await asyncio.gather(*list(self.calls), return_exceptions=True)
         for writer in list(self.broadcast.connections):
             writer.close()
+
+
+# A new error's reply: what the writer set on the worker's snapshot, and the outcome's flags.
+NewErrorReply = tuple[str, int, list[CollectorStatus], bool, bool]
+
+
+def _capture_reply(item: NewError, outcome: CaptureOutcome) -> CaptureOutcome | NewErrorReply:
+    """The worker holds the snapshot it sent: a new error is answered with its stamps only. A
+    duplicate (or a capture an earlier, lost commit stored) is answered with the stored one."""
+    s = outcome.snapshot
+    if outcome.duplicate or s is not item.snapshot:
+        return outcome
+    return (s.error_id, s.received_at, s.context.statuses, outcome.regression, outcome.new_group)
 
 
 async def start_writer(settings: Settings, socket_path: str, started: contextlib.AsyncExitStack) -> WriterEngine:
