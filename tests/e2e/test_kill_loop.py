@@ -35,6 +35,7 @@ import pytest
 from errorreplay.v1 import message_pb2 as m
 from errorreplay.v1 import request_response_pb2 as rr
 from errorreplay.v1 import service_pb2_grpc
+from tests.e2e import server_process
 from tests.e2e.server_process import ServerProcess, free_port
 
 CYCLES = 5
@@ -173,14 +174,15 @@ def kill_loop(
     data_dir = tmp_path / "data"
     port = free_port()
     started = time.monotonic()
-    spawn = {} if workers is None else {"workers": workers}
-    server = ServerProcess(data_dir, port=port, extra_env=backend.env, **spawn).start()
+    if workers is None:
+        workers = server_process.DEFAULT_WORKERS
+    server = ServerProcess(data_dir, port=port, extra_env=backend.env, workers=workers).start()
     stop = threading.Event()
     clients = [
         CaptureClient(f"c{i}", server.address, run, stop, BATCH_SIZE if i >= UNARY_CLIENTS else 1)
         for i in range(UNARY_CLIENTS + BATCH_CLIENTS)
     ]
-    cycles: list[dict[str, float]] = []
+    cycles: list[dict[str, Any]] = []
     logs: list[str] = []
     try:
         for client in clients:
@@ -199,7 +201,7 @@ def kill_loop(
                 if store_killed:
                     assert backend.kill_store is not None
                     backend.kill_store()
-                server = ServerProcess(data_dir, port=port, extra_env=backend.env, **spawn).start()
+                server = ServerProcess(data_dir, port=port, extra_env=backend.env, workers=workers).start()
             else:
                 killed = server.kill_child(target)
                 _until_restarted(server, target, killed)
