@@ -14,6 +14,7 @@ Prints a table and writes bench/results.json.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -66,7 +67,7 @@ def wait_ready(address: str, timeout: float = 60, health: bool = True) -> None:
 
 
 @contextmanager
-def errorreplay_server(data_dir: Path, **env: str) -> Iterator[str]:
+def errorreplay_server(data_dir: Path, workers: int = 0, **env: str) -> Iterator[str]:
     address = f"127.0.0.1:{free_port()}"
     full_env = {
         **os.environ,
@@ -77,10 +78,17 @@ def errorreplay_server(data_dir: Path, **env: str) -> Iterator[str]:
         "ERRORREPLAY_HTTP_ADDRESS": "off",
         **env,
     }
-    proc = subprocess.Popen([str(BIN / "errorreplay"), "serve"], env=full_env, cwd=ROOT)
+    args = ["--workers", str(workers)] if workers else []
+    proc = subprocess.Popen([str(BIN / "errorreplay"), "serve", *args], env=full_env, cwd=ROOT)
     SERVER_PIDS[address] = proc.pid
     try:
         wait_ready(address)
+        if workers:
+            # Serving once the first worker is; measured once all are (the supervisor's children).
+            deadline = time.monotonic() + 60
+            while len(child_pids(proc.pid)) < workers + 1 and time.monotonic() < deadline:
+                time.sleep(0.2)
+            time.sleep(1.0)
         yield address
     finally:
         proc.terminate()
@@ -122,10 +130,24 @@ def slow_backend(delay: float = 0.1) -> Iterator[str]:
 SERVER_PIDS: dict[str, int] = {}  # address -> pid of the server process listening there
 
 
+def child_pids(pid: int) -> list[int]:
+    """The children of a process (Linux /proc), e.g. a --workers server's writer and workers."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(OSError):
+            found += [int(c) for c in (task / "children").read_text().split()]
+    return found
+
+
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU time of a process and its children so far (Linux /proc): a --workers
+    server is a supervisor, a writer and the workers."""
+    total = 0.0
+    for p in (pid, *child_pids(pid)):
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 def load(address: str, *args: str) -> dict[str, Any]:
@@ -215,6 +237,81 @@ def otlp_row(otlp: dict[str, Any], batch: dict[str, Any]) -> tuple[str, str, str
     )
 
 
+# The process model's rows: one process (0) and `serve --workers N`. The load spreads its calls over
+# PROCESS_MODEL_CHANNELS connections (workers share a port per connection, not per call); the
+# echo baseline gets the same load.
+PROCESS_MODEL_CHANNELS = "4"
+FANOUT_RATES = (100, 200, 300, 400)
+
+
+def process_model(tmp_path: Path, load_seconds: str, fan_seconds: int, quick: bool) -> dict[str, Any]:
+    spread = ("--channels", PROCESS_MODEL_CHANNELS)
+    unary = ("--duration", load_seconds, *spread)
+    batch = ("--mode", "batch", *batch_load(load_seconds), *spread)
+    out: dict[str, Any] = {}
+    with echo_server() as echo:
+        out["echo_unary"] = load(echo, *unary)
+        out["echo_batch"] = load(echo, *batch)
+    for workers in (0, 2) if quick else (0, 1, 2):
+        row: dict[str, Any] = {}
+        with errorreplay_server(tmp_path / f"model-{workers}", workers, ERRORREPLAY_ENRICHMENT="off") as address:
+            row["capture_unary"] = load(address, *unary)
+            row["capture_batch"] = load(address, *batch)
+        # Fan-out on a fresh server, as the fan-out rows above.
+        with errorreplay_server(tmp_path / f"fanout-{workers}", workers, ERRORREPLAY_ENRICHMENT="off") as address:
+            row["fanout"] = []
+            for rate in (100,) if quick else FANOUT_RATES:
+                fan = python(
+                    "bench.fanout", "--target", address, "--subscribers", "100", "--rate", str(rate),
+                    "--seconds", str(fan_seconds),
+                )  # fmt: skip
+                row["fanout"].append(fan)
+                if fan["p99_ms"] > 50 and rate > 100:
+                    break  # higher rates only do worse
+        row["unary_ratio"] = round(row["capture_unary"]["calls_per_s"] / out["echo_unary"]["calls_per_s"], 3)
+        holding = [f["rate_per_s"] for f in row["fanout"] if f["p99_ms"] <= 50]
+        row["fanout_highest_rate_p99_under_50ms"] = max(holding) if holding else None
+        out[f"workers_{workers}"] = row
+    return out
+
+
+def process_model_rows(model: dict[str, Any]) -> list[tuple[str, str, str]]:
+    echo = model["echo_unary"]
+    rows = [
+        (
+            f"process model: bare echo, unary, {PROCESS_MODEL_CHANNELS} connections",
+            f"{echo['calls_per_s']:.0f} calls/s",
+            cpu_note(echo, "call"),
+        )
+    ]
+    for key, row in model.items():
+        if not key.startswith("workers_"):
+            continue
+        workers = int(key.removeprefix("workers_"))
+        name = "one process" if workers == 0 else f"--workers {workers}"
+        unary, batch = row["capture_unary"], row["capture_batch"]
+        fan = row["fanout"][0]
+        rows += [
+            (
+                f"{name}: CaptureError",
+                f"{unary['calls_per_s']:.0f} errors/s",
+                f"{row['unary_ratio']:.2f}× echo (target ≥ 0.7); p99 {unary['p99_ms']} ms; " + cpu_note(unary, "error"),
+            ),
+            (
+                f"{name}: BatchCaptureErrors",
+                f"{batch['errors_per_s']:.0f} errors/s",
+                "target ≥ 20,000/s; " + cpu_note(batch, "error"),
+            ),
+            (
+                f"{name}: fan-out 100 subs × 100/s",
+                f"p99 {fan['p99_ms']} ms",
+                f"p50 {fan['p50_ms']} ms (target p99 ≤ 50 ms); highest rate holding it: "
+                f"{row['fanout_highest_rate_p99_under_50ms'] or 'none'} of {[f['rate_per_s'] for f in row['fanout']]}",
+            ),
+        ]
+    return rows
+
+
 def print_table(rows: list[tuple[str, str, str]]) -> None:
     width = max(len(r[0]) for r in rows)
     print(f"\n{'measure'.ljust(width)}  {'figure':>22}  notes")
@@ -292,7 +389,7 @@ def jetstream_row(fan: dict[str, Any]) -> tuple[str, str, str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--only", choices=["otlp", "notify", "jetstream"], help="run only these rows")
+    parser.add_argument("--only", choices=["otlp", "notify", "jetstream", "workers"], help="run only these rows")
     args = parser.parse_args()
     quick = args.quick
     load_seconds = "4" if quick else "15"
@@ -304,6 +401,12 @@ def main() -> None:
         notify, notify_table = notify_rows(notify_count)
         print_table(notify_table)
         print(json.dumps({"notify_latency": notify}))
+        return
+    if args.only == "workers":
+        with tempfile.TemporaryDirectory(prefix="errorreplay-bench-") as tmp:
+            model = process_model(Path(tmp), load_seconds, 5 if quick else 10, quick)
+        print_table(process_model_rows(model))
+        print(json.dumps({"process_model": model}))
         return
     if args.only == "jetstream":
         with tempfile.TemporaryDirectory(prefix="errorreplay-bench-") as tmp:
@@ -428,6 +531,20 @@ def main() -> None:
             ):
                 r = reads[name]
                 rows.append((f"{label} @ {size:,}", f"p50 {r['p50_ms']} ms", f"p99 {r['p99_ms']} ms{target}"))
+            if size == sizes[0]:
+                # The same reads from the workers of `serve --workers 2`, on their read-only connections.
+                with errorreplay_server(data_dir, 2) as address:
+                    worker_reads = python("bench.reads", "--target", address, "--calls", read_calls)
+                results[f"{key}_workers_2"] = worker_reads
+                for name, label in (("search_errors", "SearchErrors"), ("statistics_24h", "GetStatistics, 24 h")):
+                    r = worker_reads[name]
+                    rows.append(
+                        (
+                            f"--workers 2: {label} @ {size:,}",
+                            f"p50 {r['p50_ms']} ms",
+                            f"p99 {r['p99_ms']} ms (one process: p99 {reads[name]['p99_ms']} ms)",
+                        )
+                    )
             rows.append(
                 (f"bytes per error @ {size:,}", f"{bytes_without / size:.0f} B", "before context (target ≤ 4 KB)")
             )
@@ -465,6 +582,11 @@ def main() -> None:
         rows.append(
             ("highest fan-out rate with p99 ≤ 50 ms", f"{max(holding) if holding else 'none'}/s", "of those tried")
         )
+
+        # 4b. The process model: one process against serve --workers N, same load, same run.
+        results["process_model"] = process_model(tmp_path, load_seconds, fan_seconds, quick)
+        rows += process_model_rows(results["process_model"])
+        RESULTS.write_text(json.dumps(results, indent=2))
 
         # 5. Web console pages, timed from a client (an upper bound on the server-side render).
         console_count = 20_000 if quick else 100_000
