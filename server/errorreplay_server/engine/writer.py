@@ -37,6 +37,8 @@ from errorreplay_server.store.factory import open_store
 
 log = logging.getLogger("errorreplay.writer")
 
+# Commits buffered for one worker beyond which the writer drops its connection.
+MAX_WORKER_BACKLOG_BYTES = 64 * 1024 * 1024
 # The store writes a worker may ask for; everything else a worker reads itself.
 STORE_WRITES = frozenset({"update_context", "update_group_status", "upsert_resources", "record_change"})
 
@@ -62,8 +64,15 @@ class CommitBroadcast:
 
     def send(self, frame: bytes) -> None:
         for writer in list(self.connections):
-            if not writer.is_closing():
-                writer.write(frame)
+            if writer.is_closing():
+                continue
+            if writer.transport.get_write_buffer_size() > MAX_WORKER_BACKLOG_BYTES:
+                # A worker that does not read (stopped, or far behind) must not make the writer
+                # buffer without bound: drop it; it reconnects and reads what it missed from the store.
+                log.warning("a worker is %d bytes behind; disconnecting it", writer.transport.get_write_buffer_size())
+                writer.close()
+                continue
+            writer.write(frame)
 
 
 @dataclass
