@@ -70,18 +70,20 @@ class _Enrichment(Protocol):
 class StateCollector(Collector):
     """Reads the capture, streaming and enrichment counters at scrape time."""
 
-    def __init__(self, captures: _CaptureCounts, hub: _Hub | None, enrichment: _Enrichment | None) -> None:
-        """hub None: the writer process of a multi-process server, which serves no streams."""
+    def __init__(self, captures: _CaptureCounts | None, hub: _Hub | None, enrichment: _Enrichment | None) -> None:
+        """captures and hub None: the writer process of a multi-process server, whose workers
+        count the captures they answer and serve the streams."""
         self._captures = captures
         self._hub = hub
         self._enrichment = enrichment
 
     def collect(self) -> Iterator[Metric]:
-        captures = CounterMetricFamily("errorreplay_captures", "Capture requests by outcome", labels=["outcome"])
-        captures.add_metric(["stored"], self._captures.stored)
-        captures.add_metric(["duplicate"], self._captures.duplicates)
-        captures.add_metric(["rejected"], self._captures.rejected)
-        yield captures
+        if self._captures is not None:
+            captures = CounterMetricFamily("errorreplay_captures", "Capture requests by outcome", labels=["outcome"])
+            captures.add_metric(["stored"], self._captures.stored)
+            captures.add_metric(["duplicate"], self._captures.duplicates)
+            captures.add_metric(["rejected"], self._captures.rejected)
+            yield captures
         if self._hub is not None:
             yield GaugeMetricFamily(
                 "errorreplay_stream_subscribers", "Open SubscribeErrors streams", value=self._hub.subscriber_count

@@ -188,6 +188,8 @@ async def _start(
     registry.register(StateCollector(capture, hub, enrichment.queue if enrichment else None))
     if notifier is not None:
         registry.register(NotifyCollector(notifier.counters))
+    if link is not None:
+        link.metrics = lambda: list(registry.collect())
     server = grpc.aio.server(
         interceptors=[*extra_interceptors, ErrorMappingInterceptor(RpcMetrics(registry))],
         options=[
@@ -310,7 +312,7 @@ async def _linked_store(
     reads = store or open_store(settings, read_only=True)
     await reads.start()
     started.push_async_callback(reads.close)
-    link = WriterLink(worker.writer_socket, reads)
+    link = WriterLink(worker.writer_socket, reads, worker.index)
     try:
         await link.connect(worker.connect_timeout)
     except StoreUnavailable as exc:

@@ -8,6 +8,7 @@ import re
 import subprocess
 import threading
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +17,7 @@ import grpc
 import pytest
 from google.protobuf.duration_pb2 import Duration
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from prometheus_client.parser import text_string_to_metric_families
 
 from errorreplay.v1 import message_pb2 as m
 from errorreplay.v1 import request_response_pb2 as rr
@@ -43,7 +45,8 @@ def _worker_of(channel: grpc.Channel, workers: int) -> int:
 def channels_on_two_workers(tmp_path: Path) -> Iterator[tuple[ServerProcess, grpc.Channel, grpc.Channel]]:
     """A --workers 2 server and one connection to each worker. SO_REUSEPORT spreads connections
     by a hash of their ports, so connections are opened until both workers have one."""
-    server = ServerProcess(tmp_path / "data", workers=2).start()
+    metrics = {"ERRORREPLAY_METRICS_ADDRESS": f"127.0.0.1:{free_port()}"}
+    server = ServerProcess(tmp_path / "data", workers=2, extra_env=metrics).start()
     found: dict[int, grpc.Channel] = {}
     spare: list[grpc.Channel] = []
     try:
@@ -297,3 +300,29 @@ def test_a_second_server_on_a_taken_port_fails_naming_the_address(
             assert reply.status == health_pb2.HealthCheckResponse.SERVING, "the first server still serves"
     finally:
         server.stop()
+
+
+def test_metrics_of_every_worker_are_served_by_the_writer_with_a_worker_label(
+    channels_on_two_workers: tuple[ServerProcess, grpc.Channel, grpc.Channel],
+) -> None:
+    server, on_worker_0, on_worker_1 = channels_on_two_workers
+    metrics_address = re.search(r"metrics=http://([^/]+)/metrics", server.output())
+    assert metrics_address is not None, server.output()
+    run = uuid.uuid4().hex
+    _capture(on_worker_0, run, 0, 3)
+    _capture(on_worker_1, run, 10, 5)
+    with urllib.request.urlopen(f"http://{metrics_address.group(1)}/metrics", timeout=30) as response:
+        families = {f.name: f for f in text_string_to_metric_families(response.read().decode())}
+
+    def value(family: str, **labels: str) -> float:
+        return sum(
+            s.value
+            for s in families[family].samples
+            if s.name.endswith("_total") and all(s.labels.get(k) == v for k, v in labels.items())
+        )
+
+    method = "/errorreplay.v1.ErrorReplayService/CaptureError"
+    assert value("errorreplay_rpc_handled", method=method, code="OK", worker="0") == 3
+    assert value("errorreplay_rpc_handled", method=method, code="OK", worker="1") == 5
+    assert value("errorreplay_captures", outcome="stored") == 8
+    assert {s.labels["worker"] for s in families["errorreplay_stream_subscribers"].samples} == {"0", "1"}

@@ -30,6 +30,10 @@ REPLY = 1
 COMMITTED = 2
 # writer -> every worker: (TOPOLOGY,) after DEPENDS_ON edges were written
 TOPOLOGY = 3
+# worker -> writer, first on every connection: (HELLO, worker index)
+HELLO = 4
+# writer -> worker: (METRICS, request id); worker -> writer: (METRICS, request id, metric families)
+METRICS = 5
 
 
 def _dataclass_reducer(cls: type) -> Callable[[Any], tuple[Any, ...]]:

@@ -15,8 +15,10 @@ import asyncio
 import contextlib
 import itertools
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, cast
+
+from prometheus_client.core import Metric
 
 from errorreplay_server.domain.errors import StoreUnavailable
 from errorreplay_server.domain.model import (
@@ -43,8 +45,11 @@ CATCH_UP_PAGE = 1000
 
 
 class WriterLink:
-    def __init__(self, socket_path: str, reads: Store) -> None:
+    def __init__(self, socket_path: str, reads: Store, worker_index: int) -> None:
         self._path = socket_path
+        self._index = worker_index
+        # This worker's metric families, for the writer's /metrics (engine/writer.py WorkerMetrics).
+        self.metrics: Callable[[], list[Metric]] = list
         self._reads = reads
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future[Any]] = {}
@@ -61,12 +66,16 @@ class WriterLink:
             async with asyncio.timeout(timeout):
                 while True:
                     try:
-                        self._reader, self._writer = await asyncio.open_unix_connection(self._path)
+                        await self._open()
                         return
                     except (FileNotFoundError, ConnectionError):
                         await asyncio.sleep(RECONNECT_SECONDS[0])
         except TimeoutError:
             raise StoreUnavailable(f"the writer process does not answer on {self._path}") from None
+
+    async def _open(self) -> None:
+        self._reader, self._writer = await asyncio.open_unix_connection(self._path)
+        self._writer.write(frames.encode((frames.HELLO, self._index)))
 
     def start(self, hub: InProcessHub | None, after: Micros) -> None:
         """Read the writer's frames from now on, handing `hub` every commit after `after` (where
@@ -134,6 +143,8 @@ class WriterLink:
                 self._deliver(snapshot)
         elif kind == frames.TOPOLOGY and self._hub is not None:
             self._hub.topology_changed()
+        elif kind == frames.METRICS and self._writer is not None:
+            self._writer.write(frames.encode((frames.METRICS, frame[1], self.metrics())))
 
     def _deliver(self, snapshot: ErrorSnapshot) -> None:
         if snapshot.received_at <= self._delivered:
@@ -151,7 +162,7 @@ class WriterLink:
     async def _reconnect(self) -> None:
         for attempt in itertools.count():
             try:
-                self._reader, self._writer = await asyncio.open_unix_connection(self._path)
+                await self._open()
                 log.info("reconnected to the writer process")
                 return
             except (FileNotFoundError, ConnectionError):

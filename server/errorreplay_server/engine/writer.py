@@ -14,13 +14,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from prometheus_client import CollectorRegistry
+from prometheus_client.core import Metric
+from prometheus_client.registry import Collector
 
 from errorreplay_server.capture.scrubbing import SecretScrubber
 from errorreplay_server.capture.service import CaptureService
@@ -85,7 +88,11 @@ class WriterEngine:
     broadcast: CommitBroadcast
     notifier: Notifier | None = None
     calls: set[asyncio.Task[None]] = field(default_factory=set)
+    # Each connection's worker index (its HELLO frame).
+    workers: dict[asyncio.StreamWriter, int] = field(default_factory=dict)
+    _metrics_asked: dict[int, asyncio.Future[list[Metric]]] = field(default_factory=dict)
     _server: asyncio.AbstractServer | None = None
+    _metric_ids: itertools.count[int] = field(default_factory=itertools.count)
 
     # --- the socket -----------------------------------------------------------------------------
     async def listen(self, path: str) -> None:
@@ -98,6 +105,14 @@ class WriterEngine:
         try:
             while True:
                 frame = await frames.read(reader)
+                if frame[0] == frames.HELLO:
+                    self.workers[writer] = frame[1]
+                    continue
+                if frame[0] == frames.METRICS:
+                    answer = self._metrics_asked.get(frame[1])
+                    if answer is not None and not answer.done():
+                        answer.set_result(frame[2])
+                    continue
                 # A task per call: calls that arrive together are committed together. Tasks start
                 # in arrival order, so captures are stamped in that order.
                 task = asyncio.create_task(self._call(writer, frame))
@@ -107,6 +122,7 @@ class WriterEngine:
             pass  # the worker has gone; its calls in flight still commit
         finally:
             self.broadcast.connections.discard(writer)
+            self.workers.pop(writer, None)
             writer.close()
 
     async def _call(self, writer: asyncio.StreamWriter, frame: tuple[Any, ...]) -> None:
@@ -138,13 +154,32 @@ class WriterEngine:
         raise ValueError(f"unknown writer call {method!r}")
 
     def metrics(self) -> CollectorRegistry:
-        """What this process can tell: captures stored, enrichment and notifications. Calls and
-        streams are counted by each worker (README: Metrics)."""
+        """The server's /metrics: enrichment and notifications from here, and every worker's own
+        series (calls, captures, streams, HTTP) with a `worker` label."""
         registry = CollectorRegistry()
-        registry.register(StateCollector(self.capture, None, self.enrichment.queue if self.enrichment else None))
+        registry.register(StateCollector(None, None, self.enrichment.queue if self.enrichment else None))
         if self.notifier is not None:
             registry.register(NotifyCollector(self.notifier.counters))
+        registry.register(WorkerMetrics(self, asyncio.get_running_loop()))
         return registry
+
+    async def worker_metrics(self, timeout: float) -> list[tuple[int, list[Metric]]]:
+        """Each connected worker's metric families; a worker that does not answer in time is left out."""
+        asked: dict[int, tuple[int, asyncio.Future[list[Metric]]]] = {}
+        loop = asyncio.get_running_loop()
+        for writer, index in list(self.workers.items()):
+            if not writer.is_closing():
+                request_id = next(self._metric_ids)
+                asked[request_id] = (index, loop.create_future())
+                self._metrics_asked[request_id] = asked[request_id][1]
+                writer.write(frames.encode((frames.METRICS, request_id)))
+        try:
+            if asked:
+                await asyncio.wait([f for _, f in asked.values()], timeout=timeout)
+        finally:
+            for request_id in asked:
+                self._metrics_asked.pop(request_id, None)
+        return [(index, f.result()) for index, f in asked.values() if f.done() and not f.cancelled()]
 
     async def stop(self) -> None:
         """Refuse new connections, finish the calls in hand (their replies still go out)."""
@@ -154,6 +189,35 @@ class WriterEngine:
             await asyncio.gather(*list(self.calls), return_exceptions=True)
         for writer in list(self.broadcast.connections):
             writer.close()
+
+
+# How long a scrape waits for the workers' metrics.
+WORKER_METRICS_SECONDS = 2.0
+
+
+class WorkerMetrics(Collector):
+    """Collected in the metrics listener's thread: asks the workers on the writer's loop, then
+    merges each family's samples from every worker, labelled `worker`."""
+
+    def __init__(self, engine: WriterEngine, loop: asyncio.AbstractEventLoop) -> None:
+        self._engine = engine
+        self._loop = loop
+
+    def collect(self) -> Iterator[Metric]:
+        asked = asyncio.run_coroutine_threadsafe(self._engine.worker_metrics(WORKER_METRICS_SECONDS), self._loop)
+        try:
+            answers = asked.result(WORKER_METRICS_SECONDS + 1.0)
+        except Exception:
+            log.warning("the workers' metrics did not come in time; this scrape has the writer's only")
+            return
+        merged: dict[str, Metric] = {}
+        for index, families in sorted(answers, key=lambda a: a[0]):
+            for family in families:
+                into = merged.get(family.name)
+                if into is None:
+                    into = merged[family.name] = Metric(family.name, family.documentation, family.type, family.unit)
+                into.samples += [s._replace(labels={**s.labels, "worker": str(index)}) for s in family.samples]
+        yield from merged.values()
 
 
 # A new error's reply: what the writer set on the worker's snapshot, and the outcome's flags.
