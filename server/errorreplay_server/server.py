@@ -167,7 +167,7 @@ async def _start(
         enricher = RemoteEnricher(link) if settings.enrichment_enabled else None
     else:
         enrichment = await start_enrichment(settings, store, scrubber, nc, started)
-        notifier = _notifier(settings, enrichment)
+        notifier = build_notifier(settings, enrichment)
         enricher = enrichment.queue if enrichment else None
     capture = CaptureService(
         store,
@@ -298,7 +298,7 @@ class NotifySource:
         return await self.store.get_group(group_id)
 
 
-def _notifier(settings: Settings, enrichment: Enrichment | None) -> Notifier | None:
+def build_notifier(settings: Settings, enrichment: Enrichment | None) -> Notifier | None:
     """The notifier when rules are configured; its outbox lives in the store's database."""
     if not settings.notify.enabled:
         return None

@@ -28,12 +28,13 @@ from prometheus_client.registry import Collector
 from errorreplay_server.capture.scrubbing import SecretScrubber
 from errorreplay_server.capture.service import CaptureService
 from errorreplay_server.dataplane import DataPlane
+from errorreplay_server.domain.errors import DomainError
 from errorreplay_server.domain.model import CaptureOutcome, CollectorStatus, ErrorSnapshot, NewError
 from errorreplay_server.engine import frames
 from errorreplay_server.metrics import StateCollector
 from errorreplay_server.notify.metrics import NotifyCollector
 from errorreplay_server.notify.notifier import Notifier
-from errorreplay_server.server import Enrichment, NotifySource, _notifier, start_enrichment, start_hub
+from errorreplay_server.server import Enrichment, NotifySource, build_notifier, start_enrichment, start_hub
 from errorreplay_server.settings import Settings
 from errorreplay_server.store.base import Store
 from errorreplay_server.store.factory import open_store
@@ -130,7 +131,7 @@ class WriterEngine:
         try:
             reply = (frames.REPLY, call_id, True, await self._dispatch(method, args))
         except Exception as exc:
-            if not isinstance(exc, frames.domain_errors.DomainError):
+            if not isinstance(exc, DomainError):
                 log.exception("%s from a worker failed", method)
             reply = (frames.REPLY, call_id, False, frames.pack_error(exc))
         if not writer.is_closing():
@@ -244,7 +245,7 @@ async def start_writer(settings: Settings, socket_path: str, started: contextlib
     # worker of every replica consumes. Its own subscribers are none: the workers serve streams.
     hub, nc = await start_hub(settings, store, started)
     enrichment = await start_enrichment(settings, store, scrubber, nc, started)
-    notifier = _notifier(settings, enrichment)
+    notifier = build_notifier(settings, enrichment)
     broadcast = CommitBroadcast()
     capture = CaptureService(
         store,
