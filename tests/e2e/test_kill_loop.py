@@ -315,11 +315,15 @@ def test_every_acknowledged_capture_survives_repeated_sigkill_on_bolt(tmp_path: 
         os.kill(arcadedb.pid, signal.SIGKILL)
         arcadedb.restart()
 
-    env = {
+    check(kill_loop(tmp_path, Backend(env=bolt_env(arcadedb), kill_store=kill_arcadedb)))
+
+
+def bolt_env(arcadedb: Any) -> dict[str, str]:
+    """The variables that point errorreplay at the ArcadeDB Bolt server."""
+    return {
         "ERRORREPLAY_STORE": "neo4j",
         "ERRORREPLAY_NEO4J_URI": arcadedb.uri,
         "ERRORREPLAY_NEO4J_USERNAME": arcadedb.username,
         "ERRORREPLAY_NEO4J_PASSWORD": arcadedb.password,
         "ERRORREPLAY_NEO4J_DATABASE": arcadedb.database,
     }
-    check(kill_loop(tmp_path, Backend(env=env, kill_store=kill_arcadedb)))

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.test_kill_loop import Backend, arcadedb, check, kill_loop
+from tests.e2e.test_kill_loop import Backend, arcadedb, bolt_env, check, kill_loop
 
 __all__ = ["arcadedb"]  # the fixture, for the Bolt variant
 
@@ -25,13 +25,6 @@ def test_no_acknowledged_capture_is_lost_when_a_worker_the_writer_or_the_server_
 @pytest.mark.bolt
 @pytest.mark.timeout(300)
 def test_the_same_on_the_bolt_store(tmp_path: Path, arcadedb: Any) -> None:
-    env = {
-        "ERRORREPLAY_STORE": "neo4j",
-        "ERRORREPLAY_NEO4J_URI": arcadedb.uri,
-        "ERRORREPLAY_NEO4J_USERNAME": arcadedb.username,
-        "ERRORREPLAY_NEO4J_PASSWORD": arcadedb.password,
-        "ERRORREPLAY_NEO4J_DATABASE": arcadedb.database,
-    }
-    summary = kill_loop(tmp_path, Backend(env=env), targets=TARGETS, workers=2)
+    summary = kill_loop(tmp_path, Backend(env=bolt_env(arcadedb)), targets=TARGETS, workers=2)
     assert [c["killed"] for c in summary["cycles"]] == list(TARGETS)
     check(summary)
