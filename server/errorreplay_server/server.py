@@ -374,6 +374,30 @@ class MetricsListener:
         self.thread.join()
 
 
+def log_listening(settings: Settings, port: int, http_port: int | None, metrics: str, model: str = "") -> None:
+    """Where the server listens, as one process and the supervisor of several both log it."""
+    log.info(
+        "errorreplay listening on %s (port %d), store=%s, data_dir=%s, metrics=%s%s",
+        settings.listen_address,
+        port,
+        settings.store,
+        settings.data_dir,
+        metrics,
+        model,
+    )
+    if http_port is not None:
+        tls = settings.security.tls_enabled
+        log.info(
+            "HTTP (Sentry, Alertmanager, /healthz) on %s (port %d%s)",
+            settings.http.address,
+            http_port,
+            ", TLS" if tls else "",
+        )
+        if settings.http.console_enabled:
+            log.info("web console at %s/", settings.http.console_base_url(tls, http_port))
+    log.info("security: %s", settings.security.describe())
+
+
 async def serve(settings: Settings) -> None:
     """Run until SIGTERM or SIGINT, then shut down gracefully. Raises StartupError (after stopping
     whatever had started) when a listener or the store cannot start."""
@@ -389,24 +413,12 @@ async def serve(settings: Settings) -> None:
     except BaseException:
         await running.stop(0)
         raise
-    log.info(
-        "errorreplay listening on %s (port %d), store=%s, data_dir=%s, metrics=%s",
-        settings.listen_address,
+    log_listening(
+        settings,
         running.port,
-        settings.store,
-        settings.data_dir,
+        running.http.port if running.http else None,
         f"http://{settings.metrics_address}/metrics" if metrics else "off",
     )
-    if running.http is not None:
-        log.info(
-            "HTTP (Sentry, Alertmanager, /healthz) on %s (port %d%s)",
-            settings.http.address,
-            running.http.port,
-            ", TLS" if running.http.tls else "",
-        )
-        if settings.http.console_enabled:
-            log.info("web console at %s/", settings.http.console_base_url(running.http.tls, running.http.port))
-    log.info("security: %s", settings.security.describe())
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

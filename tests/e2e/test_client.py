@@ -25,8 +25,9 @@ EXAMPLE = CLIENT_DIR / "examples" / "capture_example.py"
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    proc = ServerProcess(tmp_path_factory.mktemp("client")).start()
+def server(tmp_path_factory: pytest.TempPathFactory, server_workers: int) -> Iterator[ServerProcess]:
+    """One server per process model (tests/e2e/conftest.py)."""
+    proc = ServerProcess(tmp_path_factory.mktemp("client"), workers=server_workers).start()
     yield proc
     proc.stop()
 

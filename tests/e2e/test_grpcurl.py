@@ -18,8 +18,9 @@ GRPCURL = str(VENV_BIN / "grpcurl")
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    proc = ServerProcess(tmp_path_factory.mktemp("grpcurl")).start()
+def server(tmp_path_factory: pytest.TempPathFactory, server_workers: int) -> Iterator[ServerProcess]:
+    """One server per process model (tests/e2e/conftest.py)."""
+    proc = ServerProcess(tmp_path_factory.mktemp("grpcurl"), workers=server_workers).start()
     yield proc
     proc.stop()
 

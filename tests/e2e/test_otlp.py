@@ -23,8 +23,9 @@ ERRORREPLAY = str(VENV_BIN / "errorreplay")
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    proc = ServerProcess(tmp_path_factory.mktemp("otlp")).start()
+def server(tmp_path_factory: pytest.TempPathFactory, server_workers: int) -> Iterator[ServerProcess]:
+    """One server per process model (tests/e2e/conftest.py)."""
+    proc = ServerProcess(tmp_path_factory.mktemp("otlp"), workers=server_workers).start()
     yield proc
     proc.stop()
 

@@ -33,8 +33,9 @@ from tests.e2e.server_process import ServerProcess
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    proc = ServerProcess(tmp_path_factory.mktemp("sdk")).start()
+def server(tmp_path_factory: pytest.TempPathFactory, server_workers: int) -> Iterator[ServerProcess]:
+    """One server per process model (tests/e2e/conftest.py)."""
+    proc = ServerProcess(tmp_path_factory.mktemp("sdk"), workers=server_workers).start()
     yield proc
     proc.stop()
 

@@ -15,8 +15,9 @@ TS_DIR = Path(__file__).resolve().parents[2] / "clients" / "typescript"
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    proc = ServerProcess(tmp_path_factory.mktemp("interop")).start()
+def server(tmp_path_factory: pytest.TempPathFactory, server_workers: int) -> Iterator[ServerProcess]:
+    """One server per process model (tests/e2e/conftest.py)."""
+    proc = ServerProcess(tmp_path_factory.mktemp("interop"), workers=server_workers).start()
     yield proc
     proc.stop()
 

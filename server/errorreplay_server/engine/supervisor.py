@@ -32,6 +32,7 @@ from multiprocessing.process import BaseProcess
 from typing import Any
 
 from errorreplay_server.engine.processes import STOP_SIGNAL, worker_main, writer_main
+from errorreplay_server.server import log_listening
 from errorreplay_server.settings import Settings, split_host_port
 
 log = logging.getLogger("errorreplay")
@@ -104,27 +105,13 @@ class Supervisor:
                 return False
             self._children.append(worker)
         s = self._settings
-        # The same lines as one process logs (server.py serve), with the process model added.
-        log.info(
-            "errorreplay listening on %s (port %d), store=%s, data_dir=%s, metrics=%s, workers=%d and a writer",
-            s.listen_address,
+        log_listening(
+            s,
             split_host_port(s.listen_address, "")[1],
-            s.store,
-            s.data_dir,
+            split_host_port(s.http.address, "")[1] if s.http.enabled else None,
             f"http://{s.metrics_address}/metrics (writer process)" if s.metrics_address else "off",
-            self._workers,
+            f", workers={self._workers} and a writer",
         )
-        if s.http.enabled:
-            log.info(
-                "HTTP (Sentry, Alertmanager, /healthz) on %s (port %d%s)",
-                s.http.address,
-                split_host_port(s.http.address, "")[1],
-                ", TLS" if s.security.tls_enabled else "",
-            )
-            if s.http.console_enabled:
-                port = split_host_port(s.http.address, "")[1]
-                log.info("web console at %s/", s.http.console_base_url(s.security.tls_enabled, port))
-        log.info("security: %s", s.security.describe())
         return True
 
     def _start(self, name: str, restarts: deque[float] | None = None) -> Child | None:
