@@ -345,3 +345,45 @@ async def test_outage_is_unavailable_and_the_store_recovers(tmp_path: Path) -> N
             await store.close()
     finally:
         await asyncio.to_thread(server.stop)
+
+
+async def test_a_received_at_another_replica_took_is_stamped_anew(
+    bolt_store: Neo4jStore, bolt_server: BoltServer
+) -> None:
+    """Two replicas stamp with their own clocks: when one commits a stamp the other already
+    committed, the store says StampTaken and the capture layer stamps again (capture/service.py)."""
+    from errorreplay_server.domain.model import now_micros
+
+    taken = now_micros() + 3_600_000_000  # the other replica's stamp, ahead of this clock
+    try:
+        await _stamp_taken_then_stamped_anew(bolt_store, taken)
+    finally:
+        # The database is shared by the session: leave no error stamped an hour ahead.
+        await cypher(bolt_server, "MATCH (e:ErrorSnapshot) WHERE e.received_at >= $t DETACH DELETE e", t=taken)
+
+
+async def _stamp_taken_then_stamped_anew(bolt_store: Neo4jStore, taken: int) -> None:
+    from errorreplay_server.capture.clock import ReceiveClock
+    from errorreplay_server.capture.scrubbing import SecretScrubber
+    from errorreplay_server.capture.service import CaptureRequest, CaptureService
+    from errorreplay_server.domain.errors import StampTaken
+    from errorreplay_server.domain.model import ErrorReport, Severity, Source
+    from errorreplay_server.settings import Limits
+
+    other = new_error("the other replica's capture")
+    other.snapshot.received_at = taken
+    await bolt_store.capture([other])
+
+    collides = new_error("this replica's capture")
+    collides.snapshot.received_at = taken
+    with pytest.raises(StampTaken):
+        await bolt_store.capture([collides])
+
+    clock = ReceiveClock()
+    clock.advance_past(taken - 1)  # this replica's next stamp is the taken one
+    service = CaptureService(bolt_store, SecretScrubber.from_env({}), Limits(), clock=clock)
+    report = ErrorReport(message="stamped twice", severity=Severity.HIGH, source=Source.APPLICATION)
+    outcome = await service.capture(CaptureRequest(report))
+    assert outcome.snapshot.received_at == taken + 1
+    stored = await bolt_store.get_error(outcome.snapshot.error_id)
+    assert stored.received_at == taken + 1 and stored.report.message == "stamped twice"

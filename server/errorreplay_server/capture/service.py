@@ -15,7 +15,7 @@ from errorreplay_server.capture import field_policy
 from errorreplay_server.capture.clock import ReceiveClock
 from errorreplay_server.capture.field_policy import PolicyScrubber
 from errorreplay_server.capture.validation import check_request_id, report_violations
-from errorreplay_server.domain.errors import DomainError, FieldViolation, InvalidArgument
+from errorreplay_server.domain.errors import DomainError, FieldViolation, InvalidArgument, StampTaken
 from errorreplay_server.domain.model import (
     CLIENT_LOG_COLLECTOR,
     CaptureOutcome,
@@ -36,6 +36,8 @@ from errorreplay_server.store.base import Store
 
 log = logging.getLogger(__name__)
 
+# How often a capture is stamped anew when another replica took its received_at (StampTaken).
+STAMP_ATTEMPTS = 3
 MAX_CLIENT_LOG_LINES = 200
 """Breadcrumbs kept per error (the newest), as many as a log collector keeps."""
 MAX_CLIENT_LOG_LINE_CHARS = 2000
@@ -218,13 +220,21 @@ class CaptureService:
         received_at (the stream cursor) increases in commit order. In a multi-process server the
         writer process calls this for every worker's captures (engine/writer.py); a worker's
         store forwards them here, so its own stamps are replaced (docs/ARCHITECTURE.md §5)."""
-        for item in items:
-            snap = item.snapshot
-            snap.received_at = self._clock.next()
-            snap.error_id = new_error_id(snap.received_at)
-            if self._enricher is not None:
-                snap.context.statuses = self._enricher.initial_context().statuses
-        outcomes = await self._store.capture(items)
+        for attempt in range(STAMP_ATTEMPTS):
+            for item in items:
+                snap = item.snapshot
+                snap.received_at = self._clock.next()
+                snap.error_id = new_error_id(snap.received_at)
+                if self._enricher is not None:
+                    snap.context.statuses = self._enricher.initial_context().statuses
+            try:
+                outcomes = await self._store.capture(items)
+                break
+            except StampTaken:
+                # Replicas over one store stamp with their own clocks and can meet on a
+                # microsecond; nothing was stored, so stamp anew (past it) and try again.
+                if attempt == STAMP_ATTEMPTS - 1:
+                    raise
         self._after_commit(outcomes)
         return outcomes
 

@@ -53,6 +53,12 @@ class StoreUnavailable(DomainError):
     """The store cannot be reached; the client may retry with the same request_id."""
 
 
+class StampTaken(StoreUnavailable):
+    """Another server sharing the store committed a capture with the same received_at (replicas
+    stamp with their own clocks): the capture layer stamps again and retries. Left over after
+    its retries, it is UNAVAILABLE like any store failure."""
+
+
 class ShuttingDown(DomainError):
     """The server is draining; the client should reconnect (to this or another replica)."""
 

@@ -58,7 +58,7 @@ from neo4j.exceptions import (
     TransientError,
 )
 
-from errorreplay_server.domain.errors import DomainError, InvalidArgument, NotFound, StoreUnavailable
+from errorreplay_server.domain.errors import DomainError, InvalidArgument, NotFound, StampTaken, StoreUnavailable
 from errorreplay_server.domain.model import (
     CaptureOutcome,
     Change,
@@ -127,6 +127,9 @@ CONFLICT_RETRIES = 10
 # Captures refused by a unique constraint that another replica's concurrent capture won (the same
 # request id, or the same new tag, resource or group) are run again this often.
 CONSTRAINT_RACE_RETRIES = 3
+# What a unique-constraint failure on an error's received_at names (Neo4j: the constraint's
+# name; ArcadeDB: its index, 'ErrorSnapshot[received_at]').
+STAMP_CONSTRAINT = "received_at"
 CONFLICT_BACKOFF_SECONDS = 0.05
 
 _UNAVAILABLE: tuple[type[BaseException], ...] = (
@@ -614,7 +617,10 @@ class Neo4jStore:
                             await tx.close()
                         raise
                     return results
-            except ConstraintError:
+            except ConstraintError as exc:
+                if STAMP_CONSTRAINT in str(exc):
+                    # The same stamp again would fail again: the capture layer must stamp anew.
+                    raise StampTaken("another replica committed a capture with the same received_at") from exc
                 if races_left <= 0:
                     raise
                 races_left -= 1
