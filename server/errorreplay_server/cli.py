@@ -263,7 +263,8 @@ def _search(client: SyncErrorReplayClient, args: argparse.Namespace, out: TextIO
         print(cli_render.error_line(snapshot, color=color), file=out)
     if page.next_page_token:
         print(
-            f"(showing {len(page.errors)} of {page.total_size}; next page: --page-token {page.next_page_token})",
+            f"(showing {len(page.errors)} of {'more than ' if page.total_size_capped else ''}{page.total_size};"
+            f" next page: --page-token {page.next_page_token})",
             file=out,
         )
     elif not page.errors:

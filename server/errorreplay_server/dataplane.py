@@ -216,7 +216,8 @@ class DataPlane:
 
     async def search(self, flt: ErrorFilter, page_size: int, page_token: str) -> Page[ErrorSnapshot]:
         size = check_page_size(page_size, SEARCH_PAGE_DEFAULT, SEARCH_PAGE_MAX)
-        return await self._store.search_errors(self._checked_filter(flt), size, page_token)
+        limit = self._limits.search_count_limit
+        return await self._store.search_errors(self._checked_filter(flt), size, page_token, count_limit=limit)
 
     async def recent(self, page_size: int, min_severity: Severity, window: Micros) -> list[ErrorSnapshot]:
         size = check_page_size(page_size, RECENT_PAGE_DEFAULT, RECENT_PAGE_MAX)
@@ -230,13 +231,14 @@ class DataPlane:
     async def by_resource(self, resource_id: str, page_size: int, page_token: str) -> Page[ErrorSnapshot]:
         self._required_id("resource_id", resource_id)
         size = check_page_size(page_size, LIST_PAGE_DEFAULT, LIST_PAGE_MAX)
-        return await self._store.search_errors(ErrorFilter(resource_ids=[resource_id]), size, page_token)
+        flt = ErrorFilter(resource_ids=[resource_id])
+        return await self._store.search_errors(flt, size, page_token, with_total=False)
 
     async def by_correlation(self, correlation_id: str, page_size: int, page_token: str) -> CorrelationPage:
         self._required_id("correlation_id", correlation_id)
         size = check_page_size(page_size, LIST_PAGE_DEFAULT, LIST_PAGE_MAX)
         flt = ErrorFilter(correlation_id=correlation_id)
-        page = await self._store.search_errors(flt, size, page_token, oldest_first=True)
+        page = await self._store.search_errors(flt, size, page_token, oldest_first=True, with_total=False)
         # The origin is judged over the whole correlation set, not one page of it.
         everything = await self._store.search_errors(flt, LIST_PAGE_MAX, oldest_first=True, with_total=False)
         resource_ids = sorted({e.report.resource_id for e in everything.items if e.report.resource_id})

@@ -13,7 +13,7 @@ from errorreplay_server.collectors.settings import CollectorSettings
 from errorreplay_server.http.settings import HttpSettings
 from errorreplay_server.notify.config import NotifySettings
 from errorreplay_server.security_settings import SecuritySettings
-from errorreplay_server.store.base import TopologyBounds
+from errorreplay_server.store.base import SEARCH_COUNT_LIMIT, TopologyBounds
 from errorreplay_server.streaming.hub import HubSettings
 from errorreplay_server.streaming.nats_settings import NatsSettings
 
@@ -48,6 +48,8 @@ class Limits:
     max_breadcrumb_chars: int = 4096
     max_batch_size: int = 1000
     max_search_text_chars: int = 1024
+    # Not an input limit: SearchErrors counts its matches up to this many, then says "more".
+    search_count_limit: int = SEARCH_COUNT_LIMIT
     max_future_skew_seconds: int = 24 * 3600
     # Topology: a neighbourhood lists at most this many new resources per hop and direction, and
     # at most max_topology_edges edges; beyond either it is marked truncated.

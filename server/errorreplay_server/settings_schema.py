@@ -355,6 +355,12 @@ SPECS: tuple[Spec, ...] = (
     _spec("MAX_BREADCRUMB_CHARS", "limits.max_breadcrumb_chars", _count, _LIMIT),
     _spec("MAX_BATCH_SIZE", "limits.max_batch_size", _count, _LIMIT),
     _spec("MAX_SEARCH_TEXT_CHARS", "limits.max_search_text_chars", _count, _LIMIT),
+    _spec(
+        "SEARCH_COUNT_LIMIT",
+        "limits.search_count_limit",
+        _count,
+        "SearchErrors counts matches up to this many; beyond, total_size_capped is true",
+    ),
     _spec("MAX_FUTURE_SKEW_SECONDS", "limits.max_future_skew_seconds", _count, _LIMIT),
     _spec("MAX_RESOURCES_PER_CALL", "limits.max_resources_per_call", _count, _LIMIT),
     _spec("MAX_DEPENDENCIES_PER_CALL", "limits.max_dependencies_per_call", _count, _LIMIT),

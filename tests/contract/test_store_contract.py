@@ -284,6 +284,58 @@ async def test_pagination_walks_every_match_once_newest_first(store: Store) -> N
     assert [s.error_id for s in seen] == [s.error_id for s in expected]
 
 
+async def test_total_size_is_exact_up_to_the_count_limit_then_capped(store: Store) -> None:
+    """A count stops at count_limit: more matches give (count_limit, capped), on every way the
+    stores count (one tag, one word, several words, several columns, a column and a tag)."""
+    run, word, kind = uid(), uid("w"), uid("Kind")
+    errors = [
+        new_error(f"{word} broke again", tags={"run": run}, error_type=kind, environment="prod", occurred_at=T0 + i)
+        for i in range(23)
+    ]
+    await store.capture(errors)
+    filters = {
+        "tag": ErrorFilter(tags={"run": run}),
+        "word": ErrorFilter(text=word),
+        "words": ErrorFilter(text=f"{word} again"),
+        "columns": ErrorFilter(error_type=kind, environment="prod"),
+        "column and tag": ErrorFilter(error_type=kind, tags={"run": run}, min_severity=Severity.HIGH),
+    }
+    for name, flt in filters.items():
+        got = {}
+        for limit in (10, 22, 23, 24, 1000):
+            page = await store.search_errors(flt, 5, count_limit=limit)
+            got[limit] = (page.total_size, page.total_capped, len(page.items))
+        assert got == {
+            10: (10, True, 5),
+            22: (22, True, 5),
+            23: (23, False, 5),
+            24: (23, False, 5),
+            1000: (23, False, 5),
+        }, name
+        # A first page that holds every match counts them all, whatever the limit.
+        whole = await store.search_errors(flt, 50, count_limit=10)
+        assert (whole.total_size, whole.total_capped, len(whole.items)) == (23, False, 23), name
+        # The next pages count up to the limit too.
+        second = await store.search_errors(flt, 5, page.next_page_token, count_limit=10)
+        assert (second.total_size, second.total_capped) == (10, True), name
+        uncounted = await store.search_errors(flt, 5, with_total=False)
+        assert (uncounted.total_size, uncounted.total_capped) == (-1, False), name
+
+
+async def test_a_column_value_no_error_has_matches_nothing(store: Store) -> None:
+    run, kind = uid(), uid("Kind")
+    await store.capture([new_error(tags={"run": run}, error_type=kind, environment="prod") for _ in range(3)])
+    for flt in (
+        ErrorFilter(error_type=kind, environment="nowhere"),
+        ErrorFilter(error_type=uid("Kind"), environment="prod"),
+        ErrorFilter(text=f"{uid('w')} refused", tags={"run": run}),
+    ):
+        page = await store.search_errors(flt, 5)
+        assert (page.items, page.total_size, page.next_page_token) == ([], 0, ""), flt
+    page = await store.search_errors(ErrorFilter(error_type=kind, environment="prod"), 2)
+    assert (len(page.items), page.total_size) == (2, 3)
+
+
 async def test_oldest_first_pagination(store: Store) -> None:
     corr = uid("corr-")
     created = [(await capture_one(store, correlation_id=corr, occurred_at=T0 + i)).snapshot for i in range(7)]
@@ -719,7 +771,7 @@ async def test_concurrent_writers_lose_and_duplicate_nothing(store: Store) -> No
     results = await asyncio.gather(*(writer(w) for w in range(8)))
     ids = [i for r in results for i in r]
     assert len(ids) == len(set(ids)) == 4000
-    assert (await store.search_errors(ErrorFilter(tags={"run": run}), 1)).total_size == 4000
+    assert (await store.search_errors(ErrorFilter(tags={"run": run}), 1, count_limit=4000)).total_size == 4000
     assert await store.count_errors() >= before + 4000
 
 

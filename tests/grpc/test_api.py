@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import io
 import time
+from dataclasses import replace
+from pathlib import Path
 
 import grpc
 import pytest
@@ -12,7 +17,10 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from errorreplay.v1 import message_pb2 as m
 from errorreplay.v1 import request_response_pb2 as rr
-from tests.grpc.conftest import Api, field_violations, status_of
+from errorreplay_server import cli
+from errorreplay_server.server import start_server
+from errorreplay_server.settings import Limits
+from tests.grpc.conftest import Api, field_violations, server_settings, serving, status_of
 from tests.grpc.helpers import T0, capture, report, ts, uid
 
 
@@ -258,6 +266,25 @@ async def test_search_pages_walk_every_match_newest_first(api: Api) -> None:
         if not token:
             break
     assert seen == [f"m{i}" for i in range(16, -1, -1)]
+
+
+async def test_search_counts_up_to_the_configured_limit_then_says_capped(tmp_path: Path) -> None:
+    settings = server_settings(tmp_path, limits=replace(Limits(), search_count_limit=10))
+    async with serving(await start_server(settings)) as api:
+        run = uid()
+        items = [rr.CaptureErrorRequest(error=report(tags={"run": run}, message=f"m{i}")) for i in range(12)]
+        await api.errors.BatchCaptureErrors(rr.BatchCaptureErrorsRequest(requests=items))
+        flt = m.ErrorFilter(tags={"run": run})
+        first = await api.errors.SearchErrors(rr.SearchErrorsRequest(filter=flt, page_size=5))
+        assert (first.total_size, first.total_size_capped) == (10, True)
+        whole = await api.errors.SearchErrors(rr.SearchErrorsRequest(filter=flt, page_size=20))
+        assert (whole.total_size, whole.total_size_capped, len(whole.errors)) == (12, False, 12)
+        # The CLI says so too (a synchronous client: on a thread, beside the server's loop).
+        out = io.StringIO()
+        argv = ["search", "--address", f"127.0.0.1:{api.running.port}", "--tag", f"run={run}", "--limit", "5"]
+        with contextlib.redirect_stdout(out):
+            assert await asyncio.to_thread(cli.main, argv) == 0
+        assert "(showing 5 of more than 10; next page: --page-token " in out.getvalue()
 
 
 async def test_search_every_filter_field(api: Api) -> None:

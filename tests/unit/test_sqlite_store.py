@@ -1,4 +1,5 @@
-"""The embedded store refuses a database of another schema version instead of misreading it."""
+"""The embedded store refuses a database of another schema version instead of misreading it, and
+upgrades one it knows how to."""
 
 from __future__ import annotations
 
@@ -25,6 +26,35 @@ async def test_another_schema_version_is_refused(tmp_path: Path) -> None:
         conn.execute("CREATE TABLE errors (seq INTEGER PRIMARY KEY, fingerprint TEXT)")
     with pytest.raises(StoreUnavailable, match="schema version 0"):
         await SqliteStore(tmp_path / "old.sqlite").start()
+
+
+async def test_a_version_4_database_is_upgraded_in_place(tmp_path: Path) -> None:
+    from errorreplay_server.domain.model import ErrorFilter
+    from tests.factories import new_error
+
+    path = tmp_path / "db.sqlite"
+    store = SqliteStore(path)
+    await store.start()
+    await store.capture([new_error("kept across the upgrade", error_type="Kept", environment="prod")])
+    await store.close()
+    with sqlite3.connect(path) as conn:  # back to version 4: time-only column indexes, none on environment
+        conn.execute("DROP INDEX errors_by_environment")
+        for name, column in (("type", "error_type"), ("resource", "resource_id"), ("severity", "severity")):
+            conn.execute(f"DROP INDEX errors_by_{name}")
+            conn.execute(f"CREATE INDEX errors_by_{name} ON errors ({column}, occurred_at, received_at)")
+        conn.execute("PRAGMA user_version = 4")
+    store = SqliteStore(path)
+    await store.start()
+    try:
+        page = await store.search_errors(ErrorFilter(error_type="Kept", environment="prod"), 10)
+        assert [e.report.message for e in page.items] == ["kept across the upgrade"]
+    finally:
+        await store.close()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        columns = [row[2] for row in conn.execute("PRAGMA index_info(errors_by_type)")]
+        assert columns == ["error_type", "occurred_at", "received_at", "severity", "source", "environment"]
+        assert next(row[2] for row in conn.execute("PRAGMA index_info(errors_by_environment)")) == "environment"
 
 
 async def test_text_search_walking_the_time_index_gives_the_same_pages(

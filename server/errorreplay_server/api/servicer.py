@@ -102,7 +102,11 @@ class ErrorReplayServicer(service_pb2_grpc.ErrorReplayServiceServicer):
         self, request: rr.SearchErrorsRequest, context: grpc.aio.ServicerContext
     ) -> rr.SearchErrorsResponse:
         page = await self._plane.search(convert.filter_from_pb(request.filter), request.page_size, request.page_token)
-        response = rr.SearchErrorsResponse(next_page_token=page.next_page_token, total_size=max(page.total_size, 0))
+        response = rr.SearchErrorsResponse(
+            next_page_token=page.next_page_token,
+            total_size=max(page.total_size, 0),
+            total_size_capped=page.total_capped,
+        )
         convert.snapshots_to_pb(page.items, response.errors)
         return response
 

@@ -247,6 +247,7 @@ class Console:
                     errors=page.items,
                     next_token=page.next_page_token,
                     total=page.total_size,
+                    total_capped=page.total_capped,
                     page_token=token,
                 )
             groups = await self._plane.list_groups(filters.statuses(), GroupOrder.LAST_SEEN, PAGE_SIZE, token)
@@ -261,6 +262,7 @@ class Console:
             errors=[],
             next_token=groups.next_page_token,
             total=groups.total_size,
+            total_capped=False,
             page_token=token,
         )
 

@@ -351,7 +351,10 @@ class CaptureOutcome:
 class Page(Generic[T]):
     items: list[T]
     next_page_token: str = ""
+    # -1: not counted. Counts stop at a limit (store/base.py SEARCH_COUNT_LIMIT): when more items
+    # match, total_size is the limit and total_capped is True.
     total_size: int = -1
+    total_capped: bool = False
 
 
 @dataclass(slots=True)

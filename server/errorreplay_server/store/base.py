@@ -41,6 +41,9 @@ from errorreplay_server.domain.model import (
     Topology,
 )
 
+# How many matches search_errors counts by default (settings.Limits.search_count_limit).
+SEARCH_COUNT_LIMIT = 1000
+
 
 @dataclass(frozen=True, slots=True)
 class TopologyBounds:
@@ -80,7 +83,11 @@ class Store(Protocol):
         *,
         oldest_first: bool = False,
         with_total: bool = True,
-    ) -> Page[ErrorSnapshot]: ...
+        count_limit: int = SEARCH_COUNT_LIMIT,
+    ) -> Page[ErrorSnapshot]:
+        """Matching errors, newest first (oldest first on request). With with_total, total_size
+        counts the matches exactly up to count_limit; when more match, it is count_limit and
+        total_capped is True (an exact count of 100,000 matches reads every one of them)."""
 
     async def errors_after(self, received_after: Micros, limit: int) -> list[ErrorSnapshot]:
         """Errors with received_at > received_after, oldest first (for stream resume)."""

@@ -213,6 +213,11 @@ class CapturePlan:
 
 
 # --- statistics -----------------------------------------------------------------------------------
+def bounded_total(counted: int, count_limit: int) -> tuple[int, bool]:
+    """(total_size, total_capped) of a search from its matches counted with LIMIT count_limit + 1."""
+    return (count_limit, True) if counted > count_limit else (counted, False)
+
+
 def statistics_filter(flt: ErrorFilter, start: Micros, end: Micros) -> ErrorFilter:
     """The filter bounded to the statistics window [start, end) (inclusive bounds end - 1), so
     that consecutive windows count each error once."""

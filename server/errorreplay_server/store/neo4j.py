@@ -83,7 +83,7 @@ from errorreplay_server.domain.model import (
 from errorreplay_server.domain.words import words
 from errorreplay_server.settings import Neo4jSettings
 from errorreplay_server.store import codec
-from errorreplay_server.store.base import TopologyBounds
+from errorreplay_server.store.base import SEARCH_COUNT_LIMIT, TopologyBounds
 
 # Shared with the SQLite store so that both decode rows, digest filters and list group resources
 # the same way; they would sit better in codec.py and pagination.py.
@@ -102,6 +102,7 @@ from errorreplay_server.store.core import (
     Stop,
     StoredState,
     TimedCountsBuilder,
+    bounded_total,
     drain_batch,
     group_counts,
     runs,
@@ -733,6 +734,7 @@ class Neo4jStore:
         *,
         oldest_first: bool = False,
         with_total: bool = True,
+        count_limit: int = SEARCH_COUNT_LIMIT,
     ) -> Page[ErrorSnapshot]:
         digest = filter_digest(flt, oldest_first)
         after = self._tokens.decode(page_token, digest, (int, int))
@@ -751,17 +753,17 @@ class Neo4jStore:
             q.match(*keyset)
             + f" WITH e ORDER BY e.occurred_at{direction}, e.received_at{direction} LIMIT $limit RETURN {_ERROR_ROW}"
         )
-        count_query = q.match() + " RETURN count(e)"
+        count_query = q.match() + " WITH e LIMIT $count_limit RETURN count(e)"
 
         async def run(session: AsyncSession) -> Page[ErrorSnapshot]:
             rows = _first(await _rows(session, query, **params, limit=page_size + 1))
             items, token = self._tokens.page([snapshot_from_row(row) for row in rows], page_size, digest, error_key)
-            total = -1
-            if with_total and after is None and not token:
-                total = len(items)  # the first page holds every match: no need to count them again
-            elif with_total:
-                total = int((await _rows(session, count_query, **q.params))[0][0])
-            return Page(items, token, total)
+            if not with_total:
+                return Page(items, token)
+            if after is None and not token:
+                return Page(items, token, len(items))  # the first page holds every match
+            counted = await _rows(session, count_query, **q.params, count_limit=count_limit + 1)
+            return Page(items, token, *bounded_total(int(counted[0][0]), count_limit))
 
         return await self._read(run)
 

@@ -334,8 +334,14 @@ class SearchErrorsResponse(_message.Message):
     ERRORS_FIELD_NUMBER: _builtins.int
     NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     TOTAL_SIZE_FIELD_NUMBER: _builtins.int
+    TOTAL_SIZE_CAPPED_FIELD_NUMBER: _builtins.int
     next_page_token: _builtins.str
     total_size: _builtins.int
+    """How many errors match: exact up to the server's count limit (ERRORREPLAY_SEARCH_COUNT_LIMIT,
+    default 1,000). When more match, total_size is that limit and total_size_capped is true.
+    """
+    total_size_capped: _builtins.bool
+    """True when more errors match than total_size says (README: The API)."""
     @_builtins.property
     def errors(self) -> _containers.RepeatedCompositeFieldContainer[_message_pb2.ErrorSnapshot]:
         """Newest first."""
@@ -346,10 +352,11 @@ class SearchErrorsResponse(_message.Message):
         errors: _abc.Iterable[_message_pb2.ErrorSnapshot] | None = ...,
         next_page_token: _builtins.str = ...,
         total_size: _builtins.int = ...,
+        total_size_capped: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["errors", b"errors", "next_page_token", b"next_page_token", "total_size", b"total_size"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["errors", b"errors", "next_page_token", b"next_page_token", "total_size", b"total_size", "total_size_capped", b"total_size_capped"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
