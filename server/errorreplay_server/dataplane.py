@@ -178,6 +178,7 @@ class DataPlane:
         explored: set[str] = set()
         found: dict[str, ErrorSnapshot] = {}
         frontier = [root]
+        linked: list[ErrorSnapshot] = []
         lo, hi = t - window, t + window
         for _ in range(settings.max_cascade_depth + 1):
             explored.update(frontier)
@@ -201,8 +202,9 @@ class DataPlane:
             lo, hi = min(lo, min(times) - window), max(hi, max(times) + window)
         dependencies = sorted(edges, key=lambda d: (d.dependent_id, d.dependency_id))
         # The widened reads fetch more than the rule relates (a neighbour's neighbour, minutes
-        # outside the window); keep what the rule keeps, as the replay does.
-        return related_errors(snapshot, found.values(), dependencies, settings), dependencies
+        # outside the window); keep what the rule keeps, as the replay does. The last round's
+        # cascade is over these very errors and edges.
+        return related_errors(snapshot, found.values(), dependencies, settings, cascade=linked), dependencies
 
     async def _topology_or_none(self, resource_id: str) -> Topology | None:
         try:

@@ -273,9 +273,11 @@ def related_errors(
     candidates: Iterable[ErrorSnapshot],
     dependencies: GraphLike,
     settings: AnalysisSettings = DEFAULT_SETTINGS,
+    cascade: Iterable[ErrorSnapshot] | None = None,
 ) -> list[ErrorSnapshot]:
     """The candidates related to `error`, each once, oldest first (ties by error_id): the pairwise
-    rule, and the errors a cascade chain links to it."""
+    rule, and the errors a cascade chain links to it (`cascade`: cascade_errors of the same
+    arguments, when the caller has it already)."""
     candidates = list(candidates)
     graph = as_graph(dependencies)
     rule = RelationRule(settings)
@@ -285,7 +287,7 @@ def related_errors(
     for other in candidates:
         if other.error_id not in out and rule.reason(facts, RelationFacts.of(other), near) is not None:
             out[other.error_id] = other
-    for other in cascade_errors(error, candidates, graph, settings):
+    for other in cascade_errors(error, candidates, graph, settings) if cascade is None else cascade:
         out.setdefault(other.error_id, other)
     return sorted(out.values(), key=order_key)
 
@@ -304,18 +306,23 @@ def cascade_errors(
     if not resource or settings.max_cascade_depth <= 0:
         return []
     graph = as_graph(dependencies)
-    by_resource: dict[str, list[tuple[Micros, str, ErrorSnapshot]]] = {}
-    for e in candidates:
-        if e.error_id != error.error_id and e.report.resource_id:
-            by_resource.setdefault(e.report.resource_id, []).append((occurred_at(e), e.error_id, e))
-    for errors in by_resource.values():
-        errors.sort(key=lambda item: (item[0], item[1]))
+    by_resource: dict[str, list[ErrorSnapshot]] = {}
+    for e in dict((e.error_id, e) for e in candidates if e.error_id != error.error_id).values():
+        if e.report.resource_id:
+            by_resource.setdefault(e.report.resource_id, []).append(e)
+    times: dict[str, list[Micros]] = {}
+    for rid, errors in by_resource.items():
+        errors.sort(key=order_key)
+        times[rid] = [occurred_at(e) for e in errors]
     window, hops = settings.related_window_us, settings.related_hops
     found: dict[str, ErrorSnapshot] = {}
     for direction, backwards in ((Direction.TOWARDS_DEPENDENCIES, True), (Direction.TOWARDS_DEPENDENTS, False)):
         scope = graph.distances(resource, direction, settings.max_cascade_depth)
         reach: dict[str, list[str]] = {}
-        visited = {error.error_id}
+        # Per resource, each index points at the next error not yet reached in this walk (union-
+        # find with path compression): overlapping windows skip what earlier ones reached, so a
+        # walk reads each candidate about once, not once per window it falls in.
+        unreached = {rid: list(range(len(errors) + 1)) for rid, errors in by_resource.items()}
         pending = [error]
         while pending:
             x = pending.pop()
@@ -325,16 +332,25 @@ def cascade_errors(
                 reach[rid] = [r for r in near if r != rid and r in scope and r in by_resource]
             lo, hi = (t - window, t) if backwards else (t, t + window)
             for other in reach[rid]:
-                errors = by_resource[other]
-                start = bisect.bisect_left(errors, lo, key=lambda item: item[0])
-                for at, error_id, y in errors[start:]:
-                    if at > hi:
-                        break
-                    if error_id not in visited:
-                        visited.add(error_id)
-                        pending.append(y)
-                        found[error_id] = y
+                errors, at, skip = by_resource[other], times[other], unreached[other]
+                i = _next_unreached(skip, bisect.bisect_left(at, lo))
+                while i < len(errors) and at[i] <= hi:
+                    y = errors[i]
+                    pending.append(y)
+                    found[y.error_id] = y
+                    skip[i] = i + 1
+                    i = _next_unreached(skip, i + 1)
     return sorted(found.values(), key=order_key)
+
+
+def _next_unreached(skip: list[int], i: int) -> int:
+    """The first index at or after i not yet reached (skip[i] == i), compressing the path."""
+    root = i
+    while skip[root] != root:
+        root = skip[root]
+    while skip[i] != root:
+        skip[i], i = root, skip[i]
+    return root
 
 
 def related_changes(

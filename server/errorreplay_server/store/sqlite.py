@@ -588,17 +588,18 @@ def _rarest_equality(conn: sqlite3.Connection, flt: ErrorFilter) -> tuple[str | 
 
 @dataclass(frozen=True, slots=True)
 class _TextPlan:
-    """A text's words, rarest first, and how many errors hold the rarest (an upper bound of the
-    matches, and their count for one word)."""
+    """A text's words, rarest first, and how many errors hold the rarest, counted up to a bound (an
+    upper bound of the matches, and their count for one word below the bound)."""
 
     words: list[str]
     rarest_count: int
 
 
-def _text_plan(conn: sqlite3.Connection, text: str) -> _TextPlan | None:
-    """None for a text without words (no condition)."""
-    sql = "SELECT COUNT(*) FROM error_words WHERE word = ?"
-    counted = sorted((int(conn.execute(sql, (w,)).fetchone()[0]), w) for w in words(text))
+def _text_plan(conn: sqlite3.Connection, text: str, bound: int) -> _TextPlan | None:
+    """None for a text without words (no condition). Counting stops at `bound`: a common word's
+    125,000 index entries are not worth reading to learn that it is common."""
+    sql = "SELECT COUNT(*) FROM (SELECT 1 FROM error_words WHERE word = ? LIMIT ?)"
+    counted = sorted((int(conn.execute(sql, (w, bound)).fetchone()[0]), w) for w in words(text))
     return _TextPlan([w for _, w in counted], counted[0][0]) if counted else None
 
 
@@ -885,7 +886,7 @@ class SqliteStore:
         after = self._tokens.decode(page_token, digest, (int, int))
 
         def run(conn: sqlite3.Connection) -> Page[ErrorSnapshot]:
-            text = _text_plan(conn, flt.text)
+            text = _text_plan(conn, flt.text, max(TEXT_MATCHES_SCANNED_BY_TIME, count_limit) + 1)
             rarest, absent = _rarest_equality(conn, flt)
             if absent or (text is not None and text.rarest_count == 0):
                 return Page([], "", 0 if with_total else -1)
@@ -955,13 +956,19 @@ class SqliteStore:
             links.append(("resource_id IN (SELECT value FROM json_each(?))", [codec.dumps(resources)]))
         if not links:
             return []
-        seqs = " UNION ".join(
-            f"SELECT seq FROM errors WHERE {condition} AND occurred_at BETWEEN ? AND ?" for condition, _ in links
+        # The candidates are ordered and cut to the limit (plus the error itself) within the
+        # indexes, which hold their times: only the rows kept are read from the table (3.7 ms
+        # against 7.2 ms for 2,900 candidates of 1,000,000 errors).
+        candidates = " UNION ".join(
+            f"SELECT occurred_at, received_at, seq FROM errors WHERE {condition} AND occurred_at BETWEEN ? AND ?"
+            for condition, _ in links
         )
+        seqs = f"SELECT seq FROM ({candidates}) ORDER BY occurred_at, received_at LIMIT ?"
         # Link rows come from `errors` alone: no join to the documents, nothing to decode.
         select, decode = (_SELECT_ERRORS, snapshot_from_row) if documents else (_SELECT_LINKS, link_from_row)
         sql = f"{select} WHERE seq IN ({seqs}) AND error_id != ? ORDER BY occurred_at, received_at LIMIT ?"
-        args = [value for _, values in links for value in (*values, start, end)] + [error.error_id, limit]
+        args = [value for _, values in links for value in (*values, start, end)]
+        args += [limit + 1, error.error_id, limit]
         return await self._read(lambda conn: [decode(row) for row in conn.execute(sql, args)])
 
     async def update_context(self, error_id: str, context: ErrorContext) -> None:
