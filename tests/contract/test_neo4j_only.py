@@ -17,6 +17,7 @@ from neo4j import AsyncGraphDatabase
 
 from errorreplay_server.domain.errors import NotFound, StoreUnavailable
 from errorreplay_server.domain.model import (
+    MICROS_PER_HOUR,
     MICROS_PER_MINUTE,
     Change,
     ChangeKind,
@@ -24,6 +25,7 @@ from errorreplay_server.domain.model import (
     ErrorFilter,
     GroupStatus,
     Resource,
+    Severity,
 )
 from errorreplay_server.settings import Neo4jSettings
 from errorreplay_server.store.neo4j import Neo4jStore
@@ -387,3 +389,57 @@ async def _stamp_taken_then_stamped_anew(bolt_store: Neo4jStore, taken: int) -> 
     assert outcome.snapshot.received_at == taken + 1
     stored = await bolt_store.get_error(outcome.snapshot.error_id)
     assert stored.received_at == taken + 1 and stored.report.message == "stamped twice"
+
+
+async def test_statistics_rollups_are_counted_once_for_a_database_written_before_them(
+    bolt_server: BoltServer,
+) -> None:
+    run = uid()
+    hour = MICROS_PER_HOUR
+    base = T0 - T0 % hour + (int(run[-6:], 16) % 100_000 + 400_000) * 24 * hour  # hours of this test's own
+    store = Neo4jStore(settings_of(bolt_server))
+    await store.start()
+    try:
+        await store.capture(
+            [
+                new_error(severity=Severity.HIGH, resource_id=f"{run}-a", group_id=f"grp_{run}", occurred_at=base),
+                new_error(severity=Severity.LOW, resource_id=f"{run}-a", group_id=f"grp_{run}", occurred_at=base + 1),
+                new_error(severity=Severity.LOW, resource_id=f"{run}-b", occurred_at=base + hour + 5),
+            ]
+        )
+    finally:
+        await store.close()
+    rollups = "MATCH (x:StatisticsRollup) WHERE x.hour >= $lo AND x.hour < $hi RETURN x.dimension, x.key, x.count"
+    written = sorted(map(tuple, await cypher(bolt_server, rollups, lo=base, hi=base + 2 * hour)))
+    assert (2, f"{run}-a", 2) in written and (2, f"{run}-b", 1) in written  # kept at capture
+    # Back to before rollups: no marker, and rollups that no longer match the errors.
+    await cypher(bolt_server, "MATCH (m:ErrorReplayMeta {name: 'statistics_rollups'}) DELETE m")
+    await cypher(bolt_server, "MATCH (x:StatisticsRollup) WHERE x.hour >= $lo SET x.count = 999", lo=base)
+    for _ in range(2):  # counted at the first start, left alone at the second
+        store = Neo4jStore(settings_of(bolt_server))
+        await store.start()
+        try:
+            stats = await store.statistics(ErrorFilter(), base, base + 2 * hour, hour, 5)
+        finally:
+            await store.close()
+        assert sorted(map(tuple, await cypher(bolt_server, rollups, lo=base, hi=base + 2 * hour))) == written
+        assert stats.total_count == 3
+        assert stats.by_severity == {Severity.HIGH: 1, Severity.LOW: 2}
+        assert stats.by_resource == {f"{run}-a": 2, f"{run}-b": 1}
+        assert [(t.start_time, t.count) for t in stats.timed_counts] == [(base, 2), (base + hour, 1)]
+    # Whole hours are read from the rollups, not from the errors: a rollup changed behind the
+    # store's back shows (the partial hours at the edges still come from the errors).
+    await cypher(
+        bolt_server,
+        "MATCH (x:StatisticsRollup {hour: $hour, dimension: 0}) SET x.count = x.count + 100",
+        hour=base + hour,
+    )
+    store = Neo4jStore(settings_of(bolt_server))
+    await store.start()
+    try:
+        whole = await store.statistics(ErrorFilter(), base, base + 2 * hour, hour, 5)
+        edges_only = await store.statistics(ErrorFilter(), base + hour + 1, base + 2 * hour, hour, 5)
+    finally:
+        await store.close()
+    assert whole.total_count == 103
+    assert edges_only.total_count == 1

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import queue
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
@@ -286,19 +286,29 @@ ROLLUP_HOUR = MICROS_PER_HOUR
 ROLLUP_SEVERITY, ROLLUP_SOURCE, ROLLUP_RESOURCE, ROLLUP_RESOURCE_TYPE, ROLLUP_ERROR_TYPE, ROLLUP_GROUP = range(6)
 
 
-def rollup_counts(snapshots: Iterable[ErrorSnapshot]) -> dict[tuple[int, int, str], int]:
-    """(hour, dimension, key) -> how many of `snapshots` add to it. Empty keys are not counted."""
+# The columns rollup_counts reads, in the order of rollup_row (a store reading stored errors
+# back for a rollup, as the Bolt store does once for a database written before rollups).
+ROLLUP_COLUMNS = ("occurred_at", "severity", "source", "resource_id", "resource_type", "error_type", "group_id")
+
+
+def rollup_row(snap: ErrorSnapshot) -> tuple[Any, ...]:
+    r = snap.report
+    return r.occurred_at, int(r.severity), int(r.source), r.resource_id, r.resource_type, r.error_type, snap.group_id
+
+
+def rollup_counts(rows: Iterable[Sequence[Any]]) -> dict[tuple[int, int, str], int]:
+    """(hour, dimension, key) -> how many of `rows` (rollup_row tuples) add to it. Empty keys
+    (a field not set) are not counted."""
     counts: dict[tuple[int, int, str], int] = {}
-    for snap in snapshots:
-        r = snap.report
-        hour = r.occurred_at - r.occurred_at % ROLLUP_HOUR
+    for occurred, severity, source, resource_id, resource_type, error_type, group_id in rows:
+        hour = occurred - occurred % ROLLUP_HOUR
         for dimension, key in (
-            (ROLLUP_SEVERITY, str(int(r.severity))),
-            (ROLLUP_SOURCE, str(int(r.source))),
-            (ROLLUP_RESOURCE, r.resource_id),
-            (ROLLUP_RESOURCE_TYPE, r.resource_type),
-            (ROLLUP_ERROR_TYPE, r.error_type),
-            (ROLLUP_GROUP, snap.group_id),
+            (ROLLUP_SEVERITY, str(severity)),
+            (ROLLUP_SOURCE, str(source)),
+            (ROLLUP_RESOURCE, resource_id),
+            (ROLLUP_RESOURCE_TYPE, resource_type),
+            (ROLLUP_ERROR_TYPE, error_type),
+            (ROLLUP_GROUP, group_id),
         ):
             if key:
                 counts[hour, dimension, key] = counts.get((hour, dimension, key), 0) + 1
@@ -330,6 +340,26 @@ def rollup_split(bounded: ErrorFilter, bucket: Micros) -> RollupSplit | None:
         return None
     edges = [(a, b - 1) for a, b in ((lo, first_hour), (end_hour, hi)) if a < b]
     return RollupSplit(first_hour, end_hour, edges)
+
+
+async def collect_statistics(
+    bounded: ErrorFilter,
+    builder: StatisticsBuilder,
+    read_rollups: Callable[[Micros, Micros], Awaitable[list[Sequence[Any]]]],
+    count_rows: Callable[[ErrorFilter, StatisticsBuilder], Awaitable[None]],
+) -> None:
+    """Counts `bounded` (a statistics_filter) into `builder`: whole hours from the rollups
+    (read_rollups(first_hour, end_hour) -> (hour, dimension, key, count) rows) and the partial
+    hours at the edges from the rows, when the rollups can answer; otherwise all from the rows."""
+    split = rollup_split(bounded, builder.bucket)
+    if split is None:
+        await count_rows(bounded, builder)
+        return
+    rollups, *_ = await asyncio.gather(
+        read_rollups(split.first_hour, split.end_hour),
+        *(count_rows(replace(bounded, start_time=lo, end_time=hi), builder) for lo, hi in split.edges),
+    )
+    add_rollup_rows(builder, rollups)
 
 
 def add_rollup_rows(builder: StatisticsBuilder, rows: Iterable[Sequence[Any]]) -> None:
@@ -386,3 +416,31 @@ def timed_counts_split(start: Micros, end: Micros, bucket: Micros) -> RollupSpli
     edge hours), or None when the rows must be counted (buckets shorter than an hour, or no whole
     hour in the window)."""
     return rollup_split(statistics_filter(ErrorFilter(), start, end), bucket)
+
+
+async def collect_timed_counts(
+    builder: TimedCountsBuilder,
+    flt: ErrorFilter,
+    start: Micros,
+    end: Micros,
+    read_rollups: Callable[[Micros, Micros], Awaitable[list[Sequence[Any]]]],
+    count_rows: Callable[[ErrorFilter, TimedCountsBuilder, int], Awaitable[None]],
+) -> None:
+    """Timed counts of `flt` (at most a group_id and exclude_group_ids) over [start, end) into
+    `builder`: whole hours from the rollups (read_rollups(first_hour, end_hour) -> (hour, key,
+    count) rows), less the excluded groups' errors in them, and the partial edge hours from the
+    errors (count_rows(filter, builder, sign)); everything from the errors for buckets shorter
+    than an hour."""
+    bounded = statistics_filter(flt, start, end)
+    split = timed_counts_split(start, end, builder.bucket)
+    if split is None:
+        await count_rows(bounded, builder, 1)
+        return
+    whole_hours = ErrorFilter(start_time=split.first_hour, end_time=split.end_hour - 1)
+    rollups, *_ = await asyncio.gather(
+        read_rollups(split.first_hour, split.end_hour),
+        *(count_rows(replace(bounded, start_time=lo, end_time=hi), builder, 1) for lo, hi in split.edges),
+        # Rollups count every group: the excluded groups' errors in the whole hours are taken away.
+        *(count_rows(replace(whole_hours, group_id=g), builder, -1) for g in sorted(set(flt.exclude_group_ids))),
+    )
+    builder.add_hours(rollups)

@@ -95,6 +95,8 @@ from errorreplay_server.store.codec import (
     snapshot_from_row,
 )
 from errorreplay_server.store.core import (
+    ROLLUP_GROUP,
+    ROLLUP_SEVERITY,
     STOP,
     CapturePlan,
     GroupDelta,
@@ -103,8 +105,12 @@ from errorreplay_server.store.core import (
     StoredState,
     TimedCountsBuilder,
     bounded_total,
+    collect_statistics,
+    collect_timed_counts,
     drain_batch,
     group_counts,
+    rollup_counts,
+    rollup_row,
     runs,
     statistics_filter,
 )
@@ -154,6 +160,8 @@ _CONSTRAINTS = (
     "CREATE CONSTRAINT errorreplay_change_id IF NOT EXISTS FOR (c:Change) REQUIRE c.change_id IS UNIQUE",
     "CREATE CONSTRAINT errorreplay_tag IF NOT EXISTS FOR (t:Tag) REQUIRE (t.key, t.value) IS UNIQUE",
     "CREATE CONSTRAINT errorreplay_meta_name IF NOT EXISTS FOR (m:ErrorReplayMeta) REQUIRE m.name IS UNIQUE",
+    "CREATE CONSTRAINT errorreplay_rollup IF NOT EXISTS"
+    " FOR (x:StatisticsRollup) REQUIRE (x.hour, x.dimension, x.key) IS UNIQUE",
 )
 # The singleton that holds the database's signing key for page tokens and cursors (pagination.py).
 _TOKEN_KEY = "MERGE (m:ErrorReplayMeta {name: 'token_key'}) ON CREATE SET m.value = $value RETURN m.value"
@@ -178,6 +186,7 @@ _INDEXES = (
     "CREATE INDEX errorreplay_error_context_pending IF NOT EXISTS FOR (e:ErrorSnapshot) ON (e.context_pending_at)",
     "CREATE INDEX errorreplay_change_time IF NOT EXISTS FOR (c:Change) ON (c.occurred_at)",
     "CREATE INDEX errorreplay_change_resource IF NOT EXISTS FOR (c:Change) ON (c.resource_id)",
+    "CREATE INDEX errorreplay_rollup_hour IF NOT EXISTS FOR (x:StatisticsRollup) ON (x.hour)",
 )
 
 # --- errors ---------------------------------------------------------------------------------------
@@ -241,6 +250,26 @@ FOREACH (rid IN row.resource |
     CREATE (e)-[:OCCURRED_ON]->(r)
     MERGE (g)-[:AFFECTS]->(r))
 """
+
+# Hourly counts per dimension (store/core.py rollup_counts), kept at capture as in the SQLite store:
+# statistics over whole hours read these, not the errors.
+_ADD_ROLLUPS = """
+UNWIND $rollups AS r
+MERGE (x:StatisticsRollup {hour: r[0], dimension: r[1], key: r[2]})
+ON CREATE SET x.count = 0
+SET x.count = x.count + r[3]
+"""
+# A database without this marker (written before rollups) gets them counted from its errors, in the
+# transaction that creates the marker: what rollups there are is replaced by the count. A replica
+# that finds the marker made by another counts nothing.
+_ROLLUPS_MARKER = (
+    "MERGE (m:ErrorReplayMeta {name: 'statistics_rollups'}) ON CREATE SET m.value = $token RETURN m.value = $token"
+)
+_ROLLUP_SOURCE_ROWS = (
+    "MATCH (e:ErrorSnapshot) RETURN e.occurred_at, e.severity, e.source, coalesce(e.resource_id, ''),"
+    " coalesce(e.resource_type, ''), coalesce(e.error_type, ''), e.group_id"
+)
+ROLLUP_WRITE_ROWS = 5000
 
 # --- groups ---------------------------------------------------------------------------------------
 _GROUP_ROW = (
@@ -456,6 +485,7 @@ class Neo4jStore:
             self._dialect = detect(info.agent or "")
             async with driver.session(database=self._database) as session:
                 await self._create_schema(session)
+                await self._build_rollups(session)
                 # Hex: every Bolt server takes a string; not all take bytes.
                 stored = await (await session.run(_TOKEN_KEY, value=new_key().hex())).single()
                 assert stored is not None
@@ -485,6 +515,27 @@ class Neo4jStore:
         # Schema changes cannot share a transaction with data, nor with each other on Neo4j.
         for statement in (*_CONSTRAINTS, *_INDEXES):
             await (await session.run(statement)).consume()
+
+    async def _build_rollups(self, session: AsyncSession) -> None:
+        """Statistics rollups counted from the errors, once: for a database written before them."""
+        tx = await session.begin_transaction()
+        try:
+            marker = await (await tx.run(_ROLLUPS_MARKER, token=new_key().hex())).single()
+            if marker is not None and marker[0]:
+                await (await tx.run("MATCH (x:StatisticsRollup) DETACH DELETE x")).consume()
+                counts = rollup_counts(await (await tx.run(_ROLLUP_SOURCE_ROWS)).values())
+                rows = [[*key, n] for key, n in counts.items()]
+                for start in range(0, len(rows), ROLLUP_WRITE_ROWS):
+                    await (await tx.run(_ADD_ROLLUPS, rollups=rows[start : start + ROLLUP_WRITE_ROWS])).consume()
+                if rows:
+                    log.warning("built statistics rollups for the errors stored before them (%d rows)", len(rows))
+            await tx.commit()
+        except (TransientError, ConstraintError):
+            # Another replica made the marker at the same moment: its commit holds the rollups.
+            log.info("another replica built the statistics rollups")
+        finally:
+            if not tx.closed():
+                await tx.close()
 
     async def close(self) -> None:
         if self._writer is not None:
@@ -705,6 +756,8 @@ class Neo4jStore:
             await (await tx.run(_UPSERT_GROUPS, groups=groups, open=int(GroupStatus.OPEN))).consume()
         if plan.fresh:
             await (await tx.run(_CREATE_ERRORS, rows=[_error_row(i.snapshot) for i in plan.fresh])).consume()
+            counts = rollup_counts(rollup_row(i.snapshot) for i in plan.fresh)
+            await (await tx.run(_ADD_ROLLUPS, rollups=[[*key, n] for key, n in counts.items()])).consume()
         return plan.outcomes
 
     async def get_error(self, error_id: str) -> ErrorSnapshot:
@@ -846,8 +899,29 @@ class Neo4jStore:
     ) -> Statistics:
         if bucket <= 0:
             raise InvalidArgument.single("bucket", "must be positive")
-        bounded = statistics_filter(flt, start, end)
         builder = StatisticsBuilder(start, end, bucket)
+
+        async def read_rollups(first_hour: Micros, end_hour: Micros) -> list[Any]:
+            return await self._fetch(
+                "MATCH (x:StatisticsRollup) WHERE x.hour >= $first AND x.hour < $end"
+                " RETURN x.hour, x.dimension, x.key, x.count",
+                first=first_hour,
+                end=end_hour,
+            )
+
+        await collect_statistics(statistics_filter(flt, start, end), builder, read_rollups, self._count_rows)
+        top = builder.top_groups(top_groups)
+        info: dict[str, tuple[str, int]] = {}
+        if top:
+            rows = await self._fetch(
+                "UNWIND $ids AS gid MATCH (g:ErrorGroup {group_id: gid}) RETURN gid, g.title, g.status",
+                ids=[g for g, _ in top],
+            )
+            info = {gid: (title, status) for gid, title, status in rows}
+        return builder.build(group_counts(top, info))
+
+    async def _count_rows(self, bounded: ErrorFilter, builder: StatisticsBuilder) -> None:
+        """Counts the errors that match `bounded` into `builder`, from the errors."""
         q = _where(bounded)
         match = q.match()
         params = q.params
@@ -867,7 +941,7 @@ class Neo4jStore:
                 f"{match} RETURN (e.occurred_at - $bucket_start) / $bucket_size AS b, count(*) AS n",
                 **params,
                 bucket_start=builder.first,
-                bucket_size=bucket,
+                bucket_size=builder.bucket,
             ),
         )
         for target, rows in (
@@ -880,43 +954,54 @@ class Neo4jStore:
             (builder.buckets, buckets),
         ):
             builder.add_all(target, rows)
-        top = builder.top_groups(top_groups)
-        info: dict[str, tuple[str, int]] = {}
-        if top:
-            rows = await self._fetch(
-                "UNWIND $ids AS gid MATCH (g:ErrorGroup {group_id: gid}) RETURN gid, g.title, g.status",
-                ids=[g for g, _ in top],
-            )
-            info = {gid: (title, status) for gid, title, status in rows}
-        return builder.build(group_counts(top, info))
 
     async def severity_timed_counts(
         self, start: Micros, end: Micros, bucket: Micros, exclude_group_ids: Sequence[str] = ()
     ) -> dict[Severity, list[TimedCount]]:
-        flt = ErrorFilter(exclude_group_ids=list(exclude_group_ids))
-        counts = await self._timed_counts("e.severity", flt, start, end, bucket)
+        counts = await self._timed_counts(ROLLUP_SEVERITY, "", start, end, bucket, exclude_group_ids)
         return {Severity(int(key)): series for key, series in counts.build().items()}
 
     async def group_timed_counts(self, group_id: str, start: Micros, end: Micros, bucket: Micros) -> list[TimedCount]:
-        counts = await self._timed_counts("e.group_id", ErrorFilter(group_id=group_id), start, end, bucket)
-        return counts.series(group_id)
+        return (await self._timed_counts(ROLLUP_GROUP, group_id, start, end, bucket)).series(group_id)
 
     async def _timed_counts(
-        self, key: str, flt: ErrorFilter, start: Micros, end: Micros, bucket: Micros
+        self,
+        dimension: int,
+        key: str,
+        start: Micros,
+        end: Micros,
+        bucket: Micros,
+        exclude_group_ids: Sequence[str] = (),
     ) -> TimedCountsBuilder:
-        """Counted from the errors (this store keeps no rollups): one scan of the window."""
+        """Timed counts per value of `dimension` (only `key` when set): whole hours from the
+        rollups, less the excluded groups' errors in them; partial edge hours (or everything, for
+        buckets shorter than an hour) from the errors."""
         if bucket <= 0:
             raise InvalidArgument.single("bucket", "must be positive")
         builder = TimedCountsBuilder(start, end, bucket)
-        q = _where(statistics_filter(flt, start, end))
-        rows = await self._fetch(
-            f"{q.match()} RETURN {key} AS k, (e.occurred_at - $bucket_start) / $bucket_size AS b, count(*) AS n",
-            **q.params,
-            bucket_start=builder.first,
-            bucket_size=bucket,
-        )
-        for value, index, n in rows:
-            builder.add(value, index, n)
+        prop = "e.group_id" if dimension == ROLLUP_GROUP else "e.severity"
+        flt = ErrorFilter(group_id=key if dimension == ROLLUP_GROUP else "", exclude_group_ids=list(exclude_group_ids))
+
+        async def read_rollups(first_hour: Micros, end_hour: Micros) -> list[Any]:
+            query = (
+                "MATCH (x:StatisticsRollup) WHERE x.hour >= $first AND x.hour < $end AND x.dimension = $dimension"
+                + (" AND x.key = $key" if key else "")
+                + " RETURN x.hour, x.key, x.count"
+            )
+            return await self._fetch(query, first=first_hour, end=end_hour, dimension=dimension, key=key)
+
+        async def count_rows(bounded: ErrorFilter, into: TimedCountsBuilder, sign: int) -> None:
+            q = _where(bounded)
+            rows = await self._fetch(
+                f"{q.match()} RETURN {prop} AS k, (e.occurred_at - $bucket_start) / $bucket_size AS b, count(*) AS n",
+                **q.params,
+                bucket_start=into.first,
+                bucket_size=into.bucket,
+            )
+            for value, index, n in rows:
+                into.add(value, index, sign * n)
+
+        await collect_timed_counts(builder, flt, start, end, read_rollups, count_rows)
         return builder
 
     async def count_errors(self) -> int:

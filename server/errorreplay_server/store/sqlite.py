@@ -17,7 +17,7 @@ import threading
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from concurrent import futures
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -64,15 +64,15 @@ from errorreplay_server.store.core import (
     Stop,
     StoredState,
     TimedCountsBuilder,
-    add_rollup_rows,
     bounded_total,
+    collect_statistics,
+    collect_timed_counts,
     drain_batch,
     group_counts,
     rollup_counts,
-    rollup_split,
+    rollup_row,
     runs,
     statistics_filter,
-    timed_counts_split,
 )
 from errorreplay_server.store.pagination import PageTokens, error_key, filter_digest, group_key, new_key, query_digest
 
@@ -815,7 +815,7 @@ class SqliteStore:
         conn.executemany(
             "INSERT INTO statistics_rollup (hour, dimension, key, count) VALUES (?, ?, ?, ?)"
             " ON CONFLICT (hour, dimension, key) DO UPDATE SET count = count + excluded.count",
-            [(*key, n) for key, n in rollup_counts(i.snapshot for i in fresh).items()],
+            [(*key, n) for key, n in rollup_counts(rollup_row(i.snapshot) for i in fresh).items()],
         )
         # A reopened group takes the new status and the regression flag; otherwise both stay.
         conn.executemany(
@@ -1000,19 +1000,13 @@ class SqliteStore:
     ) -> Statistics:
         if bucket <= 0:
             raise InvalidArgument.single("bucket", "must be positive")
-        bounded = statistics_filter(flt, start, end)
         builder = StatisticsBuilder(start, end, bucket)
-        split = rollup_split(bounded, bucket)
-        if split is None:
-            await self._count_rows(bounded, builder)
-        else:
+
+        async def read_rollups(first_hour: Micros, end_hour: Micros) -> list[Any]:
             sql = "SELECT hour, dimension, key, count FROM statistics_rollup WHERE hour >= ? AND hour < ?"
-            args = [split.first_hour, split.end_hour]
-            rollups, *_ = await asyncio.gather(
-                self._read(lambda conn: conn.execute(sql, args).fetchall()),
-                *(self._count_rows(replace(bounded, start_time=lo, end_time=hi), builder) for lo, hi in split.edges),
-            )
-            add_rollup_rows(builder, rollups)
+            return await self._read(lambda conn: conn.execute(sql, (first_hour, end_hour)).fetchall())
+
+        await collect_statistics(statistics_filter(flt, start, end), builder, read_rollups, self._count_rows)
         top = builder.top_groups(top_groups)
         return builder.build(await self._read(lambda conn: _group_counts(conn, top)) if top else [])
 
@@ -1070,51 +1064,31 @@ class SqliteStore:
         bucket: Micros,
         exclude_group_ids: Sequence[str] = (),
     ) -> TimedCountsBuilder:
-        """Timed counts per `column` value (only `key` when set): whole hours from the rollups of
-        `dimension`, less the excluded groups' rows in them; partial edge hours (or everything,
-        for buckets shorter than an hour) from the rows."""
+        """Timed counts per `column` value (only `key` when set), from the rollups of `dimension`
+        (store/core.py collect_timed_counts)."""
         if bucket <= 0:
             raise InvalidArgument.single("bucket", "must be positive")
         builder = TimedCountsBuilder(start, end, bucket)
         flt = ErrorFilter(group_id=key if column == "group_id" else "", exclude_group_ids=list(exclude_group_ids))
-        bounded = statistics_filter(flt, start, end)
-        split = timed_counts_split(start, end, bucket)
-        if split is None:
-            await self._count_timed_rows(column, *_where(bounded), builder)
-            return builder
-        sql = "SELECT hour, key, count FROM statistics_rollup WHERE hour >= ? AND hour < ? AND dimension = ?"
-        args: list[Any] = [split.first_hour, split.end_hour, dimension]
-        if key:
-            sql += " AND key = ?"
-            args.append(key)
-        hours = ["occurred_at >= ?", "occurred_at <= ?"], [split.first_hour, split.end_hour - 1]
-        excluded = sorted(set(exclude_group_ids))
-        rollups, *_ = await asyncio.gather(
-            self._read(lambda conn: conn.execute(sql, args).fetchall()),
-            *(
-                self._count_timed_rows(column, *_where(replace(bounded, start_time=lo, end_time=hi)), builder)
-                for lo, hi in split.edges
-            ),
-            # Rollups count every group: the excluded groups' rows in the whole hours are taken away.
-            *(
-                self._count_timed_rows(
-                    column, [*hours[0], f"group_id IN ({_marks(chunk)})"], [*hours[1], *chunk], builder, sign=-1
-                )
-                for chunk in _chunks(excluded)
-            ),
-        )
-        builder.add_hours(rollups)
-        return builder
 
-    async def _count_timed_rows(
-        self, column: str, clauses: list[str], params: list[Any], builder: TimedCountsBuilder, sign: int = 1
-    ) -> None:
-        sql = (
-            f"SELECT {column}, (occurred_at - ?) / ?, COUNT(*) FROM errors WHERE {' AND '.join(clauses)} GROUP BY 1, 2"
-        )
-        rows = await self._read(lambda conn: conn.execute(sql, [builder.first, builder.bucket, *params]).fetchall())
-        for value, index, n in rows:
-            builder.add(value, index, sign * n)
+        async def read_rollups(first_hour: Micros, end_hour: Micros) -> list[Any]:
+            sql = "SELECT hour, key, count FROM statistics_rollup WHERE hour >= ? AND hour < ? AND dimension = ?"
+            args: list[Any] = [first_hour, end_hour, dimension]
+            if key:
+                sql += " AND key = ?"
+                args.append(key)
+            return await self._read(lambda conn: conn.execute(sql, args).fetchall())
+
+        async def count_rows(bounded: ErrorFilter, into: TimedCountsBuilder, sign: int) -> None:
+            clauses, params = _where(bounded)
+            sql = f"SELECT {column}, (occurred_at - ?) / ?, COUNT(*) FROM errors WHERE {' AND '.join(clauses)}"
+            sql += " GROUP BY 1, 2"
+            rows = await self._read(lambda conn: conn.execute(sql, [into.first, into.bucket, *params]).fetchall())
+            for value, index, n in rows:
+                into.add(value, index, sign * n)
+
+        await collect_timed_counts(builder, flt, start, end, read_rollups, count_rows)
+        return builder
 
     async def count_errors(self) -> int:
         return await self._read(lambda conn: int(conn.execute("SELECT COUNT(*) FROM errors").fetchone()[0]))

@@ -10,6 +10,7 @@ from errorreplay_server.store.core import (
     StatisticsBuilder,
     add_rollup_rows,
     rollup_counts,
+    rollup_row,
     rollup_split,
     statistics_filter,
 )
@@ -59,7 +60,7 @@ def test_rollup_counts_feed_the_builder_like_rows() -> None:
         new_error(occurred_at=BASE + H - 1, severity=Severity.LOW, group_id="grp_a"),
         new_error(occurred_at=BASE + H, severity=Severity.HIGH, resource_id="r1", group_id="grp_b"),
     ]
-    counts = rollup_counts(i.snapshot for i in items)
+    counts = rollup_counts(rollup_row(i.snapshot) for i in items)
     assert counts[BASE, ROLLUP_SEVERITY, str(int(Severity.LOW))] == 2
     assert counts[BASE, ROLLUP_RESOURCE, "r1"] == 1 and counts[BASE + H, ROLLUP_RESOURCE, "r1"] == 1
     assert counts[BASE, ROLLUP_GROUP, "grp_a"] == 2
