@@ -203,6 +203,32 @@ async def test_groups_page_follows_the_api_page_tokens(running: RunningServer, t
             assert r.status == 400 and "status" in await r.text()
 
 
+async def test_a_search_says_more_than_the_count_limit(tmp_path: Path, tokens: Tokens) -> None:
+    from dataclasses import replace
+
+    from errorreplay.client import ErrorReplayClient
+    from errorreplay_server.settings import Limits
+
+    settings = console_settings(tmp_path, tokens.security())
+    server = await start_server(replace(settings, limits=replace(Limits(), search_count_limit=3)))
+    try:
+        async with ErrorReplayClient(f"127.0.0.1:{server.port}", token=tokens.admin) as client:
+            for i in range(30):
+                await client.capture(
+                    m.ErrorReport(message=f"overflow {i % 2}", severity=m.SEVERITY_LOW, source=m.SOURCE_APPLICATION)
+                )
+        reader = await signed_in(base(server), tokens.reader)
+        async with reader:
+            async with reader.get(base(server) + "/?text=overflow") as r:
+                assert '<span class="total">more than 3 in all</span>' in await r.text()
+            async with reader.get(base(server) + "/?text=overflow+1") as r:  # one page holds all 15
+                assert '<span class="total">15 in all</span>' in await r.text()
+            async with reader.get(base(server) + "/?text=nothing+like+it") as r:
+                assert '<span class="total">0 in all</span>' in await r.text()
+    finally:
+        await server.stop(grace=None)
+
+
 async def test_sparklines_are_svg_images_for_readers_only(running: RunningServer, tokens: Tokens) -> None:
     url = base(running)
     from errorreplay.client import ErrorReplayClient
