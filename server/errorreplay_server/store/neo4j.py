@@ -39,6 +39,7 @@ import asyncio
 import contextlib
 import logging
 import random
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -523,7 +524,15 @@ class Neo4jStore:
             marker = await (await tx.run(_ROLLUPS_MARKER, token=new_key().hex())).single()
             if marker is not None and marker[0]:
                 await (await tx.run("MATCH (x:StatisticsRollup) DETACH DELETE x")).consume()
-                counts = rollup_counts(await (await tx.run(_ROLLUP_SOURCE_ROWS)).values())
+                # Streamed and counted a chunk at a time: a million errors never sit in memory at once.
+                counts: Counter[tuple[int, int, str]] = Counter()
+                chunk: list[list[Any]] = []
+                async for record in await tx.run(_ROLLUP_SOURCE_ROWS):
+                    chunk.append(record.values())
+                    if len(chunk) == ROLLUP_WRITE_ROWS:
+                        counts.update(rollup_counts(chunk))
+                        chunk.clear()
+                counts.update(rollup_counts(chunk))
                 rows = [[*key, n] for key, n in counts.items()]
                 for start in range(0, len(rows), ROLLUP_WRITE_ROWS):
                     await (await tx.run(_ADD_ROLLUPS, rollups=rows[start : start + ROLLUP_WRITE_ROWS])).consume()
