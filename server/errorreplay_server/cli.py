@@ -18,9 +18,7 @@ import asyncio
 import json
 import logging
 import os
-import queue
 import sys
-import threading
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime, timedelta
 from importlib import metadata
@@ -288,26 +286,11 @@ def _stats(client: SyncErrorReplayClient, args: argparse.Namespace, out: TextIO)
 
 def _watch(client: SyncErrorReplayClient, args: argparse.Namespace, out: TextIO) -> int:
     color = _color(args, out)
-    stream = client.subscribe(
-        _filter(args), include_correlated=args.correlated, resume_after=args.resume_after, reconnect=True
-    )
-    # The stream is read on its own thread and this one only waits on a queue, so that Ctrl-C lands
-    # here and never inside grpc's locks (an interrupt there could leave one held, and the exit hang).
-    received: queue.Queue[rr.SubscribeErrorsResponse | BaseException | None] = queue.Queue(WATCH_BUFFER)
-
-    def read_stream() -> None:
-        try:
-            for message in stream:
-                received.put(message)
-            received.put(None)
-        except BaseException as exc:  # handed to the main thread, which raises it
-            received.put(exc)
-
-    threading.Thread(target=read_stream, name="watch-stream", daemon=True).start()
     try:
-        while (message := received.get()) is not None:
-            if isinstance(message, BaseException):
-                raise message
+        stream = client.subscribe(
+            _filter(args), include_correlated=args.correlated, resume_after=args.resume_after, reconnect=True
+        )
+        for message in stream:
             if args.json:
                 line = cli_render.to_json(message, indent=None)
             else:
@@ -337,8 +320,6 @@ _GROUP_ACTIONS = {
 # ListErrorGroups pages read by `groups show` (there is no get-one RPC) before it answers NOT_FOUND.
 GROUP_SCAN_PAGE_SIZE = 500
 RECENT_ERRORS_SHOWN = 5
-# Messages `watch` holds between the stream and the terminal.
-WATCH_BUFFER = 1000
 
 
 def _groups_list(client: SyncErrorReplayClient, args: argparse.Namespace, out: TextIO) -> int:

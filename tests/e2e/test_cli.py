@@ -155,6 +155,9 @@ def test_watch_prints_one_line_per_error_and_exits_0_on_ctrl_c(server: ServerPro
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # As from a terminal: a test run started in the background inherits SIGINT ignored (POSIX
+        # shells ignore it for `cmd &`), and Python then keeps it ignored, so Ctrl-C would do nothing.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     lines: queue.Queue[str] = queue.Queue()
     assert proc.stdout is not None and proc.stderr is not None
