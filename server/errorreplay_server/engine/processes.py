@@ -35,10 +35,12 @@ def _as_child(role: str, settings: Settings, supervisor_pid: int) -> None:
     logging.basicConfig(level=settings.log_level, format=LOG_FORMAT.format(role=role))
 
 
-async def _until_stopped() -> None:
+def _stop_requested() -> asyncio.Event:
+    """Set by STOP_SIGNAL. Installed before the process starts serving: a stop that comes while it
+    starts, or the moment it reports ready, waits for it instead of killing it (SIGUSR1's default)."""
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(STOP_SIGNAL, stop.set)
-    await stop.wait()
+    return stop
 
 
 def writer_main(settings: Settings, socket_path: str, ready: Connection, supervisor_pid: int) -> None:
@@ -53,6 +55,7 @@ async def _writer(settings: Settings, socket_path: str, ready: Connection) -> No
     from errorreplay_server.server import start_metrics_listener
 
     log = logging.getLogger("errorreplay")
+    stop = _stop_requested()
     async with contextlib.AsyncExitStack() as started:
         try:
             engine = await start_writer(settings, socket_path, started)
@@ -63,7 +66,7 @@ async def _writer(settings: Settings, socket_path: str, ready: Connection) -> No
             raise SystemExit(1) from None
         ready.send(("ready", os.getpid()))
         log.info("writer: store=%s, enrichment=%s", settings.store, "on" if engine.enrichment else "off")
-        await _until_stopped()
+        await stop.wait()
         log.info("writer: stopping after the calls in hand")
     log.info("writer: stopped")
 
@@ -81,6 +84,7 @@ async def _worker(settings: Settings, index: int, socket_path: str, ready: Conne
     from errorreplay_server.server import StartupError, WorkerRole, start_server
 
     log = logging.getLogger("errorreplay")
+    stop = _stop_requested()
     try:
         running = await start_server(
             settings,
@@ -95,7 +99,7 @@ async def _worker(settings: Settings, index: int, socket_path: str, ready: Conne
         ready.send(("failed", f"{type(exc).__name__}: {exc}"))
         raise SystemExit(1) from None
     ready.send(("ready", (running.port, running.http.port if running.http else 0)))
-    await _until_stopped()
+    await stop.wait()
     log.info("draining in-flight calls for up to %.1f s", settings.shutdown_grace_seconds)
     await running.stop(settings.shutdown_grace_seconds)
     log.info("stopped")
