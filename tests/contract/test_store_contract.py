@@ -645,7 +645,7 @@ async def test_timed_counts_by_severity_and_group_equal_per_severity_statistics(
     assert series(with_muted[Severity.HIGH])[2] == (base + 2 * hour, 2)
     assert series(with_muted[Severity.LOW])[3] == (base + 3 * hour, 2)
     for bucket in (hour, 2 * hour, 15 * MICROS_PER_MINUTE):
-        for excluded in ([], [muted]):
+        for excluded in ([], [muted], [muted, a, f"grp_{run}_unknown"]):
             counts = await store.severity_timed_counts(start, end, bucket, excluded)
             for severity in Severity:
                 flt = ErrorFilter(severities=[severity], exclude_group_ids=excluded)

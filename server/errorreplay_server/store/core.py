@@ -286,12 +286,10 @@ ROLLUP_HOUR = MICROS_PER_HOUR
 ROLLUP_SEVERITY, ROLLUP_SOURCE, ROLLUP_RESOURCE, ROLLUP_RESOURCE_TYPE, ROLLUP_ERROR_TYPE, ROLLUP_GROUP = range(6)
 
 
-# The columns rollup_counts reads, in the order of rollup_row (a store reading stored errors
-# back for a rollup, as the Bolt store does once for a database written before rollups).
-ROLLUP_COLUMNS = ("occurred_at", "severity", "source", "resource_id", "resource_type", "error_type", "group_id")
-
-
 def rollup_row(snap: ErrorSnapshot) -> tuple[Any, ...]:
+    """What rollup_counts reads of an error: occurred_at, severity, source, resource_id,
+    resource_type, error_type, group_id (a store reading stored errors back for their rollups,
+    as the Bolt store does once, selects the same columns in this order)."""
     r = snap.report
     return r.occurred_at, int(r.severity), int(r.source), r.resource_id, r.resource_type, r.error_type, snap.group_id
 
@@ -424,23 +422,25 @@ async def collect_timed_counts(
     start: Micros,
     end: Micros,
     read_rollups: Callable[[Micros, Micros], Awaitable[list[Sequence[Any]]]],
-    count_rows: Callable[[ErrorFilter, TimedCountsBuilder, int], Awaitable[None]],
+    count_rows: Callable[[ErrorFilter, TimedCountsBuilder, int, Sequence[str]], Awaitable[None]],
 ) -> None:
     """Timed counts of `flt` (at most a group_id and exclude_group_ids) over [start, end) into
     `builder`: whole hours from the rollups (read_rollups(first_hour, end_hour) -> (hour, key,
     count) rows), less the excluded groups' errors in them, and the partial edge hours from the
-    errors (count_rows(filter, builder, sign)); everything from the errors for buckets shorter
-    than an hour."""
+    errors; everything from the errors for buckets shorter than an hour.
+    count_rows(filter, builder, sign, only_groups) adds sign x the matching errors' counts, of
+    the groups in only_groups when it is not empty."""
     bounded = statistics_filter(flt, start, end)
     split = timed_counts_split(start, end, builder.bucket)
     if split is None:
-        await count_rows(bounded, builder, 1)
+        await count_rows(bounded, builder, 1, ())
         return
     whole_hours = ErrorFilter(start_time=split.first_hour, end_time=split.end_hour - 1)
+    excluded = sorted(set(flt.exclude_group_ids))
     rollups, *_ = await asyncio.gather(
         read_rollups(split.first_hour, split.end_hour),
-        *(count_rows(replace(bounded, start_time=lo, end_time=hi), builder, 1) for lo, hi in split.edges),
+        *(count_rows(replace(bounded, start_time=lo, end_time=hi), builder, 1, ()) for lo, hi in split.edges),
         # Rollups count every group: the excluded groups' errors in the whole hours are taken away.
-        *(count_rows(replace(whole_hours, group_id=g), builder, -1) for g in sorted(set(flt.exclude_group_ids))),
+        *([count_rows(whole_hours, builder, -1, excluded)] if excluded else []),
     )
     builder.add_hours(rollups)

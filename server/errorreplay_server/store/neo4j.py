@@ -999,11 +999,14 @@ class Neo4jStore:
             )
             return await self._fetch(query, first=first_hour, end=end_hour, dimension=dimension, key=key)
 
-        async def count_rows(bounded: ErrorFilter, into: TimedCountsBuilder, sign: int) -> None:
+        async def count_rows(bounded: ErrorFilter, into: TimedCountsBuilder, sign: int, groups: Sequence[str]) -> None:
             q = _where(bounded)
+            only = ["e.group_id IN $only_groups"] if groups else []
             rows = await self._fetch(
-                f"{q.match()} RETURN {prop} AS k, (e.occurred_at - $bucket_start) / $bucket_size AS b, count(*) AS n",
+                f"{q.match(*only)} RETURN {prop} AS k, (e.occurred_at - $bucket_start) / $bucket_size AS b,"
+                " count(*) AS n",
                 **q.params,
+                only_groups=list(groups),
                 bucket_start=into.first,
                 bucket_size=into.bucket,
             )
