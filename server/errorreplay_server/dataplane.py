@@ -59,8 +59,6 @@ DEFAULT_BUCKET: Micros = MICROS_PER_HOUR
 MAX_BUCKETS = 10_000
 DEFAULT_TOP_GROUPS = 10
 TOPOLOGY_DEPTH_DEFAULT, TOPOLOGY_DEPTH_MAX = 2, 5
-# Related errors considered per replay; the newest beyond this are left out.
-RELATED_LIMIT = 500
 CHANGES_LIMIT = 1000
 MIN_HEARTBEAT: Micros = 100_000
 MAX_HEARTBEAT: Micros = MICROS_PER_HOUR
@@ -169,7 +167,7 @@ class DataPlane:
         if not root:
             return (
                 await self._store.related_errors(
-                    snapshot, t - window, t + window, [], RELATED_LIMIT, documents=documents
+                    snapshot, t - window, t + window, [], settings.related_limit, documents=documents
                 ),
                 [],
             )
@@ -189,7 +187,7 @@ class DataPlane:
                     edges.update(topology.dependencies)
                     known.update(r.id for r in topology.resources)
             for e in await self._store.related_errors(
-                snapshot, lo, hi, sorted(known), RELATED_LIMIT, documents=documents
+                snapshot, lo, hi, sorted(known), settings.related_limit, documents=documents
             ):
                 found.setdefault(e.error_id, e)
             linked = cascade_errors(snapshot, found.values(), edges, settings)

@@ -603,6 +603,12 @@ SPECS: tuple[Spec, ...] = (
         _count,
         "DEPENDS_ON hops that relate two errors, in replays and streams alike",
     ),
+    _spec(
+        "RELATED_LIMIT",
+        "analysis.related_limit",
+        _count,
+        "related errors a replay, GetError or stream message names at most, the nearest in time",
+    ),
     _spec("MAX_CASCADE_DEPTH", "analysis.max_cascade_depth", _count, "cascade hops followed (0 = off)"),
     _spec(
         "CASCADE_MAX_RESOURCES",

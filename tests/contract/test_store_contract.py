@@ -405,6 +405,28 @@ async def test_related_errors_by_correlation_trace_and_resource(store: Store) ->
     assert await store.related_errors(lone, T0, T0 + 1, [], 10) == []
 
 
+async def test_related_errors_keep_the_nearest_in_time_when_more_match(store: Store) -> None:
+    # A read follows its limit, not the window's crowd: the nearest errors to the subject are kept
+    # (at equal distance the earlier one), then returned oldest first.
+    corr, res = uid("corr-"), uid("res-")
+    subject = (await capture_one(store, correlation_id=corr, resource_id=res, occurred_at=T0)).snapshot
+    at: dict[int, str] = {}
+    for seconds in (-540, -300, -60, 0, 60, 120, 480):
+        at[seconds] = (
+            await capture_one(store, resource_id=res, occurred_at=T0 + seconds * MICROS_PER_SECOND)
+        ).snapshot.error_id
+    at[-30] = (await capture_one(store, correlation_id=corr, occurred_at=T0 - 30 * MICROS_PER_SECOND)).snapshot.error_id
+    window = (subject, T0 - 10 * MICROS_PER_MINUTE, T0 + 10 * MICROS_PER_MINUTE, [])
+    for limit, kept in ((4, (-60, -30, 0, 60)), (3, (-60, -30, 0)), (1, (0,)), (100, sorted(at))):
+        for documents in (True, False):
+            related = await store.related_errors(*window, limit, documents=documents)
+            assert [e.error_id for e in related] == [at[s] for s in kept], (limit, documents)
+    # Outside the window the nearness counts from the window's nearest edge.
+    late = (subject, T0 + 100 * MICROS_PER_SECOND, T0 + 10 * MICROS_PER_MINUTE, [])
+    assert [e.error_id for e in await store.related_errors(*late, 1)] == [at[120]]
+    assert [e.error_id for e in await store.related_errors(*late, 2)] == [at[120], at[480]]
+
+
 async def test_related_errors_as_link_rows_are_the_same_errors_without_documents(store: Store) -> None:
     # GetError reads related errors with documents=False: the same errors, in the same order and
     # under the same limit, carrying what the relation rule reads, and no message or context.

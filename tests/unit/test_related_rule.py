@@ -217,6 +217,24 @@ async def test_the_related_hops_change_the_streams_decision(store: SqliteStore) 
     }
 
 
+async def test_the_related_limit_names_the_nearest_in_replays_and_streams(store: SqliteStore) -> None:
+    # Five errors on `api` a minute apart, then a sixth: the replay of the third names its nearest
+    # two (at equal distance the earlier), a stream message for the sixth names its newest two.
+    errors = [snap(f"n-{i}", "api", T0 + i * MIN) for i in range(6)]
+    settings = AnalysisSettings(related_limit=2)
+    assert [e.error_id for e in related_errors(errors[2], errors, TOPOLOGY, settings)] == ["n-1", "n-3"]
+    assert len(related_errors(errors[2], errors, TOPOLOGY, AnalysisSettings())) == 5
+    under_test = await HubUnderTest.start(store, settings)
+    try:
+        for s in errors:
+            under_test.publish(s)
+        seen = [await _next_error(under_test.everything) for _ in errors]
+        correlation = seen[-1].correlation
+        assert correlation is not None and correlation.related_error_ids == ("n-3", "n-4")
+    finally:
+        await under_test.close()
+
+
 @pytest.mark.parametrize("pair", PAIRS, ids=lambda p: p.name)
 def test_either_errors_neighbourhood_gives_the_same_answer(pair: Pair) -> None:
     rule = RelationRule(AnalysisSettings())

@@ -35,7 +35,7 @@ from enum import Enum
 
 from errorreplay_server.analysis.model import CorrelationReason
 from errorreplay_server.analysis.settings import DEFAULT_SETTINGS, AnalysisSettings
-from errorreplay_server.domain.model import Change, Dependency, ErrorSnapshot, Micros
+from errorreplay_server.domain.model import Change, Dependency, ErrorSnapshot, Micros, nearest
 
 
 def occurred_at(error: ErrorSnapshot) -> Micros:
@@ -191,11 +191,12 @@ NO_NEIGHBOURHOOD = Neighbourhood("", frozenset(), frozenset())
 class RelationRule:
     """The one definition of "related" (see the module docstring), for one AnalysisSettings."""
 
-    __slots__ = ("hops", "window_us")
+    __slots__ = ("hops", "limit", "window_us")
 
     def __init__(self, settings: AnalysisSettings = DEFAULT_SETTINGS) -> None:
         self.window_us = settings.related_window_us
         self.hops = settings.related_hops
+        self.limit = settings.related_limit
 
     def neighbourhood(self, resource_id: str, dependencies: GraphLike) -> Neighbourhood:
         if not resource_id:
@@ -277,7 +278,7 @@ def related_errors(
 ) -> list[ErrorSnapshot]:
     """The candidates related to `error`, each once, oldest first (ties by error_id): the pairwise
     rule, and the errors a cascade chain links to it (`cascade`: cascade_errors of the same
-    arguments, when the caller has it already)."""
+    arguments, when the caller has it already). At most related_limit, the nearest in time."""
     candidates = list(candidates)
     graph = as_graph(dependencies)
     rule = RelationRule(settings)
@@ -289,7 +290,7 @@ def related_errors(
             out[other.error_id] = other
     for other in cascade_errors(error, candidates, graph, settings) if cascade is None else cascade:
         out.setdefault(other.error_id, other)
-    return sorted(out.values(), key=order_key)
+    return sorted(nearest(out.values(), error.report.occurred_at, settings.related_limit), key=order_key)
 
 
 def cascade_errors(

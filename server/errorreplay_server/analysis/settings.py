@@ -19,6 +19,8 @@ class AnalysisSettings:
     # --- correlation and windows ---
     related_window_us: Micros = 10 * MICROS_PER_MINUTE
     related_hops: int = 2
+    # Related errors a replay, GetError or a stream message names at most: the nearest in time.
+    related_limit: int = 100
     # A cascade is followed this many DEPENDS_ON hops from the error's resource at most (see
     # analysis/correlation.py); a replay reads the topology of at most cascade_max_resources.
     max_cascade_depth: int = 10
@@ -100,7 +102,13 @@ class AnalysisSettings:
         ):
             if getattr(self, name) < 0:
                 problems.append(f"{name} must not be negative")
-        for name in ("fingerprint_frames", "group_title_max_chars", "summary_max_chars", "external_full_signals"):
+        for name in (
+            "related_limit",
+            "fingerprint_frames",
+            "group_title_max_chars",
+            "summary_max_chars",
+            "external_full_signals",
+        ):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be at least 1")
         if self.change_regression_factor < 1.0:

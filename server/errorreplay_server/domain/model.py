@@ -7,6 +7,7 @@ ordering exact in every store, and cost nothing to compare.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any, Generic, TypeVar
@@ -268,6 +269,19 @@ class ErrorSnapshot:
     # Whose request_id it is: the caller's identity when auth is on, "" when off. Idempotency is
     # keyed by (idempotency_scope, request_id), so one caller's request_id never finds another's.
     idempotency_scope: str = ""
+
+
+def nearness(occurred_at: Micros, received_at: Micros, pivot: Micros) -> tuple[Micros, Micros, Micros]:
+    """Orders errors nearest to `pivot` first. At equal distance the earlier side comes first;
+    within one time, latest received first before the pivot and earliest received first after
+    it (the order an index walk away from the pivot gives). Neo4j's related query orders alike."""
+    return abs(occurred_at - pivot), occurred_at, received_at if occurred_at > pivot else -received_at
+
+
+def nearest(snapshots: Iterable[ErrorSnapshot], pivot: Micros, limit: int) -> list[ErrorSnapshot]:
+    """The `limit` snapshots nearest in time to `pivot` (`nearness`), oldest first."""
+    near = sorted(snapshots, key=lambda s: nearness(s.report.occurred_at, s.received_at, pivot))[:limit]
+    return sorted(near, key=lambda s: (s.report.occurred_at, s.received_at))
 
 
 def idempotency_key(snapshot: ErrorSnapshot) -> str:

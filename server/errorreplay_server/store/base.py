@@ -103,9 +103,10 @@ class Store(Protocol):
         documents: bool = True,
     ) -> list[ErrorSnapshot]:
         """Errors other than `error` with occurred_at in [start, end] that share its correlation_id
-        or trace_id, or sit on one of `resource_ids`. Oldest first. With documents=False they are
-        link snapshots (codec.link_from_row): the same errors in the same order, without message,
-        documents or context."""
+        or trace_id, or sit on one of `resource_ids`: the `limit` nearest in time to the error
+        (store/core.py `nearness`), oldest first. With documents=False they are link snapshots
+        (codec.link_from_row): the same errors in the same order, without message, documents or
+        context."""
 
     async def update_context(self, error_id: str, context: ErrorContext) -> None:
         """Replace the frozen context of an error. Raises NotFound."""

@@ -444,3 +444,9 @@ async def collect_timed_counts(
         *([count_rows(whole_hours, builder, -1, excluded)] if excluded else []),
     )
     builder.add_hours(rollups)
+
+
+# --- related errors -------------------------------------------------------------------------------
+def related_pivot(error: ErrorSnapshot, start: Micros, end: Micros) -> Micros:
+    """The time nearness is measured from: the error's own, brought into [start, end]."""
+    return min(max(error.report.occurred_at, start), end)

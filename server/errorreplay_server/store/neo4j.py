@@ -80,6 +80,7 @@ from errorreplay_server.domain.model import (
     TimedCount,
     Topology,
     idempotency_key,
+    nearest,
 )
 from errorreplay_server.domain.words import words
 from errorreplay_server.settings import Neo4jSettings
@@ -110,6 +111,7 @@ from errorreplay_server.store.core import (
     collect_timed_counts,
     drain_batch,
     group_counts,
+    related_pivot,
     rollup_counts,
     rollup_row,
     runs,
@@ -855,7 +857,14 @@ class Neo4jStore:
     ) -> list[ErrorSnapshot]:
         r = error.report
         links: list[str] = []
-        params: dict[str, Any] = {"start": start, "end": end, "error_id": error.error_id, "limit": limit}
+        pivot = related_pivot(error, start, end)
+        params: dict[str, Any] = {
+            "start": start,
+            "end": end,
+            "pivot": pivot,
+            "error_id": error.error_id,
+            "limit": limit,
+        }
         if r.correlation_id:
             links.append("e.correlation_id = $correlation_id")
             params["correlation_id"] = r.correlation_id
@@ -871,13 +880,16 @@ class Neo4jStore:
         query = (
             "MATCH (e:ErrorSnapshot) WHERE e.occurred_at >= $start AND e.occurred_at <= $end"
             f" AND e.error_id <> $error_id AND ({' OR '.join(links)})"
-            " WITH e ORDER BY e.occurred_at, e.received_at LIMIT $limit"
+            # The nearest to the pivot are kept, in store/core.py `nearness` order.
+            " WITH e ORDER BY abs(e.occurred_at - $pivot), e.occurred_at,"
+            " CASE WHEN e.occurred_at > $pivot THEN e.received_at ELSE -e.received_at END LIMIT $limit"
             f" RETURN {_ERROR_ROW if documents else _LINK_ROW}"
         )
         decode = snapshot_from_row if documents else link_from_row
 
         async def run(session: AsyncSession) -> list[ErrorSnapshot]:
-            return [decode(row) for row in _first(await _rows(session, query, **params))]
+            rows = _first(await _rows(session, query, **params))
+            return nearest((decode(row) for row in rows), pivot, limit)
 
         return await self._read(run)
 

@@ -185,9 +185,9 @@ class RecentErrors:
                     if not bucket:
                         del self._by_key[key]
 
-    def related(
-        self, s: ErrorSnapshot, neighbours: Neighbours, rule: RelationRule, limit: int = 50
-    ) -> list[ErrorSnapshot]:
+    def related(self, s: ErrorSnapshot, neighbours: Neighbours, rule: RelationRule) -> list[ErrorSnapshot]:
+        """The remembered errors `rule` relates to `s`: the rule's limit of the newest, which are
+        the nearest in time to a new error."""
         keys = self._keys(s) + ["r:" + x for x in sorted(neighbours.near.resource_ids)]
         facts = RelationFacts.of(s)
         found: dict[str, ErrorSnapshot] = {}
@@ -197,7 +197,7 @@ class RecentErrors:
                     continue
                 if rule.reason(facts, RelationFacts.of(other), neighbours.near) is not None:
                     found[other.error_id] = other
-        return sorted(found.values(), key=lambda e: (e.report.occurred_at, e.error_id))[-limit:]
+        return sorted(found.values(), key=lambda e: (e.report.occurred_at, e.error_id))[-rule.limit :]
 
 
 class Subscription:
