@@ -12,6 +12,8 @@ The dialects (sqlite.py, neo4j.py) hold schema and query text; this module holds
   affected resources). It is pure: the dialect reads the lookups, then executes the plan.
 - StatisticsBuilder. The dialects count; this turns counts into a Statistics (empty keys left
   out, one entry per bucket of `statistics_buckets`, top groups ordered by count then id).
+- StoreCore. The Store methods written once for both stores (get_error, statistics, the timed
+  counts), over the reads each store supplies as its own query text.
 
 docs/ARCHITECTURE.md §3 describes the store contract this module serves.
 """
@@ -24,6 +26,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
+from errorreplay_server.domain.errors import InvalidArgument, NotFound
 from errorreplay_server.domain.model import (
     MICROS_PER_HOUR,
     CaptureOutcome,
@@ -444,3 +447,92 @@ async def collect_timed_counts(
         *([count_rows(whole_hours, builder, -1, excluded)] if excluded else []),
     )
     builder.add_hours(rollups)
+
+
+# --- the shared Store methods ---------------------------------------------------------------------
+class StoreCore:
+    """The Store methods whose logic both stores share. A store supplies the reads they need (the
+    methods below that raise NotImplementedError) as its own query text."""
+
+    _token_key = b""
+
+    def token_key(self) -> bytes:
+        return self._token_key
+
+    async def get_errors(self, error_ids: Sequence[str]) -> list[ErrorSnapshot]:
+        raise NotImplementedError
+
+    async def get_error(self, error_id: str) -> ErrorSnapshot:
+        found = await self.get_errors([error_id])
+        if not found:
+            raise NotFound("error", error_id)
+        return found[0]
+
+    # Statistics: rollup rows (hour, dimension, key, count) of [first_hour, end_hour); the errors
+    # that match a bounded filter counted into a builder; (title, status) of the top groups.
+    async def _statistics_rollups(self, first_hour: Micros, end_hour: Micros) -> list[Sequence[Any]]:
+        raise NotImplementedError
+
+    async def _count_rows(self, bounded: ErrorFilter, builder: StatisticsBuilder) -> None:
+        raise NotImplementedError
+
+    async def _group_titles(self, group_ids: list[str]) -> dict[str, tuple[str, int]]:
+        raise NotImplementedError
+
+    async def statistics(
+        self, flt: ErrorFilter, start: Micros, end: Micros, bucket: Micros, top_groups: int
+    ) -> Statistics:
+        if bucket <= 0:
+            raise InvalidArgument.single("bucket", "must be positive")
+        builder = StatisticsBuilder(start, end, bucket)
+        await collect_statistics(
+            statistics_filter(flt, start, end), builder, self._statistics_rollups, self._count_rows
+        )
+        top = builder.top_groups(top_groups)
+        return builder.build(group_counts(top, await self._group_titles([g for g, _ in top]) if top else {}))
+
+    # Timed counts: rollup rows (hour, key, count) of one dimension (of `key` alone when set); the
+    # errors that match a bounded filter, sign x counted per value of the dimension and bucket
+    # index, of the groups in only_groups when it is not empty (collect_timed_counts' count_rows).
+    async def _timed_rollups(self, dimension: int, key: str, first_hour: Micros, end_hour: Micros) -> list[Any]:
+        raise NotImplementedError
+
+    async def _count_timed_rows(
+        self, dimension: int, bounded: ErrorFilter, into: TimedCountsBuilder, sign: int, only_groups: Sequence[str]
+    ) -> None:
+        raise NotImplementedError
+
+    async def severity_timed_counts(
+        self, start: Micros, end: Micros, bucket: Micros, exclude_group_ids: Sequence[str] = ()
+    ) -> dict[Severity, list[TimedCount]]:
+        counts = await self._timed_counts(ROLLUP_SEVERITY, "", start, end, bucket, exclude_group_ids)
+        return {Severity(int(key)): series for key, series in counts.build().items()}
+
+    async def group_timed_counts(self, group_id: str, start: Micros, end: Micros, bucket: Micros) -> list[TimedCount]:
+        return (await self._timed_counts(ROLLUP_GROUP, group_id, start, end, bucket)).series(group_id)
+
+    async def _timed_counts(
+        self,
+        dimension: int,
+        key: str,
+        start: Micros,
+        end: Micros,
+        bucket: Micros,
+        exclude_group_ids: Sequence[str] = (),
+    ) -> TimedCountsBuilder:
+        """Timed counts per value of `dimension` (only `key` when set): whole hours from the
+        rollups, less the excluded groups' errors in them; partial edge hours (or everything, for
+        buckets shorter than an hour) from the errors."""
+        if bucket <= 0:
+            raise InvalidArgument.single("bucket", "must be positive")
+        builder = TimedCountsBuilder(start, end, bucket)
+        flt = ErrorFilter(group_id=key if dimension == ROLLUP_GROUP else "", exclude_group_ids=list(exclude_group_ids))
+
+        async def read_rollups(first_hour: Micros, end_hour: Micros) -> list[Any]:
+            return await self._timed_rollups(dimension, key, first_hour, end_hour)
+
+        async def count_rows(bounded: ErrorFilter, into: TimedCountsBuilder, sign: int, groups: Sequence[str]) -> None:
+            await self._count_timed_rows(dimension, bounded, into, sign, groups)
+
+        await collect_timed_counts(builder, flt, start, end, read_rollups, count_rows)
+        return builder

@@ -59,7 +59,7 @@ from neo4j.exceptions import (
     TransientError,
 )
 
-from errorreplay_server.domain.errors import DomainError, InvalidArgument, NotFound, StampTaken, StoreUnavailable
+from errorreplay_server.domain.errors import DomainError, NotFound, StampTaken, StoreUnavailable
 from errorreplay_server.domain.model import (
     CaptureOutcome,
     Change,
@@ -75,9 +75,6 @@ from errorreplay_server.domain.model import (
     NewError,
     Page,
     Resource,
-    Severity,
-    Statistics,
-    TimedCount,
     Topology,
     idempotency_key,
 )
@@ -97,23 +94,19 @@ from errorreplay_server.store.codec import (
 )
 from errorreplay_server.store.core import (
     ROLLUP_GROUP,
-    ROLLUP_SEVERITY,
     STOP,
     CapturePlan,
     GroupDelta,
     StatisticsBuilder,
     Stop,
+    StoreCore,
     StoredState,
     TimedCountsBuilder,
     bounded_total,
-    collect_statistics,
-    collect_timed_counts,
     drain_batch,
-    group_counts,
     rollup_counts,
     rollup_row,
     runs,
-    statistics_filter,
 )
 from errorreplay_server.store.neo4j_dialect import NEO4J, Dialect, detect
 from errorreplay_server.store.pagination import PageTokens, error_key, filter_digest, group_key, new_key, query_digest
@@ -444,7 +437,7 @@ async def _rows(runner: AsyncSession | AsyncTransaction, query: str, **params: A
     return await result.values()
 
 
-class Neo4jStore:
+class Neo4jStore(StoreCore):
     """The Store over Bolt (Neo4j 5, or ArcadeDB's Bolt endpoint in the tests)."""
 
     def __init__(self, settings: Neo4jSettings, topology_bounds: TopologyBounds | None = None) -> None:
@@ -458,7 +451,6 @@ class Neo4jStore:
         # Shared by every session, so that a read sees every write acknowledged before it, also
         # when a cluster routes reads to a follower (the SQLite store's read-your-writes).
         self._bookmarks = AsyncGraphDatabase.bookmark_manager()
-        self._token_key = b""
         self._tokens = PageTokens(b"")
 
     @property
@@ -555,9 +547,6 @@ class Neo4jStore:
         if self._driver is not None:
             await self._driver.close()
             self._driver = None
-
-    def token_key(self) -> bytes:
-        return self._token_key
 
     # --- plumbing -----------------------------------------------------------------------------
     def _unavailable(self, exc: BaseException) -> StoreUnavailable:
@@ -769,12 +758,6 @@ class Neo4jStore:
             await (await tx.run(_ADD_ROLLUPS, rollups=[[*key, n] for key, n in counts.items()])).consume()
         return plan.outcomes
 
-    async def get_error(self, error_id: str) -> ErrorSnapshot:
-        found = await self.get_errors([error_id])
-        if not found:
-            raise NotFound("error", error_id)
-        return found[0]
-
     async def get_errors(self, error_ids: Sequence[str]) -> list[ErrorSnapshot]:
         ids = list(dict.fromkeys(error_ids))
         if not ids:
@@ -903,31 +886,17 @@ class Neo4jStore:
     async def pending_context_errors(self, received_after: Micros, limit: int) -> list[ErrorSnapshot]:
         return await self._errors_in_order_of("context_pending_at", received_after, limit)
 
-    async def statistics(
-        self, flt: ErrorFilter, start: Micros, end: Micros, bucket: Micros, top_groups: int
-    ) -> Statistics:
-        if bucket <= 0:
-            raise InvalidArgument.single("bucket", "must be positive")
-        builder = StatisticsBuilder(start, end, bucket)
+    async def _statistics_rollups(self, first_hour: Micros, end_hour: Micros) -> list[Any]:
+        return await self._fetch(
+            "MATCH (x:StatisticsRollup) WHERE x.hour >= $first AND x.hour < $end"
+            " RETURN x.hour, x.dimension, x.key, x.count",
+            first=first_hour,
+            end=end_hour,
+        )
 
-        async def read_rollups(first_hour: Micros, end_hour: Micros) -> list[Any]:
-            return await self._fetch(
-                "MATCH (x:StatisticsRollup) WHERE x.hour >= $first AND x.hour < $end"
-                " RETURN x.hour, x.dimension, x.key, x.count",
-                first=first_hour,
-                end=end_hour,
-            )
-
-        await collect_statistics(statistics_filter(flt, start, end), builder, read_rollups, self._count_rows)
-        top = builder.top_groups(top_groups)
-        info: dict[str, tuple[str, int]] = {}
-        if top:
-            rows = await self._fetch(
-                "UNWIND $ids AS gid MATCH (g:ErrorGroup {group_id: gid}) RETURN gid, g.title, g.status",
-                ids=[g for g, _ in top],
-            )
-            info = {gid: (title, status) for gid, title, status in rows}
-        return builder.build(group_counts(top, info))
+    async def _group_titles(self, group_ids: list[str]) -> dict[str, tuple[str, int]]:
+        query = "UNWIND $ids AS gid MATCH (g:ErrorGroup {group_id: gid}) RETURN gid, g.title, g.status"
+        return {gid: (title, status) for gid, title, status in await self._fetch(query, ids=group_ids)}
 
     async def _count_rows(self, bounded: ErrorFilter, builder: StatisticsBuilder) -> None:
         """Counts the errors that match `bounded` into `builder`, from the errors."""
@@ -964,57 +933,29 @@ class Neo4jStore:
         ):
             builder.add_all(target, rows)
 
-    async def severity_timed_counts(
-        self, start: Micros, end: Micros, bucket: Micros, exclude_group_ids: Sequence[str] = ()
-    ) -> dict[Severity, list[TimedCount]]:
-        counts = await self._timed_counts(ROLLUP_SEVERITY, "", start, end, bucket, exclude_group_ids)
-        return {Severity(int(key)): series for key, series in counts.build().items()}
+    async def _timed_rollups(self, dimension: int, key: str, first_hour: Micros, end_hour: Micros) -> list[Any]:
+        query = (
+            "MATCH (x:StatisticsRollup) WHERE x.hour >= $first AND x.hour < $end AND x.dimension = $dimension"
+            + (" AND x.key = $key" if key else "")
+            + " RETURN x.hour, x.key, x.count"
+        )
+        return await self._fetch(query, first=first_hour, end=end_hour, dimension=dimension, key=key)
 
-    async def group_timed_counts(self, group_id: str, start: Micros, end: Micros, bucket: Micros) -> list[TimedCount]:
-        return (await self._timed_counts(ROLLUP_GROUP, group_id, start, end, bucket)).series(group_id)
-
-    async def _timed_counts(
-        self,
-        dimension: int,
-        key: str,
-        start: Micros,
-        end: Micros,
-        bucket: Micros,
-        exclude_group_ids: Sequence[str] = (),
-    ) -> TimedCountsBuilder:
-        """Timed counts per value of `dimension` (only `key` when set): whole hours from the
-        rollups, less the excluded groups' errors in them; partial edge hours (or everything, for
-        buckets shorter than an hour) from the errors."""
-        if bucket <= 0:
-            raise InvalidArgument.single("bucket", "must be positive")
-        builder = TimedCountsBuilder(start, end, bucket)
+    async def _count_timed_rows(
+        self, dimension: int, bounded: ErrorFilter, into: TimedCountsBuilder, sign: int, only_groups: Sequence[str]
+    ) -> None:
         prop = "e.group_id" if dimension == ROLLUP_GROUP else "e.severity"
-        flt = ErrorFilter(group_id=key if dimension == ROLLUP_GROUP else "", exclude_group_ids=list(exclude_group_ids))
-
-        async def read_rollups(first_hour: Micros, end_hour: Micros) -> list[Any]:
-            query = (
-                "MATCH (x:StatisticsRollup) WHERE x.hour >= $first AND x.hour < $end AND x.dimension = $dimension"
-                + (" AND x.key = $key" if key else "")
-                + " RETURN x.hour, x.key, x.count"
-            )
-            return await self._fetch(query, first=first_hour, end=end_hour, dimension=dimension, key=key)
-
-        async def count_rows(bounded: ErrorFilter, into: TimedCountsBuilder, sign: int, groups: Sequence[str]) -> None:
-            q = _where(bounded)
-            only = ["e.group_id IN $only_groups"] if groups else []
-            rows = await self._fetch(
-                f"{q.match(*only)} RETURN {prop} AS k, (e.occurred_at - $bucket_start) / $bucket_size AS b,"
-                " count(*) AS n",
-                **q.params,
-                only_groups=list(groups),
-                bucket_start=into.first,
-                bucket_size=into.bucket,
-            )
-            for value, index, n in rows:
-                into.add(value, index, sign * n)
-
-        await collect_timed_counts(builder, flt, start, end, read_rollups, count_rows)
-        return builder
+        q = _where(bounded)
+        only = ["e.group_id IN $only_groups"] if only_groups else []
+        rows = await self._fetch(
+            f"{q.match(*only)} RETURN {prop} AS k, (e.occurred_at - $bucket_start) / $bucket_size AS b, count(*) AS n",
+            **q.params,
+            only_groups=list(only_groups),
+            bucket_start=into.first,
+            bucket_size=into.bucket,
+        )
+        for value, index, n in rows:
+            into.add(value, index, sign * n)
 
     async def count_errors(self) -> int:
         async def run(session: AsyncSession) -> int:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from errorreplay_server.domain.errors import InvalidArgument, NotFound, StoreUnavailable
+from errorreplay_server.domain.errors import NotFound, StoreUnavailable
 from errorreplay_server.domain.model import (
     CaptureOutcome,
     Change,
@@ -31,16 +31,12 @@ from errorreplay_server.domain.model import (
     ErrorFilter,
     ErrorGroup,
     ErrorSnapshot,
-    GroupCount,
     GroupOrder,
     GroupStatus,
     Micros,
     NewError,
     Page,
     Resource,
-    Severity,
-    Statistics,
-    TimedCount,
     Topology,
     idempotency_key,
 )
@@ -57,22 +53,18 @@ from errorreplay_server.store.codec import (
 )
 from errorreplay_server.store.core import (
     ROLLUP_GROUP,
-    ROLLUP_SEVERITY,
     STOP,
     CapturePlan,
     StatisticsBuilder,
     Stop,
+    StoreCore,
     StoredState,
     TimedCountsBuilder,
     bounded_total,
-    collect_statistics,
-    collect_timed_counts,
     drain_batch,
-    group_counts,
     rollup_counts,
     rollup_row,
     runs,
-    statistics_filter,
 )
 from errorreplay_server.store.pagination import PageTokens, error_key, filter_digest, group_key, new_key, query_digest
 
@@ -608,14 +600,7 @@ def _text_plan(conn: sqlite3.Connection, text: str, bound: int) -> _TextPlan | N
     return _TextPlan([w for _, w in counted], counted[0][0]) if counted else None
 
 
-def _group_counts(conn: sqlite3.Connection, counted: list[tuple[str, int]]) -> list[GroupCount]:
-    """Top groups with their titles and statuses, in the order given."""
-    sql = f"SELECT group_id, title, status FROM error_groups WHERE group_id IN ({_marks(counted)})"
-    info = {gid: (title, status) for gid, title, status in conn.execute(sql, [g for g, _ in counted])}
-    return group_counts(counted, info)
-
-
-class SqliteStore:
+class SqliteStore(StoreCore):
     """The embedded Store. `path` is the database file; its directory is created if missing."""
 
     def __init__(
@@ -631,7 +616,6 @@ class SqliteStore:
         self._readers: ThreadPoolExecutor | None = None
         self._topology_readers: ThreadPoolExecutor | None = None
         self._inflight: set[Future[Any]] = set()
-        self._token_key = b""
         self._tokens = PageTokens(b"")
         self._local = threading.local()
         self._reader_connections: list[sqlite3.Connection] = []
@@ -704,9 +688,6 @@ class SqliteStore:
             for conn in self._reader_connections:
                 conn.close()
             self._reader_connections.clear()
-
-    def token_key(self) -> bytes:
-        return self._token_key
 
     # --- plumbing ---------------------------------------------------------------------------
     def _reader(self) -> sqlite3.Connection:
@@ -854,12 +835,6 @@ class SqliteStore:
         )
         return outcomes
 
-    async def get_error(self, error_id: str) -> ErrorSnapshot:
-        found = await self.get_errors([error_id])
-        if not found:
-            raise NotFound("error", error_id)
-        return found[0]
-
     async def get_errors(self, error_ids: Sequence[str]) -> list[ErrorSnapshot]:
         ids = list(dict.fromkeys(error_ids))
         if not ids:
@@ -1001,20 +976,13 @@ class SqliteStore:
             lambda conn: [snapshot_from_row(row) for row in conn.execute(sql, (received_after, limit))]
         )
 
-    async def statistics(
-        self, flt: ErrorFilter, start: Micros, end: Micros, bucket: Micros, top_groups: int
-    ) -> Statistics:
-        if bucket <= 0:
-            raise InvalidArgument.single("bucket", "must be positive")
-        builder = StatisticsBuilder(start, end, bucket)
+    async def _statistics_rollups(self, first_hour: Micros, end_hour: Micros) -> list[Any]:
+        sql = "SELECT hour, dimension, key, count FROM statistics_rollup WHERE hour >= ? AND hour < ?"
+        return await self._read(_fetch_all(sql, (first_hour, end_hour)))
 
-        async def read_rollups(first_hour: Micros, end_hour: Micros) -> list[Any]:
-            sql = "SELECT hour, dimension, key, count FROM statistics_rollup WHERE hour >= ? AND hour < ?"
-            return await self._read(lambda conn: conn.execute(sql, (first_hour, end_hour)).fetchall())
-
-        await collect_statistics(statistics_filter(flt, start, end), builder, read_rollups, self._count_rows)
-        top = builder.top_groups(top_groups)
-        return builder.build(await self._read(lambda conn: _group_counts(conn, top)) if top else [])
+    async def _group_titles(self, group_ids: list[str]) -> dict[str, tuple[str, int]]:
+        sql = f"SELECT group_id, title, status FROM error_groups WHERE group_id IN ({_marks(group_ids)})"
+        return {gid: (title, status) for gid, title, status in await self._read(_fetch_all(sql, group_ids))}
 
     async def _count_rows(self, bounded: ErrorFilter, builder: StatisticsBuilder) -> None:
         """Counts the errors that match `bounded` into `builder`, from the rows."""
@@ -1051,53 +1019,25 @@ class SqliteStore:
             builder.add(builder.by_error_type, error_type, n)
         builder.add_all(builder.by_group, group_rows)
 
-    async def severity_timed_counts(
-        self, start: Micros, end: Micros, bucket: Micros, exclude_group_ids: Sequence[str] = ()
-    ) -> dict[Severity, list[TimedCount]]:
-        counts = await self._timed_counts(ROLLUP_SEVERITY, "severity", "", start, end, bucket, exclude_group_ids)
-        return {Severity(int(key)): series for key, series in counts.build().items()}
+    async def _timed_rollups(self, dimension: int, key: str, first_hour: Micros, end_hour: Micros) -> list[Any]:
+        sql = "SELECT hour, key, count FROM statistics_rollup WHERE hour >= ? AND hour < ? AND dimension = ?"
+        args: list[Any] = [first_hour, end_hour, dimension]
+        if key:
+            sql += " AND key = ?"
+            args.append(key)
+        return await self._read(_fetch_all(sql, args))
 
-    async def group_timed_counts(self, group_id: str, start: Micros, end: Micros, bucket: Micros) -> list[TimedCount]:
-        return (await self._timed_counts(ROLLUP_GROUP, "group_id", group_id, start, end, bucket)).series(group_id)
-
-    async def _timed_counts(
-        self,
-        dimension: int,
-        column: str,
-        key: str,
-        start: Micros,
-        end: Micros,
-        bucket: Micros,
-        exclude_group_ids: Sequence[str] = (),
-    ) -> TimedCountsBuilder:
-        """Timed counts per `column` value (only `key` when set), from the rollups of `dimension`
-        (store/core.py collect_timed_counts)."""
-        if bucket <= 0:
-            raise InvalidArgument.single("bucket", "must be positive")
-        builder = TimedCountsBuilder(start, end, bucket)
-        flt = ErrorFilter(group_id=key if column == "group_id" else "", exclude_group_ids=list(exclude_group_ids))
-
-        async def read_rollups(first_hour: Micros, end_hour: Micros) -> list[Any]:
-            sql = "SELECT hour, key, count FROM statistics_rollup WHERE hour >= ? AND hour < ? AND dimension = ?"
-            args: list[Any] = [first_hour, end_hour, dimension]
-            if key:
-                sql += " AND key = ?"
-                args.append(key)
-            return await self._read(lambda conn: conn.execute(sql, args).fetchall())
-
-        async def count_rows(bounded: ErrorFilter, into: TimedCountsBuilder, sign: int, groups: Sequence[str]) -> None:
-            clauses, params = _where(bounded)
-            for chunk in _chunks(groups) if groups else [()]:
-                where = [*clauses, f"group_id IN ({_marks(chunk)})"] if chunk else clauses
-                sql = f"SELECT {column}, (occurred_at - ?) / ?, COUNT(*) FROM errors WHERE {' AND '.join(where)}"
-                sql += " GROUP BY 1, 2"
-                args = [into.first, into.bucket, *params, *chunk]
-                rows = await self._read(_fetch_all(sql, args))
-                for value, index, n in rows:
-                    into.add(value, index, sign * n)
-
-        await collect_timed_counts(builder, flt, start, end, read_rollups, count_rows)
-        return builder
+    async def _count_timed_rows(
+        self, dimension: int, bounded: ErrorFilter, into: TimedCountsBuilder, sign: int, only_groups: Sequence[str]
+    ) -> None:
+        column = "group_id" if dimension == ROLLUP_GROUP else "severity"
+        clauses, params = _where(bounded)
+        for chunk in _chunks(only_groups) if only_groups else [()]:
+            where = [*clauses, f"group_id IN ({_marks(chunk)})"] if chunk else clauses
+            sql = f"SELECT {column}, (occurred_at - ?) / ?, COUNT(*) FROM errors WHERE {' AND '.join(where)}"
+            sql += " GROUP BY 1, 2"
+            for value, index, n in await self._read(_fetch_all(sql, [into.first, into.bucket, *params, *chunk])):
+                into.add(value, index, sign * n)
 
     async def count_errors(self) -> int:
         return await self._read(lambda conn: int(conn.execute("SELECT COUNT(*) FROM errors").fetchone()[0]))
