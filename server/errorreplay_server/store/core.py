@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import queue
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
@@ -30,19 +30,23 @@ from errorreplay_server.domain.errors import InvalidArgument, NotFound
 from errorreplay_server.domain.model import (
     MICROS_PER_HOUR,
     CaptureOutcome,
+    Dependency,
     ErrorFilter,
     ErrorSnapshot,
     GroupCount,
     GroupStatus,
     Micros,
     NewError,
+    Resource,
     Severity,
     Source,
     Statistics,
     TimedCount,
+    Topology,
     idempotency_key,
     statistics_buckets,
 )
+from errorreplay_server.store import codec
 
 # Commits are grouped up to this many jobs; bigger groups stop paying off and delay the first caller.
 MAX_JOBS_PER_COMMIT = 256
@@ -447,6 +451,73 @@ async def collect_timed_counts(
         *([count_rows(whole_hours, builder, -1, excluded)] if excluded else []),
     )
     builder.add_hours(rollups)
+
+
+# --- topology -------------------------------------------------------------------------------------
+DEPENDENCIES, DEPENDENTS = "dependencies", "dependents"
+# Yields (direction, frontier, limit), is sent the ids one hop from the frontier, returns (ids, truncated).
+TopologyWalk = Generator[tuple[str, list[str], int], Iterable[str], tuple[list[str], bool]]
+
+
+def walk_topology(resource_id: str, depth: int, cap: int) -> TopologyWalk:
+    """The resources within `depth` hops of resource_id (sorted), and whether a hop left some out.
+    A store answers each (direction, frontier, limit) it yields with at most `limit` distinct ids
+    one hop from the frontier in that direction (run_walk, run_walk_async).
+
+    Dependencies and dependents are walked separately: a sibling (the dependency of a dependent) is
+    not a neighbour. Each hop asks for at most cap + |reach| + 1 ids: enough to find cap + 1 new
+    ones even when every known one comes first, and never a hub's all (a hub with 20,000
+    dependents costs a bounded read)."""
+    reach = {resource_id}
+    truncated = False
+    for direction in (DEPENDENCIES, DEPENDENTS):
+        frontier = [resource_id]
+        for _ in range(depth):
+            if not frontier:
+                break
+            seen = set(reach)
+            found: list[str] = []
+            for far in (yield direction, frontier, cap + len(reach) + 1):
+                if far in seen:
+                    continue
+                if len(found) == cap:
+                    truncated = True
+                    break
+                seen.add(far)
+                found.append(far)
+            reach.update(found)
+            frontier = found
+    return sorted(reach), truncated
+
+
+def run_walk(walk: TopologyWalk, neighbours: Callable[[str, list[str], int], Iterable[str]]) -> tuple[list[str], bool]:
+    try:
+        request = next(walk)
+        while True:
+            request = walk.send(neighbours(*request))
+    except StopIteration as done:
+        return done.value
+
+
+async def run_walk_async(
+    walk: TopologyWalk, neighbours: Callable[[str, list[str], int], Awaitable[Iterable[str]]]
+) -> tuple[list[str], bool]:
+    try:
+        request = next(walk)
+        while True:
+            request = walk.send(await neighbours(*request))
+    except StopIteration as done:
+        return done.value
+
+
+def topology(
+    resource_id: str, resources: Iterable[Sequence[Any]], edges: Sequence[Any], max_edges: int, truncated: bool
+) -> Topology:
+    """The Topology of the walk's resources, (id, type, name, labels JSON) rows, and the edges among
+    them, (dependent, dependency) rows read with LIMIT max_edges + 1."""
+    found = [Resource(i, t or "", n or "", codec.loads(lb) or {}) for i, t, n, lb in resources]
+    deps = sorted({Dependency(a, b) for a, b in edges[:max_edges]}, key=lambda d: (d.dependent_id, d.dependency_id))
+    return Topology(resource_id, sorted(found, key=lambda r: r.id), deps, truncated or len(edges) > max_edges)
 
 
 # --- the shared Store methods ---------------------------------------------------------------------

@@ -93,6 +93,8 @@ from errorreplay_server.store.codec import (
     snapshot_from_row,
 )
 from errorreplay_server.store.core import (
+    DEPENDENCIES,
+    DEPENDENTS,
     ROLLUP_GROUP,
     STOP,
     CapturePlan,
@@ -106,7 +108,10 @@ from errorreplay_server.store.core import (
     drain_batch,
     rollup_counts,
     rollup_row,
+    run_walk_async,
     runs,
+    topology,
+    walk_topology,
 )
 from errorreplay_server.store.neo4j_dialect import NEO4J, Dialect, detect
 from errorreplay_server.store.pagination import PageTokens, error_key, filter_digest, group_key, new_key, query_digest
@@ -290,11 +295,11 @@ REMOVE a.implicit, b.implicit
 MERGE (a)-[:DEPENDS_ON]->(b)
 """
 _NEIGHBOURS = {
-    # Walked separately: a sibling (the dependency of a dependent) is not a neighbour.
-    # LIMIT without ORDER BY: the query stops after enough rows instead of reading a hub's every edge.
-    "dependencies": "UNWIND $ids AS id MATCH (:Resource {id: id})-[:DEPENDS_ON]->(n:Resource)"
+    # The hops of core.walk_topology. LIMIT without ORDER BY: the query stops after enough rows
+    # instead of reading a hub's every edge.
+    DEPENDENCIES: "UNWIND $ids AS id MATCH (:Resource {id: id})-[:DEPENDS_ON]->(n:Resource)"
     " RETURN DISTINCT n.id LIMIT $limit",
-    "dependents": "UNWIND $ids AS id MATCH (:Resource {id: id})<-[:DEPENDS_ON]-(n:Resource)"
+    DEPENDENTS: "UNWIND $ids AS id MATCH (:Resource {id: id})<-[:DEPENDS_ON]-(n:Resource)"
     " RETURN DISTINCT n.id LIMIT $limit",
 }
 
@@ -1051,6 +1056,8 @@ class Neo4jStore(StoreCore):
         return await self._write(work)
 
     async def get_topology(self, resource_id: str, depth: int) -> Topology:
+        max_edges = self._bounds.max_edges
+
         async def run(session: AsyncSession) -> Topology:
             found = await _rows(
                 session,
@@ -1059,48 +1066,25 @@ class Neo4jStore(StoreCore):
             )
             if not found:
                 raise NotFound("resource", resource_id)
-            cap = self._bounds.max_neighbours_per_hop
-            reach: set[str] = {resource_id}
-            truncated = False
-            # As in the SQLite store: each hop asks for at most cap + |reach| + 1 ids, enough to
-            # find cap + 1 new ones, so a hub with 20,000 dependents costs a bounded read.
-            for query in _NEIGHBOURS.values():
-                frontier = [resource_id]
-                for _ in range(depth):
-                    if not frontier:
-                        break
-                    new_ids: list[str] = []
-                    for (far,) in await _rows(session, query, ids=frontier, limit=cap + len(reach) + 1):
-                        if far in reach:
-                            continue
-                        if len(new_ids) == cap:
-                            truncated = True
-                            break
-                        new_ids.append(far)
-                    reach.update(new_ids)
-                    frontier = new_ids
-            ids = sorted(reach)
-            resources = [
-                Resource(i, t or "", n or "", codec.loads(lb) or {})
-                for i, t, n, lb in await _rows(
-                    session,
-                    "UNWIND $ids AS id MATCH (r:Resource {id: id}) RETURN r.id AS id, r.type, r.name, r.labels_json",
-                    ids=ids,
-                )
-            ]
-            resources.sort(key=lambda r: r.id)
+
+            async def neighbours(direction: str, frontier: list[str], limit: int) -> list[str]:
+                return _first(await _rows(session, _NEIGHBOURS[direction], ids=frontier, limit=limit))
+
+            walk = walk_topology(resource_id, depth, self._bounds.max_neighbours_per_hop)
+            ids, truncated = await run_walk_async(walk, neighbours)
+            resources = await _rows(
+                session,
+                "UNWIND $ids AS id MATCH (r:Resource {id: id}) RETURN r.id AS id, r.type, r.name, r.labels_json",
+                ids=ids,
+            )
             edges = await _rows(
                 session,
                 "UNWIND $ids AS id MATCH (a:Resource {id: id})-[:DEPENDS_ON]->(b:Resource) WHERE b.id IN $ids"
                 " RETURN a.id AS a, b.id AS b LIMIT $limit",
                 ids=ids,
-                limit=self._bounds.max_edges + 1,
+                limit=max_edges + 1,
             )
-            if len(edges) > self._bounds.max_edges:
-                truncated = True
-                edges = edges[: self._bounds.max_edges]
-            deps = sorted({Dependency(a, b) for a, b in edges}, key=lambda d: (d.dependent_id, d.dependency_id))
-            return Topology(resource_id, resources, deps, truncated)
+            return topology(resource_id, resources, edges, max_edges, truncated)
 
         return await self._read(run)
 

@@ -14,7 +14,7 @@ import logging
 import queue
 import sqlite3
 import threading
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from concurrent import futures
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -52,6 +52,8 @@ from errorreplay_server.store.codec import (
     snapshot_from_row,
 )
 from errorreplay_server.store.core import (
+    DEPENDENCIES,
+    DEPENDENTS,
     ROLLUP_GROUP,
     STOP,
     CapturePlan,
@@ -64,7 +66,10 @@ from errorreplay_server.store.core import (
     drain_batch,
     rollup_counts,
     rollup_row,
+    run_walk,
     runs,
+    topology,
+    walk_topology,
 )
 from errorreplay_server.store.pagination import PageTokens, error_key, filter_digest, group_key, new_key, query_digest
 
@@ -519,6 +524,9 @@ def _where(
         params.extend(flt.exclude_group_ids)
     return clauses, params
 
+
+# One hop of core.walk_topology: the column that holds the frontier, the column of its neighbours.
+_HOP_COLUMNS = {DEPENDENCIES: ("dependent_id", "dependency_id"), DEPENDENTS: ("dependency_id", "dependent_id")}
 
 _GROUP_COLUMNS = (
     "group_id, title, error_type, count, first_seen, last_seen, status, regression,"
@@ -1136,57 +1144,23 @@ class SqliteStore(StoreCore):
         return await self._write(run)
 
     async def get_topology(self, resource_id: str, depth: int) -> Topology:
-        cap = self._bounds.max_neighbours_per_hop
         max_edges = self._bounds.max_edges
+
+        def neighbours(conn: sqlite3.Connection, direction: str, frontier: list[str], limit: int) -> Iterator[str]:
+            near, far = _HOP_COLUMNS[direction]
+            for chunk in _chunks(frontier):  # read lazily: the walk stops at the first hop that overflows
+                sql = f"SELECT DISTINCT {far} FROM dependencies WHERE {near} IN ({_marks(chunk)}) LIMIT ?"
+                yield from (row[0] for row in conn.execute(sql, [*chunk, limit]))
 
         def run(conn: sqlite3.Connection) -> Topology:
             if conn.execute("SELECT 1 FROM resources WHERE id = ?", (resource_id,)).fetchone() is None:
                 raise NotFound("resource", resource_id)
-            reach: set[str] = {resource_id}
-            truncated = False
-            # Walk dependencies and dependents separately: a sibling (the dependency of a dependent)
-            # is not a neighbour. Each hop reads at most cap + |reach| + 1 index rows: enough to
-            # find cap + 1 new ids even when every known one comes first, and never a hub's all.
-            for near_column, far_column in (
-                ("dependent_id", "dependency_id"),
-                ("dependency_id", "dependent_id"),
-            ):
-                frontier = [resource_id]
-                for _ in range(depth):
-                    if not frontier:
-                        break
-                    found: list[str] = []
-                    seen = set(reach)
-                    hop_overflowed = False
-                    for start in range(0, len(frontier), MAX_SQL_VARIABLES):
-                        chunk = frontier[start : start + MAX_SQL_VARIABLES]
-                        rows = conn.execute(
-                            f"SELECT DISTINCT {far_column} FROM dependencies"
-                            f" WHERE {near_column} IN ({','.join('?' * len(chunk))}) LIMIT ?",
-                            [*chunk, cap + len(seen) + 1],
-                        )
-                        for (far,) in rows:
-                            if far in seen:
-                                continue
-                            if len(found) == cap:
-                                hop_overflowed = True
-                                break
-                            seen.add(far)
-                            found.append(far)
-                        if hop_overflowed:
-                            break
-                    truncated = truncated or hop_overflowed
-                    reach.update(found)
-                    frontier = found
-            ids = codec.dumps(sorted(reach))
-            resources = [
-                Resource(i, t, n, codec.loads(lb) or {})
-                for i, t, n, lb in conn.execute(
-                    "SELECT id, type, name, labels FROM resources"
-                    " WHERE id IN (SELECT value FROM json_each(?)) ORDER BY id",
-                    (ids,),
-                )
-            ]
+            walk = walk_topology(resource_id, depth, self._bounds.max_neighbours_per_hop)
+            reach, truncated = run_walk(walk, lambda *request: neighbours(conn, *request))
+            ids = codec.dumps(reach)
+            resources = conn.execute(
+                "SELECT id, type, name, labels FROM resources WHERE id IN (SELECT value FROM json_each(?))", (ids,)
+            )
             # Each reached resource's own edges, kept when both ends were reached: linear in those
             # edges. The unary + keeps dependency_id out of the index lookup; with it SQLite probed
             # every (dependent, dependency) pair, the square of the neighbourhood.
@@ -1196,11 +1170,7 @@ class SqliteStore(StoreCore):
                 " WHERE +d.dependency_id IN (SELECT value FROM json_each(?)) LIMIT ?",
                 (ids, ids, max_edges + 1),
             ).fetchall()
-            if len(edges) > max_edges:
-                truncated = True
-                edges = edges[:max_edges]
-            deps = [Dependency(a, b) for a, b in sorted(edges)]
-            return Topology(resource_id, resources, deps, truncated)
+            return topology(resource_id, resources, edges, max_edges, truncated)
 
         return await self._read(run, topology=True)
 
