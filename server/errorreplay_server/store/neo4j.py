@@ -83,13 +83,12 @@ from errorreplay_server.settings import Neo4jSettings
 from errorreplay_server.store import codec
 from errorreplay_server.store.base import SEARCH_COUNT_LIMIT, TopologyBounds
 
-# Shared with the SQLite store so that both decode rows, digest filters and list group resources
-# the same way; they would sit better in codec.py and pagination.py.
+# Shared with the SQLite store, so that both write and read rows and list group resources the same way.
 from errorreplay_server.store.codec import (
     MAX_GROUP_RESOURCES_LISTED,
+    error_columns,
     group_from_row,
     link_from_row,
-    report_details_json,
     snapshot_from_row,
 )
 from errorreplay_server.store.core import (
@@ -329,28 +328,9 @@ def _group_row(g: GroupDelta) -> dict[str, Any]:
 
 def _error_row(snap: ErrorSnapshot) -> dict[str, Any]:
     r = snap.report
-    props: dict[str, Any] = {
-        "error_id": snap.error_id,
-        "request_id": idempotency_key(snap),
-        "group_id": snap.group_id,
-        "fingerprint": snap.fingerprint,
-        "received_at": snap.received_at,
-        "occurred_at": r.occurred_at,
-        "severity": int(r.severity),
-        "source": int(r.source),
-        "resource_id": r.resource_id,
-        "resource_type": r.resource_type,
-        "service": r.service,
-        "environment": r.environment,
-        "error_type": r.error_type,
-        "correlation_id": r.correlation_id,
-        "trace_id": r.trace_id,
-        "message": r.message,
-        # domain/words.py: the one split that text search matches against, on every store.
-        "words": words(r.message),
-        "details": report_details_json(r),
-        "context": codec.context_to_json(snap.context),
-    }
+    props = error_columns(snap)
+    # domain/words.py: the one split that text search matches against, on every store.
+    props["words"] = words(r.message)
     if codec.context_pending(snap.context):
         props["context_pending_at"] = snap.received_at
     for name in _OPTIONAL_ERROR_STRINGS:

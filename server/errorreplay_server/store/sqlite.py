@@ -44,11 +44,12 @@ from errorreplay_server.domain.words import words
 from errorreplay_server.store import codec
 from errorreplay_server.store.base import SEARCH_COUNT_LIMIT, TopologyBounds
 from errorreplay_server.store.codec import (
+    ERROR_COLUMNS,
     LINK_COLUMNS,
     MAX_GROUP_RESOURCES_LISTED,
+    error_columns,
     group_from_row,
     link_from_row,
-    report_details_json,
     snapshot_from_row,
 )
 from errorreplay_server.store.core import (
@@ -214,16 +215,11 @@ CREATE TABLE IF NOT EXISTS meta (
 );
 """
 
-_ERROR_COLUMNS = (
-    "error_id, request_id, group_id, fingerprint, received_at, occurred_at, severity, source, resource_id,"
-    " resource_type, service, environment, error_type, correlation_id, trace_id, message, details, context"
-)
-_NARROW_COLUMNS = (
-    "error_id, request_id, group_id, received_at, occurred_at, severity, source, resource_id,"
-    " resource_type, service, environment, error_type, correlation_id, trace_id"
-)
+# The documents, kept in error_docs; the other ERROR_COLUMNS are in errors.
+_DOC_COLUMNS = ("fingerprint", "message", "details", "context")
+_NARROW_COLUMNS = [c for c in ERROR_COLUMNS if c not in _DOC_COLUMNS]
 # USING (seq) keeps unqualified column names valid in every WHERE clause built below.
-_SELECT_ERRORS = f"SELECT {_ERROR_COLUMNS} FROM errors JOIN error_docs USING (seq)"
+_SELECT_ERRORS = f"SELECT {', '.join(ERROR_COLUMNS)} FROM errors JOIN error_docs USING (seq)"
 _SELECT_LINKS = f"SELECT {', '.join(LINK_COLUMNS)} FROM errors"
 
 
@@ -325,7 +321,9 @@ _Result = tuple["asyncio.Future[Any]", Any, BaseException | None]
 class _Writer(threading.Thread):
     """The single writer: runs queued jobs in grouped transactions."""
 
-    def __init__(self, path: str, capture_many: Callable[[sqlite3.Connection, list[NewError]], list[CaptureOutcome]]):
+    def __init__(
+        self, path: str, capture_many: Callable[[sqlite3.Connection, list[list[NewError]]], list[list[CaptureOutcome]]]
+    ):
         super().__init__(name="sqlite-writer", daemon=True)
         self._path = path
         self._capture_many = capture_many
@@ -374,7 +372,8 @@ class _Writer(threading.Thread):
                 if captures:
                     results.extend(self._captures(conn, run))  # type: ignore[arg-type]
                 else:
-                    results.append(self._one(conn, *run[0]))  # type: ignore[misc]
+                    job, future = run[0]  # type: ignore[misc]
+                    results.append((future, *_savepoint(conn, job)))
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             log.exception("sqlite commit failed")
@@ -390,44 +389,33 @@ class _Writer(threading.Thread):
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(_resolve_all, items)
 
-    @staticmethod
-    def _one(
-        conn: sqlite3.Connection, job: Callable[[sqlite3.Connection], Any], future: asyncio.Future[Any]
-    ) -> _Result:
-        # A savepoint per job: one failing job rolls back alone, the others still commit.
-        conn.execute("SAVEPOINT job")
-        try:
-            value = job(conn)
-        except Exception as exc:
-            conn.execute("ROLLBACK TO job")
-            conn.execute("RELEASE job")
-            return (future, None, exc)
-        conn.execute("RELEASE job")
-        return (future, value, None)
-
-    def _capture_job(self, items: list[NewError]) -> Callable[[sqlite3.Connection], list[CaptureOutcome]]:
-        return lambda conn: self._capture_many(conn, items)
-
     def _captures(self, conn: sqlite3.Connection, run: list[_CaptureJob]) -> list[_Result]:
         """All captures of consecutive jobs in one set-wise write; if that fails, job by job, so a
         bad job fails alone."""
-        merged = [item for job in run for item in job.items]
-        conn.execute("SAVEPOINT captures")
-        try:
-            outcomes = self._capture_many(conn, merged)
-        except Exception as exc:
-            conn.execute("ROLLBACK TO captures")
-            conn.execute("RELEASE captures")
-            if len(run) == 1:
-                return [(run[0].future, None, exc)]
-            return [self._one(conn, self._capture_job(job.items), job.future) for job in run]
-        conn.execute("RELEASE captures")
-        out: list[_Result] = []
-        start = 0
-        for job in run:
-            out.append((job.future, outcomes[start : start + len(job.items)], None))
-            start += len(job.items)
-        return out
+        jobs = [job.items for job in run]
+        if len(run) > 1:
+            outcomes, exc = _savepoint(conn, self._capture_many, jobs)
+            if exc is None:
+                return [(job.future, out, None) for job, out in zip(run, outcomes, strict=True)]
+        results: list[_Result] = []
+        for job, items in zip(run, jobs, strict=True):
+            outcomes, exc = _savepoint(conn, self._capture_many, [items])
+            results.append((job.future, None if exc else outcomes[0], exc))
+        return results
+
+
+def _savepoint(conn: sqlite3.Connection, job: Callable[..., Any], *args: Any) -> tuple[Any, Exception | None]:
+    """job(conn, *args) as (value, None) or (None, its failure): a job that fails rolls back alone,
+    the others still commit."""
+    conn.execute("SAVEPOINT job")
+    try:
+        value = job(conn, *args)
+    except Exception as exc:
+        conn.execute("ROLLBACK TO job")
+        conn.execute("RELEASE job")
+        return None, exc
+    conn.execute("RELEASE job")
+    return value, None
 
 
 def _errors_of(job: _Job) -> int:
@@ -742,10 +730,10 @@ class SqliteStore(StoreCore):
         return await self._writer.submit_capture(list(errors))
 
     @staticmethod
-    def _capture_many(conn: sqlite3.Connection, items: list[NewError]) -> list[CaptureOutcome]:
+    def _capture_many(conn: sqlite3.Connection, jobs: list[list[NewError]]) -> list[list[CaptureOutcome]]:
         """Insert new errors and count them in their groups, a statement per table, not per row."""
         # The request_id column holds the idempotency key: (scope, request_id) in one string.
-        lookups = CapturePlan.lookups([items])
+        lookups = CapturePlan.lookups(jobs)
         stored = StoredState()
         for chunk in _chunks(lookups.request_ids):
             for row in conn.execute(f"{_SELECT_ERRORS} WHERE request_id IN ({_marks(chunk)})", chunk):
@@ -754,46 +742,16 @@ class SqliteStore(StoreCore):
         for chunk in _chunks(lookups.group_ids):
             sql = f"SELECT group_id, status FROM error_groups WHERE group_id IN ({_marks(chunk)})"
             stored.statuses.update(conn.execute(sql, chunk).fetchall())
-        plan = CapturePlan.build([items], stored)
-        outcomes, fresh = plan.outcomes[0], plan.fresh
+        plan = CapturePlan.build(jobs, stored)
+        fresh = plan.fresh
         if not fresh:
-            return outcomes
-        conn.executemany(
-            f"INSERT INTO errors (seq, {_NARROW_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            [
-                (
-                    s.received_at,
-                    s.error_id,
-                    idempotency_key(s) or None,
-                    s.group_id,
-                    s.received_at,
-                    s.report.occurred_at,
-                    int(s.report.severity),
-                    int(s.report.source),
-                    s.report.resource_id,
-                    s.report.resource_type,
-                    s.report.service,
-                    s.report.environment,
-                    s.report.error_type,
-                    s.report.correlation_id,
-                    s.report.trace_id,
-                )
-                for s in (i.snapshot for i in fresh)
-            ],
-        )
-        conn.executemany(
-            "INSERT INTO error_docs (seq, fingerprint, message, details, context) VALUES (?, ?, ?, ?, ?)",
-            [
-                (
-                    s.received_at,
-                    s.fingerprint,
-                    s.report.message,
-                    report_details_json(s.report),
-                    codec.context_to_json(s.context),
-                )
-                for s in (i.snapshot for i in fresh)
-            ],
-        )
+            return plan.outcomes
+        columns = [error_columns(i.snapshot) for i in fresh]
+        for table, names in (("errors", _NARROW_COLUMNS), ("error_docs", _DOC_COLUMNS)):
+            conn.executemany(
+                f"INSERT INTO {table} (seq, {', '.join(names)}) VALUES (?, {_marks(names)})",
+                [(c["received_at"], *(c[name] for name in names)) for c in columns],
+            )
         conn.executemany(
             "INSERT INTO pending_context (seq) VALUES (?)",
             [(i.snapshot.received_at,) for i in fresh if codec.context_pending(i.snapshot.context)],
@@ -841,7 +799,7 @@ class SqliteStore(StoreCore):
             "INSERT OR IGNORE INTO group_resources (group_id, resource_id) VALUES (?, ?)",
             [(g.group_id, resource) for g in plan.groups.values() for resource in sorted(g.resources)],
         )
-        return outcomes
+        return plan.outcomes
 
     async def get_errors(self, error_ids: Sequence[str]) -> list[ErrorSnapshot]:
         ids = list(dict.fromkeys(error_ids))
@@ -850,10 +808,8 @@ class SqliteStore(StoreCore):
 
         def run(conn: sqlite3.Connection) -> list[ErrorSnapshot]:
             by_id: dict[str, ErrorSnapshot] = {}
-            for i in range(0, len(ids), MAX_SQL_VARIABLES):
-                chunk = ids[i : i + MAX_SQL_VARIABLES]
-                sql = f"{_SELECT_ERRORS} WHERE error_id IN ({','.join('?' * len(chunk))})"
-                for row in conn.execute(sql, chunk):
+            for chunk in _chunks(ids):
+                for row in conn.execute(f"{_SELECT_ERRORS} WHERE error_id IN ({_marks(chunk)})", chunk):
                     snap = snapshot_from_row(row)
                     by_id[snap.error_id] = snap
             return [by_id[i] for i in ids if i in by_id]
