@@ -12,7 +12,7 @@ The dialects (sqlite.py, neo4j.py) hold schema and query text; this module holds
   affected resources). It is pure: the dialect reads the lookups, then executes the plan.
 - StatisticsBuilder. The dialects count; this turns counts into a Statistics (empty keys left
   out, one entry per bucket of `statistics_buckets`, top groups ordered by count then id).
-- StoreCore. The Store methods written once for both stores (get_error, statistics, the timed
+- StoreCore. The Store methods written once for both stores (get_error(s), statistics, the timed
   counts), over the reads each store supplies as its own query text.
 
 docs/ARCHITECTURE.md §3 describes the store contract this module serves.
@@ -530,8 +530,16 @@ class StoreCore:
     def token_key(self) -> bytes:
         return self._token_key
 
-    async def get_errors(self, error_ids: Sequence[str]) -> list[ErrorSnapshot]:
+    async def _errors_by_id(self, ids: list[str]) -> list[ErrorSnapshot]:
+        """The stored errors of `ids` (distinct), in any order."""
         raise NotImplementedError
+
+    async def get_errors(self, error_ids: Sequence[str]) -> list[ErrorSnapshot]:
+        ids = list(dict.fromkeys(error_ids))
+        if not ids:
+            return []
+        by_id = {snap.error_id: snap for snap in await self._errors_by_id(ids)}
+        return [by_id[i] for i in ids if i in by_id]
 
     async def get_error(self, error_id: str) -> ErrorSnapshot:
         found = await self.get_errors([error_id])

@@ -312,6 +312,13 @@ class _Job:
     work: Callable[[AsyncTransaction], Awaitable[Any]] | None = None
 
 
+def _fail(jobs: list[_Job], exc: BaseException) -> None:
+    """Fails the jobs whose callers still wait (a caller that gave up has a done future)."""
+    for job in jobs:
+        if not job.future.done():
+            job.future.set_exception(exc)
+
+
 def _group_row(g: GroupDelta) -> dict[str, Any]:
     return {
         "group_id": g.group_id,
@@ -589,41 +596,31 @@ class Neo4jStore(StoreCore):
                 await self._commit(batch)
             except BaseException as exc:  # the writer must outlive any one batch
                 log.exception("neo4j writer failed a batch")
-                for job in batch:
-                    if not job.future.done():
-                        job.future.set_exception(exc if isinstance(exc, Exception) else StoreUnavailable(str(exc)))
+                _fail(batch, exc if isinstance(exc, Exception) else StoreUnavailable(str(exc)))
                 if not isinstance(exc, Exception):
                     raise
         # Whatever was queued behind the stop marker is refused, not left hanging.
         while not self._jobs.empty():
             late = self._jobs.get_nowait()
-            if not isinstance(late, Stop) and not late.future.done():
-                late.future.set_exception(StoreUnavailable("the Neo4j store is closing"))
+            if not isinstance(late, Stop):
+                _fail([late], StoreUnavailable("the Neo4j store is closing"))
 
     async def _commit(self, batch: list[_Job]) -> None:
         """Runs a batch in one transaction; on a data error, each job alone so one cannot sink the rest."""
         try:
             results = await self._run_with_retries(batch)
-        except StoreUnavailable as exc:
-            for job in batch:
-                if not job.future.done():
-                    job.future.set_exception(exc)
-            return
-        except Exception as exc:  # a constraint, a value the driver cannot send, …
-            if len(batch) == 1:
-                if not batch[0].future.done():
-                    batch[0].future.set_exception(exc)
+        except Exception as exc:  # unavailable, a constraint, a value the driver cannot send, …
+            if isinstance(exc, StoreUnavailable) or len(batch) == 1:
+                _fail(batch, exc)
                 return
             log.warning("neo4j batch of %d writes failed (%r); retrying them one by one", len(batch), exc)
             for job in batch:
                 await self._commit([job])
             return
         for job, value in zip(batch, results, strict=True):
-            if job.future.done():  # the caller gave up; the write stands
-                continue
             if isinstance(value, DomainError):
-                job.future.set_exception(value)
-            else:
+                _fail([job], value)
+            elif not job.future.done():  # the caller gave up; the write stands
                 job.future.set_result(value)
 
     async def _run_with_retries(self, batch: list[_Job]) -> list[Any]:
@@ -743,18 +740,9 @@ class Neo4jStore(StoreCore):
             await (await tx.run(_ADD_ROLLUPS, rollups=[[*key, n] for key, n in counts.items()])).consume()
         return plan.outcomes
 
-    async def get_errors(self, error_ids: Sequence[str]) -> list[ErrorSnapshot]:
-        ids = list(dict.fromkeys(error_ids))
-        if not ids:
-            return []
+    async def _errors_by_id(self, ids: list[str]) -> list[ErrorSnapshot]:
         query = f"UNWIND $ids AS id MATCH (e:ErrorSnapshot {{error_id: id}}) RETURN {_ERROR_ROW}"
-
-        async def run(session: AsyncSession) -> list[ErrorSnapshot]:
-            rows = _first(await _rows(session, query, ids=ids))
-            by_id = {snap.error_id: snap for snap in map(snapshot_from_row, rows)}
-            return [by_id[i] for i in ids if i in by_id]
-
-        return await self._read(run)
+        return [snapshot_from_row(row) for row in _first(await self._fetch(query, ids=ids))]
 
     async def search_errors(
         self,
@@ -805,11 +793,7 @@ class Neo4jStore(StoreCore):
         query = (
             f"MATCH (e:ErrorSnapshot) WHERE e.{prop} > $after WITH e ORDER BY e.{prop} LIMIT $limit RETURN {_ERROR_ROW}"
         )
-
-        async def run(session: AsyncSession) -> list[ErrorSnapshot]:
-            return [snapshot_from_row(row) for row in _first(await _rows(session, query, after=after, limit=limit))]
-
-        return await self._read(run)
+        return [snapshot_from_row(row) for row in _first(await self._fetch(query, after=after, limit=limit))]
 
     async def related_errors(
         self,
@@ -943,31 +927,21 @@ class Neo4jStore(StoreCore):
             into.add(value, index, sign * n)
 
     async def count_errors(self) -> int:
-        async def run(session: AsyncSession) -> int:
-            return int((await _rows(session, "MATCH (e:ErrorSnapshot) RETURN count(e)"))[0][0])
-
-        return await self._read(run)
+        return int((await self._fetch("MATCH (e:ErrorSnapshot) RETURN count(e)"))[0][0])
 
     async def latest_received_at(self) -> Micros:
-        async def run(session: AsyncSession) -> Micros:
-            rows = await _rows(
-                session,
-                "MATCH (e:ErrorSnapshot) WHERE e.received_at IS NOT NULL"
-                " RETURN e.received_at ORDER BY e.received_at DESC LIMIT 1",
-            )
-            return int(rows[0][0]) if rows else 0
-
-        return await self._read(run)
+        rows = await self._fetch(
+            "MATCH (e:ErrorSnapshot) WHERE e.received_at IS NOT NULL"
+            " RETURN e.received_at ORDER BY e.received_at DESC LIMIT 1"
+        )
+        return int(rows[0][0]) if rows else 0
 
     # --- groups -------------------------------------------------------------------------------
     async def get_group(self, group_id: str) -> ErrorGroup:
-        async def run(session: AsyncSession) -> ErrorGroup:
-            rows = await _rows(session, f"MATCH (g:ErrorGroup {{group_id: $id}}) RETURN {_GROUP_ROW}", id=group_id)
-            if not rows:
-                raise NotFound("group", group_id)
-            return _group(rows[0])
-
-        return await self._read(run)
+        rows = await self._fetch(f"MATCH (g:ErrorGroup {{group_id: $id}}) RETURN {_GROUP_ROW}", id=group_id)
+        if not rows:
+            raise NotFound("group", group_id)
+        return _group(rows[0])
 
     async def list_groups(
         self, statuses: Sequence[GroupStatus], order: GroupOrder, page_size: int, page_token: str = ""
@@ -988,12 +962,8 @@ class Neo4jStore(StoreCore):
             + (f" WHERE {' AND '.join(where)}" if where else "")
             + f" WITH g ORDER BY g.{key} DESC, g.group_id DESC LIMIT $limit RETURN {_GROUP_ROW}"
         )
-
-        async def run(session: AsyncSession) -> Page[ErrorGroup]:
-            rows = await _rows(session, query, **params)
-            return Page(*self._tokens.page([_group(row) for row in rows], page_size, digest, group_key(key == "count")))
-
-        return await self._read(run)
+        groups = [_group(row) for row in await self._fetch(query, **params)]
+        return Page(*self._tokens.page(groups, page_size, digest, group_key(key == "count")))
 
     async def update_group_status(self, group_id: str, status: GroupStatus) -> ErrorGroup:
         async def work(tx: AsyncTransaction) -> ErrorGroup:
@@ -1011,13 +981,8 @@ class Neo4jStore(StoreCore):
         return await self._write(work)
 
     async def muted_group_ids(self) -> list[str]:
-        async def run(session: AsyncSession) -> list[str]:
-            rows = await _rows(
-                session, "MATCH (g:ErrorGroup) WHERE g.status = $muted RETURN g.group_id", muted=int(GroupStatus.MUTED)
-            )
-            return [r[0] for r in rows]
-
-        return await self._read(run)
+        query = "MATCH (g:ErrorGroup) WHERE g.status = $muted RETURN g.group_id"
+        return _first(await self._fetch(query, muted=int(GroupStatus.MUTED)))
 
     # --- topology and changes -----------------------------------------------------------------
     async def upsert_resources(
@@ -1069,16 +1034,9 @@ class Neo4jStore(StoreCore):
         return await self._read(run)
 
     async def record_change(self, change: Change) -> Change:
-        params = {
-            "change_id": change.change_id,
-            "kind": int(change.kind),
-            "resource_id": change.resource_id,
-            "occurred_at": change.occurred_at,
-            "version": change.version,
-            "description": change.description,
-            "author": change.author,
-            "doc": codec.dumps(codec.change_to_doc(change)),
-        }
+        doc = codec.change_to_doc(change)
+        # The document's fields as properties, the metadata (a map) in the document only.
+        params = {**{k: v for k, v in doc.items() if k != "metadata"}, "doc": codec.dumps(doc)}
 
         async def work(tx: AsyncTransaction) -> Change:
             await (
@@ -1128,11 +1086,7 @@ class Neo4jStore(StoreCore):
             f"MATCH (c:Change) WHERE {' AND '.join(where)}"
             " WITH c ORDER BY c.occurred_at DESC, c.change_id LIMIT $limit RETURN c.doc"
         )
-
-        async def run(session: AsyncSession) -> list[Change]:
-            return [codec.change_from_doc(codec.loads(row[0])) for row in await _rows(session, query, **params)]
-
-        return await self._read(run)
+        return [codec.change_from_doc(codec.loads(row[0])) for row in await self._fetch(query, **params)]
 
 
 def _first(rows: list[list[Any]]) -> list[Any]:

@@ -801,18 +801,12 @@ class SqliteStore(StoreCore):
         )
         return plan.outcomes
 
-    async def get_errors(self, error_ids: Sequence[str]) -> list[ErrorSnapshot]:
-        ids = list(dict.fromkeys(error_ids))
-        if not ids:
-            return []
-
+    async def _errors_by_id(self, ids: list[str]) -> list[ErrorSnapshot]:
         def run(conn: sqlite3.Connection) -> list[ErrorSnapshot]:
-            by_id: dict[str, ErrorSnapshot] = {}
+            rows: list[Any] = []
             for chunk in _chunks(ids):
-                for row in conn.execute(f"{_SELECT_ERRORS} WHERE error_id IN ({_marks(chunk)})", chunk):
-                    snap = snapshot_from_row(row)
-                    by_id[snap.error_id] = snap
-            return [by_id[i] for i in ids if i in by_id]
+                rows += conn.execute(f"{_SELECT_ERRORS} WHERE error_id IN ({_marks(chunk)})", chunk).fetchall()
+            return [snapshot_from_row(row) for row in rows]
 
         return await self._read(run)
 
