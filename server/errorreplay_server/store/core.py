@@ -24,6 +24,7 @@ import asyncio
 import queue
 from collections.abc import Awaitable, Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any, TypeVar
 
 from errorreplay_server.domain.errors import InvalidArgument, NotFound
@@ -606,12 +607,6 @@ class StoreCore:
             raise InvalidArgument.single("bucket", "must be positive")
         builder = TimedCountsBuilder(start, end, bucket)
         flt = ErrorFilter(group_id=key if dimension == ROLLUP_GROUP else "", exclude_group_ids=list(exclude_group_ids))
-
-        async def read_rollups(first_hour: Micros, end_hour: Micros) -> list[Any]:
-            return await self._timed_rollups(dimension, key, first_hour, end_hour)
-
-        async def count_rows(bounded: ErrorFilter, into: TimedCountsBuilder, sign: int, groups: Sequence[str]) -> None:
-            await self._count_timed_rows(dimension, bounded, into, sign, groups)
-
-        await collect_timed_counts(builder, flt, start, end, read_rollups, count_rows)
+        read_rollups = partial(self._timed_rollups, dimension, key)
+        await collect_timed_counts(builder, flt, start, end, read_rollups, partial(self._count_timed_rows, dimension))
         return builder

@@ -41,7 +41,7 @@ import logging
 import random
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -97,7 +97,6 @@ from errorreplay_server.store.core import (
     ROLLUP_GROUP,
     STOP,
     CapturePlan,
-    GroupDelta,
     StatisticsBuilder,
     Stop,
     StoreCore,
@@ -317,20 +316,6 @@ def _fail(jobs: list[_Job], exc: BaseException) -> None:
     for job in jobs:
         if not job.future.done():
             job.future.set_exception(exc)
-
-
-def _group_row(g: GroupDelta) -> dict[str, Any]:
-    return {
-        "group_id": g.group_id,
-        "title": g.title,
-        "error_type": g.error_type,
-        "representative_error_id": g.representative_error_id,
-        "first_seen": g.first_seen,
-        "last_seen": g.last_seen,
-        "max_severity": g.max_severity,
-        "count": g.count,
-        "reopen": g.reopen,
-    }
 
 
 def _error_row(snap: ErrorSnapshot) -> dict[str, Any]:
@@ -732,7 +717,8 @@ class Neo4jStore(StoreCore):
                 stored.by_id[snap.error_id] = snap
         plan = CapturePlan.build(jobs, stored)
         if plan.groups:
-            groups = [_group_row(g) for g in plan.groups.values()]
+            # The affected resources are written with the errors (_CREATE_ERRORS), not here.
+            groups = [{k: v for k, v in asdict(g).items() if k != "resources"} for g in plan.groups.values()]
             await (await tx.run(_UPSERT_GROUPS, groups=groups, open=int(GroupStatus.OPEN))).consume()
         if plan.fresh:
             await (await tx.run(_CREATE_ERRORS, rows=[_error_row(i.snapshot) for i in plan.fresh])).consume()

@@ -513,6 +513,8 @@ def _where(
     return clauses, params
 
 
+# A resource known only by its id (a dependency's end, a change's resource) until it is declared.
+_BARE_RESOURCE = "INSERT OR IGNORE INTO resources (id, type, name, labels) VALUES (?, '', '', '{}')"
 # One hop of core.walk_topology: the column that holds the frontier, the column of its neighbours.
 _HOP_COLUMNS = {DEPENDENCIES: ("dependent_id", "dependency_id"), DEPENDENTS: ("dependency_id", "dependent_id")}
 
@@ -912,7 +914,6 @@ class SqliteStore(StoreCore):
 
     async def update_context(self, error_id: str, context: ErrorContext) -> None:
         doc = codec.context_to_json(context)
-
         pending = codec.context_pending(context)
 
         def run(conn: sqlite3.Connection) -> None:
@@ -1081,10 +1082,7 @@ class SqliteStore(StoreCore):
                 [(r.id, r.type, r.name, codec.dumps(r.labels)) for r in res],
             )
             ends = {x for d in deps for x in (d.dependent_id, d.dependency_id)}
-            conn.executemany(
-                "INSERT OR IGNORE INTO resources (id, type, name, labels) VALUES (?, '', '', '{}')",
-                [(x,) for x in sorted(ends)],
-            )
+            conn.executemany(_BARE_RESOURCE, [(x,) for x in sorted(ends)])
             conn.executemany(
                 "INSERT OR IGNORE INTO dependencies (dependent_id, dependency_id) VALUES (?, ?)",
                 [(d.dependent_id, d.dependency_id) for d in deps],
@@ -1135,10 +1133,7 @@ class SqliteStore(StoreCore):
                 (change.change_id, int(change.kind), change.resource_id, change.occurred_at, doc),
             )
             if change.resource_id:
-                conn.execute(
-                    "INSERT OR IGNORE INTO resources (id, type, name, labels) VALUES (?, '', '', '{}')",
-                    (change.resource_id,),
-                )
+                conn.execute(_BARE_RESOURCE, (change.resource_id,))
             return change
 
         return await self._write(run)
