@@ -189,6 +189,10 @@ class CapturePlan:
             plan.outcomes.append(outcomes)
         return plan
 
+    def rollup_rows(self) -> list[list[Any]]:
+        """(hour, dimension, key, count): what the new errors add to the statistics rollups."""
+        return [[*key, n] for key, n in rollup_counts(rollup_row(i.snapshot) for i in self.fresh).items()]
+
     def _decide(self, item: NewError, by_request: dict[str, ErrorSnapshot], stored: StoredState) -> CaptureOutcome:
         snap = item.snapshot
         r = snap.report

@@ -105,7 +105,6 @@ from errorreplay_server.store.core import (
     bounded_total,
     drain_batch,
     rollup_counts,
-    rollup_row,
     run_walk_async,
     runs,
     topology,
@@ -722,8 +721,7 @@ class Neo4jStore(StoreCore):
             await (await tx.run(_UPSERT_GROUPS, groups=groups, open=int(GroupStatus.OPEN))).consume()
         if plan.fresh:
             await (await tx.run(_CREATE_ERRORS, rows=[_error_row(i.snapshot) for i in plan.fresh])).consume()
-            counts = rollup_counts(rollup_row(i.snapshot) for i in plan.fresh)
-            await (await tx.run(_ADD_ROLLUPS, rollups=[[*key, n] for key, n in counts.items()])).consume()
+            await (await tx.run(_ADD_ROLLUPS, rollups=plan.rollup_rows())).consume()
         return plan.outcomes
 
     async def _errors_by_id(self, ids: list[str]) -> list[ErrorSnapshot]:

@@ -65,8 +65,6 @@ from errorreplay_server.store.core import (
     TimedCountsBuilder,
     bounded_total,
     drain_batch,
-    rollup_counts,
-    rollup_row,
     run_walk,
     runs,
     topology,
@@ -769,7 +767,7 @@ class SqliteStore(StoreCore):
         conn.executemany(
             "INSERT INTO statistics_rollup (hour, dimension, key, count) VALUES (?, ?, ?, ?)"
             " ON CONFLICT (hour, dimension, key) DO UPDATE SET count = count + excluded.count",
-            [(*key, n) for key, n in rollup_counts(rollup_row(i.snapshot) for i in fresh).items()],
+            plan.rollup_rows(),
         )
         # A reopened group takes the new status and the regression flag; otherwise both stay.
         conn.executemany(
