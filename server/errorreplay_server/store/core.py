@@ -12,8 +12,8 @@ The dialects (sqlite.py, neo4j.py) hold schema and query text; this module holds
   affected resources). It is pure: the dialect reads the lookups, then executes the plan.
 - StatisticsBuilder. The dialects count; this turns counts into a Statistics (empty keys left
   out, one entry per bucket of `statistics_buckets`, top groups ordered by count then id).
-- StoreCore. The Store methods written once for both stores (get_error(s), statistics, the timed
-  counts), over the reads each store supplies as its own query text.
+- StoreCore. The Store methods written once for both stores (get_error(s), list_groups,
+  statistics, the timed counts), over the reads each store supplies as its own query text.
 
 docs/ARCHITECTURE.md §3 describes the store contract this module serves.
 """
@@ -33,11 +33,14 @@ from errorreplay_server.domain.model import (
     CaptureOutcome,
     Dependency,
     ErrorFilter,
+    ErrorGroup,
     ErrorSnapshot,
     GroupCount,
+    GroupOrder,
     GroupStatus,
     Micros,
     NewError,
+    Page,
     Resource,
     Severity,
     Source,
@@ -48,6 +51,7 @@ from errorreplay_server.domain.model import (
     statistics_buckets,
 )
 from errorreplay_server.store import codec
+from errorreplay_server.store.pagination import PageTokens, group_key, query_digest
 
 # Commits are grouped up to this many jobs; bigger groups stop paying off and delay the first caller.
 MAX_JOBS_PER_COMMIT = 256
@@ -531,6 +535,7 @@ class StoreCore:
     methods below that raise NotImplementedError) as its own query text."""
 
     _token_key = b""
+    _tokens: PageTokens
 
     def token_key(self) -> bytes:
         return self._token_key
@@ -551,6 +556,20 @@ class StoreCore:
         if not found:
             raise NotFound("error", error_id)
         return found[0]
+
+    # Groups: up to `limit` with one of `statuses` (any when empty), descending by `key` (the
+    # property count or last_seen) then group id, after `after` ([key, group id]) when set.
+    async def _groups(self, statuses: list[int], key: str, after: list[Any] | None, limit: int) -> list[ErrorGroup]:
+        raise NotImplementedError
+
+    async def list_groups(
+        self, statuses: Sequence[GroupStatus], order: GroupOrder, page_size: int, page_token: str = ""
+    ) -> Page[ErrorGroup]:
+        key = "count" if order == GroupOrder.COUNT else "last_seen"
+        digest = query_digest("groups", sorted(int(s) for s in statuses), key)
+        after = self._tokens.decode(page_token, digest, (int, str))
+        groups = await self._groups([int(s) for s in statuses], key, after, page_size + 1)
+        return Page(*self._tokens.page(groups, page_size, digest, group_key(key == "count")))
 
     # Statistics: rollup rows (hour, dimension, key, count) of [first_hour, end_hour); the errors
     # that match a bounded filter counted into a builder; (title, status) of the top groups.

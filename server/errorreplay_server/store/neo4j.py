@@ -69,7 +69,6 @@ from errorreplay_server.domain.model import (
     ErrorFilter,
     ErrorGroup,
     ErrorSnapshot,
-    GroupOrder,
     GroupStatus,
     Micros,
     NewError,
@@ -111,7 +110,7 @@ from errorreplay_server.store.core import (
     walk_topology,
 )
 from errorreplay_server.store.neo4j_dialect import NEO4J, Dialect, detect
-from errorreplay_server.store.pagination import PageTokens, error_key, filter_digest, group_key, new_key, query_digest
+from errorreplay_server.store.pagination import PageTokens, error_key, filter_digest, new_key
 
 log = logging.getLogger(__name__)
 R = TypeVar("R")
@@ -272,7 +271,6 @@ _GROUP_ROW = (
     "[g.group_id, g.title, g.error_type, g.count, g.first_seen, g.last_seen, g.status, g.regression,"
     " g.representative_error_id, g.max_severity] AS row, [(g)-[:AFFECTS]->(r:Resource) | r.id] AS resources"
 )
-_GROUP_KEYS = {GroupOrder.COUNT: "count"}  # any other order sorts by last_seen, as in SQLite
 
 # --- topology -------------------------------------------------------------------------------------
 _BARE_RESOURCE = "r.type = '', r.name = '', r.labels_json = '{}'"
@@ -927,17 +925,11 @@ class Neo4jStore(StoreCore):
             raise NotFound("group", group_id)
         return _group(rows[0])
 
-    async def list_groups(
-        self, statuses: Sequence[GroupStatus], order: GroupOrder, page_size: int, page_token: str = ""
-    ) -> Page[ErrorGroup]:
-        key = _GROUP_KEYS.get(order, "last_seen")
-        digest = query_digest("groups", sorted(int(s) for s in statuses), key)
-        after = self._tokens.decode(page_token, digest, (int, str))
+    async def _groups(self, statuses: list[int], key: str, after: list[Any] | None, limit: int) -> list[ErrorGroup]:
         where: list[str] = []
-        params: dict[str, Any] = {"limit": page_size + 1}
+        params: dict[str, Any] = {"limit": limit, "statuses": statuses}
         if statuses:
             where.append("g.status IN $statuses")
-            params["statuses"] = [int(s) for s in statuses]
         if after is not None:
             where.append(f"g.{key} <= $after_key AND (g.{key} < $after_key OR g.group_id < $after_id)")
             params["after_key"], params["after_id"] = after
@@ -946,8 +938,7 @@ class Neo4jStore(StoreCore):
             + (f" WHERE {' AND '.join(where)}" if where else "")
             + f" WITH g ORDER BY g.{key} DESC, g.group_id DESC LIMIT $limit RETURN {_GROUP_ROW}"
         )
-        groups = [_group(row) for row in await self._fetch(query, **params)]
-        return Page(*self._tokens.page(groups, page_size, digest, group_key(key == "count")))
+        return [_group(row) for row in await self._fetch(query, **params)]
 
     async def update_group_status(self, group_id: str, status: GroupStatus) -> ErrorGroup:
         async def work(tx: AsyncTransaction) -> ErrorGroup:

@@ -31,7 +31,6 @@ from errorreplay_server.domain.model import (
     ErrorFilter,
     ErrorGroup,
     ErrorSnapshot,
-    GroupOrder,
     GroupStatus,
     Micros,
     NewError,
@@ -70,7 +69,7 @@ from errorreplay_server.store.core import (
     topology,
     walk_topology,
 )
-from errorreplay_server.store.pagination import PageTokens, error_key, filter_digest, group_key, new_key, query_digest
+from errorreplay_server.store.pagination import PageTokens, error_key, filter_digest, new_key
 
 log = logging.getLogger(__name__)
 R = TypeVar("R")
@@ -1021,27 +1020,20 @@ class SqliteStore(StoreCore):
     async def get_group(self, group_id: str) -> ErrorGroup:
         return await self._read(lambda conn: self._load_group(conn, group_id))
 
-    async def list_groups(
-        self, statuses: Sequence[GroupStatus], order: GroupOrder, page_size: int, page_token: str = ""
-    ) -> Page[ErrorGroup]:
-        key_column = "count" if order == GroupOrder.COUNT else "last_seen"
-        digest = query_digest("groups", sorted(int(s) for s in statuses), key_column)
-        after = self._tokens.decode(page_token, digest, (int, str))
-
-        def run(conn: sqlite3.Connection) -> Page[ErrorGroup]:
+    async def _groups(self, statuses: list[int], key: str, after: list[Any] | None, limit: int) -> list[ErrorGroup]:
+        def run(conn: sqlite3.Connection) -> list[ErrorGroup]:
             where: list[str] = []
             args: list[Any] = []
             if statuses:
-                where.append(f"status IN ({','.join('?' * len(statuses))})")
-                args.extend(int(s) for s in statuses)
+                where.append(f"status IN ({_marks(statuses)})")
+                args.extend(statuses)
             if after is not None:
-                where.append(f"({key_column}, group_id) < (?, ?)")
+                where.append(f"({key}, group_id) < (?, ?)")
                 args.extend(after)
             sql = f"SELECT {_GROUP_COLUMNS} FROM error_groups"
-            sql += (f" WHERE {' AND '.join(where)}" if where else "") + f" ORDER BY {key_column} DESC, group_id DESC"
-            rows = conn.execute(sql + " LIMIT ?", [*args, page_size + 1]).fetchall()
-            groups = [group_from_row(row, self._group_resources(conn, row[0])) for row in rows[: page_size + 1]]
-            return Page(*self._tokens.page(groups, page_size, digest, group_key(key_column == "count")))
+            sql += (f" WHERE {' AND '.join(where)}" if where else "") + f" ORDER BY {key} DESC, group_id DESC LIMIT ?"
+            rows = conn.execute(sql, [*args, limit]).fetchall()
+            return [group_from_row(row, self._group_resources(conn, row[0])) for row in rows]
 
         return await self._read(run)
 
