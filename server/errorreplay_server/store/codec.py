@@ -33,6 +33,7 @@ from errorreplay_server.domain.model import (
     Span,
     SpanStatus,
     Topology,
+    idempotency_key,
     split_idempotency_key,
 )
 
@@ -205,7 +206,56 @@ def change_from_doc(d: dict[str, Any]) -> Change:
 MAX_GROUP_RESOURCES_LISTED = 50
 
 
-# --- rows shared by the stores: the column order of _ERROR_COLUMNS / _GROUP_COLUMNS ---
+# --- rows shared by the stores: the column order of ERROR_COLUMNS / _GROUP_COLUMNS ---
+# The columns (SQLite) or properties (Neo4j) of a stored error, in the order of snapshot_from_row.
+ERROR_COLUMNS = [
+    "error_id",
+    "request_id",
+    "group_id",
+    "fingerprint",
+    "received_at",
+    "occurred_at",
+    "severity",
+    "source",
+    "resource_id",
+    "resource_type",
+    "service",
+    "environment",
+    "error_type",
+    "correlation_id",
+    "trace_id",
+    "message",
+    "details",
+    "context",
+]
+
+
+def error_columns(snap: ErrorSnapshot) -> dict[str, Any]:
+    """The ERROR_COLUMNS of a snapshot as both stores write them. request_id holds the idempotency
+    key, (scope, request_id) in one string, and is None without one."""
+    r = snap.report
+    return {
+        "error_id": snap.error_id,
+        "request_id": idempotency_key(snap) or None,
+        "group_id": snap.group_id,
+        "fingerprint": snap.fingerprint,
+        "received_at": snap.received_at,
+        "occurred_at": r.occurred_at,
+        "severity": int(r.severity),
+        "source": int(r.source),
+        "resource_id": r.resource_id,
+        "resource_type": r.resource_type,
+        "service": r.service,
+        "environment": r.environment,
+        "error_type": r.error_type,
+        "correlation_id": r.correlation_id,
+        "trace_id": r.trace_id,
+        "message": r.message,
+        "details": report_details_json(r),
+        "context": context_to_json(snap.context),
+    }
+
+
 def snapshot_from_row(row: Sequence[Any]) -> ErrorSnapshot:
     (
         error_id,

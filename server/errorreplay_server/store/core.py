@@ -12,6 +12,8 @@ The dialects (sqlite.py, neo4j.py) hold schema and query text; this module holds
   affected resources). It is pure: the dialect reads the lookups, then executes the plan.
 - StatisticsBuilder. The dialects count; this turns counts into a Statistics (empty keys left
   out, one entry per bucket of `statistics_buckets`, top groups ordered by count then id).
+- StoreCore. The Store methods written once for both stores (get_error(s), list_groups,
+  statistics, the timed counts), over the reads each store supplies as its own query text.
 
 docs/ARCHITECTURE.md §3 describes the store contract this module serves.
 """
@@ -20,26 +22,36 @@ from __future__ import annotations
 
 import asyncio
 import queue
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any, TypeVar
 
+from errorreplay_server.domain.errors import InvalidArgument, NotFound
 from errorreplay_server.domain.model import (
     MICROS_PER_HOUR,
     CaptureOutcome,
+    Dependency,
     ErrorFilter,
+    ErrorGroup,
     ErrorSnapshot,
     GroupCount,
+    GroupOrder,
     GroupStatus,
     Micros,
     NewError,
+    Page,
+    Resource,
     Severity,
     Source,
     Statistics,
     TimedCount,
+    Topology,
     idempotency_key,
     statistics_buckets,
 )
+from errorreplay_server.store import codec
+from errorreplay_server.store.pagination import PageTokens, group_key, query_digest
 
 # Commits are grouped up to this many jobs; bigger groups stop paying off and delay the first caller.
 MAX_JOBS_PER_COMMIT = 256
@@ -180,6 +192,10 @@ class CapturePlan:
                 outcomes.append(plan._decide(item, by_request, stored))
             plan.outcomes.append(outcomes)
         return plan
+
+    def rollup_rows(self) -> list[list[Any]]:
+        """(hour, dimension, key, count): what the new errors add to the statistics rollups."""
+        return [[*key, n] for key, n in rollup_counts(rollup_row(i.snapshot) for i in self.fresh).items()]
 
     def _decide(self, item: NewError, by_request: dict[str, ErrorSnapshot], stored: StoredState) -> CaptureOutcome:
         snap = item.snapshot
@@ -444,6 +460,179 @@ async def collect_timed_counts(
         *([count_rows(whole_hours, builder, -1, excluded)] if excluded else []),
     )
     builder.add_hours(rollups)
+
+
+# --- topology -------------------------------------------------------------------------------------
+DEPENDENCIES, DEPENDENTS = "dependencies", "dependents"
+# Yields (direction, frontier, limit), is sent the ids one hop from the frontier, returns (ids, truncated).
+TopologyWalk = Generator[tuple[str, list[str], int], Iterable[str], tuple[list[str], bool]]
+
+
+def walk_topology(resource_id: str, depth: int, cap: int) -> TopologyWalk:
+    """The resources within `depth` hops of resource_id (sorted), and whether a hop left some out.
+    A store answers each (direction, frontier, limit) it yields with at most `limit` distinct ids
+    one hop from the frontier in that direction (run_walk, run_walk_async).
+
+    Dependencies and dependents are walked separately: a sibling (the dependency of a dependent) is
+    not a neighbour. Each hop asks for at most cap + |reach| + 1 ids: enough to find cap + 1 new
+    ones even when every known one comes first, and never a hub's all (a hub with 20,000
+    dependents costs a bounded read)."""
+    reach = {resource_id}
+    truncated = False
+    for direction in (DEPENDENCIES, DEPENDENTS):
+        frontier = [resource_id]
+        for _ in range(depth):
+            if not frontier:
+                break
+            seen = set(reach)
+            found: list[str] = []
+            for far in (yield direction, frontier, cap + len(reach) + 1):
+                if far in seen:
+                    continue
+                if len(found) == cap:
+                    truncated = True
+                    break
+                seen.add(far)
+                found.append(far)
+            reach.update(found)
+            frontier = found
+    return sorted(reach), truncated
+
+
+def run_walk(walk: TopologyWalk, neighbours: Callable[[str, list[str], int], Iterable[str]]) -> tuple[list[str], bool]:
+    try:
+        request = next(walk)
+        while True:
+            request = walk.send(neighbours(*request))
+    except StopIteration as done:
+        return done.value
+
+
+async def run_walk_async(
+    walk: TopologyWalk, neighbours: Callable[[str, list[str], int], Awaitable[Iterable[str]]]
+) -> tuple[list[str], bool]:
+    try:
+        request = next(walk)
+        while True:
+            request = walk.send(await neighbours(*request))
+    except StopIteration as done:
+        return done.value
+
+
+def topology(
+    resource_id: str, resources: Iterable[Sequence[Any]], edges: Sequence[Any], max_edges: int, truncated: bool
+) -> Topology:
+    """The Topology of the walk's resources, (id, type, name, labels JSON) rows, and the edges among
+    them, (dependent, dependency) rows read with LIMIT max_edges + 1."""
+    found = [Resource(i, t or "", n or "", codec.loads(lb) or {}) for i, t, n, lb in resources]
+    deps = sorted({Dependency(a, b) for a, b in edges[:max_edges]}, key=lambda d: (d.dependent_id, d.dependency_id))
+    return Topology(resource_id, sorted(found, key=lambda r: r.id), deps, truncated or len(edges) > max_edges)
+
+
+# --- the shared Store methods ---------------------------------------------------------------------
+class StoreCore:
+    """The Store methods whose logic both stores share. A store supplies the reads they need (the
+    methods below that raise NotImplementedError) as its own query text."""
+
+    _token_key = b""
+    _tokens: PageTokens
+
+    def token_key(self) -> bytes:
+        return self._token_key
+
+    async def _errors_by_id(self, ids: list[str]) -> list[ErrorSnapshot]:
+        """The stored errors of `ids` (distinct), in any order."""
+        raise NotImplementedError
+
+    async def get_errors(self, error_ids: Sequence[str]) -> list[ErrorSnapshot]:
+        ids = list(dict.fromkeys(error_ids))
+        if not ids:
+            return []
+        by_id = {snap.error_id: snap for snap in await self._errors_by_id(ids)}
+        return [by_id[i] for i in ids if i in by_id]
+
+    async def get_error(self, error_id: str) -> ErrorSnapshot:
+        found = await self.get_errors([error_id])
+        if not found:
+            raise NotFound("error", error_id)
+        return found[0]
+
+    # Groups: up to `limit` with one of `statuses` (any when empty), descending by `key` (the
+    # property count or last_seen) then group id, after `after` ([key, group id]) when set.
+    async def _groups(self, statuses: list[int], key: str, after: list[Any] | None, limit: int) -> list[ErrorGroup]:
+        raise NotImplementedError
+
+    async def list_groups(
+        self, statuses: Sequence[GroupStatus], order: GroupOrder, page_size: int, page_token: str = ""
+    ) -> Page[ErrorGroup]:
+        key = "count" if order == GroupOrder.COUNT else "last_seen"
+        digest = query_digest("groups", sorted(int(s) for s in statuses), key)
+        after = self._tokens.decode(page_token, digest, (int, str))
+        groups = await self._groups([int(s) for s in statuses], key, after, page_size + 1)
+        return Page(*self._tokens.page(groups, page_size, digest, group_key(key == "count")))
+
+    # Statistics: rollup rows (hour, dimension, key, count) of [first_hour, end_hour); the errors
+    # that match a bounded filter counted into a builder; (title, status) of the top groups.
+    async def _statistics_rollups(self, first_hour: Micros, end_hour: Micros) -> list[Sequence[Any]]:
+        raise NotImplementedError
+
+    async def _count_rows(self, bounded: ErrorFilter, builder: StatisticsBuilder) -> None:
+        raise NotImplementedError
+
+    async def _group_titles(self, group_ids: list[str]) -> dict[str, tuple[str, int]]:
+        raise NotImplementedError
+
+    async def statistics(
+        self, flt: ErrorFilter, start: Micros, end: Micros, bucket: Micros, top_groups: int
+    ) -> Statistics:
+        if bucket <= 0:
+            raise InvalidArgument.single("bucket", "must be positive")
+        builder = StatisticsBuilder(start, end, bucket)
+        await collect_statistics(
+            statistics_filter(flt, start, end), builder, self._statistics_rollups, self._count_rows
+        )
+        top = builder.top_groups(top_groups)
+        return builder.build(group_counts(top, await self._group_titles([g for g, _ in top]) if top else {}))
+
+    # Timed counts: rollup rows (hour, key, count) of one dimension (of `key` alone when set); the
+    # errors that match a bounded filter, sign x counted per value of the dimension and bucket
+    # index, of the groups in only_groups when it is not empty (collect_timed_counts' count_rows).
+    async def _timed_rollups(self, dimension: int, key: str, first_hour: Micros, end_hour: Micros) -> list[Any]:
+        raise NotImplementedError
+
+    async def _count_timed_rows(
+        self, dimension: int, bounded: ErrorFilter, into: TimedCountsBuilder, sign: int, only_groups: Sequence[str]
+    ) -> None:
+        raise NotImplementedError
+
+    async def severity_timed_counts(
+        self, start: Micros, end: Micros, bucket: Micros, exclude_group_ids: Sequence[str] = ()
+    ) -> dict[Severity, list[TimedCount]]:
+        counts = await self._timed_counts(ROLLUP_SEVERITY, "", start, end, bucket, exclude_group_ids)
+        return {Severity(int(key)): series for key, series in counts.build().items()}
+
+    async def group_timed_counts(self, group_id: str, start: Micros, end: Micros, bucket: Micros) -> list[TimedCount]:
+        return (await self._timed_counts(ROLLUP_GROUP, group_id, start, end, bucket)).series(group_id)
+
+    async def _timed_counts(
+        self,
+        dimension: int,
+        key: str,
+        start: Micros,
+        end: Micros,
+        bucket: Micros,
+        exclude_group_ids: Sequence[str] = (),
+    ) -> TimedCountsBuilder:
+        """Timed counts per value of `dimension` (only `key` when set): whole hours from the
+        rollups, less the excluded groups' errors in them; partial edge hours (or everything, for
+        buckets shorter than an hour) from the errors."""
+        if bucket <= 0:
+            raise InvalidArgument.single("bucket", "must be positive")
+        builder = TimedCountsBuilder(start, end, bucket)
+        flt = ErrorFilter(group_id=key if dimension == ROLLUP_GROUP else "", exclude_group_ids=list(exclude_group_ids))
+        read_rollups = partial(self._timed_rollups, dimension, key)
+        await collect_timed_counts(builder, flt, start, end, read_rollups, partial(self._count_timed_rows, dimension))
+        return builder
 
 
 # --- related errors -------------------------------------------------------------------------------

@@ -41,7 +41,7 @@ import logging
 import random
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -59,7 +59,7 @@ from neo4j.exceptions import (
     TransientError,
 )
 
-from errorreplay_server.domain.errors import DomainError, InvalidArgument, NotFound, StampTaken, StoreUnavailable
+from errorreplay_server.domain.errors import DomainError, NotFound, StampTaken, StoreUnavailable
 from errorreplay_server.domain.model import (
     CaptureOutcome,
     Change,
@@ -69,15 +69,11 @@ from errorreplay_server.domain.model import (
     ErrorFilter,
     ErrorGroup,
     ErrorSnapshot,
-    GroupOrder,
     GroupStatus,
     Micros,
     NewError,
     Page,
     Resource,
-    Severity,
-    Statistics,
-    TimedCount,
     Topology,
     idempotency_key,
     nearest,
@@ -87,38 +83,36 @@ from errorreplay_server.settings import Neo4jSettings
 from errorreplay_server.store import codec
 from errorreplay_server.store.base import SEARCH_COUNT_LIMIT, TopologyBounds
 
-# Shared with the SQLite store so that both decode rows, digest filters and list group resources
-# the same way; they would sit better in codec.py and pagination.py.
+# Shared with the SQLite store, so that both write and read rows and list group resources the same way.
 from errorreplay_server.store.codec import (
     MAX_GROUP_RESOURCES_LISTED,
+    error_columns,
     group_from_row,
     link_from_row,
-    report_details_json,
     snapshot_from_row,
 )
 from errorreplay_server.store.core import (
+    DEPENDENCIES,
+    DEPENDENTS,
     ROLLUP_GROUP,
-    ROLLUP_SEVERITY,
     STOP,
     CapturePlan,
-    GroupDelta,
     StatisticsBuilder,
     Stop,
+    StoreCore,
     StoredState,
     TimedCountsBuilder,
     bounded_total,
-    collect_statistics,
-    collect_timed_counts,
     drain_batch,
-    group_counts,
     related_pivot,
     rollup_counts,
-    rollup_row,
+    run_walk_async,
     runs,
-    statistics_filter,
+    topology,
+    walk_topology,
 )
 from errorreplay_server.store.neo4j_dialect import NEO4J, Dialect, detect
-from errorreplay_server.store.pagination import PageTokens, error_key, filter_digest, group_key, new_key, query_digest
+from errorreplay_server.store.pagination import PageTokens, error_key, filter_digest, new_key
 
 log = logging.getLogger(__name__)
 R = TypeVar("R")
@@ -279,7 +273,6 @@ _GROUP_ROW = (
     "[g.group_id, g.title, g.error_type, g.count, g.first_seen, g.last_seen, g.status, g.regression,"
     " g.representative_error_id, g.max_severity] AS row, [(g)-[:AFFECTS]->(r:Resource) | r.id] AS resources"
 )
-_GROUP_KEYS = {GroupOrder.COUNT: "count"}  # any other order sorts by last_seen, as in SQLite
 
 # --- topology -------------------------------------------------------------------------------------
 _BARE_RESOURCE = "r.type = '', r.name = '', r.labels_json = '{}'"
@@ -299,11 +292,11 @@ REMOVE a.implicit, b.implicit
 MERGE (a)-[:DEPENDS_ON]->(b)
 """
 _NEIGHBOURS = {
-    # Walked separately: a sibling (the dependency of a dependent) is not a neighbour.
-    # LIMIT without ORDER BY: the query stops after enough rows instead of reading a hub's every edge.
-    "dependencies": "UNWIND $ids AS id MATCH (:Resource {id: id})-[:DEPENDS_ON]->(n:Resource)"
+    # The hops of core.walk_topology. LIMIT without ORDER BY: the query stops after enough rows
+    # instead of reading a hub's every edge.
+    DEPENDENCIES: "UNWIND $ids AS id MATCH (:Resource {id: id})-[:DEPENDS_ON]->(n:Resource)"
     " RETURN DISTINCT n.id LIMIT $limit",
-    "dependents": "UNWIND $ids AS id MATCH (:Resource {id: id})<-[:DEPENDS_ON]-(n:Resource)"
+    DEPENDENTS: "UNWIND $ids AS id MATCH (:Resource {id: id})<-[:DEPENDS_ON]-(n:Resource)"
     " RETURN DISTINCT n.id LIMIT $limit",
 }
 
@@ -317,44 +310,18 @@ class _Job:
     work: Callable[[AsyncTransaction], Awaitable[Any]] | None = None
 
 
-def _group_row(g: GroupDelta) -> dict[str, Any]:
-    return {
-        "group_id": g.group_id,
-        "title": g.title,
-        "error_type": g.error_type,
-        "representative_error_id": g.representative_error_id,
-        "first_seen": g.first_seen,
-        "last_seen": g.last_seen,
-        "max_severity": g.max_severity,
-        "count": g.count,
-        "reopen": g.reopen,
-    }
+def _fail(jobs: list[_Job], exc: BaseException) -> None:
+    """Fails the jobs whose callers still wait (a caller that gave up has a done future)."""
+    for job in jobs:
+        if not job.future.done():
+            job.future.set_exception(exc)
 
 
 def _error_row(snap: ErrorSnapshot) -> dict[str, Any]:
     r = snap.report
-    props: dict[str, Any] = {
-        "error_id": snap.error_id,
-        "request_id": idempotency_key(snap),
-        "group_id": snap.group_id,
-        "fingerprint": snap.fingerprint,
-        "received_at": snap.received_at,
-        "occurred_at": r.occurred_at,
-        "severity": int(r.severity),
-        "source": int(r.source),
-        "resource_id": r.resource_id,
-        "resource_type": r.resource_type,
-        "service": r.service,
-        "environment": r.environment,
-        "error_type": r.error_type,
-        "correlation_id": r.correlation_id,
-        "trace_id": r.trace_id,
-        "message": r.message,
-        # domain/words.py: the one split that text search matches against, on every store.
-        "words": words(r.message),
-        "details": report_details_json(r),
-        "context": codec.context_to_json(snap.context),
-    }
+    props = error_columns(snap)
+    # domain/words.py: the one split that text search matches against, on every store.
+    props["words"] = words(r.message)
     if codec.context_pending(snap.context):
         props["context_pending_at"] = snap.received_at
     for name in _OPTIONAL_ERROR_STRINGS:
@@ -446,7 +413,7 @@ async def _rows(runner: AsyncSession | AsyncTransaction, query: str, **params: A
     return await result.values()
 
 
-class Neo4jStore:
+class Neo4jStore(StoreCore):
     """The Store over Bolt (Neo4j 5, or ArcadeDB's Bolt endpoint in the tests)."""
 
     def __init__(self, settings: Neo4jSettings, topology_bounds: TopologyBounds | None = None) -> None:
@@ -460,7 +427,6 @@ class Neo4jStore:
         # Shared by every session, so that a read sees every write acknowledged before it, also
         # when a cluster routes reads to a follower (the SQLite store's read-your-writes).
         self._bookmarks = AsyncGraphDatabase.bookmark_manager()
-        self._token_key = b""
         self._tokens = PageTokens(b"")
 
     @property
@@ -558,9 +524,6 @@ class Neo4jStore:
             await self._driver.close()
             self._driver = None
 
-    def token_key(self) -> bytes:
-        return self._token_key
-
     # --- plumbing -----------------------------------------------------------------------------
     def _unavailable(self, exc: BaseException) -> StoreUnavailable:
         # The client sees the message (UNAVAILABLE); the address and the cause go to the log only.
@@ -617,41 +580,31 @@ class Neo4jStore:
                 await self._commit(batch)
             except BaseException as exc:  # the writer must outlive any one batch
                 log.exception("neo4j writer failed a batch")
-                for job in batch:
-                    if not job.future.done():
-                        job.future.set_exception(exc if isinstance(exc, Exception) else StoreUnavailable(str(exc)))
+                _fail(batch, exc if isinstance(exc, Exception) else StoreUnavailable(str(exc)))
                 if not isinstance(exc, Exception):
                     raise
         # Whatever was queued behind the stop marker is refused, not left hanging.
         while not self._jobs.empty():
             late = self._jobs.get_nowait()
-            if not isinstance(late, Stop) and not late.future.done():
-                late.future.set_exception(StoreUnavailable("the Neo4j store is closing"))
+            if not isinstance(late, Stop):
+                _fail([late], StoreUnavailable("the Neo4j store is closing"))
 
     async def _commit(self, batch: list[_Job]) -> None:
         """Runs a batch in one transaction; on a data error, each job alone so one cannot sink the rest."""
         try:
             results = await self._run_with_retries(batch)
-        except StoreUnavailable as exc:
-            for job in batch:
-                if not job.future.done():
-                    job.future.set_exception(exc)
-            return
-        except Exception as exc:  # a constraint, a value the driver cannot send, …
-            if len(batch) == 1:
-                if not batch[0].future.done():
-                    batch[0].future.set_exception(exc)
+        except Exception as exc:  # unavailable, a constraint, a value the driver cannot send, …
+            if isinstance(exc, StoreUnavailable) or len(batch) == 1:
+                _fail(batch, exc)
                 return
             log.warning("neo4j batch of %d writes failed (%r); retrying them one by one", len(batch), exc)
             for job in batch:
                 await self._commit([job])
             return
         for job, value in zip(batch, results, strict=True):
-            if job.future.done():  # the caller gave up; the write stands
-                continue
             if isinstance(value, DomainError):
-                job.future.set_exception(value)
-            else:
+                _fail([job], value)
+            elif not job.future.done():  # the caller gave up; the write stands
                 job.future.set_result(value)
 
     async def _run_with_retries(self, batch: list[_Job]) -> list[Any]:
@@ -763,32 +716,17 @@ class Neo4jStore:
                 stored.by_id[snap.error_id] = snap
         plan = CapturePlan.build(jobs, stored)
         if plan.groups:
-            groups = [_group_row(g) for g in plan.groups.values()]
+            # The affected resources are written with the errors (_CREATE_ERRORS), not here.
+            groups = [{k: v for k, v in asdict(g).items() if k != "resources"} for g in plan.groups.values()]
             await (await tx.run(_UPSERT_GROUPS, groups=groups, open=int(GroupStatus.OPEN))).consume()
         if plan.fresh:
             await (await tx.run(_CREATE_ERRORS, rows=[_error_row(i.snapshot) for i in plan.fresh])).consume()
-            counts = rollup_counts(rollup_row(i.snapshot) for i in plan.fresh)
-            await (await tx.run(_ADD_ROLLUPS, rollups=[[*key, n] for key, n in counts.items()])).consume()
+            await (await tx.run(_ADD_ROLLUPS, rollups=plan.rollup_rows())).consume()
         return plan.outcomes
 
-    async def get_error(self, error_id: str) -> ErrorSnapshot:
-        found = await self.get_errors([error_id])
-        if not found:
-            raise NotFound("error", error_id)
-        return found[0]
-
-    async def get_errors(self, error_ids: Sequence[str]) -> list[ErrorSnapshot]:
-        ids = list(dict.fromkeys(error_ids))
-        if not ids:
-            return []
+    async def _errors_by_id(self, ids: list[str]) -> list[ErrorSnapshot]:
         query = f"UNWIND $ids AS id MATCH (e:ErrorSnapshot {{error_id: id}}) RETURN {_ERROR_ROW}"
-
-        async def run(session: AsyncSession) -> list[ErrorSnapshot]:
-            rows = _first(await _rows(session, query, ids=ids))
-            by_id = {snap.error_id: snap for snap in map(snapshot_from_row, rows)}
-            return [by_id[i] for i in ids if i in by_id]
-
-        return await self._read(run)
+        return [snapshot_from_row(row) for row in _first(await self._fetch(query, ids=ids))]
 
     async def search_errors(
         self,
@@ -839,11 +777,7 @@ class Neo4jStore:
         query = (
             f"MATCH (e:ErrorSnapshot) WHERE e.{prop} > $after WITH e ORDER BY e.{prop} LIMIT $limit RETURN {_ERROR_ROW}"
         )
-
-        async def run(session: AsyncSession) -> list[ErrorSnapshot]:
-            return [snapshot_from_row(row) for row in _first(await _rows(session, query, after=after, limit=limit))]
-
-        return await self._read(run)
+        return [snapshot_from_row(row) for row in _first(await self._fetch(query, after=after, limit=limit))]
 
     async def related_errors(
         self,
@@ -915,31 +849,17 @@ class Neo4jStore:
     async def pending_context_errors(self, received_after: Micros, limit: int) -> list[ErrorSnapshot]:
         return await self._errors_in_order_of("context_pending_at", received_after, limit)
 
-    async def statistics(
-        self, flt: ErrorFilter, start: Micros, end: Micros, bucket: Micros, top_groups: int
-    ) -> Statistics:
-        if bucket <= 0:
-            raise InvalidArgument.single("bucket", "must be positive")
-        builder = StatisticsBuilder(start, end, bucket)
+    async def _statistics_rollups(self, first_hour: Micros, end_hour: Micros) -> list[Any]:
+        return await self._fetch(
+            "MATCH (x:StatisticsRollup) WHERE x.hour >= $first AND x.hour < $end"
+            " RETURN x.hour, x.dimension, x.key, x.count",
+            first=first_hour,
+            end=end_hour,
+        )
 
-        async def read_rollups(first_hour: Micros, end_hour: Micros) -> list[Any]:
-            return await self._fetch(
-                "MATCH (x:StatisticsRollup) WHERE x.hour >= $first AND x.hour < $end"
-                " RETURN x.hour, x.dimension, x.key, x.count",
-                first=first_hour,
-                end=end_hour,
-            )
-
-        await collect_statistics(statistics_filter(flt, start, end), builder, read_rollups, self._count_rows)
-        top = builder.top_groups(top_groups)
-        info: dict[str, tuple[str, int]] = {}
-        if top:
-            rows = await self._fetch(
-                "UNWIND $ids AS gid MATCH (g:ErrorGroup {group_id: gid}) RETURN gid, g.title, g.status",
-                ids=[g for g, _ in top],
-            )
-            info = {gid: (title, status) for gid, title, status in rows}
-        return builder.build(group_counts(top, info))
+    async def _group_titles(self, group_ids: list[str]) -> dict[str, tuple[str, int]]:
+        query = "UNWIND $ids AS gid MATCH (g:ErrorGroup {group_id: gid}) RETURN gid, g.title, g.status"
+        return {gid: (title, status) for gid, title, status in await self._fetch(query, ids=group_ids)}
 
     async def _count_rows(self, bounded: ErrorFilter, builder: StatisticsBuilder) -> None:
         """Counts the errors that match `bounded` into `builder`, from the errors."""
@@ -976,96 +896,52 @@ class Neo4jStore:
         ):
             builder.add_all(target, rows)
 
-    async def severity_timed_counts(
-        self, start: Micros, end: Micros, bucket: Micros, exclude_group_ids: Sequence[str] = ()
-    ) -> dict[Severity, list[TimedCount]]:
-        counts = await self._timed_counts(ROLLUP_SEVERITY, "", start, end, bucket, exclude_group_ids)
-        return {Severity(int(key)): series for key, series in counts.build().items()}
+    async def _timed_rollups(self, dimension: int, key: str, first_hour: Micros, end_hour: Micros) -> list[Any]:
+        query = (
+            "MATCH (x:StatisticsRollup) WHERE x.hour >= $first AND x.hour < $end AND x.dimension = $dimension"
+            + (" AND x.key = $key" if key else "")
+            + " RETURN x.hour, x.key, x.count"
+        )
+        return await self._fetch(query, first=first_hour, end=end_hour, dimension=dimension, key=key)
 
-    async def group_timed_counts(self, group_id: str, start: Micros, end: Micros, bucket: Micros) -> list[TimedCount]:
-        return (await self._timed_counts(ROLLUP_GROUP, group_id, start, end, bucket)).series(group_id)
-
-    async def _timed_counts(
-        self,
-        dimension: int,
-        key: str,
-        start: Micros,
-        end: Micros,
-        bucket: Micros,
-        exclude_group_ids: Sequence[str] = (),
-    ) -> TimedCountsBuilder:
-        """Timed counts per value of `dimension` (only `key` when set): whole hours from the
-        rollups, less the excluded groups' errors in them; partial edge hours (or everything, for
-        buckets shorter than an hour) from the errors."""
-        if bucket <= 0:
-            raise InvalidArgument.single("bucket", "must be positive")
-        builder = TimedCountsBuilder(start, end, bucket)
+    async def _count_timed_rows(
+        self, dimension: int, bounded: ErrorFilter, into: TimedCountsBuilder, sign: int, only_groups: Sequence[str]
+    ) -> None:
         prop = "e.group_id" if dimension == ROLLUP_GROUP else "e.severity"
-        flt = ErrorFilter(group_id=key if dimension == ROLLUP_GROUP else "", exclude_group_ids=list(exclude_group_ids))
-
-        async def read_rollups(first_hour: Micros, end_hour: Micros) -> list[Any]:
-            query = (
-                "MATCH (x:StatisticsRollup) WHERE x.hour >= $first AND x.hour < $end AND x.dimension = $dimension"
-                + (" AND x.key = $key" if key else "")
-                + " RETURN x.hour, x.key, x.count"
-            )
-            return await self._fetch(query, first=first_hour, end=end_hour, dimension=dimension, key=key)
-
-        async def count_rows(bounded: ErrorFilter, into: TimedCountsBuilder, sign: int, groups: Sequence[str]) -> None:
-            q = _where(bounded)
-            only = ["e.group_id IN $only_groups"] if groups else []
-            rows = await self._fetch(
-                f"{q.match(*only)} RETURN {prop} AS k, (e.occurred_at - $bucket_start) / $bucket_size AS b,"
-                " count(*) AS n",
-                **q.params,
-                only_groups=list(groups),
-                bucket_start=into.first,
-                bucket_size=into.bucket,
-            )
-            for value, index, n in rows:
-                into.add(value, index, sign * n)
-
-        await collect_timed_counts(builder, flt, start, end, read_rollups, count_rows)
-        return builder
+        q = _where(bounded)
+        only = ["e.group_id IN $only_groups"] if only_groups else []
+        rows = await self._fetch(
+            f"{q.match(*only)} RETURN {prop} AS k, (e.occurred_at - $bucket_start) / $bucket_size AS b, count(*) AS n",
+            **q.params,
+            only_groups=list(only_groups),
+            bucket_start=into.first,
+            bucket_size=into.bucket,
+        )
+        for value, index, n in rows:
+            into.add(value, index, sign * n)
 
     async def count_errors(self) -> int:
-        async def run(session: AsyncSession) -> int:
-            return int((await _rows(session, "MATCH (e:ErrorSnapshot) RETURN count(e)"))[0][0])
-
-        return await self._read(run)
+        return int((await self._fetch("MATCH (e:ErrorSnapshot) RETURN count(e)"))[0][0])
 
     async def latest_received_at(self) -> Micros:
-        async def run(session: AsyncSession) -> Micros:
-            rows = await _rows(
-                session,
-                "MATCH (e:ErrorSnapshot) WHERE e.received_at IS NOT NULL"
-                " RETURN e.received_at ORDER BY e.received_at DESC LIMIT 1",
-            )
-            return int(rows[0][0]) if rows else 0
-
-        return await self._read(run)
+        rows = await self._fetch(
+            "MATCH (e:ErrorSnapshot) WHERE e.received_at IS NOT NULL"
+            " RETURN e.received_at ORDER BY e.received_at DESC LIMIT 1"
+        )
+        return int(rows[0][0]) if rows else 0
 
     # --- groups -------------------------------------------------------------------------------
     async def get_group(self, group_id: str) -> ErrorGroup:
-        async def run(session: AsyncSession) -> ErrorGroup:
-            rows = await _rows(session, f"MATCH (g:ErrorGroup {{group_id: $id}}) RETURN {_GROUP_ROW}", id=group_id)
-            if not rows:
-                raise NotFound("group", group_id)
-            return _group(rows[0])
+        rows = await self._fetch(f"MATCH (g:ErrorGroup {{group_id: $id}}) RETURN {_GROUP_ROW}", id=group_id)
+        if not rows:
+            raise NotFound("group", group_id)
+        return _group(rows[0])
 
-        return await self._read(run)
-
-    async def list_groups(
-        self, statuses: Sequence[GroupStatus], order: GroupOrder, page_size: int, page_token: str = ""
-    ) -> Page[ErrorGroup]:
-        key = _GROUP_KEYS.get(order, "last_seen")
-        digest = query_digest("groups", sorted(int(s) for s in statuses), key)
-        after = self._tokens.decode(page_token, digest, (int, str))
+    async def _groups(self, statuses: list[int], key: str, after: list[Any] | None, limit: int) -> list[ErrorGroup]:
         where: list[str] = []
-        params: dict[str, Any] = {"limit": page_size + 1}
+        params: dict[str, Any] = {"limit": limit, "statuses": statuses}
         if statuses:
             where.append("g.status IN $statuses")
-            params["statuses"] = [int(s) for s in statuses]
         if after is not None:
             where.append(f"g.{key} <= $after_key AND (g.{key} < $after_key OR g.group_id < $after_id)")
             params["after_key"], params["after_id"] = after
@@ -1074,12 +950,7 @@ class Neo4jStore:
             + (f" WHERE {' AND '.join(where)}" if where else "")
             + f" WITH g ORDER BY g.{key} DESC, g.group_id DESC LIMIT $limit RETURN {_GROUP_ROW}"
         )
-
-        async def run(session: AsyncSession) -> Page[ErrorGroup]:
-            rows = await _rows(session, query, **params)
-            return Page(*self._tokens.page([_group(row) for row in rows], page_size, digest, group_key(key == "count")))
-
-        return await self._read(run)
+        return [_group(row) for row in await self._fetch(query, **params)]
 
     async def update_group_status(self, group_id: str, status: GroupStatus) -> ErrorGroup:
         async def work(tx: AsyncTransaction) -> ErrorGroup:
@@ -1097,13 +968,8 @@ class Neo4jStore:
         return await self._write(work)
 
     async def muted_group_ids(self) -> list[str]:
-        async def run(session: AsyncSession) -> list[str]:
-            rows = await _rows(
-                session, "MATCH (g:ErrorGroup) WHERE g.status = $muted RETURN g.group_id", muted=int(GroupStatus.MUTED)
-            )
-            return [r[0] for r in rows]
-
-        return await self._read(run)
+        query = "MATCH (g:ErrorGroup) WHERE g.status = $muted RETURN g.group_id"
+        return _first(await self._fetch(query, muted=int(GroupStatus.MUTED)))
 
     # --- topology and changes -----------------------------------------------------------------
     async def upsert_resources(
@@ -1122,6 +988,8 @@ class Neo4jStore:
         return await self._write(work)
 
     async def get_topology(self, resource_id: str, depth: int) -> Topology:
+        max_edges = self._bounds.max_edges
+
         async def run(session: AsyncSession) -> Topology:
             found = await _rows(
                 session,
@@ -1130,62 +998,32 @@ class Neo4jStore:
             )
             if not found:
                 raise NotFound("resource", resource_id)
-            cap = self._bounds.max_neighbours_per_hop
-            reach: set[str] = {resource_id}
-            truncated = False
-            # As in the SQLite store: each hop asks for at most cap + |reach| + 1 ids, enough to
-            # find cap + 1 new ones, so a hub with 20,000 dependents costs a bounded read.
-            for query in _NEIGHBOURS.values():
-                frontier = [resource_id]
-                for _ in range(depth):
-                    if not frontier:
-                        break
-                    new_ids: list[str] = []
-                    for (far,) in await _rows(session, query, ids=frontier, limit=cap + len(reach) + 1):
-                        if far in reach:
-                            continue
-                        if len(new_ids) == cap:
-                            truncated = True
-                            break
-                        new_ids.append(far)
-                    reach.update(new_ids)
-                    frontier = new_ids
-            ids = sorted(reach)
-            resources = [
-                Resource(i, t or "", n or "", codec.loads(lb) or {})
-                for i, t, n, lb in await _rows(
-                    session,
-                    "UNWIND $ids AS id MATCH (r:Resource {id: id}) RETURN r.id AS id, r.type, r.name, r.labels_json",
-                    ids=ids,
-                )
-            ]
-            resources.sort(key=lambda r: r.id)
+
+            async def neighbours(direction: str, frontier: list[str], limit: int) -> list[str]:
+                return _first(await _rows(session, _NEIGHBOURS[direction], ids=frontier, limit=limit))
+
+            walk = walk_topology(resource_id, depth, self._bounds.max_neighbours_per_hop)
+            ids, truncated = await run_walk_async(walk, neighbours)
+            resources = await _rows(
+                session,
+                "UNWIND $ids AS id MATCH (r:Resource {id: id}) RETURN r.id AS id, r.type, r.name, r.labels_json",
+                ids=ids,
+            )
             edges = await _rows(
                 session,
                 "UNWIND $ids AS id MATCH (a:Resource {id: id})-[:DEPENDS_ON]->(b:Resource) WHERE b.id IN $ids"
                 " RETURN a.id AS a, b.id AS b LIMIT $limit",
                 ids=ids,
-                limit=self._bounds.max_edges + 1,
+                limit=max_edges + 1,
             )
-            if len(edges) > self._bounds.max_edges:
-                truncated = True
-                edges = edges[: self._bounds.max_edges]
-            deps = sorted({Dependency(a, b) for a, b in edges}, key=lambda d: (d.dependent_id, d.dependency_id))
-            return Topology(resource_id, resources, deps, truncated)
+            return topology(resource_id, resources, edges, max_edges, truncated)
 
         return await self._read(run)
 
     async def record_change(self, change: Change) -> Change:
-        params = {
-            "change_id": change.change_id,
-            "kind": int(change.kind),
-            "resource_id": change.resource_id,
-            "occurred_at": change.occurred_at,
-            "version": change.version,
-            "description": change.description,
-            "author": change.author,
-            "doc": codec.dumps(codec.change_to_doc(change)),
-        }
+        doc = codec.change_to_doc(change)
+        # The document's fields as properties, the metadata (a map) in the document only.
+        params = {**{k: v for k, v in doc.items() if k != "metadata"}, "doc": codec.dumps(doc)}
 
         async def work(tx: AsyncTransaction) -> Change:
             await (
@@ -1235,11 +1073,7 @@ class Neo4jStore:
             f"MATCH (c:Change) WHERE {' AND '.join(where)}"
             " WITH c ORDER BY c.occurred_at DESC, c.change_id LIMIT $limit RETURN c.doc"
         )
-
-        async def run(session: AsyncSession) -> list[Change]:
-            return [codec.change_from_doc(codec.loads(row[0])) for row in await _rows(session, query, **params)]
-
-        return await self._read(run)
+        return [codec.change_from_doc(codec.loads(row[0])) for row in await self._fetch(query, **params)]
 
 
 def _first(rows: list[list[Any]]) -> list[Any]:

@@ -14,14 +14,14 @@ import logging
 import queue
 import sqlite3
 import threading
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from concurrent import futures
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from errorreplay_server.domain.errors import InvalidArgument, NotFound, StoreUnavailable
+from errorreplay_server.domain.errors import NotFound, StoreUnavailable
 from errorreplay_server.domain.model import (
     CaptureOutcome,
     Change,
@@ -31,16 +31,11 @@ from errorreplay_server.domain.model import (
     ErrorFilter,
     ErrorGroup,
     ErrorSnapshot,
-    GroupCount,
-    GroupOrder,
     GroupStatus,
     Micros,
     NewError,
     Page,
     Resource,
-    Severity,
-    Statistics,
-    TimedCount,
     Topology,
     idempotency_key,
     nearest,
@@ -50,34 +45,34 @@ from errorreplay_server.domain.words import words
 from errorreplay_server.store import codec
 from errorreplay_server.store.base import SEARCH_COUNT_LIMIT, TopologyBounds
 from errorreplay_server.store.codec import (
+    ERROR_COLUMNS,
     LINK_COLUMNS,
     MAX_GROUP_RESOURCES_LISTED,
+    error_columns,
     group_from_row,
     link_from_row,
-    report_details_json,
     snapshot_from_row,
 )
 from errorreplay_server.store.core import (
+    DEPENDENCIES,
+    DEPENDENTS,
     ROLLUP_GROUP,
-    ROLLUP_SEVERITY,
     STOP,
     CapturePlan,
     StatisticsBuilder,
     Stop,
+    StoreCore,
     StoredState,
     TimedCountsBuilder,
     bounded_total,
-    collect_statistics,
-    collect_timed_counts,
     drain_batch,
-    group_counts,
     related_pivot,
-    rollup_counts,
-    rollup_row,
+    run_walk,
     runs,
-    statistics_filter,
+    topology,
+    walk_topology,
 )
-from errorreplay_server.store.pagination import PageTokens, error_key, filter_digest, group_key, new_key, query_digest
+from errorreplay_server.store.pagination import PageTokens, error_key, filter_digest, new_key
 
 log = logging.getLogger(__name__)
 R = TypeVar("R")
@@ -220,16 +215,11 @@ CREATE TABLE IF NOT EXISTS meta (
 );
 """
 
-_ERROR_COLUMNS = (
-    "error_id, request_id, group_id, fingerprint, received_at, occurred_at, severity, source, resource_id,"
-    " resource_type, service, environment, error_type, correlation_id, trace_id, message, details, context"
-)
-_NARROW_COLUMNS = (
-    "error_id, request_id, group_id, received_at, occurred_at, severity, source, resource_id,"
-    " resource_type, service, environment, error_type, correlation_id, trace_id"
-)
+# The documents, kept in error_docs; the other ERROR_COLUMNS are in errors.
+_DOC_COLUMNS = ("fingerprint", "message", "details", "context")
+_NARROW_COLUMNS = [c for c in ERROR_COLUMNS if c not in _DOC_COLUMNS]
 # USING (seq) keeps unqualified column names valid in every WHERE clause built below.
-_SELECT_ERRORS = f"SELECT {_ERROR_COLUMNS} FROM errors JOIN error_docs USING (seq)"
+_SELECT_ERRORS = f"SELECT {', '.join(ERROR_COLUMNS)} FROM errors JOIN error_docs USING (seq)"
 _SELECT_LINKS = f"SELECT {', '.join(LINK_COLUMNS)} FROM errors"
 
 
@@ -331,7 +321,9 @@ _Result = tuple["asyncio.Future[Any]", Any, BaseException | None]
 class _Writer(threading.Thread):
     """The single writer: runs queued jobs in grouped transactions."""
 
-    def __init__(self, path: str, capture_many: Callable[[sqlite3.Connection, list[NewError]], list[CaptureOutcome]]):
+    def __init__(
+        self, path: str, capture_many: Callable[[sqlite3.Connection, list[list[NewError]]], list[list[CaptureOutcome]]]
+    ):
         super().__init__(name="sqlite-writer", daemon=True)
         self._path = path
         self._capture_many = capture_many
@@ -380,7 +372,8 @@ class _Writer(threading.Thread):
                 if captures:
                     results.extend(self._captures(conn, run))  # type: ignore[arg-type]
                 else:
-                    results.append(self._one(conn, *run[0]))  # type: ignore[misc]
+                    job, future = run[0]  # type: ignore[misc]
+                    results.append((future, *_savepoint(conn, job)))
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             log.exception("sqlite commit failed")
@@ -396,44 +389,33 @@ class _Writer(threading.Thread):
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(_resolve_all, items)
 
-    @staticmethod
-    def _one(
-        conn: sqlite3.Connection, job: Callable[[sqlite3.Connection], Any], future: asyncio.Future[Any]
-    ) -> _Result:
-        # A savepoint per job: one failing job rolls back alone, the others still commit.
-        conn.execute("SAVEPOINT job")
-        try:
-            value = job(conn)
-        except Exception as exc:
-            conn.execute("ROLLBACK TO job")
-            conn.execute("RELEASE job")
-            return (future, None, exc)
-        conn.execute("RELEASE job")
-        return (future, value, None)
-
-    def _capture_job(self, items: list[NewError]) -> Callable[[sqlite3.Connection], list[CaptureOutcome]]:
-        return lambda conn: self._capture_many(conn, items)
-
     def _captures(self, conn: sqlite3.Connection, run: list[_CaptureJob]) -> list[_Result]:
         """All captures of consecutive jobs in one set-wise write; if that fails, job by job, so a
         bad job fails alone."""
-        merged = [item for job in run for item in job.items]
-        conn.execute("SAVEPOINT captures")
-        try:
-            outcomes = self._capture_many(conn, merged)
-        except Exception as exc:
-            conn.execute("ROLLBACK TO captures")
-            conn.execute("RELEASE captures")
-            if len(run) == 1:
-                return [(run[0].future, None, exc)]
-            return [self._one(conn, self._capture_job(job.items), job.future) for job in run]
-        conn.execute("RELEASE captures")
-        out: list[_Result] = []
-        start = 0
-        for job in run:
-            out.append((job.future, outcomes[start : start + len(job.items)], None))
-            start += len(job.items)
-        return out
+        jobs = [job.items for job in run]
+        if len(run) > 1:
+            outcomes, exc = _savepoint(conn, self._capture_many, jobs)
+            if exc is None:
+                return [(job.future, out, None) for job, out in zip(run, outcomes, strict=True)]
+        results: list[_Result] = []
+        for job, items in zip(run, jobs, strict=True):
+            outcomes, exc = _savepoint(conn, self._capture_many, [items])
+            results.append((job.future, None if exc else outcomes[0], exc))
+        return results
+
+
+def _savepoint(conn: sqlite3.Connection, job: Callable[..., Any], *args: Any) -> tuple[Any, Exception | None]:
+    """job(conn, *args) as (value, None) or (None, its failure): a job that fails rolls back alone,
+    the others still commit."""
+    conn.execute("SAVEPOINT job")
+    try:
+        value = job(conn, *args)
+    except Exception as exc:
+        conn.execute("ROLLBACK TO job")
+        conn.execute("RELEASE job")
+        return None, exc
+    conn.execute("RELEASE job")
+    return value, None
 
 
 def _errors_of(job: _Job) -> int:
@@ -531,6 +513,11 @@ def _where(
     return clauses, params
 
 
+# A resource known only by its id (a dependency's end, a change's resource) until it is declared.
+_BARE_RESOURCE = "INSERT OR IGNORE INTO resources (id, type, name, labels) VALUES (?, '', '', '{}')"
+# One hop of core.walk_topology: the column that holds the frontier, the column of its neighbours.
+_HOP_COLUMNS = {DEPENDENCIES: ("dependent_id", "dependency_id"), DEPENDENTS: ("dependency_id", "dependent_id")}
+
 _GROUP_COLUMNS = (
     "group_id, title, error_type, count, first_seen, last_seen, status, regression,"
     " representative_error_id, max_severity"
@@ -611,14 +598,7 @@ def _text_plan(conn: sqlite3.Connection, text: str, bound: int) -> _TextPlan | N
     return _TextPlan([w for _, w in counted], counted[0][0]) if counted else None
 
 
-def _group_counts(conn: sqlite3.Connection, counted: list[tuple[str, int]]) -> list[GroupCount]:
-    """Top groups with their titles and statuses, in the order given."""
-    sql = f"SELECT group_id, title, status FROM error_groups WHERE group_id IN ({_marks(counted)})"
-    info = {gid: (title, status) for gid, title, status in conn.execute(sql, [g for g, _ in counted])}
-    return group_counts(counted, info)
-
-
-class SqliteStore:
+class SqliteStore(StoreCore):
     """The embedded Store. `path` is the database file; its directory is created if missing."""
 
     def __init__(
@@ -634,7 +614,6 @@ class SqliteStore:
         self._readers: ThreadPoolExecutor | None = None
         self._topology_readers: ThreadPoolExecutor | None = None
         self._inflight: set[Future[Any]] = set()
-        self._token_key = b""
         self._tokens = PageTokens(b"")
         self._local = threading.local()
         self._reader_connections: list[sqlite3.Connection] = []
@@ -708,9 +687,6 @@ class SqliteStore:
                 conn.close()
             self._reader_connections.clear()
 
-    def token_key(self) -> bytes:
-        return self._token_key
-
     # --- plumbing ---------------------------------------------------------------------------
     def _reader(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
@@ -756,10 +732,10 @@ class SqliteStore:
         return await self._writer.submit_capture(list(errors))
 
     @staticmethod
-    def _capture_many(conn: sqlite3.Connection, items: list[NewError]) -> list[CaptureOutcome]:
+    def _capture_many(conn: sqlite3.Connection, jobs: list[list[NewError]]) -> list[list[CaptureOutcome]]:
         """Insert new errors and count them in their groups, a statement per table, not per row."""
         # The request_id column holds the idempotency key: (scope, request_id) in one string.
-        lookups = CapturePlan.lookups([items])
+        lookups = CapturePlan.lookups(jobs)
         stored = StoredState()
         for chunk in _chunks(lookups.request_ids):
             for row in conn.execute(f"{_SELECT_ERRORS} WHERE request_id IN ({_marks(chunk)})", chunk):
@@ -768,46 +744,16 @@ class SqliteStore:
         for chunk in _chunks(lookups.group_ids):
             sql = f"SELECT group_id, status FROM error_groups WHERE group_id IN ({_marks(chunk)})"
             stored.statuses.update(conn.execute(sql, chunk).fetchall())
-        plan = CapturePlan.build([items], stored)
-        outcomes, fresh = plan.outcomes[0], plan.fresh
+        plan = CapturePlan.build(jobs, stored)
+        fresh = plan.fresh
         if not fresh:
-            return outcomes
-        conn.executemany(
-            f"INSERT INTO errors (seq, {_NARROW_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            [
-                (
-                    s.received_at,
-                    s.error_id,
-                    idempotency_key(s) or None,
-                    s.group_id,
-                    s.received_at,
-                    s.report.occurred_at,
-                    int(s.report.severity),
-                    int(s.report.source),
-                    s.report.resource_id,
-                    s.report.resource_type,
-                    s.report.service,
-                    s.report.environment,
-                    s.report.error_type,
-                    s.report.correlation_id,
-                    s.report.trace_id,
-                )
-                for s in (i.snapshot for i in fresh)
-            ],
-        )
-        conn.executemany(
-            "INSERT INTO error_docs (seq, fingerprint, message, details, context) VALUES (?, ?, ?, ?, ?)",
-            [
-                (
-                    s.received_at,
-                    s.fingerprint,
-                    s.report.message,
-                    report_details_json(s.report),
-                    codec.context_to_json(s.context),
-                )
-                for s in (i.snapshot for i in fresh)
-            ],
-        )
+            return plan.outcomes
+        columns = [error_columns(i.snapshot) for i in fresh]
+        for table, names in (("errors", _NARROW_COLUMNS), ("error_docs", _DOC_COLUMNS)):
+            conn.executemany(
+                f"INSERT INTO {table} (seq, {', '.join(names)}) VALUES (?, {_marks(names)})",
+                [(c["received_at"], *(c[name] for name in names)) for c in columns],
+            )
         conn.executemany(
             "INSERT INTO pending_context (seq) VALUES (?)",
             [(i.snapshot.received_at,) for i in fresh if codec.context_pending(i.snapshot.context)],
@@ -823,7 +769,7 @@ class SqliteStore:
         conn.executemany(
             "INSERT INTO statistics_rollup (hour, dimension, key, count) VALUES (?, ?, ?, ?)"
             " ON CONFLICT (hour, dimension, key) DO UPDATE SET count = count + excluded.count",
-            [(*key, n) for key, n in rollup_counts(rollup_row(i.snapshot) for i in fresh).items()],
+            plan.rollup_rows(),
         )
         # A reopened group takes the new status and the regression flag; otherwise both stay.
         conn.executemany(
@@ -855,28 +801,14 @@ class SqliteStore:
             "INSERT OR IGNORE INTO group_resources (group_id, resource_id) VALUES (?, ?)",
             [(g.group_id, resource) for g in plan.groups.values() for resource in sorted(g.resources)],
         )
-        return outcomes
+        return plan.outcomes
 
-    async def get_error(self, error_id: str) -> ErrorSnapshot:
-        found = await self.get_errors([error_id])
-        if not found:
-            raise NotFound("error", error_id)
-        return found[0]
-
-    async def get_errors(self, error_ids: Sequence[str]) -> list[ErrorSnapshot]:
-        ids = list(dict.fromkeys(error_ids))
-        if not ids:
-            return []
-
+    async def _errors_by_id(self, ids: list[str]) -> list[ErrorSnapshot]:
         def run(conn: sqlite3.Connection) -> list[ErrorSnapshot]:
-            by_id: dict[str, ErrorSnapshot] = {}
-            for i in range(0, len(ids), MAX_SQL_VARIABLES):
-                chunk = ids[i : i + MAX_SQL_VARIABLES]
-                sql = f"{_SELECT_ERRORS} WHERE error_id IN ({','.join('?' * len(chunk))})"
-                for row in conn.execute(sql, chunk):
-                    snap = snapshot_from_row(row)
-                    by_id[snap.error_id] = snap
-            return [by_id[i] for i in ids if i in by_id]
+            rows: list[Any] = []
+            for chunk in _chunks(ids):
+                rows += conn.execute(f"{_SELECT_ERRORS} WHERE error_id IN ({_marks(chunk)})", chunk).fetchall()
+            return [snapshot_from_row(row) for row in rows]
 
         return await self._read(run)
 
@@ -994,7 +926,6 @@ class SqliteStore:
 
     async def update_context(self, error_id: str, context: ErrorContext) -> None:
         doc = codec.context_to_json(context)
-
         pending = codec.context_pending(context)
 
         def run(conn: sqlite3.Connection) -> None:
@@ -1016,20 +947,13 @@ class SqliteStore:
             lambda conn: [snapshot_from_row(row) for row in conn.execute(sql, (received_after, limit))]
         )
 
-    async def statistics(
-        self, flt: ErrorFilter, start: Micros, end: Micros, bucket: Micros, top_groups: int
-    ) -> Statistics:
-        if bucket <= 0:
-            raise InvalidArgument.single("bucket", "must be positive")
-        builder = StatisticsBuilder(start, end, bucket)
+    async def _statistics_rollups(self, first_hour: Micros, end_hour: Micros) -> list[Any]:
+        sql = "SELECT hour, dimension, key, count FROM statistics_rollup WHERE hour >= ? AND hour < ?"
+        return await self._read(_fetch_all(sql, (first_hour, end_hour)))
 
-        async def read_rollups(first_hour: Micros, end_hour: Micros) -> list[Any]:
-            sql = "SELECT hour, dimension, key, count FROM statistics_rollup WHERE hour >= ? AND hour < ?"
-            return await self._read(lambda conn: conn.execute(sql, (first_hour, end_hour)).fetchall())
-
-        await collect_statistics(statistics_filter(flt, start, end), builder, read_rollups, self._count_rows)
-        top = builder.top_groups(top_groups)
-        return builder.build(await self._read(lambda conn: _group_counts(conn, top)) if top else [])
+    async def _group_titles(self, group_ids: list[str]) -> dict[str, tuple[str, int]]:
+        sql = f"SELECT group_id, title, status FROM error_groups WHERE group_id IN ({_marks(group_ids)})"
+        return {gid: (title, status) for gid, title, status in await self._read(_fetch_all(sql, group_ids))}
 
     async def _count_rows(self, bounded: ErrorFilter, builder: StatisticsBuilder) -> None:
         """Counts the errors that match `bounded` into `builder`, from the rows."""
@@ -1066,53 +990,25 @@ class SqliteStore:
             builder.add(builder.by_error_type, error_type, n)
         builder.add_all(builder.by_group, group_rows)
 
-    async def severity_timed_counts(
-        self, start: Micros, end: Micros, bucket: Micros, exclude_group_ids: Sequence[str] = ()
-    ) -> dict[Severity, list[TimedCount]]:
-        counts = await self._timed_counts(ROLLUP_SEVERITY, "severity", "", start, end, bucket, exclude_group_ids)
-        return {Severity(int(key)): series for key, series in counts.build().items()}
+    async def _timed_rollups(self, dimension: int, key: str, first_hour: Micros, end_hour: Micros) -> list[Any]:
+        sql = "SELECT hour, key, count FROM statistics_rollup WHERE hour >= ? AND hour < ? AND dimension = ?"
+        args: list[Any] = [first_hour, end_hour, dimension]
+        if key:
+            sql += " AND key = ?"
+            args.append(key)
+        return await self._read(_fetch_all(sql, args))
 
-    async def group_timed_counts(self, group_id: str, start: Micros, end: Micros, bucket: Micros) -> list[TimedCount]:
-        return (await self._timed_counts(ROLLUP_GROUP, "group_id", group_id, start, end, bucket)).series(group_id)
-
-    async def _timed_counts(
-        self,
-        dimension: int,
-        column: str,
-        key: str,
-        start: Micros,
-        end: Micros,
-        bucket: Micros,
-        exclude_group_ids: Sequence[str] = (),
-    ) -> TimedCountsBuilder:
-        """Timed counts per `column` value (only `key` when set), from the rollups of `dimension`
-        (store/core.py collect_timed_counts)."""
-        if bucket <= 0:
-            raise InvalidArgument.single("bucket", "must be positive")
-        builder = TimedCountsBuilder(start, end, bucket)
-        flt = ErrorFilter(group_id=key if column == "group_id" else "", exclude_group_ids=list(exclude_group_ids))
-
-        async def read_rollups(first_hour: Micros, end_hour: Micros) -> list[Any]:
-            sql = "SELECT hour, key, count FROM statistics_rollup WHERE hour >= ? AND hour < ? AND dimension = ?"
-            args: list[Any] = [first_hour, end_hour, dimension]
-            if key:
-                sql += " AND key = ?"
-                args.append(key)
-            return await self._read(lambda conn: conn.execute(sql, args).fetchall())
-
-        async def count_rows(bounded: ErrorFilter, into: TimedCountsBuilder, sign: int, groups: Sequence[str]) -> None:
-            clauses, params = _where(bounded)
-            for chunk in _chunks(groups) if groups else [()]:
-                where = [*clauses, f"group_id IN ({_marks(chunk)})"] if chunk else clauses
-                sql = f"SELECT {column}, (occurred_at - ?) / ?, COUNT(*) FROM errors WHERE {' AND '.join(where)}"
-                sql += " GROUP BY 1, 2"
-                args = [into.first, into.bucket, *params, *chunk]
-                rows = await self._read(_fetch_all(sql, args))
-                for value, index, n in rows:
-                    into.add(value, index, sign * n)
-
-        await collect_timed_counts(builder, flt, start, end, read_rollups, count_rows)
-        return builder
+    async def _count_timed_rows(
+        self, dimension: int, bounded: ErrorFilter, into: TimedCountsBuilder, sign: int, only_groups: Sequence[str]
+    ) -> None:
+        column = "group_id" if dimension == ROLLUP_GROUP else "severity"
+        clauses, params = _where(bounded)
+        for chunk in _chunks(only_groups) if only_groups else [()]:
+            where = [*clauses, f"group_id IN ({_marks(chunk)})"] if chunk else clauses
+            sql = f"SELECT {column}, (occurred_at - ?) / ?, COUNT(*) FROM errors WHERE {' AND '.join(where)}"
+            sql += " GROUP BY 1, 2"
+            for value, index, n in await self._read(_fetch_all(sql, [into.first, into.bucket, *params, *chunk])):
+                into.add(value, index, sign * n)
 
     async def count_errors(self) -> int:
         return await self._read(lambda conn: int(conn.execute("SELECT COUNT(*) FROM errors").fetchone()[0]))
@@ -1139,27 +1035,20 @@ class SqliteStore:
     async def get_group(self, group_id: str) -> ErrorGroup:
         return await self._read(lambda conn: self._load_group(conn, group_id))
 
-    async def list_groups(
-        self, statuses: Sequence[GroupStatus], order: GroupOrder, page_size: int, page_token: str = ""
-    ) -> Page[ErrorGroup]:
-        key_column = "count" if order == GroupOrder.COUNT else "last_seen"
-        digest = query_digest("groups", sorted(int(s) for s in statuses), key_column)
-        after = self._tokens.decode(page_token, digest, (int, str))
-
-        def run(conn: sqlite3.Connection) -> Page[ErrorGroup]:
+    async def _groups(self, statuses: list[int], key: str, after: list[Any] | None, limit: int) -> list[ErrorGroup]:
+        def run(conn: sqlite3.Connection) -> list[ErrorGroup]:
             where: list[str] = []
             args: list[Any] = []
             if statuses:
-                where.append(f"status IN ({','.join('?' * len(statuses))})")
-                args.extend(int(s) for s in statuses)
+                where.append(f"status IN ({_marks(statuses)})")
+                args.extend(statuses)
             if after is not None:
-                where.append(f"({key_column}, group_id) < (?, ?)")
+                where.append(f"({key}, group_id) < (?, ?)")
                 args.extend(after)
             sql = f"SELECT {_GROUP_COLUMNS} FROM error_groups"
-            sql += (f" WHERE {' AND '.join(where)}" if where else "") + f" ORDER BY {key_column} DESC, group_id DESC"
-            rows = conn.execute(sql + " LIMIT ?", [*args, page_size + 1]).fetchall()
-            groups = [group_from_row(row, self._group_resources(conn, row[0])) for row in rows[: page_size + 1]]
-            return Page(*self._tokens.page(groups, page_size, digest, group_key(key_column == "count")))
+            sql += (f" WHERE {' AND '.join(where)}" if where else "") + f" ORDER BY {key} DESC, group_id DESC LIMIT ?"
+            rows = conn.execute(sql, [*args, limit]).fetchall()
+            return [group_from_row(row, self._group_resources(conn, row[0])) for row in rows]
 
         return await self._read(run)
 
@@ -1198,10 +1087,7 @@ class SqliteStore:
                 [(r.id, r.type, r.name, codec.dumps(r.labels)) for r in res],
             )
             ends = {x for d in deps for x in (d.dependent_id, d.dependency_id)}
-            conn.executemany(
-                "INSERT OR IGNORE INTO resources (id, type, name, labels) VALUES (?, '', '', '{}')",
-                [(x,) for x in sorted(ends)],
-            )
+            conn.executemany(_BARE_RESOURCE, [(x,) for x in sorted(ends)])
             conn.executemany(
                 "INSERT OR IGNORE INTO dependencies (dependent_id, dependency_id) VALUES (?, ?)",
                 [(d.dependent_id, d.dependency_id) for d in deps],
@@ -1211,57 +1097,23 @@ class SqliteStore:
         return await self._write(run)
 
     async def get_topology(self, resource_id: str, depth: int) -> Topology:
-        cap = self._bounds.max_neighbours_per_hop
         max_edges = self._bounds.max_edges
+
+        def neighbours(conn: sqlite3.Connection, direction: str, frontier: list[str], limit: int) -> Iterator[str]:
+            near, far = _HOP_COLUMNS[direction]
+            for chunk in _chunks(frontier):  # read lazily: the walk stops at the first hop that overflows
+                sql = f"SELECT DISTINCT {far} FROM dependencies WHERE {near} IN ({_marks(chunk)}) LIMIT ?"
+                yield from (row[0] for row in conn.execute(sql, [*chunk, limit]))
 
         def run(conn: sqlite3.Connection) -> Topology:
             if conn.execute("SELECT 1 FROM resources WHERE id = ?", (resource_id,)).fetchone() is None:
                 raise NotFound("resource", resource_id)
-            reach: set[str] = {resource_id}
-            truncated = False
-            # Walk dependencies and dependents separately: a sibling (the dependency of a dependent)
-            # is not a neighbour. Each hop reads at most cap + |reach| + 1 index rows: enough to
-            # find cap + 1 new ids even when every known one comes first, and never a hub's all.
-            for near_column, far_column in (
-                ("dependent_id", "dependency_id"),
-                ("dependency_id", "dependent_id"),
-            ):
-                frontier = [resource_id]
-                for _ in range(depth):
-                    if not frontier:
-                        break
-                    found: list[str] = []
-                    seen = set(reach)
-                    hop_overflowed = False
-                    for start in range(0, len(frontier), MAX_SQL_VARIABLES):
-                        chunk = frontier[start : start + MAX_SQL_VARIABLES]
-                        rows = conn.execute(
-                            f"SELECT DISTINCT {far_column} FROM dependencies"
-                            f" WHERE {near_column} IN ({','.join('?' * len(chunk))}) LIMIT ?",
-                            [*chunk, cap + len(seen) + 1],
-                        )
-                        for (far,) in rows:
-                            if far in seen:
-                                continue
-                            if len(found) == cap:
-                                hop_overflowed = True
-                                break
-                            seen.add(far)
-                            found.append(far)
-                        if hop_overflowed:
-                            break
-                    truncated = truncated or hop_overflowed
-                    reach.update(found)
-                    frontier = found
-            ids = codec.dumps(sorted(reach))
-            resources = [
-                Resource(i, t, n, codec.loads(lb) or {})
-                for i, t, n, lb in conn.execute(
-                    "SELECT id, type, name, labels FROM resources"
-                    " WHERE id IN (SELECT value FROM json_each(?)) ORDER BY id",
-                    (ids,),
-                )
-            ]
+            walk = walk_topology(resource_id, depth, self._bounds.max_neighbours_per_hop)
+            reach, truncated = run_walk(walk, lambda *request: neighbours(conn, *request))
+            ids = codec.dumps(reach)
+            resources = conn.execute(
+                "SELECT id, type, name, labels FROM resources WHERE id IN (SELECT value FROM json_each(?))", (ids,)
+            )
             # Each reached resource's own edges, kept when both ends were reached: linear in those
             # edges. The unary + keeps dependency_id out of the index lookup; with it SQLite probed
             # every (dependent, dependency) pair, the square of the neighbourhood.
@@ -1271,11 +1123,7 @@ class SqliteStore:
                 " WHERE +d.dependency_id IN (SELECT value FROM json_each(?)) LIMIT ?",
                 (ids, ids, max_edges + 1),
             ).fetchall()
-            if len(edges) > max_edges:
-                truncated = True
-                edges = edges[:max_edges]
-            deps = [Dependency(a, b) for a, b in sorted(edges)]
-            return Topology(resource_id, resources, deps, truncated)
+            return topology(resource_id, resources, edges, max_edges, truncated)
 
         return await self._read(run, topology=True)
 
@@ -1290,10 +1138,7 @@ class SqliteStore:
                 (change.change_id, int(change.kind), change.resource_id, change.occurred_at, doc),
             )
             if change.resource_id:
-                conn.execute(
-                    "INSERT OR IGNORE INTO resources (id, type, name, labels) VALUES (?, '', '', '{}')",
-                    (change.resource_id,),
-                )
+                conn.execute(_BARE_RESOURCE, (change.resource_id,))
             return change
 
         return await self._write(run)
