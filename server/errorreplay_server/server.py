@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import threading
@@ -229,6 +230,16 @@ async def _start(
     return RunningServer(server, port, store, hub, health_servicer, settings, registry, enrichment, http, notifier, nc)
 
 
+def settle_heap() -> None:
+    """Called once a serving process has started: moves what start-up allocated (modules, protos,
+    the store, the hub) out of the collector's reach, so a full collection walks only what calls
+    left alive, a few thousand objects instead of ~40,000 (7-16 ms against 0.15 ms here: it was
+    GetError's p99, README "Performance"). Not in start_server: tests start many servers in one
+    process, and frozen objects are never collected."""
+    gc.collect()
+    gc.freeze()
+
+
 async def start_hub(
     settings: Settings, store: Store, started: contextlib.AsyncExitStack
 ) -> tuple[InProcessHub, NatsClient | None]:
@@ -413,6 +424,7 @@ async def serve(settings: Settings) -> None:
     except BaseException:
         await running.stop(0)
         raise
+    settle_heap()
     log_listening(
         settings,
         running.port,

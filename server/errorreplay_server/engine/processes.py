@@ -81,7 +81,7 @@ def worker_main(settings: Settings, index: int, socket_path: str, ready: Connect
 async def _worker(settings: Settings, index: int, socket_path: str, ready: Connection) -> None:
     from errorreplay_server.api.auth import build_interceptors
     from errorreplay_server.api.tls import server_credentials
-    from errorreplay_server.server import StartupError, WorkerRole, start_server
+    from errorreplay_server.server import StartupError, WorkerRole, settle_heap, start_server
 
     log = logging.getLogger("errorreplay")
     stop = _stop_requested()
@@ -98,6 +98,7 @@ async def _worker(settings: Settings, index: int, socket_path: str, ready: Conne
     except Exception as exc:
         ready.send(("failed", f"{type(exc).__name__}: {exc}"))
         raise SystemExit(1) from None
+    settle_heap()
     ready.send(("ready", (running.port, running.http.port if running.http else 0)))
     await stop.wait()
     log.info("draining in-flight calls for up to %.1f s", settings.shutdown_grace_seconds)
