@@ -24,6 +24,7 @@ from typing import Any
 
 from errorreplay_server.dataplane import DataPlane
 from errorreplay_server.domain.model import ErrorFilter
+from errorreplay_server.server import settle_heap
 from errorreplay_server.settings import Limits
 from errorreplay_server.store.sqlite import SqliteStore
 
@@ -41,6 +42,7 @@ async def run(data_dir: Path, calls: int, profile: bool) -> dict[str, object]:
         rnd = random.Random(3)
         for error_id in ids[:20]:  # warm the page cache and the reader threads
             await plane.get_error(error_id)
+        settle_heap()  # as a serving process does once started
         waited.update(dict.fromkeys(waited, 0.0))
         profiler = cProfile.Profile() if profile else None
         samples, related = [], []
