@@ -38,7 +38,8 @@ from errorreplay_server.metrics import RpcMetrics, StateCollector
 from errorreplay_server.notify.metrics import NotifyCollector
 from errorreplay_server.notify.notifier import Notifier
 from errorreplay_server.notify.outbox import open_outbox
-from errorreplay_server.settings import Settings, split_host_port
+from errorreplay_server.settings import Settings
+from errorreplay_server.settings_types import split_host_port
 from errorreplay_server.store.base import Store
 from errorreplay_server.store.factory import open_store
 from errorreplay_server.streaming.hub import InProcessHub

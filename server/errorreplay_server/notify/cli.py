@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import json
 import os
 import sys
@@ -160,7 +159,7 @@ def _list(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | Non
         print(f"errorreplay: configuration error: {exc}", file=err)
         return EXIT_USAGE
     if args.data_dir:
-        settings = dataclasses.replace(settings, data_dir=Path(args.data_dir))
+        settings = settings.model_copy(update={"data_dir": Path(args.data_dir)})
     if settings.store == "sqlite" and not settings.sqlite_path.exists():
         print(f"errorreplay: no store at {settings.sqlite_path} (--data-dir or ERRORREPLAY_DATA_DIR)", file=err)
         return EXIT_USAGE
