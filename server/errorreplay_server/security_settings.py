@@ -1,11 +1,6 @@
 """Security settings: bearer-token auth, TLS/mTLS, the per-caller rate limit and the stream cap.
-
-Everything is off by default except the stream cap, so a development server needs no
-configuration; each feature is one variable away (README: Security). Grants come from a token file
-and an inline list (grants.py has both formats); they add up. A configured source that yields no
-grant is a start-up error, not an open server.
-
-A "caller" is the token when auth is on, and the client's address (without its port) when it is off.
+All off by default but the stream cap, so a development server needs no configuration (README:
+Security). A "caller" is the token when auth is on, and the client's address (no port) when off.
 """
 
 from __future__ import annotations
@@ -16,21 +11,13 @@ from typing import Annotated
 from pydantic import model_validator
 
 from errorreplay_server.grants import TokenGrant, parse_inline_tokens, parse_token_lines
-from errorreplay_server.settings_types import (
-    Count,
-    OptionalPath,
-    SettingsModel,
-    listed,
-    setting,
-)
-
-DEFAULT_MAX_STREAMS_PER_TOKEN = 100
+from errorreplay_server.settings_types import Count, OptionalPath, SettingsModel, listed, setting
 
 
 class SecuritySettings(SettingsModel):
     """Auth, TLS and per-caller limits. The defaults give an open, plaintext server with a stream cap."""
 
-    # Role grants from the file and inline add up (`grants`); none means auth is off.
+    # Grants from the file and inline add up (`grants`; formats: grants.py); none: auth is off.
     file_tokens: Annotated[tuple[TokenGrant, ...], listed(parse_token_lines, "token", in_file=True)] = setting(
         (), "AUTH_TOKENS_FILE", "file of `role token` lines; auth is on when set", show_raw=True
     )
@@ -39,14 +26,10 @@ class SecuritySettings(SettingsModel):
     )
     tls_cert_file: OptionalPath = setting(None, "TLS_CERT_FILE", "PEM certificate chain; TLS is on when set")
     tls_key_file: OptionalPath = setting(None, "TLS_KEY_FILE", "PEM private key of that certificate")
-    # When set, clients must present a certificate signed by this CA.
     tls_client_ca_file: OptionalPath = setting(None, "TLS_CLIENT_CA_FILE", "PEM CA bundle; set means mTLS")
-    # Token-bucket refill rate per caller.
     rate_limit_per_second: float = setting(0.0, "RATE_LIMIT_PER_SECOND", "calls per second per caller (0 = off)", ge=0)
     rate_limit_burst: Count = setting(0, "RATE_LIMIT_BURST", "bucket size (0 = the rate rounded up)")
-    max_streams_per_token: Count = setting(
-        DEFAULT_MAX_STREAMS_PER_TOKEN, "MAX_STREAMS_PER_TOKEN", "streams per caller (0 = no cap)"
-    )
+    max_streams_per_token: Count = setting(100, "MAX_STREAMS_PER_TOKEN", "streams per caller (0 = no cap)")
 
     @model_validator(mode="after")
     def _tls_files_pair(self) -> SecuritySettings:

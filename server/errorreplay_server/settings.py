@@ -19,7 +19,6 @@ from errorreplay_server.security_settings import SecuritySettings
 from errorreplay_server.settings_types import (
     Address,
     Count,
-    Directory,
     EventLoop,
     LogLevel,
     Names,
@@ -74,8 +73,7 @@ class Limits(SettingsModel):
     max_resource_name_chars: Count = _limit(256, "MAX_RESOURCE_NAME_CHARS")
     max_labels: Count = _limit(64, "MAX_LABELS")
     max_change_metadata: Count = _limit(64, "MAX_CHANGE_METADATA")
-    # Topology: a neighbourhood lists at most this many new resources per hop and direction, and
-    # at most max_topology_edges edges; beyond either it is marked truncated.
+    # A topology neighbourhood beyond either is marked truncated.
     max_neighbours_per_hop: Count = setting(100, "MAX_NEIGHBOURS_PER_HOP", "topology: new resources per hop")
     max_topology_edges: Count = setting(2000, "MAX_TOPOLOGY_EDGES", "topology: edges per neighbourhood")
 
@@ -136,7 +134,7 @@ class Settings(SettingsModel):
     listen_address: Address = setting(
         "localhost:50051", "LISTEN_ADDRESS", "gRPC listen host:port (port 0 picks one) or unix:PATH"
     )
-    data_dir: Directory = setting(Path("data"), "DATA_DIR", "directory of the embedded SQLite store")
+    data_dir: Path = setting(Path("data"), "DATA_DIR", "directory of the embedded SQLite store")
     store: Store = setting("sqlite", "STORE", "sqlite (embedded) or neo4j (Bolt)")
     metrics_address: OptionalAddress = setting(
         f"{DEFAULT_METRICS_HOST}:{DEFAULT_METRICS_PORT}",

@@ -1,28 +1,20 @@
 """The one settings schema: how each field of the model (settings.py) is set from outside, and loading.
 
-Each setting is one field of a frozen pydantic model, declared with `setting()` (settings_types.py):
-its type parses and checks the value; its Spec gives the variable, meaning, older names, secrecy.
-
-- Variables: one `ERRORREPLAY_` name per setting, flat (the names the README always documented).
-  Older spellings (`PROMETHEUS_URL`, `NEO4J_URI`, ...) still work, with a one-line warning.
-- File: an optional TOML file (`--config FILE` or `ERRORREPLAY_CONFIG`). Its sections are the
-  attribute names on `Settings` (`[server]` for the top-level ones); its keys are the variable names
-  without `ERRORREPLAY_` and without the section name, lower case: `ERRORREPLAY_RELATED_WINDOW` is
-  `[analysis] related_window`, `ERRORREPLAY_NEO4J_URI` is `[neo4j] uri`. Unknown keys are errors.
-- Order: defaults, then the file, then variables, then command-line flags.
-- Durations everywhere use domain/durations.py (`500ms`, `30s`, `5m`, `2h`, `7d`, or seconds).
-
-Errors are `ConfigError`: pydantic's ValidationError turned into one line naming the variable (or
-file key, or flag) and the accepted form.
+Each setting is one field of a frozen pydantic model declared with `setting()` (settings_types.py):
+its type parses and checks the value, its Spec names the variable, meaning, older names, secrecy.
+Order: defaults, the TOML file (`[section] key`: the variable without `ERRORREPLAY_` and without
+the section name, lower case; unknown keys are errors), variables (older spellings warn once), then
+flags (README: Configuration). Errors are `ConfigError`: pydantic's ValidationError made one line
+naming the variable (or file key, or flag) and the accepted form.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
-import re
 import tomllib
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from functools import cache
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
@@ -54,25 +46,22 @@ def _specs(model: type[BaseModel], prefix: tuple[str, ...] = ()) -> Iterator[Spe
 
 
 def _metrics_port(raw: Any) -> str:
-    port = str(raw).strip()
-    if not port.isdigit():
-        raise ValueError(f'"{raw}" is not an integer such as 100')
-    if int(port) > 65535:
+    if not str(raw).strip().isdigit() or int(raw) > 65535:
         raise ValueError(f'"{raw}" is not a port number 0-65535')
-    return f"{DEFAULT_METRICS_HOST}:{int(port)}" if int(port) else ""
+    return f"{DEFAULT_METRICS_HOST}:{int(raw)}" if int(raw) else ""
 
 
-def _with_metrics_port(specs: Iterable[Spec]) -> Iterator[Spec]:
-    """The older ERRORREPLAY_METRICS_PORT is no field of its own: it sets metrics_address."""
-    for spec in specs:
-        yield spec
-        if spec.variable == "ERRORREPLAY_METRICS_ADDRESS":
-            meaning = "older form: a port on 127.0.0.1 (0 = off); ERRORREPLAY_METRICS_ADDRESS wins"
-            port = str(DEFAULT_METRICS_PORT)
-            yield Spec("ERRORREPLAY_METRICS_PORT", meaning, spec.paths, doc_default=port, convert=_metrics_port)
-
-
-SPECS: tuple[Spec, ...] = tuple(_with_metrics_port(_specs(Settings)))
+# The older ERRORREPLAY_METRICS_PORT is no field: it sets metrics_address (its row follows that one's).
+_PORT = Spec(
+    "ERRORREPLAY_METRICS_PORT",
+    "older form: a port on 127.0.0.1 (0 = off); ERRORREPLAY_METRICS_ADDRESS wins",
+    (("metrics_address",),),
+    doc_default=str(DEFAULT_METRICS_PORT),
+    convert=_metrics_port,
+)
+SPECS: tuple[Spec, ...] = tuple(
+    spec for field in _specs(Settings) for spec in ((field, _PORT) if field.paths == _PORT.paths else (field,))
+)
 
 # Fields set by no variable, with the reason (a test checks every other field has a spec).
 FIXED_FIELDS = {
@@ -92,13 +81,6 @@ def get_path(obj: Any, path: tuple[str, ...]) -> Any:
     return obj
 
 
-def _plain(value: Any) -> Any:
-    """A dumped value as the config file writes it."""
-    if isinstance(value, Path):
-        return str(value)
-    return list(value) if isinstance(value, tuple) else value
-
-
 def default_text(spec: Spec) -> str:
     """The default as a user would write it: what `config` shows when nothing is set."""
     if spec.doc_default is not None:
@@ -114,34 +96,27 @@ def _defaults_shown() -> dict[str, dict[str, Any]]:
     return effective(load({}))
 
 
-# --- loading ---
-
 _warned: set[str] = set()
 
 
 def _warn_deprecated(old: str, new: str) -> None:
-    if old in _warned:
-        return
-    _warned.add(old)
-    logger.warning("%s is deprecated; use %s (it still works for now)", old, new)
+    if old not in _warned:
+        _warned.add(old)
+        logger.warning("%s is deprecated; use %s (it still works for now)", old, new)
 
 
 NOTIFICATIONS_SECTION = "notifications"
 
 
-def _read_toml(path: Path) -> dict[str, Any]:
+def read_config_file(path: Path) -> tuple[dict[tuple[str, str], Any], Any]:
+    """(section, key) -> TOML value, and the [notifications] table; ConfigError on an unknown key."""
     try:
         with path.open("rb") as file:
-            return tomllib.load(file)
+            doc = tomllib.load(file)
     except OSError as exc:
         raise ConfigError(f"config file {path}: cannot read: {exc.strerror or exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path}: not valid TOML: {exc}") from None
-
-
-def read_config_file(path: Path) -> dict[tuple[str, str], Any]:
-    """(section, key) -> TOML value; ConfigError naming the file and an unknown key."""
-    doc = _read_toml(path)
     values: dict[tuple[str, str], Any] = {}
     for section, table in doc.items():
         if section == NOTIFICATIONS_SECTION:
@@ -152,15 +127,16 @@ def read_config_file(path: Path) -> dict[tuple[str, str], Any]:
             if (section, key) not in SPECS_BY_KEY:
                 raise ConfigError(f"config file {path}: unknown key [{section}] {key}")
             values[(section, key)] = value
-    return values
+    return values, doc.get(NOTIFICATIONS_SECTION, {})
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Loaded:
-    """The effective settings and, per variable, the raw value that set it (None: the default)."""
+    """The effective settings and, per variable set, where it was set (variable, `config file F:
+    [section] key`, or flag) and the raw value."""
 
     settings: Settings
-    given: Mapping[str, Any]
+    given: Mapping[str, tuple[str, Any]]
 
 
 def load(
@@ -172,37 +148,33 @@ def load(
     (flag name, raw value)). ConfigError, one line naming what is wrong, otherwise."""
     if config_file is None and environ.get(CONFIG_VARIABLE, "").strip():
         config_file = Path(environ[CONFIG_VARIABLE].strip())
-    from_file = read_config_file(config_file) if config_file is not None else {}
-    given: dict[str, Any] = {}
-    where: dict[str, str] = {}
+    from_file, notifications = read_config_file(config_file) if config_file is not None else ({}, {})
+    given: dict[str, tuple[str, Any]] = {}
     for spec in SPECS:
         if (spec.section, spec.key) in from_file:
-            given[spec.variable] = from_file[(spec.section, spec.key)]
-            where[spec.variable] = f"config file {config_file}: [{spec.section}] {spec.key}"
+            where = f"config file {config_file}: [{spec.section}] {spec.key}"
+            given[spec.variable] = (where, from_file[(spec.section, spec.key)])
         for name in (spec.variable, *spec.deprecated):
             raw = environ.get(name)
             if raw is not None and (raw.strip() or spec.empty_means_none):
                 if name != spec.variable:
                     _warn_deprecated(name, spec.variable)
-                given[spec.variable] = raw
-                where[spec.variable] = name
+                given[spec.variable] = (name, raw)
                 break
         if flags and spec.variable in flags:
-            flag, raw = flags[spec.variable]
-            given[spec.variable] = raw
-            where[spec.variable] = flag
+            given[spec.variable] = flags[spec.variable]
     # The older metrics port only counts when the address is not set.
     if "ERRORREPLAY_METRICS_ADDRESS" in given:
         given.pop("ERRORREPLAY_METRICS_PORT", None)
     tree: dict[str, Any] = {}
     for spec in SPECS:
         if spec.variable in given:
-            value = given[spec.variable]
+            where, value = given[spec.variable]
             if spec.convert is not None:
                 try:
                     value = spec.convert(value)
                 except ValueError as exc:
-                    raise ConfigError(f"{where[spec.variable]}: {exc}") from None
+                    raise ConfigError(f"{where}: {exc}") from None
         elif spec.loaded is not None:
             value = spec.loaded
         else:
@@ -215,17 +187,18 @@ def load(
     try:
         settings = Settings.model_validate(tree, context=FROM_OUTSIDE)
     except ValidationError as exc:
-        raise ConfigError(_one_line(exc, given, where)) from None
-    return Loaded(_with_notifications(settings, config_file, environ), given)
+        raise ConfigError(_one_line(exc, given)) from None
+    return Loaded(_with_notifications(settings, notifications, config_file, environ), given)
 
 
-def _with_notifications(settings: Settings, config_file: Path | None, environ: Mapping[str, str]) -> Settings:
+def _with_notifications(
+    settings: Settings, table: Any, config_file: Path | None, environ: Mapping[str, str]
+) -> Settings:
     """Notification rules and targets from the file's [notifications] table (target URLs and
     secrets may come from ERRORREPLAY_NOTIFY_TARGET_<NAME>_URL / _SECRET instead)."""
     from errorreplay_server.notify import config as notify_config
 
     try:
-        table = _read_toml(config_file).get(NOTIFICATIONS_SECTION, {}) if config_file is not None else {}
         if not isinstance(table, dict):
             raise ValueError(f"config file {config_file}: [{NOTIFICATIONS_SECTION}] must be a table")
         targets = notify_config.parse_targets(table.get("targets", {}), environ)
@@ -238,18 +211,19 @@ def _with_notifications(settings: Settings, config_file: Path | None, environ: M
     return settings.model_copy(update={"notify": notify})
 
 
-def _one_line(exc: ValidationError, given: Mapping[str, Any], where: Mapping[str, str]) -> str:
+def _one_line(exc: ValidationError, given: Mapping[str, tuple[str, Any]]) -> str:
     """The first of pydantic's errors as one line naming the variable (or key, or flag) and the form."""
     error = exc.errors()[0]
     loc = tuple(str(part) for part in error["loc"])
     spec = next((_SPECS_BY_PATH[loc[:n]] for n in range(len(loc), 0, -1) if loc[:n] in _SPECS_BY_PATH), None)
     cause = error.get("ctx", {}).get("error")
-    if spec is None or spec.variable not in where:  # a check across fields (model_validator)
-        return _name_the_setting(str(cause or error["msg"]), where)
+    if spec is None or spec.variable not in given:  # a check across fields names the variables itself
+        return str(cause or error["msg"])
+    where, raw = given[spec.variable]
     if error["type"] == "value_error" and cause is not None:
-        return f"{where[spec.variable]}: {cause}"
+        return f"{where}: {cause}"
     assert spec.field is not None
-    return f'{where[spec.variable]}: "{given[spec.variable]}" is not {_form(spec.field)}'
+    return f'{where}: "{raw}" is not {_form(spec.field)}'
 
 
 def _form(field: FieldInfo) -> str:
@@ -257,7 +231,7 @@ def _form(field: FieldInfo) -> str:
     if get_origin(field.annotation) is Literal:
         return f"one of {', '.join(get_args(field.annotation))}"
     validators = [getattr(item, "func", None) for item in field.metadata]
-    names: dict[Any, str] = {int: "an integer", float: "a number", bool: "on or off", str: "text"}
+    names: dict[Any, str] = {int: "an integer", float: "a number", bool: "on or off", str: "text", Path: "a path"}
     kind = "a duration" if set(validators) & set(DURATIONS) else names.get(field.annotation, "valid")
     ge, le, gt = (
         sorted(getattr(m, bound) for m in field.metadata if hasattr(m, bound)) for bound in ("ge", "le", "gt")
@@ -267,15 +241,6 @@ def _form(field: FieldInfo) -> str:
     return f"{kind} > {gt[-1]}" if gt else f"{kind} >= {ge[-1]}" if ge else kind
 
 
-def _name_the_setting(message: str, where: Mapping[str, str]) -> str:
-    """A check across fields names attributes (`timeout_seconds must be positive`); put in front
-    the variable (or key, or flag) that set the attribute it names, when one did."""
-    for spec in SPECS:
-        if spec.variable in where and any(re.search(rf"\b{path[-1]}\b", message) for path in spec.paths):
-            return f"{where[spec.variable]}: {message}"
-    return message
-
-
 def effective(loaded: Loaded) -> dict[str, dict[str, Any]]:
     """{section: {key: value}} in the file's form, secrets masked; for `errorreplay config`."""
     shown = loaded.settings.model_dump()
@@ -283,38 +248,28 @@ def effective(loaded: Loaded) -> dict[str, dict[str, Any]]:
     for spec in SPECS:
         if spec.convert is not None:
             continue  # the metrics port: folded into metrics_address
-        raw = loaded.given.get(spec.variable)
+        raw = loaded.given.get(spec.variable, ("", None))[1]
         if spec.secret:
             value: Any = MASK if raw is not None and str(raw).strip() else ""
         elif spec.show_raw:
             value = "" if raw is None else str(raw).strip()
         else:
-            value = _plain(get_path(shown, spec.paths[0]))
+            value = get_path(shown, spec.paths[0])
+            value = str(value) if isinstance(value, Path) else list(value) if isinstance(value, tuple) else value
         out.setdefault(spec.section, {})[spec.key] = value
     return out
 
 
 def to_toml(sections: Mapping[str, Mapping[str, Any]]) -> str:
-    """A config file; a masked secret is a comment, so the file loads and keeps the other settings."""
+    """A config file; a masked secret is a comment, so the file loads and keeps the other settings.
+    JSON's scalars, strings and arrays are TOML's too."""
     lines: list[str] = []
     for section, table in sections.items():
         lines.append(f"[{section}]")
         for key, value in table.items():
-            comment = "# " if value == MASK else ""
-            lines.append(f"{comment}{key} = {_toml_value(value)}")
+            lines.append(f"{'# ' if value == MASK else ''}{key} = {json.dumps(value, ensure_ascii=False)}")
         lines.append("")
     return "\n".join(lines)
-
-
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, Iterable) and not isinstance(value, str):
-        return "[" + ", ".join(_toml_value(item) for item in value) + "]"
-    text = str(value).replace("\\", "\\\\").replace('"', '\\"')
-    return f'"{text}"'
 
 
 __all__ = ["DURATION_FORMS", "SPECS", "ConfigError", "Loaded", "Spec", "effective", "load", "to_toml"]

@@ -16,6 +16,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, GetCoreSchem
 from pydantic.fields import FieldInfo
 from pydantic_core import CoreSchema, core_schema
 
+from errorreplay_server.domain.addresses import split_host_port
 from errorreplay_server.domain.durations import format_duration, parse_duration
 from errorreplay_server.domain.model import MICROS_PER_SECOND
 
@@ -119,13 +120,18 @@ def listed(parse: Callable[[str, str], list[Any]], what: str, *, in_file: bool =
     return Parsed(items)
 
 
-def split_host_port(address: str, name: str) -> tuple[str, int]:
-    """`host:port` (IPv6 hosts in brackets) -> (host, port); ValueError naming `name` otherwise."""
-    host, sep, port = address.strip().rpartition(":")
-    host = host.removeprefix("[").removesuffix("]")
-    if not sep or not host or not port.isdigit() or int(port) > 65535:
-        raise ValueError(f"{name} must be host:port, such as 127.0.0.1:9464 or 0.0.0.0:9464, got {address!r}")
-    return host, int(port)
+def from_file(load: Callable[[Path], Any], default: Callable[[], Any]) -> Parsed:
+    """A value loaded from the file the text names (`default()` when unset); one from code is kept."""
+
+    def value(raw: Any) -> Any:
+        if not isinstance(raw, str | Path):
+            return raw
+        try:
+            return load(path) if (path := optional_path(raw)) else default()
+        except OSError as exc:
+            raise ValueError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+    return Parsed(value)
 
 
 def _address(raw: Any, *, optional: bool = False, unix: bool = False) -> str:
@@ -139,10 +145,6 @@ def _address(raw: Any, *, optional: bool = False, unix: bool = False) -> str:
     except ValueError:
         raise ValueError(f'"{raw}" is not host:port such as 127.0.0.1:9464 or 0.0.0.0:9464') from None
     return text(raw)
-
-
-def _seconds(raw: Any) -> Any:
-    return parse_duration(raw) if isinstance(raw, str | int | float) else raw
 
 
 def _micros(raw: Any, info: core_schema.ValidationInfo) -> Any:
@@ -159,42 +161,33 @@ def _switch(raw: Any) -> Any:
     raise ValueError(f'"{raw}" is not on or off')
 
 
-def _names(raw: Any) -> tuple[str, ...]:
+def _names(raw: Any, required: bool = False) -> tuple[str, ...]:
     items = raw.split(",") if isinstance(raw, str) else raw if isinstance(raw, list | tuple) else [text(raw)]
-    return tuple(text(item) for item in items if text(item))
-
-
-def _required_names(raw: Any) -> tuple[str, ...]:
-    if not (names := _names(raw)):
+    if not (names := tuple(text(item) for item in items if text(item))) and required:
         raise ValueError("needs at least one name, comma-separated")
     return names
-
-
-def _word(raw: Any) -> Any:
-    return text(raw).lower()
 
 
 # Bounds of a type and of its field are not merged (the type's wins): a field narrows with its own type.
 Count = Annotated[int, Ge(0)]
 Positive = Annotated[int, Ge(1)]
 Share = Annotated[float, Ge(0), Le(1)]
-Seconds = Annotated[float, BeforeValidator(_seconds), Ge(0), PlainSerializer(format_duration)]
+Seconds = Annotated[float, BeforeValidator(parse_duration), Ge(0), PlainSerializer(format_duration)]
 Micros = Annotated[
     int, BeforeValidator(_micros), Ge(0), PlainSerializer(lambda us: format_duration(us / MICROS_PER_SECOND))
 ]
 Switch = Annotated[bool, BeforeValidator(_switch)]
 Names = Annotated[tuple[str, ...], BeforeValidator(_names)]
-RequiredNames = Annotated[tuple[str, ...], BeforeValidator(_required_names)]
-Directory = Annotated[Path, BeforeValidator(lambda raw: text(raw) if isinstance(raw, str) else raw)]
+RequiredNames = Annotated[tuple[str, ...], BeforeValidator(lambda raw: _names(raw, required=True))]
 OptionalPath = Annotated[Path | None, BeforeValidator(optional_path), PlainSerializer(lambda p: str(p or ""))]
 Address = Annotated[str, BeforeValidator(lambda raw: _address(raw, unix=True))]
 OptionalAddress = Annotated[
     str, BeforeValidator(lambda raw: _address(raw, optional=True)), PlainSerializer(lambda a: a or "off")
 ]
-Store = Annotated[Literal["sqlite", "neo4j"], BeforeValidator(_word)]
-EventLoop = Annotated[Literal["auto", "uvloop", "asyncio"], BeforeValidator(_word)]
+Store = Annotated[Literal["sqlite", "neo4j"], BeforeValidator(lambda raw: text(raw).lower())]
+EventLoop = Annotated[Literal["auto", "uvloop", "asyncio"], BeforeValidator(lambda raw: text(raw).lower())]
 LogLevel = Annotated[
     Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], BeforeValidator(lambda raw: text(raw).upper())
 ]
-DURATIONS = (_seconds, _micros)
+DURATIONS = (parse_duration, _micros)
 """The validators of durations: an error calls their values `a duration` (`"0" is not a duration > 0`)."""

@@ -1,5 +1,4 @@
 """Every window, weight and threshold of the analysis, as one typed object (docs/ARCHITECTURE.md §4).
-Each field carries its variable and meaning (README: Configuration).
 
 Scores live in [0, 1]: each rule multiplies its weight by factors in [0, 1], and the result is
 clamped, so weights say directly how much one rule is trusted against another.
@@ -26,8 +25,6 @@ class AnalysisSettings(SettingsModel):
     related_limit: Positive = setting(
         100, "RELATED_LIMIT", "related errors a replay, GetError or stream message names at most, the nearest in time"
     )
-    # A cascade is followed this many DEPENDS_ON hops from the error's resource at most (see
-    # analysis/correlation.py); a replay reads the topology of at most cascade_max_resources.
     max_cascade_depth: Count = setting(10, "MAX_CASCADE_DEPTH", "cascade hops followed (0 = off)")
     cascade_max_resources: Count = setting(100, "CASCADE_MAX_RESOURCES", "resources a replay reads following a cascade")
     # Set by ERRORREPLAY_CHANGES_WINDOW_BEFORE, with the collectors' window (collectors/settings.py).
@@ -36,7 +33,6 @@ class AnalysisSettings(SettingsModel):
     evidence_lag_us: Micros = setting(
         MICROS_PER_MINUTE, "EVIDENCE_LAG", "evidence this long after the error still counts"
     )
-
     # --- grouping and text ---
     fingerprint_frames: Positive = setting(5, "FINGERPRINT_FRAMES", "innermost frames in the fingerprint")
     group_title_max_chars: Positive = setting(120, "GROUP_TITLE_MAX_CHARS", "longer group titles are cut")
@@ -44,11 +40,9 @@ class AnalysisSettings(SettingsModel):
     log_resource_labels: RequiredNames = setting(
         ("resource_id", "service", "service_name", "app"), "LOG_RESOURCE_LABELS", "log labels naming a line's resource"
     )
-
     # --- root cause: cascade ---
     cascade_weight: Share = setting(0.9, "CAUSE_CASCADE_WEIGHT", "a dependency failed first")
     cascade_silent_hop_factor: Share = setting(0.8, "CAUSE_CASCADE_SILENT_HOP_FACTOR", "per hop without error")
-
     # --- root cause: change ---
     change_weight: Share = setting(0.8, "CAUSE_CHANGE_WEIGHT", "a change shortly before")
     change_half_life_us: Micros = setting(
@@ -58,7 +52,6 @@ class AnalysisSettings(SettingsModel):
         1.25, "CAUSE_CHANGE_REGRESSION_FACTOR", "group first seen after the change", ge=1
     )
     change_dependency_factor: Share = setting(0.6, "CAUSE_CHANGE_DEPENDENCY_FACTOR", "per hop to a changed dependency")
-
     # --- root cause: saturation ---
     saturation_weight: Share = setting(0.7, "CAUSE_SATURATION_WEIGHT", "a metric rose above its baseline")
     saturation_full_excess: float = setting(1.0, "CAUSE_SATURATION_FULL_EXCESS", "rise earning the full weight", gt=0)
@@ -73,28 +66,24 @@ class AnalysisSettings(SettingsModel):
         "CAUSE_SATURATION_METRICS",
         "series name prefixes that are saturation",
     )
-
     # --- root cause: error burst ---
     burst_weight: Share = setting(0.5, "CAUSE_BURST_WEIGHT", "many errors on the resource")
     burst_window_us: Micros = setting(5 * MICROS_PER_MINUTE, "CAUSE_BURST_WINDOW", "how far back a burst is counted")
     burst_min_errors: Positive = setting(3, "CAUSE_BURST_MIN_ERRORS", "fewer is no burst")
     burst_full_errors: Count = setting(10, "CAUSE_BURST_FULL_ERRORS", "errors earning the full weight")
-
     # --- root cause: failing spans and error logs elsewhere ---
     external_weight: Share = setting(0.6, "CAUSE_EXTERNAL_WEIGHT", "spans or logs point at another service")
     external_full_signals: Positive = setting(3, "CAUSE_EXTERNAL_FULL_SIGNALS", "signals earning the full weight")
-
     # --- ranking ---
     min_cause_score: Share = setting(0.05, "CAUSE_MIN_SCORE", "weaker candidates are dropped")
     ambiguity_penalty: Share = setting(0.25, "CAUSE_AMBIGUITY_PENALTY", "confidence = best - this x best rival")
-
     # --- context coverage (analysis/coverage.py) ---
     limited_context_share: Share = setting(0.5, "LIMITED_CONTEXT_SHARE", "above this share of missing context, say so")
 
     @model_validator(mode="after")
     def _burst_range(self) -> AnalysisSettings:
         if self.burst_min_errors > self.burst_full_errors:
-            raise ValueError("burst_min_errors must be at least 1 and at most burst_full_errors")
+            raise ValueError("ERRORREPLAY_CAUSE_BURST_MIN_ERRORS must be at most ERRORREPLAY_CAUSE_BURST_FULL_ERRORS")
         return self
 
 

@@ -1,78 +1,22 @@
-"""Collector and enrichment settings: one typed object; each field carries its variable and
-meaning (README: Configuration). A backend without a URL is SKIPPED, never FAILED. Windows around
-the error: docs/ARCHITECTURE.md §1; related errors are not collected but computed when an error is
-read. Durations are seconds here (the windows: microseconds).
+"""Collector and enrichment settings. A backend without a URL is SKIPPED, never FAILED. Windows
+around the error: docs/ARCHITECTURE.md §1. Durations are seconds here (the windows: microseconds).
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator
 
-from errorreplay_server.collectors.base import WindowSpec
+from errorreplay_server.collectors.base import Windows, WindowSpec
 from errorreplay_server.collectors.escaping import check_kql_identifier, check_label_name
 from errorreplay_server.collectors.promql import PromQLTemplates
 from errorreplay_server.domain.model import MICROS_PER_MINUTE
-from errorreplay_server.settings_types import (
-    Count,
-    Micros,
-    Parsed,
-    Positive,
-    Seconds,
-    SettingsModel,
-    Share,
-    optional_path,
-    setting,
-)
-
-
-def _templates(raw: Any) -> PromQLTemplates:
-    if isinstance(raw, PromQLTemplates):
-        return raw
-    if (path := optional_path(raw)) is None:
-        return PromQLTemplates()
-    try:
-        return PromQLTemplates.load(path)
-    except OSError as exc:
-        raise ValueError(f"cannot read {path}: {exc.strerror or exc}") from None
-
+from errorreplay_server.settings_types import Count, Micros, Positive, Seconds, SettingsModel, Share, from_file, setting
 
 LabelName = Annotated[str, AfterValidator(check_label_name)]
 # Table and column names only: a setting must not smuggle query text.
 KqlName = Annotated[str, AfterValidator(check_kql_identifier)]
-
-
-class Windows(SettingsModel):
-    """How far each source looks around the error. Topology is the graph as it is now (no window);
-    nothing after the error is a change that caused it."""
-
-    logs_before: Micros = setting(5 * MICROS_PER_MINUTE, "LOGS_WINDOW_BEFORE", "logs read before the error")
-    logs_after: Micros = setting(5 * MICROS_PER_MINUTE, "LOGS_WINDOW_AFTER", "logs read after the error")
-    metrics_before: Micros = setting(15 * MICROS_PER_MINUTE, "METRICS_WINDOW_BEFORE", "metrics read before the error")
-    metrics_after: Micros = setting(5 * MICROS_PER_MINUTE, "METRICS_WINDOW_AFTER", "metrics read after the error")
-    changes_before: Micros = setting(
-        24 * 60 * MICROS_PER_MINUTE,
-        "CHANGES_WINDOW_BEFORE",
-        "changes this long before the error are collected and may be causes",
-        also="analysis.change_window_us",
-    )
-
-    @property
-    def logs(self) -> WindowSpec:
-        return WindowSpec(self.logs_before, self.logs_after)
-
-    @property
-    def metrics(self) -> WindowSpec:
-        return WindowSpec(self.metrics_before, self.metrics_after)
-
-    @property
-    def changes(self) -> WindowSpec:
-        return WindowSpec(self.changes_before, 0)
-
-    @property
-    def topology(self) -> WindowSpec:
-        return WindowSpec(0, 0)
 
 
 _UNSET_SKIPS = "(unset: skipped)"
@@ -81,7 +25,7 @@ _UNSET_SKIPS = "(unset: skipped)"
 class CollectorSettings(SettingsModel):
     # Prometheus
     prometheus_url: str = setting("", "PROMETHEUS_URL", f"Prometheus base URL {_UNSET_SKIPS}", old=True)
-    promql_templates: Annotated[PromQLTemplates, Parsed(_templates)] = setting(
+    promql_templates: Annotated[PromQLTemplates, from_file(PromQLTemplates.load, PromQLTemplates)] = setting(
         PromQLTemplates(), "PROMQL_TEMPLATES", "TOML/JSON file of PromQL templates", show_raw=True
     )
     prometheus_step_seconds: Seconds = setting(15.0, "PROMETHEUS_STEP", "range query step", gt=0)
@@ -135,8 +79,23 @@ class CollectorSettings(SettingsModel):
     azure_level_column: KqlName = setting("SeverityLevel", "AZURE_LEVEL_COLUMN", "level column")
     azure_resource_column: KqlName = setting("AppRoleInstance", "AZURE_RESOURCE_COLUMN", "resource column")
     azure_service_column: KqlName = setting("AppRoleName", "AZURE_SERVICE_COLUMN", "service column")
-    # Windows and caps
-    windows: Windows = Field(default_factory=Windows)
+    # Windows around the error. Topology is the graph as it is now (no window); nothing after the
+    # error is a change that caused it.
+    logs_window_before: Micros = setting(5 * MICROS_PER_MINUTE, "LOGS_WINDOW_BEFORE", "logs read before the error")
+    logs_window_after: Micros = setting(5 * MICROS_PER_MINUTE, "LOGS_WINDOW_AFTER", "logs read after the error")
+    metrics_window_before: Micros = setting(
+        15 * MICROS_PER_MINUTE, "METRICS_WINDOW_BEFORE", "metrics read before the error"
+    )
+    metrics_window_after: Micros = setting(
+        5 * MICROS_PER_MINUTE, "METRICS_WINDOW_AFTER", "metrics read after the error"
+    )
+    changes_window_before: Micros = setting(
+        24 * 60 * MICROS_PER_MINUTE,
+        "CHANGES_WINDOW_BEFORE",
+        "changes this long before the error are collected and may be causes",
+        also="analysis.change_window_us",
+    )
+    # Caps
     log_lines_before: Count = setting(150, "LOG_LINES_BEFORE", "log lines kept before the error, per source")
     log_lines_after: Count = setting(50, "LOG_LINES_AFTER", "log lines kept after the error, per source")
     log_line_max_chars: Count = setting(2000, "LOG_LINE_MAX_CHARS", "longer log lines are cut")
@@ -152,6 +111,15 @@ class CollectorSettings(SettingsModel):
     enrichment_resume_horizon_seconds: Seconds = setting(
         86_400.0, "ENRICHMENT_RESUME_HORIZON", "PENDING errors this recent resume at start", gt=0
     )
+
+    @property
+    def windows(self) -> Windows:
+        return Windows(
+            WindowSpec(self.logs_window_before, self.logs_window_after),
+            WindowSpec(self.metrics_window_before, self.metrics_window_after),
+            WindowSpec(self.changes_window_before, 0),
+            WindowSpec(0, 0),
+        )
 
     @property
     def log_lines_cap(self) -> int:

@@ -30,10 +30,10 @@ from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from typing import Any
 
+from errorreplay_server.domain.addresses import split_host_port
 from errorreplay_server.engine.processes import STOP_SIGNAL, worker_main, writer_main
 from errorreplay_server.server import log_listening
 from errorreplay_server.settings import Settings
-from errorreplay_server.settings_types import split_host_port
 
 log = logging.getLogger("errorreplay")
 

@@ -1,17 +1,14 @@
-"""Settings of the HTTP listener (Sentry ingestion, the Alertmanager webhook, /healthz).
-
-Each field carries its variable and default (README: Configuration). The listener is off in
-code (a server built in tests opens no port it was not asked for) and on at DEFAULT_ADDRESS when
-the settings are loaded; port 0 picks a free port.
-
-TLS, bearer tokens and the per-caller rate limit are the gRPC ones (security_settings.py).
-A Sentry key allows ingestion into its project and nothing else.
+"""Settings of the HTTP listener (Sentry ingestion, the Alertmanager webhook, /healthz, the console).
+It is off in code (a server built in tests opens no port it was not asked for) and on at
+DEFAULT_ADDRESS once loaded; port 0 picks a free port. TLS, bearer tokens and the per-caller rate
+limit are the gRPC ones (security_settings.py).
 """
 
 from __future__ import annotations
 
 from typing import Annotated
 
+from errorreplay_server.domain.addresses import split_host_port
 from errorreplay_server.http.sentry_keys import SentryKey, parse_inline_keys, parse_key_lines
 from errorreplay_server.settings_types import (
     Count,
@@ -22,7 +19,6 @@ from errorreplay_server.settings_types import (
     Switch,
     listed,
     setting,
-    split_host_port,
 )
 
 DEFAULT_ADDRESS = "localhost:8080"

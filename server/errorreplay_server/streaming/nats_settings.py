@@ -1,7 +1,5 @@
-"""Settings of the NATS JetStream bus (several replicas; README: Deployment across machines).
-
-Everything here must be the same on every replica of a deployment: the stream and consumer names
-are shared state. The defaults run one replica against a local nats-server.
+"""Settings of the NATS JetStream bus (several replicas; README: Deployment across machines). They
+must be the same on every replica: the names are shared state. The defaults suit one local nats-server.
 """
 
 from __future__ import annotations
