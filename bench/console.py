@@ -16,7 +16,6 @@ import asyncio
 import json
 import random
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import aiohttp
@@ -40,8 +39,11 @@ def percentiles(samples: list[float]) -> dict[str, float]:
 
 async def run(data_dir: Path, count: int, calls: int) -> dict[str, object]:
     seeded = await seed(data_dir, count)
-    settings = replace(
-        Settings(listen_address="127.0.0.1:0", data_dir=data_dir, metrics_address="", enrichment_enabled=False),
+    settings = Settings(
+        listen_address="127.0.0.1:0",
+        data_dir=data_dir,
+        metrics_address="",
+        enrichment_enabled=False,
         http=HttpSettings(address="127.0.0.1:0"),
     )
     running = await start_server(settings)

@@ -101,7 +101,9 @@ async def main() -> None:
 
             server = start_arcadedb(Path(tmp) / "arcadedb")
             try:
-                settings = Neo4jSettings(server.uri, server.username, server.password, server.database)
+                settings = Neo4jSettings(
+                    uri=server.uri, username=server.username, password=server.password, database=server.database
+                )
                 results["bolt"] = await measure(Neo4jStore(settings), args.count, args.searches)
             finally:
                 server.stop()

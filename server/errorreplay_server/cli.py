@@ -23,7 +23,7 @@ from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime, timedelta
 from importlib import metadata
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import grpc
 
@@ -35,8 +35,10 @@ from errorreplay_server import cli_render
 from errorreplay_server.console.links import console_line
 from errorreplay_server.domain.durations import parse_duration
 from errorreplay_server.notify.cli import add_commands as add_notification_commands
-from errorreplay_server.settings import Settings
-from errorreplay_server.settings_schema import Loaded, effective, load, to_toml
+
+if TYPE_CHECKING:  # the settings (and pydantic) load with serve and config, not with the client commands
+    from errorreplay_server.settings import Settings
+    from errorreplay_server.settings_schema import Loaded
 
 DEFAULT_ADDRESS = "localhost:50051"
 DEFAULT_TIMEOUT_SECONDS = 10.0
@@ -107,6 +109,8 @@ def _serve_settings(args: argparse.Namespace) -> Settings:
 
 
 def _load_settings(args: argparse.Namespace) -> Loaded:
+    from errorreplay_server.settings_schema import load
+
     flags: dict[str, tuple[str, Any]] = {}
     if getattr(args, "address_given", False) and args.command == "serve":
         flags["ERRORREPLAY_LISTEN_ADDRESS"] = ("--address", args.address)
@@ -133,6 +137,8 @@ def _config(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"errorreplay: configuration error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    from errorreplay_server.settings_schema import effective, to_toml
+
     sections = effective(loaded)
     sys.stdout.write(json.dumps(sections, indent=2) + "\n" if args.json else to_toml(sections))
     return EXIT_OK

@@ -30,6 +30,7 @@ from errorreplay_server.capture.scrubbing import SecretScrubber
 from errorreplay_server.capture.service import CaptureService, Enricher
 from errorreplay_server.collectors import Collector, build_collectors, close_collectors
 from errorreplay_server.dataplane import DataPlane
+from errorreplay_server.domain.addresses import split_host_port
 from errorreplay_server.domain.errors import StoreUnavailable
 from errorreplay_server.domain.model import ErrorGroup, ErrorSnapshot
 from errorreplay_server.engine.link import LinkedStore, RemoteEnricher, WriterLink
@@ -39,7 +40,7 @@ from errorreplay_server.metrics import RpcMetrics, StateCollector
 from errorreplay_server.notify.metrics import NotifyCollector
 from errorreplay_server.notify.notifier import Notifier
 from errorreplay_server.notify.outbox import open_outbox
-from errorreplay_server.settings import Settings, split_host_port
+from errorreplay_server.settings import Settings
 from errorreplay_server.store.base import Store
 from errorreplay_server.store.factory import open_store
 from errorreplay_server.streaming.hub import InProcessHub

@@ -1,18 +1,35 @@
-"""The settings model: frozen dataclasses with typed fields and documented defaults. How each field
-is set (variable, config-file key, parser) is settings_schema.py; the README table comes from it."""
+"""The settings model: frozen pydantic models, each setting one field declared with its variable,
+default and meaning (settings_types.setting); settings_schema.py loads them, settings_doc.py
+writes the README table from them."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator, Field
 
 from errorreplay_server.analysis.settings import AnalysisSettings
 from errorreplay_server.collectors.settings import CollectorSettings
 from errorreplay_server.http.settings import HttpSettings
 from errorreplay_server.notify.config import NotifySettings
 from errorreplay_server.security_settings import SecuritySettings
+from errorreplay_server.settings_types import (
+    Address,
+    Count,
+    EventLoop,
+    LogLevel,
+    Names,
+    OptionalAddress,
+    OptionalPath,
+    Seconds,
+    SettingsModel,
+    Store,
+    Switch,
+    setting,
+)
 from errorreplay_server.store.base import SEARCH_COUNT_LIMIT, TopologyBounds
 from errorreplay_server.streaming.hub import HubSettings
 from errorreplay_server.streaming.nats_settings import NatsSettings
@@ -21,47 +38,44 @@ DEFAULT_METRICS_HOST = "127.0.0.1"
 DEFAULT_METRICS_PORT = 9464
 
 
-def split_host_port(address: str, name: str) -> tuple[str, int]:
-    """`host:port` (IPv6 hosts in brackets) -> (host, port); ValueError naming `name` otherwise."""
-    host, sep, port = address.strip().rpartition(":")
-    host = host.removeprefix("[").removesuffix("]")
-    if not sep or not host or not port.isdigit() or int(port) > 65535:
-        raise ValueError(f"{name} must be host:port, such as 127.0.0.1:9464 or 0.0.0.0:9464, got {address!r}")
-    return host, int(port)
+def _limit(default: int, variable: str) -> Any:
+    return setting(default, variable, "per-item input limit; a breach is INVALID_ARGUMENT naming the field")
 
 
-@dataclass(frozen=True, slots=True)
-class Limits:
+class Limits(SettingsModel):
     """Input limits. A breach is INVALID_ARGUMENT naming the field (README: Limits)."""
 
-    max_receive_message_bytes: int = 8 * 1024 * 1024
-    max_message_chars: int = 16 * 1024
-    max_stack_trace_chars: int = 64 * 1024
-    max_id_chars: int = 256
-    max_tags: int = 64
-    max_tag_key_chars: int = 128
-    max_tag_value_chars: int = 1024
-    max_attributes_bytes: int = 16 * 1024
-    max_attributes_depth: int = 10
-    max_fingerprint_parts: int = 16
-    max_breadcrumbs: int = 100
-    max_breadcrumb_chars: int = 4096
-    max_batch_size: int = 1000
-    max_search_text_chars: int = 1024
+    max_receive_message_bytes: Count = _limit(8 * 1024 * 1024, "MAX_RECEIVE_MESSAGE_BYTES")
+    max_message_chars: Count = _limit(16 * 1024, "MAX_MESSAGE_CHARS")
+    max_stack_trace_chars: Count = _limit(64 * 1024, "MAX_STACK_TRACE_CHARS")
+    max_id_chars: Count = _limit(256, "MAX_ID_CHARS")
+    max_tags: Count = _limit(64, "MAX_TAGS")
+    max_tag_key_chars: Count = _limit(128, "MAX_TAG_KEY_CHARS")
+    max_tag_value_chars: Count = _limit(1024, "MAX_TAG_VALUE_CHARS")
+    max_attributes_bytes: Count = _limit(16 * 1024, "MAX_ATTRIBUTES_BYTES")
+    max_attributes_depth: Count = _limit(10, "MAX_ATTRIBUTES_DEPTH")
+    max_fingerprint_parts: Count = _limit(16, "MAX_FINGERPRINT_PARTS")
+    max_breadcrumbs: Count = _limit(100, "MAX_BREADCRUMBS")
+    max_breadcrumb_chars: Count = _limit(4096, "MAX_BREADCRUMB_CHARS")
+    max_batch_size: Count = _limit(1000, "MAX_BATCH_SIZE")
+    max_search_text_chars: Count = _limit(1024, "MAX_SEARCH_TEXT_CHARS")
     # Not an input limit: SearchErrors counts its matches up to this many, then says "more".
-    search_count_limit: int = SEARCH_COUNT_LIMIT
-    max_future_skew_seconds: int = 24 * 3600
-    # Topology: a neighbourhood lists at most this many new resources per hop and direction, and
-    # at most max_topology_edges edges; beyond either it is marked truncated.
-    max_neighbours_per_hop: int = 100
-    max_topology_edges: int = 2000
+    search_count_limit: Count = setting(
+        SEARCH_COUNT_LIMIT,
+        "SEARCH_COUNT_LIMIT",
+        "SearchErrors counts matches up to this many; beyond, total_size_capped is true",
+    )
+    max_future_skew_seconds: Count = _limit(24 * 3600, "MAX_FUTURE_SKEW_SECONDS")
     # Topology input, per UpsertResources call. Label keys and values, and change metadata, share
     # the tag limits (max_tag_key_chars, max_tag_value_chars).
-    max_resources_per_call: int = 1000
-    max_dependencies_per_call: int = 5000
-    max_resource_name_chars: int = 256
-    max_labels: int = 64
-    max_change_metadata: int = 64
+    max_resources_per_call: Count = _limit(1000, "MAX_RESOURCES_PER_CALL")
+    max_dependencies_per_call: Count = _limit(5000, "MAX_DEPENDENCIES_PER_CALL")
+    max_resource_name_chars: Count = _limit(256, "MAX_RESOURCE_NAME_CHARS")
+    max_labels: Count = _limit(64, "MAX_LABELS")
+    max_change_metadata: Count = _limit(64, "MAX_CHANGE_METADATA")
+    # A topology neighbourhood beyond either is marked truncated.
+    max_neighbours_per_hop: Count = setting(100, "MAX_NEIGHBOURS_PER_HOP", "topology: new resources per hop")
+    max_topology_edges: Count = setting(2000, "MAX_TOPOLOGY_EDGES", "topology: edges per neighbourhood")
 
     @property
     def topology_bounds(self) -> TopologyBounds:
@@ -72,75 +86,77 @@ OTLP_SEVERITY_NAMES = {"TRACE": 1, "DEBUG": 5, "INFO": 9, "WARN": 13, "WARNING":
 """The first OTLP severity_number of each range (opentelemetry/proto/logs/v1/logs.proto SeverityNumber)."""
 
 
-@dataclass(frozen=True, slots=True)
-class OtlpSettings:
+def _severity(raw: Any) -> Any:
+    if not isinstance(raw, str) or raw.strip().lstrip("-").isdigit():
+        return int(raw) if isinstance(raw, str) else raw
+    if (number := OTLP_SEVERITY_NAMES.get(raw.strip().upper())) is None:
+        raise ValueError(f'"{raw}" is not a severity number 1-24 or one of {", ".join(OTLP_SEVERITY_NAMES)}')
+    return number
+
+
+class OtlpSettings(SettingsModel):
     """What the OTLP receiver (ingest/otlp.py) turns into errors, and how it maps them (README: OpenTelemetry)."""
 
-    # Log records at or above this severity_number are errors even without exception.* attributes.
-    min_log_severity: int = 17  # ERROR
-    # Spans with status ERROR but no `exception` event become errors too.
-    error_spans: bool = False
-    # The resource attribute whose value becomes resource_id (e.g. k8s.deployment.name).
-    resource_id_attribute: str = "service.name"
-    # Attributes copied into tags (looked up on the event or log record, then the span, then the resource).
-    tag_attributes: tuple[str, ...] = (
-        "service.namespace",
-        "service.instance.id",
-        "host.name",
-        "k8s.namespace.name",
-        "k8s.pod.name",
-        "cloud.region",
+    min_log_severity: Annotated[int, BeforeValidator(_severity)] = setting(
+        17, "OTLP_MIN_LOG_SEVERITY", "log records at or above are errors", ge=1, le=24
+    )
+    error_spans: Switch = setting(False, "OTLP_ERROR_SPANS", "spans with status ERROR become errors (on/off)")
+    resource_id_attribute: str = setting(
+        "service.name", "OTLP_RESOURCE_ID_ATTRIBUTE", "resource attribute giving resource_id"
+    )
+    # Looked up on the event or log record, then the span, then the resource.
+    tag_attributes: Names = setting(
+        ("service.namespace", "service.instance.id", "host.name", "k8s.namespace.name", "k8s.pod.name", "cloud.region"),
+        "OTLP_TAG_ATTRIBUTES",
+        "attributes copied into tags (empty: none)",
+        empty_means_none=True,
     )
 
 
-@dataclass(frozen=True, slots=True)
-class Neo4jSettings:
-    uri: str = ""
-    username: str = "neo4j"
-    password: str = field(default="", repr=False)
-    database: str = ""
+class Neo4jSettings(SettingsModel):
+    uri: str = setting("", "NEO4J_URI", "Bolt URI, e.g. bolt://db:7687", old=True)
+    username: str = setting("neo4j", "NEO4J_USERNAME", "Bolt user", old=True)
+    password: str = setting("", "NEO4J_PASSWORD", "Bolt password", old=True, secret=True)
+    database: str = setting("", "NEO4J_DATABASE", "database name (server default when empty)", old=True)
 
 
-@dataclass(frozen=True, slots=True)
-class ScrubSettings:
+class ScrubSettings(SettingsModel):
     """Secret scrubbing beyond the built-in patterns (capture/scrubbing.py)."""
 
-    extra_patterns_file: Path | None = None
-    disabled_kinds: tuple[str, ...] = ()
-    pii: bool = True
+    extra_patterns_file: OptionalPath = setting(None, "SCRUB_EXTRA_PATTERNS", "file of `kind<TAB>regex` lines")
+    disabled_kinds: Names = setting((), "SCRUB_DISABLED_KINDS", "secret kinds not to mask, comma-separated")
+    pii: Switch = setting(True, "SCRUB_PII", "also mask emails and national ids (on/off)")
 
 
-@dataclass(frozen=True, slots=True)
-class Settings:
-    """Server settings. Variables and file keys: settings_schema.py, README (Configuration)."""
+class Settings(SettingsModel):
+    """Server settings; the sections are in the README's order (Configuration)."""
 
-    listen_address: str = "localhost:50051"
-    data_dir: Path = Path("data")
-    store: str = "sqlite"
-    # host:port of the Prometheus metrics listener; "" disables it. Local by default.
-    metrics_address: str = f"{DEFAULT_METRICS_HOST}:{DEFAULT_METRICS_PORT}"
-    shutdown_grace_seconds: float = 10.0
-    log_level: str = "INFO"
-    limits: Limits = field(default_factory=Limits)
-    neo4j: Neo4jSettings = field(default_factory=Neo4jSettings)
-    hub: HubSettings = field(default_factory=HubSettings)
-    analysis: AnalysisSettings = field(default_factory=AnalysisSettings)
-    collectors: CollectorSettings = field(default_factory=CollectorSettings)
-    security: SecuritySettings = field(default_factory=SecuritySettings)
-    otlp: OtlpSettings = field(default_factory=OtlpSettings)
-    scrub: ScrubSettings = field(default_factory=ScrubSettings)
-    # The HTTP listener (http/settings.py); off in code, on at localhost:8080 when loaded.
-    http: HttpSettings = field(default_factory=HttpSettings)
-    # Notification rules and targets (notify/config.py); no rules, no notifier.
-    notify: NotifySettings = field(default_factory=NotifySettings)
-    # Streams and enrichment jobs on NATS JetStream (several replicas); off unless a URL is set.
-    nats: NatsSettings = field(default_factory=NatsSettings)
-    enrichment_enabled: bool = True
-    # gRPC worker processes sharing the port, with one writer process (engine/supervisor.py); 0
-    # serves everything from one process.
-    workers: int = 0
-    # auto (uvloop when installed), uvloop, or asyncio.
-    event_loop: str = "auto"
+    listen_address: Address = setting(
+        "localhost:50051", "LISTEN_ADDRESS", "gRPC listen host:port (port 0 picks one) or unix:PATH"
+    )
+    data_dir: Path = setting(Path("data"), "DATA_DIR", "directory of the embedded SQLite store")
+    store: Store = setting("sqlite", "STORE", "sqlite (embedded) or neo4j (Bolt)")
+    metrics_address: OptionalAddress = setting(
+        f"{DEFAULT_METRICS_HOST}:{DEFAULT_METRICS_PORT}",
+        "METRICS_ADDRESS",
+        "Prometheus /metrics listener, host:port, or off",
+    )
+    shutdown_grace_seconds: Seconds = setting(10.0, "SHUTDOWN_GRACE_SECONDS", "time in-flight calls get at stop")
+    log_level: LogLevel = setting("INFO", "LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR")
+    enrichment_enabled: Switch = setting(True, "ENRICHMENT", "collect context for each error (on/off)")
+    workers: Count = setting(0, "WORKERS", "gRPC worker processes plus a writer process (0 = one process)")
+    event_loop: EventLoop = setting("auto", "EVENT_LOOP", "auto uses uvloop when installed")
+    limits: Limits = Field(default_factory=Limits)
+    neo4j: Neo4jSettings = Field(default_factory=Neo4jSettings)
+    hub: HubSettings = Field(default_factory=HubSettings)
+    security: SecuritySettings = Field(default_factory=SecuritySettings)
+    scrub: ScrubSettings = Field(default_factory=ScrubSettings)
+    otlp: OtlpSettings = Field(default_factory=OtlpSettings)
+    http: HttpSettings = Field(default_factory=HttpSettings)
+    notify: NotifySettings = Field(default_factory=NotifySettings)
+    nats: NatsSettings = Field(default_factory=NatsSettings)
+    collectors: CollectorSettings = Field(default_factory=CollectorSettings)
+    analysis: AnalysisSettings = Field(default_factory=AnalysisSettings)
 
     @property
     def sqlite_path(self) -> Path:

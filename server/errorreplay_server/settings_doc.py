@@ -41,17 +41,14 @@ def render(readme: str) -> str:
 
 
 def main(argv: list[str]) -> int:
-    check = "--check" in argv
     paths = [arg for arg in argv if arg != "--check"]
     path = Path(paths[0]) if paths else README
     text = path.read_text(encoding="utf-8")
-    fresh = render(text)
-    if check:
-        if fresh != text:
+    if "--check" in argv:
+        if stale := render(text) != text:
             print(f"{path}: the configuration table is stale; run python -m errorreplay_server.settings_doc")
-            return 1
-        return 0
-    path.write_text(fresh, encoding="utf-8")
+        return int(stale)
+    path.write_text(render(text), encoding="utf-8")
     return 0
 
 

@@ -10,15 +10,16 @@ import shutil
 import tempfile
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from errorreplay.sync_client import SyncErrorReplayClient
+from errorreplay_server.grants import Role, TokenGrant
 from errorreplay_server.http.settings import HttpSettings
-from errorreplay_server.security_settings import Role, SecuritySettings, TokenGrant
+from errorreplay_server.security_settings import SecuritySettings
 from errorreplay_server.server import RunningServer, start_server
 from tests.grpc.conftest import server_settings
 
@@ -84,11 +85,7 @@ class ServerThread:
 
 
 def console_settings(data_dir: Path, security: SecuritySettings | None = None) -> Any:
-    return replace(
-        server_settings(data_dir),
-        http=HttpSettings(address="127.0.0.1:0"),
-        security=security or SecuritySettings(),
-    )
+    return server_settings(data_dir, http=HttpSettings(address="127.0.0.1:0"), security=security or SecuritySettings())
 
 
 @pytest.fixture(scope="module")

@@ -204,13 +204,12 @@ async def test_groups_page_follows_the_api_page_tokens(running: RunningServer, t
 
 
 async def test_a_search_says_more_than_the_count_limit(tmp_path: Path, tokens: Tokens) -> None:
-    from dataclasses import replace
 
     from errorreplay.client import ErrorReplayClient
     from errorreplay_server.settings import Limits
 
     settings = console_settings(tmp_path, tokens.security())
-    server = await start_server(replace(settings, limits=replace(Limits(), search_count_limit=3)))
+    server = await start_server(settings.model_copy(update={"limits": Limits(search_count_limit=3)}))
     try:
         async with ErrorReplayClient(f"127.0.0.1:{server.port}", token=tokens.admin) as client:
             for i in range(30):

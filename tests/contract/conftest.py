@@ -26,7 +26,9 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
         from errorreplay_server.store.neo4j import Neo4jStore
 
         server = request.getfixturevalue("bolt_server")
-        s = Neo4jStore(Neo4jSettings(server.uri, server.username, server.password, server.database))
+        s = Neo4jStore(
+            Neo4jSettings(uri=server.uri, username=server.username, password=server.password, database=server.database)
+        )
     else:
         neo4j = Settings.from_env(os.environ).neo4j
         if not neo4j.uri:

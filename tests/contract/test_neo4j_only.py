@@ -53,7 +53,7 @@ HOSTILE = [
 
 
 def settings_of(server: BoltServer) -> Neo4jSettings:
-    return Neo4jSettings(server.uri, server.username, server.password, server.database)
+    return Neo4jSettings(uri=server.uri, username=server.username, password=server.password, database=server.database)
 
 
 @pytest.fixture
@@ -285,7 +285,7 @@ def test_dialect_detection() -> None:
 # --- start-up and outages ---------------------------------------------------------------------------
 async def test_start_fails_fast_naming_the_uri_when_nothing_listens() -> None:
     uri = f"bolt://127.0.0.1:{free_port()}"
-    store = Neo4jStore(Neo4jSettings(uri, "neo4j", "secret-pw", "errorreplay"))
+    store = Neo4jStore(Neo4jSettings(uri=uri, username="neo4j", password="secret-pw", database="errorreplay"))
     started = time.monotonic()
     with pytest.raises(StoreUnavailable) as info:
         await store.start()
@@ -296,17 +296,23 @@ async def test_start_fails_fast_naming_the_uri_when_nothing_listens() -> None:
 
 
 async def test_start_fails_on_bad_credentials_and_unknown_database(bolt_server: BoltServer) -> None:
-    wrong_pw = Neo4jSettings(bolt_server.uri, bolt_server.username, "not-the-password", bolt_server.database)
+    wrong_pw = Neo4jSettings(
+        uri=bolt_server.uri, username=bolt_server.username, password="not-the-password", database=bolt_server.database
+    )
     with pytest.raises(StoreUnavailable, match="credentials"):
         await Neo4jStore(wrong_pw).start()
-    missing = Neo4jSettings(bolt_server.uri, bolt_server.username, bolt_server.password, "no_such_database")
+    missing = Neo4jSettings(
+        uri=bolt_server.uri, username=bolt_server.username, password=bolt_server.password, database="no_such_database"
+    )
     with pytest.raises(StoreUnavailable, match="no_such_database"):
         await Neo4jStore(missing).start()
 
 
 async def test_start_rejects_a_bad_uri() -> None:
     with pytest.raises(StoreUnavailable, match="NEO4J_URI"):
-        await Neo4jStore(Neo4jSettings("http://localhost:7474", "neo4j", "pw", "")).start()
+        await Neo4jStore(
+            Neo4jSettings(uri="http://localhost:7474", username="neo4j", password="pw", database="")
+        ).start()
 
 
 @pytest.mark.slow

@@ -19,7 +19,8 @@ import pytest
 
 from errorreplay.v1 import message_pb2 as m
 from errorreplay.v1 import request_response_pb2 as rr
-from errorreplay_server.security_settings import Role, SecuritySettings, TokenGrant
+from errorreplay_server.grants import Role, TokenGrant
+from errorreplay_server.security_settings import SecuritySettings
 from tests.e2e.server_process import free_port
 from tests.http.conftest import Http, http_server, http_settings
 

@@ -17,7 +17,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from errorreplay.v1 import request_response_pb2 as rr
-from errorreplay_server.security_settings import Role, SecuritySettings, TokenGrant
+from errorreplay_server.grants import Role, TokenGrant
+from errorreplay_server.security_settings import SecuritySettings
 from tests.fuzz import strategies as fz
 from tests.fuzz.conftest import (
     METHODS,

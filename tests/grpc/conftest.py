@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,7 @@ class Api:
 
 
 def server_settings(tmp_path: Path, **overrides: Any) -> Settings:
-    return replace(Settings(listen_address="127.0.0.1:0", data_dir=tmp_path, metrics_address=""), **overrides)
+    return Settings(listen_address="127.0.0.1:0", data_dir=tmp_path, metrics_address="").model_copy(update=overrides)
 
 
 def status_of(err: grpc.aio.AioRpcError) -> status_pb2.Status:
@@ -62,7 +62,9 @@ async def api_on_each_store(request: pytest.FixtureRequest, tmp_path: Path) -> A
         from errorreplay_server.store.neo4j import Neo4jStore
 
         bolt = request.getfixturevalue("bolt_server")
-        store = Neo4jStore(Neo4jSettings(bolt.uri, bolt.username, bolt.password, bolt.database))
+        store = Neo4jStore(
+            Neo4jSettings(uri=bolt.uri, username=bolt.username, password=bolt.password, database=bolt.database)
+        )
     async with serving(await start_server(server_settings(tmp_path), store=store)) as api:
         yield api
 

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import io
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import grpc
@@ -269,7 +268,7 @@ async def test_search_pages_walk_every_match_newest_first(api: Api) -> None:
 
 
 async def test_search_counts_up_to_the_configured_limit_then_says_capped(tmp_path: Path) -> None:
-    settings = server_settings(tmp_path, limits=replace(Limits(), search_count_limit=10))
+    settings = server_settings(tmp_path, limits=Limits(search_count_limit=10))
     async with serving(await start_server(settings)) as api:
         run = uid()
         items = [rr.CaptureErrorRequest(error=report(tags={"run": run}, message=f"m{i}")) for i in range(12)]

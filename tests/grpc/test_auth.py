@@ -33,7 +33,8 @@ from errorreplay_server.api.auth import (
 from errorreplay_server.api.errors import status_for
 from errorreplay_server.api.ratelimit import RateLimitInterceptor
 from errorreplay_server.domain.errors import PermissionDenied, Unauthenticated
-from errorreplay_server.security_settings import Role, SecuritySettings, TokenGrant
+from errorreplay_server.grants import Role, TokenGrant
+from errorreplay_server.security_settings import SecuritySettings
 from errorreplay_server.server import RunningServer, start_server
 from errorreplay_server.settings import Settings
 from tests.grpc.conftest import server_settings, status_of
@@ -177,13 +178,14 @@ def test_token_file_with_comments_and_several_roles_per_token(tmp_path: Path) ->
     security = Settings.from_env(
         {"ERRORREPLAY_AUTH_TOKENS_FILE": str(path), "ERRORREPLAY_AUTH_TOKENS": "reader:inline-tok"}
     ).security
-    assert [(g.role, g.token) for g in security.tokens] == [
+    # The file's grants and the inline ones add up.
+    assert [(g.role, g.token) for g in security.grants] == [
         (Role.READER, "shared-tok"),
         (Role.WRITER, "shared-tok"),
         (Role.ADMIN, "a-tok"),
         (Role.READER, "inline-tok"),
     ]
-    principal = TokenAuthenticator(security.tokens).authenticate("shared-tok")
+    principal = TokenAuthenticator(security.grants).authenticate("shared-tok")
     assert principal is not None and principal.roles == {Role.READER, Role.WRITER}
 
 

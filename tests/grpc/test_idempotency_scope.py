@@ -7,7 +7,8 @@ from pathlib import Path
 
 from errorreplay.v1 import message_pb2 as m
 from errorreplay.v1 import request_response_pb2 as rr
-from errorreplay_server.security_settings import Role, SecuritySettings, TokenGrant
+from errorreplay_server.grants import Role, TokenGrant
+from errorreplay_server.security_settings import SecuritySettings
 from tests.grpc.helpers import uid
 from tests.grpc.test_auth import bearer, new_token, secured_server
 

@@ -9,7 +9,6 @@ import json
 import logging
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -229,7 +228,9 @@ async def test_capture_does_not_wait_for_a_hanging_receiver(tmp_path: Path, sink
     """A receiver that never answers slows no capture: delivery runs in the background."""
     sink.hold = asyncio.Event()
     settings = server_settings(tmp_path, notify=config(sink, tmp_path), enrichment_enabled=False)
-    settings = replace(settings, notify=replace(settings.notify, request_timeout_seconds=3600.0))
+    settings = settings.model_copy(
+        update={"notify": settings.notify.model_copy(update={"request_timeout_seconds": 3600.0})}
+    )
     async with serving(await start_server(settings)) as api:
         for i in range(20):
             report = m.ErrorReport(
@@ -264,7 +265,7 @@ async def test_on_the_bolt_store_the_outbox_is_in_the_graph(
     from errorreplay_server.settings import Neo4jSettings
 
     bolt = request.getfixturevalue("bolt_server")
-    neo4j = Neo4jSettings(bolt.uri, bolt.username, bolt.password, bolt.database)
+    neo4j = Neo4jSettings(uri=bolt.uri, username=bolt.username, password=bolt.password, database=bolt.database)
     settings = server_settings(
         tmp_path, store="neo4j", neo4j=neo4j, notify=config(sink, tmp_path), enrichment_enabled=False
     )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 
 import grpc
@@ -213,7 +212,7 @@ async def test_a_malformed_export_is_invalid_argument(api: Api) -> None:
 
 
 async def test_an_export_larger_than_one_batch_is_captured_in_batches(tmp_path: Path) -> None:
-    settings = server_settings(tmp_path, limits=replace(Limits(), max_batch_size=3))
+    settings = server_settings(tmp_path, limits=Limits(max_batch_size=3))
     async with serving(await start_server(settings)) as api:
         tid = trace_id()
         events = [exception_event(f"error {i}", time_unix_nano=1_760_000_000_000_000_000 + i) for i in range(8)]

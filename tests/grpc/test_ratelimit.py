@@ -26,7 +26,8 @@ from errorreplay_server.api.ratelimit import (
     peer_caller_key,
     peer_host,
 )
-from errorreplay_server.security_settings import Role, SecuritySettings, TokenGrant
+from errorreplay_server.grants import Role, TokenGrant
+from errorreplay_server.security_settings import SecuritySettings
 from errorreplay_server.settings import Settings
 from tests.grpc.conftest import status_of
 from tests.grpc.test_auth import Secured, bearer, new_token, secured_server

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -47,8 +46,8 @@ async def test_a_taken_metrics_port_names_the_metrics_server_and_stops_everythin
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         grpc_port = probe.getsockname()[1]
-    settings = replace(
-        server_settings(tmp_path), listen_address=f"127.0.0.1:{grpc_port}", metrics_address=f"127.0.0.1:{taken_port}"
+    settings = server_settings(
+        tmp_path, listen_address=f"127.0.0.1:{grpc_port}", metrics_address=f"127.0.0.1:{taken_port}"
     )
     with pytest.raises(StartupError) as info:
         await serve(settings)

@@ -21,7 +21,8 @@ from errorreplay.v1 import message_pb2 as m
 from errorreplay.v1 import request_response_pb2 as rr
 from errorreplay.v1 import service_pb2_grpc
 from errorreplay_server.api.tls import server_credentials
-from errorreplay_server.security_settings import Role, SecuritySettings, TokenGrant
+from errorreplay_server.grants import Role, TokenGrant
+from errorreplay_server.security_settings import SecuritySettings
 from errorreplay_server.settings import Settings
 from tests.grpc.test_auth import bearer, secured_server
 

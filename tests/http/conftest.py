@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +13,8 @@ import grpc
 import pytest
 
 from errorreplay.v1 import service_pb2_grpc
-from errorreplay_server.http.settings import HttpSettings, SentryKey
+from errorreplay_server.http.sentry_keys import SentryKey
+from errorreplay_server.http.settings import HttpSettings
 from errorreplay_server.security_settings import SecuritySettings
 from errorreplay_server.server import RunningServer, start_server
 from tests.grpc.conftest import server_settings
@@ -58,10 +59,8 @@ def http_settings(tmp_path: Path, security: SecuritySettings | None = None, **ht
         "sentry_keys": (SentryKey(PROJECT, KEY), SentryKey(OTHER_PROJECT, OTHER_KEY)),
     }
     values.update(http)
-    return replace(
-        server_settings(tmp_path, enrichment_enabled=False),
-        http=HttpSettings(**values),
-        security=security or SecuritySettings(),
+    return server_settings(
+        tmp_path, enrichment_enabled=False, http=HttpSettings(**values), security=security or SecuritySettings()
     )
 
 

@@ -13,8 +13,10 @@ import brotli
 import pytest
 
 from errorreplay.v1 import request_response_pb2 as rr
-from errorreplay_server.http.settings import HttpSettings, SentryKey
-from errorreplay_server.security_settings import Role, SecuritySettings, TokenGrant
+from errorreplay_server.grants import Role, TokenGrant
+from errorreplay_server.http.sentry_keys import SentryKey
+from errorreplay_server.http.settings import HttpSettings
+from errorreplay_server.security_settings import SecuritySettings
 from errorreplay_server.settings import Settings
 from tests.grpc.test_tls import Pki, tls_settings
 from tests.grpc.test_tls import pki as pki
@@ -231,7 +233,7 @@ def test_http_settings_from_env(tmp_path: Path) -> None:
             "ERRORREPLAY_HTTP_MAX_BODY_BYTES": "100",
         }
     ).http
-    assert s.sentry_keys == (SentryKey("42", "abc123"), SentryKey("7", "def456"), SentryKey("9", "aaa111"))
+    assert s.all_sentry_keys == (SentryKey("42", "abc123"), SentryKey("7", "def456"), SentryKey("9", "aaa111"))
     assert s.alertmanager_resource_labels == ("app", "instance")
     assert s.max_body_bytes == 100
     for bad in (

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import replace
 from pathlib import Path
 
 from errorreplay.v1 import message_pb2 as m
 from errorreplay.v1 import request_response_pb2 as rr
 from errorreplay_server.collectors.settings import CollectorSettings
-from errorreplay_server.http.settings import SentryKey
+from errorreplay_server.http.sentry_keys import SentryKey
 from tests.http.conftest import KEY, PROJECT, Http, http_server, http_settings
 from tests.http.test_listener import EVENT_ID, envelope, problem, still_serving
 
@@ -104,7 +103,7 @@ async def test_a_report_the_capture_path_refuses_is_400_with_the_field(http: Htt
 
 
 async def test_breadcrumbs_survive_background_enrichment(tmp_path: Path) -> None:
-    settings = replace(http_settings(tmp_path), enrichment_enabled=True)
+    settings = http_settings(tmp_path).model_copy(update={"enrichment_enabled": True})
     crumbs = [{"timestamp": 1_700_000_000 + i, "message": f"step {i}", "category": "app"} for i in range(3)]
     async with http_server(settings) as h:
         body = envelope({"event_id": EVENT_ID, "message": "enriched failure", "breadcrumbs": {"values": crumbs}})
@@ -130,7 +129,7 @@ async def test_breadcrumbs_survive_an_overloaded_enrichment_queue(tmp_path: Path
     hanging = await asyncio.start_server(never_answer, "127.0.0.1", 0)
     url = f"http://127.0.0.1:{hanging.sockets[0].getsockname()[1]}"
     collectors = CollectorSettings(loki_url=url, timeout_seconds=0.2, enrichment_workers=1, enrichment_queue_size=1)
-    settings = replace(http_settings(tmp_path), enrichment_enabled=True, collectors=collectors)
+    settings = http_settings(tmp_path).model_copy(update={"enrichment_enabled": True, "collectors": collectors})
     try:
         async with http_server(settings) as h:
             for i in range(6):

@@ -11,7 +11,6 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -43,7 +42,7 @@ def history(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int
 
 
 def collector_settings(url: str, **overrides: object) -> CollectorSettings:
-    return replace(CollectorSettings(prometheus_url=url, timeout_seconds=10), **overrides)  # type: ignore[arg-type]
+    return CollectorSettings(prometheus_url=url, timeout_seconds=10).model_copy(update=overrides)
 
 
 async def collect(url: str, at: int, resource: str, resource_type: str = "", **overrides: object) -> list[MetricSeries]:

@@ -18,11 +18,10 @@ import pytest
 from prometheus_client import CollectorRegistry, Gauge, start_http_server
 
 from errorreplay_server.capture.enrichment import EnrichmentQueue
-from errorreplay_server.collectors.base import WindowSpec
 from errorreplay_server.collectors.factory import build_collectors, close_collectors
 from errorreplay_server.collectors.prometheus import PrometheusCollector
 from errorreplay_server.collectors.promql import PromQLTemplates
-from errorreplay_server.collectors.settings import CollectorSettings, Windows
+from errorreplay_server.collectors.settings import CollectorSettings
 from errorreplay_server.domain.model import MICROS_PER_SECOND, CollectionState, now_micros
 from errorreplay_server.store.sqlite import SqliteStore
 from tests.factories import new_error, uid
@@ -127,7 +126,8 @@ def settings(url: str) -> CollectorSettings:
         prometheus_url=url,
         promql_templates=templates,
         prometheus_step_seconds=1,
-        windows=Windows(metrics=WindowSpec(30 * MICROS_PER_SECOND, 5 * MICROS_PER_SECOND)),
+        metrics_window_before=30 * MICROS_PER_SECOND,
+        metrics_window_after=5 * MICROS_PER_SECOND,
         anomaly_lead_seconds=0,
         timeout_seconds=5,
     )

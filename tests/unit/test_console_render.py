@@ -161,7 +161,8 @@ def test_the_token_cookie_is_secure_when_the_listener_serves_tls() -> None:
     from aiohttp import web
 
     from errorreplay_server.console.session import TOKEN_COOKIE, Sessions
-    from errorreplay_server.security_settings import Role, SecuritySettings, TokenGrant
+    from errorreplay_server.grants import Role, TokenGrant
+    from errorreplay_server.security_settings import SecuritySettings
 
     security = SecuritySettings(tokens=(TokenGrant(Role.READER, "reader-token"),))
     for tls in (True, False):

@@ -1,5 +1,4 @@
 """Every window, weight and threshold of the analysis, as one typed object (docs/ARCHITECTURE.md §4).
-Their variables, file keys and meanings are in settings_schema.py (README: Configuration).
 
 Scores live in [0, 1]: each rule multiplies its weight by factors in [0, 1], and the result is
 clamped, so weights say directly how much one rule is trusted against another.
@@ -7,116 +6,85 @@ clamped, so weights say directly how much one rule is trusted against another.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from pydantic import model_validator
 
-from errorreplay_server.domain.model import MICROS_PER_HOUR, MICROS_PER_MINUTE, Micros
+from errorreplay_server.domain.model import MICROS_PER_HOUR, MICROS_PER_MINUTE
+from errorreplay_server.settings_types import Count, Micros, Positive, RequiredNames, SettingsModel, Share, setting
+
+_IN_BOTH = "in replays and streams alike"
 
 
-@dataclass(frozen=True, slots=True)
-class AnalysisSettings:
+class AnalysisSettings(SettingsModel):
     """Knobs of the analysis; durations are microseconds."""
 
     # --- correlation and windows ---
-    related_window_us: Micros = 10 * MICROS_PER_MINUTE
-    related_hops: int = 2
-    # Related errors a replay, GetError or a stream message names at most: the nearest in time.
-    related_limit: int = 100
-    # A cascade is followed this many DEPENDS_ON hops from the error's resource at most (see
-    # analysis/correlation.py); a replay reads the topology of at most cascade_max_resources.
-    max_cascade_depth: int = 10
-    cascade_max_resources: int = 100
+    related_window_us: Micros = setting(
+        10 * MICROS_PER_MINUTE, "RELATED_WINDOW", f"errors this close in time may be related, {_IN_BOTH}"
+    )
+    related_hops: Count = setting(2, "RELATED_HOPS", f"DEPENDS_ON hops that relate two errors, {_IN_BOTH}")
+    related_limit: Positive = setting(
+        100, "RELATED_LIMIT", "related errors a replay, GetError or stream message names at most, the nearest in time"
+    )
+    max_cascade_depth: Count = setting(10, "MAX_CASCADE_DEPTH", "cascade hops followed (0 = off)")
+    cascade_max_resources: Count = setting(100, "CASCADE_MAX_RESOURCES", "resources a replay reads following a cascade")
+    # Set by ERRORREPLAY_CHANGES_WINDOW_BEFORE, with the collectors' window (collectors/settings.py).
     change_window_us: Micros = 24 * MICROS_PER_HOUR
-    # Evidence (anomalies, spans, logs) this long after the error still counts: scrape intervals
-    # and clock skew put the sign of a cause slightly after the error it caused.
-    evidence_lag_us: Micros = MICROS_PER_MINUTE
-
+    # Scrape intervals and clock skew put the sign of a cause slightly after the error it caused.
+    evidence_lag_us: Micros = setting(
+        MICROS_PER_MINUTE, "EVIDENCE_LAG", "evidence this long after the error still counts"
+    )
     # --- grouping and text ---
-    fingerprint_frames: int = 5
-    group_title_max_chars: int = 120
-    summary_max_chars: int = 200
-    log_resource_labels: tuple[str, ...] = ("resource_id", "service", "service_name", "app")
-
+    fingerprint_frames: Positive = setting(5, "FINGERPRINT_FRAMES", "innermost frames in the fingerprint")
+    group_title_max_chars: Positive = setting(120, "GROUP_TITLE_MAX_CHARS", "longer group titles are cut")
+    summary_max_chars: Positive = setting(200, "TIMELINE_SUMMARY_MAX_CHARS", "longer timeline summaries are cut")
+    log_resource_labels: RequiredNames = setting(
+        ("resource_id", "service", "service_name", "app"), "LOG_RESOURCE_LABELS", "log labels naming a line's resource"
+    )
     # --- root cause: cascade ---
-    cascade_weight: float = 0.9
-    cascade_silent_hop_factor: float = 0.8
-
+    cascade_weight: Share = setting(0.9, "CAUSE_CASCADE_WEIGHT", "a dependency failed first")
+    cascade_silent_hop_factor: Share = setting(0.8, "CAUSE_CASCADE_SILENT_HOP_FACTOR", "per hop without error")
     # --- root cause: change ---
-    change_weight: float = 0.8
-    change_half_life_us: Micros = 2 * MICROS_PER_HOUR
-    change_regression_factor: float = 1.25
-    change_dependency_factor: float = 0.6
-
+    change_weight: Share = setting(0.8, "CAUSE_CHANGE_WEIGHT", "a change shortly before")
+    change_half_life_us: Micros = setting(
+        2 * MICROS_PER_HOUR, "CAUSE_CHANGE_HALF_LIFE", "a change's score halves each", gt=0
+    )
+    change_regression_factor: float = setting(
+        1.25, "CAUSE_CHANGE_REGRESSION_FACTOR", "group first seen after the change", ge=1
+    )
+    change_dependency_factor: Share = setting(0.6, "CAUSE_CHANGE_DEPENDENCY_FACTOR", "per hop to a changed dependency")
     # --- root cause: saturation ---
-    saturation_weight: float = 0.7
-    saturation_full_excess: float = 1.0
-    saturation_full_duration_us: Micros = 5 * MICROS_PER_MINUTE
-    saturation_brief_factor: float = 0.5
-    saturation_metrics: tuple[str, ...] = ("cpu", "memory", "latency", "error_rate")
-
+    saturation_weight: Share = setting(0.7, "CAUSE_SATURATION_WEIGHT", "a metric rose above its baseline")
+    saturation_full_excess: float = setting(1.0, "CAUSE_SATURATION_FULL_EXCESS", "rise earning the full weight", gt=0)
+    saturation_full_duration_us: Micros = setting(
+        5 * MICROS_PER_MINUTE, "CAUSE_SATURATION_FULL_DURATION", "duration earning the full weight", gt=0
+    )
+    saturation_brief_factor: Share = setting(
+        0.5, "CAUSE_SATURATION_BRIEF_FACTOR", "weight share of an excess that began at the error"
+    )
+    saturation_metrics: RequiredNames = setting(
+        ("cpu", "memory", "latency", "error_rate"),
+        "CAUSE_SATURATION_METRICS",
+        "series name prefixes that are saturation",
+    )
     # --- root cause: error burst ---
-    burst_weight: float = 0.5
-    burst_window_us: Micros = 5 * MICROS_PER_MINUTE
-    burst_min_errors: int = 3
-    burst_full_errors: int = 10
-
+    burst_weight: Share = setting(0.5, "CAUSE_BURST_WEIGHT", "many errors on the resource")
+    burst_window_us: Micros = setting(5 * MICROS_PER_MINUTE, "CAUSE_BURST_WINDOW", "how far back a burst is counted")
+    burst_min_errors: Positive = setting(3, "CAUSE_BURST_MIN_ERRORS", "fewer is no burst")
+    burst_full_errors: Count = setting(10, "CAUSE_BURST_FULL_ERRORS", "errors earning the full weight")
     # --- root cause: failing spans and error logs elsewhere ---
-    external_weight: float = 0.6
-    external_full_signals: int = 3
-
+    external_weight: Share = setting(0.6, "CAUSE_EXTERNAL_WEIGHT", "spans or logs point at another service")
+    external_full_signals: Positive = setting(3, "CAUSE_EXTERNAL_FULL_SIGNALS", "signals earning the full weight")
     # --- ranking ---
-    min_cause_score: float = 0.05
-    ambiguity_penalty: float = 0.25
-
+    min_cause_score: Share = setting(0.05, "CAUSE_MIN_SCORE", "weaker candidates are dropped")
+    ambiguity_penalty: Share = setting(0.25, "CAUSE_AMBIGUITY_PENALTY", "confidence = best - this x best rival")
     # --- context coverage (analysis/coverage.py) ---
-    limited_context_share: float = 0.5
+    limited_context_share: Share = setting(0.5, "LIMITED_CONTEXT_SHARE", "above this share of missing context, say so")
 
-    def __post_init__(self) -> None:
-        problems: list[str] = []
-        for name in (
-            "cascade_weight",
-            "cascade_silent_hop_factor",
-            "change_weight",
-            "change_dependency_factor",
-            "saturation_weight",
-            "saturation_brief_factor",
-            "burst_weight",
-            "external_weight",
-            "min_cause_score",
-            "ambiguity_penalty",
-            "limited_context_share",
-        ):
-            value = getattr(self, name)
-            if not 0.0 <= value <= 1.0:
-                problems.append(f"{name} must be within [0, 1], got {value}")
-        for name in ("change_half_life_us", "saturation_full_excess", "saturation_full_duration_us"):
-            if getattr(self, name) <= 0:
-                problems.append(f"{name} must be positive")
-        for name in (
-            "related_window_us",
-            "change_window_us",
-            "evidence_lag_us",
-            "burst_window_us",
-            "related_hops",
-            "max_cascade_depth",
-            "cascade_max_resources",
-        ):
-            if getattr(self, name) < 0:
-                problems.append(f"{name} must not be negative")
-        for name in (
-            "related_limit",
-            "fingerprint_frames",
-            "group_title_max_chars",
-            "summary_max_chars",
-            "external_full_signals",
-        ):
-            if getattr(self, name) < 1:
-                problems.append(f"{name} must be at least 1")
-        if self.change_regression_factor < 1.0:
-            problems.append("change_regression_factor must be at least 1")
-        if not 1 <= self.burst_min_errors <= self.burst_full_errors:
-            problems.append("burst_min_errors must be at least 1 and at most burst_full_errors")
-        if problems:
-            raise ValueError("; ".join(problems))
+    @model_validator(mode="after")
+    def _burst_range(self) -> AnalysisSettings:
+        if self.burst_min_errors > self.burst_full_errors:
+            raise ValueError("ERRORREPLAY_CAUSE_BURST_MIN_ERRORS must be at most ERRORREPLAY_CAUSE_BURST_FULL_ERRORS")
+        return self
 
 
 DEFAULT_SETTINGS = AnalysisSettings()

@@ -52,7 +52,8 @@ from errorreplay_server.api.ratelimit import (
 )
 from errorreplay_server.capture.service import CaptureRequest
 from errorreplay_server.domain.errors import DomainError, PermissionDenied, Unauthenticated
-from errorreplay_server.security_settings import Role, SecuritySettings, TokenGrant
+from errorreplay_server.grants import Role, TokenGrant
+from errorreplay_server.security_settings import SecuritySettings
 from errorreplay_server.settings import OtlpSettings
 
 log = logging.getLogger(__name__)
@@ -300,7 +301,7 @@ def build_interceptors(
     interceptors: list[grpc.aio.ServerInterceptor] = []
     caller_key: CallerKey = peer_caller_key
     if security.auth_enabled:
-        interceptors.append(AuthInterceptor(TokenAuthenticator(security.tokens)))
+        interceptors.append(AuthInterceptor(TokenAuthenticator(security.grants)))
         caller_key = token_caller_key
     limiter = (
         TokenBucketLimiter(security.rate_limit_per_second, security.effective_burst)

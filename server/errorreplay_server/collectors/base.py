@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
+from typing import Any, Concatenate, NamedTuple, ParamSpec, Protocol, TypeVar
 
 from errorreplay_server.domain.model import (
     Change,
@@ -40,6 +40,15 @@ class WindowSpec:
 
     def around(self, at: Micros) -> Window:
         return Window(at - self.before, at + self.after)
+
+
+class Windows(NamedTuple):
+    """The window of each source (CollectorSettings.windows)."""
+
+    logs: WindowSpec
+    metrics: WindowSpec
+    changes: WindowSpec
+    topology: WindowSpec
 
 
 @dataclass(slots=True)

@@ -1,141 +1,125 @@
-"""Collector and enrichment settings: one typed object, read once from the environment.
-
-Their variables, file keys, defaults and meanings are in settings_schema.py and the README
-(Configuration). A backend without a URL is SKIPPED, never FAILED. Windows around the error:
-docs/ARCHITECTURE.md §1; related errors are not collected but computed when an error is read.
-Durations are seconds here (the windows: microseconds).
+"""Collector and enrichment settings. A backend without a URL is SKIPPED, never FAILED. Windows
+around the error: docs/ARCHITECTURE.md §1. Durations are seconds here (the windows: microseconds).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from typing import Annotated
 
-from errorreplay_server.collectors.base import WindowSpec
+from pydantic import AfterValidator
+
+from errorreplay_server.collectors.base import Windows, WindowSpec
 from errorreplay_server.collectors.escaping import check_kql_identifier, check_label_name
 from errorreplay_server.collectors.promql import PromQLTemplates
-from errorreplay_server.domain.model import MICROS_PER_SECOND, Micros
+from errorreplay_server.domain.model import MICROS_PER_MINUTE
+from errorreplay_server.settings_types import Count, Micros, Positive, Seconds, SettingsModel, Share, from_file, setting
+
+LabelName = Annotated[str, AfterValidator(check_label_name)]
+# Table and column names only: a setting must not smuggle query text.
+KqlName = Annotated[str, AfterValidator(check_kql_identifier)]
 
 
-def _micros(seconds: float) -> Micros:
-    return round(seconds * MICROS_PER_SECOND)
+_UNSET_SKIPS = "(unset: skipped)"
 
 
-LOGS_WINDOW = WindowSpec(_micros(300), _micros(300))
-METRICS_WINDOW = WindowSpec(_micros(900), _micros(300))
-CHANGES_WINDOW = WindowSpec(_micros(86_400), 0)
-# Topology is the graph as it is now; its window is unused.
-TOPOLOGY_WINDOW = WindowSpec(0, 0)
-
-
-@dataclass(slots=True, frozen=True)
-class Windows:
-    logs: WindowSpec = LOGS_WINDOW
-    metrics: WindowSpec = METRICS_WINDOW
-    changes: WindowSpec = CHANGES_WINDOW
-    topology: WindowSpec = TOPOLOGY_WINDOW
-
-
-@dataclass(slots=True, frozen=True)
-class CollectorSettings:
+class CollectorSettings(SettingsModel):
     # Prometheus
-    prometheus_url: str = ""
-    promql_templates: PromQLTemplates = field(default_factory=PromQLTemplates)
-    prometheus_step_seconds: float = 15.0
-    prometheus_max_series: int = 5
-    prometheus_max_points: int = 240
-    metrics_baseline_lookback_seconds: float = 3600.0
-    metrics_baseline_step_seconds: float = 60.0
-    metrics_seasonal_offset_seconds: float = 86_400.0
-    anomaly_seasonal_margin: float = 0.2
-    anomaly_mad_k: float = 5.0
-    anomaly_min_baseline_points: int = 5
-    trend_min_points: int = 8
-    trend_min_r2: float = 0.8
-    trend_min_rise: float = 1.5
-    anomaly_lead_seconds: float = 60.0
-    cpu_limit_percent: float = 90.0
-    memory_limit_percent: float = 90.0
-    error_rate_limit_percent: float = 5.0
+    prometheus_url: str = setting("", "PROMETHEUS_URL", f"Prometheus base URL {_UNSET_SKIPS}", old=True)
+    promql_templates: Annotated[PromQLTemplates, from_file(PromQLTemplates.load, PromQLTemplates)] = setting(
+        PromQLTemplates(), "PROMQL_TEMPLATES", "TOML/JSON file of PromQL templates", show_raw=True
+    )
+    prometheus_step_seconds: Seconds = setting(15.0, "PROMETHEUS_STEP", "range query step", gt=0)
+    prometheus_max_series: Count = setting(5, "PROMETHEUS_MAX_SERIES", "series kept per query")
+    prometheus_max_points: Positive = setting(240, "PROMETHEUS_MAX_POINTS", "points per series (the step grows)")
+    metrics_baseline_lookback_seconds: Seconds = setting(
+        3600.0, "METRICS_BASELINE_LOOKBACK", "baseline range before the window (0 = off)"
+    )
+    metrics_baseline_step_seconds: Seconds = setting(60.0, "METRICS_BASELINE_STEP", "baseline query step", gt=0)
+    metrics_seasonal_offset_seconds: Seconds = setting(
+        86_400.0, "METRICS_SEASONAL_OFFSET", "same window this long earlier (0 = off)"
+    )
+    anomaly_seasonal_margin: float = setting(0.2, "ANOMALY_SEASONAL_MARGIN", "share above the seasonal peak", ge=0)
+    anomaly_mad_k: float = setting(5.0, "ANOMALY_MAD_K", "anomalous above median + k x MAD", gt=0)
+    anomaly_min_baseline_points: Count = setting(5, "ANOMALY_MIN_BASELINE_POINTS", "fewer points: no baseline test")
+    trend_min_points: Positive = setting(8, "TREND_MIN_POINTS", "points a trend needs")
+    trend_min_r2: Share = setting(0.8, "TREND_MIN_R2", "variance share a trend must explain")
+    trend_min_rise: float = setting(1.5, "TREND_MIN_RISE", "multiple of its start a trend must reach", gt=0)
+    anomaly_lead_seconds: Seconds = setting(60.0, "ANOMALY_LEAD", "points from this long before the error are judged")
+    cpu_limit_percent: float = setting(90.0, "CPU_LIMIT_PERCENT", "fixed limit for percent CPU series")
+    memory_limit_percent: float = setting(90.0, "MEMORY_LIMIT_PERCENT", "fixed limit for percent memory series")
+    error_rate_limit_percent: float = setting(5.0, "ERROR_RATE_LIMIT_PERCENT", "fixed limit for error-rate series")
     # Loki
-    loki_url: str = ""
-    loki_tenant: str = ""
-    loki_resource_label: str = "resource_id"
-    loki_service_label: str = "service"
+    loki_url: str = setting("", "LOKI_URL", f"Loki base URL {_UNSET_SKIPS}", old=True)
+    loki_tenant: str = setting("", "LOKI_TENANT", "sent as X-Scope-OrgID")
+    loki_resource_label: LabelName = setting("resource_id", "LOKI_RESOURCE_LABEL", "label matched with resource_id")
+    loki_service_label: LabelName = setting("service", "LOKI_SERVICE_LABEL", "label matched with the service")
     # Tempo
-    tempo_url: str = ""
-    tempo_tenant: str = ""
+    tempo_url: str = setting("", "TEMPO_URL", f"Tempo base URL {_UNSET_SKIPS}", old=True)
+    tempo_tenant: str = setting("", "TEMPO_TENANT", "sent as X-Scope-OrgID")
     # Elasticsearch
-    elasticsearch_url: str = ""
-    elasticsearch_api_key: str = field(default="", repr=False)
-    elasticsearch_username: str = ""
-    elasticsearch_password: str = field(default="", repr=False)
-    elasticsearch_index: str = "logs-*"
-    elasticsearch_timestamp_field: str = "@timestamp"
-    elasticsearch_message_field: str = "message"
-    elasticsearch_level_field: str = "log.level"
-    elasticsearch_resource_field: str = "resource_id"
-    elasticsearch_service_field: str = "service.name"
+    elasticsearch_url: str = setting("", "ELASTICSEARCH_URL", f"Elasticsearch base URL {_UNSET_SKIPS}", old=True)
+    elasticsearch_api_key: str = setting("", "ELASTICSEARCH_API_KEY", "API key", old=True, secret=True)
+    elasticsearch_username: str = setting("", "ELASTICSEARCH_USERNAME", "basic auth user", old=True)
+    elasticsearch_password: str = setting("", "ELASTICSEARCH_PASSWORD", "basic auth password", old=True, secret=True)
+    elasticsearch_index: str = setting("logs-*", "ELASTICSEARCH_INDEX", "index pattern searched")
+    elasticsearch_timestamp_field: str = setting("@timestamp", "ELASTICSEARCH_TIMESTAMP_FIELD", "timestamp field")
+    elasticsearch_message_field: str = setting("message", "ELASTICSEARCH_MESSAGE_FIELD", "message field")
+    elasticsearch_level_field: str = setting("log.level", "ELASTICSEARCH_LEVEL_FIELD", "level field")
+    elasticsearch_resource_field: str = setting("resource_id", "ELASTICSEARCH_RESOURCE_FIELD", "resource keyword field")
+    elasticsearch_service_field: str = setting("service.name", "ELASTICSEARCH_SERVICE_FIELD", "service keyword field")
     # Azure Log Analytics
-    azure_workspace_id: str = ""
-    azure_token: str = field(default="", repr=False)
-    azure_endpoint: str = "https://api.loganalytics.io"
-    azure_table: str = "AppTraces"
-    azure_time_column: str = "TimeGenerated"
-    azure_message_column: str = "Message"
-    azure_level_column: str = "SeverityLevel"
-    azure_resource_column: str = "AppRoleInstance"
-    azure_service_column: str = "AppRoleName"
-    # Windows and caps
-    windows: Windows = field(default_factory=Windows)
-    log_lines_before: int = 150
-    log_lines_after: int = 50
-    log_line_max_chars: int = 2000
-    max_spans: int = 500
-    max_changes: int = 100
-    topology_depth: int = 2
+    azure_workspace_id: str = setting(
+        "", "AZURE_WORKSPACE_ID", f"Log Analytics workspace {_UNSET_SKIPS}", old="AZURE_LOG_ANALYTICS_WORKSPACE_ID"
+    )
+    azure_token: str = setting("", "AZURE_TOKEN", "bearer token (else DefaultAzureCredential)", secret=True)
+    azure_endpoint: str = setting("https://api.loganalytics.io", "AZURE_ENDPOINT", "Log Analytics API endpoint")
+    azure_table: KqlName = setting("AppTraces", "AZURE_TABLE", "table queried")
+    azure_time_column: KqlName = setting("TimeGenerated", "AZURE_TIME_COLUMN", "time column")
+    azure_message_column: KqlName = setting("Message", "AZURE_MESSAGE_COLUMN", "message column")
+    azure_level_column: KqlName = setting("SeverityLevel", "AZURE_LEVEL_COLUMN", "level column")
+    azure_resource_column: KqlName = setting("AppRoleInstance", "AZURE_RESOURCE_COLUMN", "resource column")
+    azure_service_column: KqlName = setting("AppRoleName", "AZURE_SERVICE_COLUMN", "service column")
+    # Windows around the error. Topology is the graph as it is now (no window); nothing after the
+    # error is a change that caused it.
+    logs_window_before: Micros = setting(5 * MICROS_PER_MINUTE, "LOGS_WINDOW_BEFORE", "logs read before the error")
+    logs_window_after: Micros = setting(5 * MICROS_PER_MINUTE, "LOGS_WINDOW_AFTER", "logs read after the error")
+    metrics_window_before: Micros = setting(
+        15 * MICROS_PER_MINUTE, "METRICS_WINDOW_BEFORE", "metrics read before the error"
+    )
+    metrics_window_after: Micros = setting(
+        5 * MICROS_PER_MINUTE, "METRICS_WINDOW_AFTER", "metrics read after the error"
+    )
+    changes_window_before: Micros = setting(
+        24 * 60 * MICROS_PER_MINUTE,
+        "CHANGES_WINDOW_BEFORE",
+        "changes this long before the error are collected and may be causes",
+        also="analysis.change_window_us",
+    )
+    # Caps
+    log_lines_before: Count = setting(150, "LOG_LINES_BEFORE", "log lines kept before the error, per source")
+    log_lines_after: Count = setting(50, "LOG_LINES_AFTER", "log lines kept after the error, per source")
+    log_line_max_chars: Count = setting(2000, "LOG_LINE_MAX_CHARS", "longer log lines are cut")
+    max_spans: Count = setting(500, "MAX_SPANS", "spans kept per trace (failing first)")
+    max_changes: Count = setting(100, "MAX_CHANGES", "changes kept per error")
+    topology_depth: Count = setting(2, "TOPOLOGY_DEPTH", "topology hops frozen with the error")
     # Running
-    timeout_seconds: float = 2.0
-    breaker_failures: int = 5
-    breaker_cooldown_seconds: float = 30.0
-    enrichment_workers: int = 16
-    enrichment_queue_size: int = 10_000
-    enrichment_resume_horizon_seconds: float = 86_400.0
+    timeout_seconds: Seconds = setting(2.0, "COLLECTOR_TIMEOUT", "per collector and per job", gt=0)
+    breaker_failures: Positive = setting(5, "BREAKER_FAILURES", "consecutive failures that open a breaker")
+    breaker_cooldown_seconds: Seconds = setting(30.0, "BREAKER_COOLDOWN", "how long a breaker stays open")
+    enrichment_workers: Positive = setting(16, "ENRICHMENT_WORKERS", "concurrent enrichment jobs")
+    enrichment_queue_size: Positive = setting(10_000, "ENRICHMENT_QUEUE_SIZE", "queued enrichment jobs")
+    enrichment_resume_horizon_seconds: Seconds = setting(
+        86_400.0, "ENRICHMENT_RESUME_HORIZON", "PENDING errors this recent resume at start", gt=0
+    )
 
-    def __post_init__(self) -> None:
-        check_label_name(self.loki_resource_label)
-        check_label_name(self.loki_service_label)
-        for column in (
-            self.azure_table,
-            self.azure_time_column,
-            self.azure_message_column,
-            self.azure_level_column,
-            self.azure_resource_column,
-            self.azure_service_column,
-        ):
-            check_kql_identifier(column)
-        positive = {
-            "timeout_seconds": self.timeout_seconds,
-            "breaker_failures": self.breaker_failures,
-            "enrichment_workers": self.enrichment_workers,
-            "enrichment_queue_size": self.enrichment_queue_size,
-            "enrichment_resume_horizon_seconds": self.enrichment_resume_horizon_seconds,
-            "prometheus_step_seconds": self.prometheus_step_seconds,
-            "prometheus_max_points": self.prometheus_max_points,
-            "anomaly_mad_k": self.anomaly_mad_k,
-            "metrics_baseline_step_seconds": self.metrics_baseline_step_seconds,
-            "trend_min_points": self.trend_min_points,
-            "trend_min_rise": self.trend_min_rise,
-        }
-        for name, value in positive.items():
-            if value <= 0:
-                raise ValueError(f"{name} must be positive, got {value}")
-        for name in ("metrics_baseline_lookback_seconds", "metrics_seasonal_offset_seconds", "anomaly_seasonal_margin"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must not be negative, got {getattr(self, name)}")
-        if not 0.0 <= self.trend_min_r2 <= 1.0:
-            raise ValueError(f"trend_min_r2 must be within [0, 1], got {self.trend_min_r2}")
-        if self.log_lines_before < 0 or self.log_lines_after < 0:
-            raise ValueError("log line caps must not be negative")
+    @property
+    def windows(self) -> Windows:
+        return Windows(
+            WindowSpec(self.logs_window_before, self.logs_window_after),
+            WindowSpec(self.metrics_window_before, self.metrics_window_after),
+            WindowSpec(self.changes_window_before, 0),
+            WindowSpec(0, 0),
+        )
 
     @property
     def log_lines_cap(self) -> int:

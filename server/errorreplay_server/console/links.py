@@ -6,8 +6,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from urllib.parse import quote
 
-from errorreplay_server.settings import Settings
-
 LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 
 
@@ -15,6 +13,8 @@ def console_link(error_id: str, grpc_address: str, env: Mapping[str, str]) -> st
     """The replay's page in the web console: under ERRORREPLAY_CONSOLE_URL when set; otherwise,
     for a server on this machine, at its HTTP address (http/settings.py). "" when the console
     is off or where it is cannot be known (a remote server without ERRORREPLAY_CONSOLE_URL)."""
+    from errorreplay_server.settings import Settings  # pydantic only when a link is asked for
+
     try:
         http = Settings.from_env(env).http
     except ValueError:

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from errorreplay_server.api.auth import TokenAuthenticator
-from errorreplay_server.security_settings import Role, SecuritySettings
+from errorreplay_server.grants import Role
+from errorreplay_server.security_settings import SecuritySettings
 
 TOKEN_COOKIE = "errorreplay_token"
 CSRF_COOKIE = "errorreplay_csrf"
@@ -40,7 +41,7 @@ class Viewer:
 
 class Sessions:
     def __init__(self, security: SecuritySettings, tls: bool) -> None:
-        self._authenticator = TokenAuthenticator(security.tokens) if security.auth_enabled else None
+        self._authenticator = TokenAuthenticator(security.grants) if security.auth_enabled else None
         self._secure = tls
 
     @property

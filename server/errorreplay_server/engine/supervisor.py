@@ -15,7 +15,6 @@ docs/ARCHITECTURE.md §5 gives the design and README: Performance the figures.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import errno
 import logging
 import multiprocessing
@@ -31,9 +30,10 @@ from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from typing import Any
 
+from errorreplay_server.domain.addresses import split_host_port
 from errorreplay_server.engine.processes import STOP_SIGNAL, worker_main, writer_main
 from errorreplay_server.server import log_listening
-from errorreplay_server.settings import Settings, split_host_port
+from errorreplay_server.settings import Settings
 
 log = logging.getLogger("errorreplay")
 
@@ -227,10 +227,10 @@ def claim_ports(settings: Settings) -> Settings:
     """The settings with port 0 resolved to a free port, once for every worker. A port that
     another process holds raises SupervisorError naming the address, as one process would."""
     listen = _free_address(settings.listen_address, "gRPC server", "ERRORREPLAY_LISTEN_ADDRESS or serve --address")
-    settings = dataclasses.replace(settings, listen_address=listen)
+    settings = settings.model_copy(update={"listen_address": listen})
     if settings.http.enabled:
         http = _free_address(settings.http.address, "HTTP listener", "ERRORREPLAY_HTTP_ADDRESS")
-        settings = dataclasses.replace(settings, http=dataclasses.replace(settings.http, address=http))
+        settings = settings.model_copy(update={"http": settings.http.model_copy(update={"address": http})})
     return settings
 
 

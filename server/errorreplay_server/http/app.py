@@ -59,7 +59,7 @@ class Ingestion:
         self._settings = settings
         self._limits = limits
         self._metrics = metrics
-        self._keyring = SentryKeyring(settings.sentry_keys, security.auth_enabled)
+        self._keyring = SentryKeyring(settings.all_sentry_keys, security.auth_enabled)
         self._bearer = BearerAuth(security)
         self._limiter = (
             TokenBucketLimiter(security.rate_limit_per_second, security.effective_burst)

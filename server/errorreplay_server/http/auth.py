@@ -18,8 +18,9 @@ from aiohttp import web
 
 from errorreplay_server.api.auth import TokenAuthenticator, bearer_token, caller_key_for_token
 from errorreplay_server.domain.errors import NotFound, PermissionDenied, Unauthenticated
-from errorreplay_server.http.settings import SentryKey
-from errorreplay_server.security_settings import Role, SecuritySettings
+from errorreplay_server.grants import Role
+from errorreplay_server.http.sentry_keys import SentryKey
+from errorreplay_server.security_settings import SecuritySettings
 
 SENTRY_AUTH_HEADER = "X-Sentry-Auth"
 _NO_MATCH = b"\0" * 32
@@ -100,7 +101,7 @@ class BearerAuth:
     """The webhook's auth: the gRPC bearer tokens, writer role."""
 
     def __init__(self, security: SecuritySettings) -> None:
-        self._authenticator = TokenAuthenticator(security.tokens) if security.auth_enabled else None
+        self._authenticator = TokenAuthenticator(security.grants) if security.auth_enabled else None
 
     def authenticate(self, request: web.Request) -> HttpCaller:
         if self._authenticator is None:

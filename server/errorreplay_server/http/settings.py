@@ -1,65 +1,60 @@
-"""Settings of the HTTP listener (Sentry ingestion, the Alertmanager webhook, /healthz).
-
-Variables and defaults: settings_schema.py (README: Configuration). The listener is off in
-code (a server built in tests opens no port it was not asked for) and on at DEFAULT_ADDRESS when
-the settings are loaded; port 0 picks a free port.
-
-TLS, bearer tokens and the per-caller rate limit are the gRPC ones (security_settings.py).
-A Sentry key allows ingestion into its project and nothing else.
+"""Settings of the HTTP listener (Sentry ingestion, the Alertmanager webhook, /healthz, the console).
+It is off in code (a server built in tests opens no port it was not asked for) and on at
+DEFAULT_ADDRESS once loaded; port 0 picks a free port. TLS, bearer tokens and the per-caller rate
+limit are the gRPC ones (security_settings.py).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from typing import Annotated
+
+from errorreplay_server.domain.addresses import split_host_port
+from errorreplay_server.http.sentry_keys import SentryKey, parse_inline_keys, parse_key_lines
+from errorreplay_server.settings_types import (
+    Count,
+    OptionalAddress,
+    RequiredNames,
+    Seconds,
+    SettingsModel,
+    Switch,
+    listed,
+    setting,
+)
 
 DEFAULT_ADDRESS = "localhost:8080"
-DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024
-DEFAULT_RESOURCE_LABELS = ("service", "job", "instance")
-DEFAULT_CONSOLE_CACHE_SECONDS = 30.0
 
 
-@dataclass(frozen=True, slots=True)
-class SentryKey:
-    project_id: str
-    key: str = field(repr=False)
+class HttpSettings(SettingsModel):
+    """The HTTP listener; address "" is off. Keys from the file and the inline list add up."""
 
-    def __post_init__(self) -> None:
-        # Messages never quote the key: it is a credential.
-        if not self.project_id.isdigit() or len(self.project_id) > 20:
-            raise ValueError("a Sentry project id must be a number (the last part of the DSN)")
-        if not self.key or not self.key.isascii() or not self.key.isalnum() or len(self.key) > 128:
-            raise ValueError("a Sentry public key must be 1-128 ASCII letters and digits")
+    address: OptionalAddress = setting("", "HTTP_ADDRESS", "HTTP listener host:port, or off", loaded=DEFAULT_ADDRESS)
+    max_body_bytes: Count = setting(8 * 1024 * 1024, "HTTP_MAX_BODY_BYTES", "request body as sent; more is 413")
+    max_decompressed_bytes: Count = setting(
+        8 * 1024 * 1024, "HTTP_MAX_DECOMPRESSED_BYTES", "body once inflated; more is 413"
+    )
+    file_sentry_keys: Annotated[tuple[SentryKey, ...], listed(parse_key_lines, "key", in_file=True)] = setting(
+        (), "SENTRY_KEYS_FILE", "file of `project key` lines", show_raw=True
+    )
+    sentry_keys: Annotated[tuple[SentryKey, ...], listed(parse_inline_keys, "key")] = setting(
+        (), "SENTRY_KEYS", "DSN public keys `project:key,...`", show_raw=True, secret=True
+    )
+    alertmanager_resource_labels: RequiredNames = setting(
+        ("service", "job", "instance"), "ALERTMANAGER_RESOURCE_LABELS", "alert labels giving resource_id, first wins"
+    )
+    console: Switch = setting(True, "CONSOLE", "the web console on the HTTP listener (on/off)")
+    console_url: str = setting(
+        "",
+        "CONSOLE_URL",
+        "console base URL for CLI and notification links (unset: the CLI uses the HTTP address)",
+        also="notify.console_url",
+    )
+    console_cache_seconds: Seconds = setting(
+        30.0, "CONSOLE_CACHE_SECONDS", "reuse of a statistics page or sparkline (0: none)"
+    )
 
-
-def parse_sentry_keys(items: Iterable[str], where: str, sep: str | None) -> list[SentryKey]:
-    keys = []
-    for number, item in enumerate(items, start=1):
-        text = item.strip()
-        if not text or text.startswith("#"):
-            continue
-        parts = text.split(sep) if sep else text.split()
-        if len(parts) != 2:
-            raise ValueError(f"{where} item {number}: expected 'project{sep or ' '}key'")
-        try:
-            keys.append(SentryKey(parts[0].strip(), parts[1].strip()))
-        except ValueError as exc:
-            raise ValueError(f"{where} item {number}: {exc}") from None
-    return keys
-
-
-@dataclass(frozen=True, slots=True)
-class HttpSettings:
-    """The HTTP listener; address "" is off."""
-
-    address: str = ""
-    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
-    max_decompressed_bytes: int = DEFAULT_MAX_BODY_BYTES
-    sentry_keys: tuple[SentryKey, ...] = ()
-    alertmanager_resource_labels: tuple[str, ...] = DEFAULT_RESOURCE_LABELS
-    console: bool = True
-    console_url: str = ""
-    console_cache_seconds: float = DEFAULT_CONSOLE_CACHE_SECONDS
+    @property
+    def all_sentry_keys(self) -> tuple[SentryKey, ...]:
+        return self.file_sentry_keys + self.sentry_keys
 
     @property
     def enabled(self) -> bool:
@@ -84,7 +79,4 @@ class HttpSettings:
 
     @property
     def host_port(self) -> tuple[str, int]:
-        host, sep, port = self.address.rpartition(":")
-        if not sep or not port.isdigit():
-            raise ValueError(f"ERRORREPLAY_HTTP_ADDRESS must be host:port, got {self.address!r}")
-        return host.strip("[]") or "0.0.0.0", int(port)
+        return split_host_port(self.address, "ERRORREPLAY_HTTP_ADDRESS")

@@ -5,25 +5,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import json
 import os
 import sys
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TextIO
-
-import httpx
+from typing import TYPE_CHECKING, TextIO
 
 from errorreplay_server.domain.model import MICROS_PER_SECOND, ErrorReport, ErrorSnapshot, Severity, Source, now_micros
-from errorreplay_server.notify import targets
-from errorreplay_server.notify.config import NotifySettings, Rule
-from errorreplay_server.notify.message import compose
-from errorreplay_server.notify.notifier import hide_target_urls, send
 from errorreplay_server.notify.outbox import OutboxEntry, OutboxState, open_outbox
-from errorreplay_server.notify.rules import new_message_id
-from errorreplay_server.settings import Settings
+
+if TYPE_CHECKING:  # the settings (and pydantic) load with these commands, not with every `errorreplay`
+    from errorreplay_server.notify.config import NotifySettings, Rule
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_NOT_FOUND = 0, 1, 2, 3
 
@@ -59,6 +53,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def _settings(args: argparse.Namespace, err: TextIO) -> NotifySettings | None:
+    from errorreplay_server.notify.config import NotifySettings
+
     env = dict(os.environ)
     if getattr(args, "config", None):
         env["ERRORREPLAY_CONFIG"] = args.config
@@ -122,6 +118,13 @@ def _test(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | Non
         known = ", ".join(r.name for r in settings.rules) or "none"
         print(f"errorreplay: NOT_FOUND: no rule named {args.rule!r} (rules: {known})", file=err)
         return EXIT_NOT_FOUND
+    import httpx
+
+    from errorreplay_server.notify import targets
+    from errorreplay_server.notify.message import compose
+    from errorreplay_server.notify.notifier import hide_target_urls, send
+    from errorreplay_server.notify.rules import new_message_id
+
     target = settings.targets[rule.target]
     now = now_micros()
     report = ErrorReport(
@@ -155,12 +158,14 @@ def _test(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | Non
 def _list(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None) -> int:
     out, err = out or _stdout(), err or _stderr()
     try:
+        from errorreplay_server.settings import Settings
+
         settings = Settings.from_env()
     except ValueError as exc:
         print(f"errorreplay: configuration error: {exc}", file=err)
         return EXIT_USAGE
     if args.data_dir:
-        settings = dataclasses.replace(settings, data_dir=Path(args.data_dir))
+        settings = settings.model_copy(update={"data_dir": Path(args.data_dir)})
     if settings.store == "sqlite" and not settings.sqlite_path.exists():
         print(f"errorreplay: no store at {settings.sqlite_path} (--data-dir or ERRORREPLAY_DATA_DIR)", file=err)
         return EXIT_USAGE

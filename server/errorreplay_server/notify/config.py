@@ -12,14 +12,16 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
 from google.protobuf import json_format
+from pydantic import Field
 
 from errorreplay.v1 import message_pb2 as pb
 from errorreplay_server.domain.durations import parse_duration
 from errorreplay_server.domain.errors import InvalidArgument
 from errorreplay_server.domain.model import ErrorFilter, Severity
+from errorreplay_server.settings_types import Count, Parsed, Seconds, SettingsModel, setting
 
 
 class TargetKind(StrEnum):
@@ -74,30 +76,25 @@ class Rule:
     quiet_period_seconds: float = DEFAULT_QUIET_PERIOD_SECONDS
 
 
-@dataclass(frozen=True, slots=True)
-class NotifySettings:
+class NotifySettings(SettingsModel):
     """Notification rules, targets and delivery knobs. No rules: the notifier does not run."""
 
-    rules: tuple[Rule, ...] = ()
-    targets: Mapping[str, Target] = field(default_factory=dict)
-    # A delivery is tried this many times before it becomes a dead letter.
-    max_attempts: int = 8
+    # Rules and targets come from the config file's [notifications] table (settings_schema.py).
+    rules: Annotated[tuple[Rule, ...], Parsed(tuple)] = ()
+    targets: Annotated[Mapping[str, Target], Parsed(dict)] = Field(default_factory=dict)
+    max_attempts: Count = setting(8, "NOTIFY_MAX_ATTEMPTS", "deliveries tried before a dead letter")
     # Backoff between attempts: base * 2^(attempt-1), capped, with jitter (half fixed, half random).
-    backoff_base_seconds: float = 1.0
-    backoff_max_seconds: float = 300.0
-    # How long a message waits for the error's context before it is composed anyway (the same
-    # bound as CaptureError's wait_for_context).
-    context_wait_seconds: float = 10.0
-    # Per-request timeout of a delivery POST.
-    request_timeout_seconds: float = 10.0
-    # Messages composed and sent at once.
-    concurrency: int = 4
-    # Decisions waiting to be written to the outbox; past this a capture's decisions are dropped
-    # (counted) rather than slowing capture down.
-    max_pending_decisions: int = 10_000
-    # Sent and dead messages are deleted from the outbox this long after their decision.
-    outbox_retention_seconds: float = 7 * 24 * 3600.0
-    # The console's base URL (e.g. https://errorreplay.example.com); "" = no replay link.
+    backoff_base_seconds: Seconds = setting(1.0, "NOTIFY_BACKOFF_BASE", "first retry delay (doubles, with jitter)")
+    backoff_max_seconds: Seconds = setting(300.0, "NOTIFY_BACKOFF_MAX", "longest retry delay")
+    # Then the message is composed anyway (the same bound as CaptureError's wait_for_context).
+    context_wait_seconds: Seconds = setting(10.0, "NOTIFY_CONTEXT_WAIT", "wait for the error's context")
+    request_timeout_seconds: Seconds = setting(10.0, "NOTIFY_REQUEST_TIMEOUT", "timeout of one delivery")
+    concurrency: Count = setting(4, "NOTIFY_CONCURRENCY", "messages composed and sent at once")
+    # Past this a capture's decisions are dropped (counted) rather than slowing capture down.
+    max_pending_decisions: Count = setting(10_000, "NOTIFY_MAX_PENDING_DECISIONS", "decisions queued for the outbox")
+    # Counted from their decision.
+    outbox_retention_seconds: Seconds = setting(7 * 24 * 3600.0, "NOTIFY_OUTBOX_RETENTION", "sent and dead rows kept")
+    # e.g. https://errorreplay.example.com; "" = no replay link. Set by ERRORREPLAY_CONSOLE_URL.
     console_url: str = ""
 
     @property

@@ -33,6 +33,7 @@ from errorreplay_server.analysis.propagation import correlation_origin
 from errorreplay_server.analysis.settings import DEFAULT_SETTINGS, AnalysisSettings
 from errorreplay_server.domain.errors import InvalidArgument, NotFound, OutOfRange, ResourceExhausted, ShuttingDown
 from errorreplay_server.domain.model import Dependency, ErrorSnapshot, Micros
+from errorreplay_server.settings_types import Count, Seconds, SettingsModel, setting
 from errorreplay_server.store.base import Store
 from errorreplay_server.store.pagination import StreamCursors
 from errorreplay_server.streaming.matcher import ErrorMatcher
@@ -48,20 +49,19 @@ def too_slow(resume_after: str) -> ResourceExhausted:
     )
 
 
-@dataclass(frozen=True, slots=True)
-class HubSettings:
+class HubSettings(SettingsModel):
     """Streaming knobs (README: Streaming). Which errors are related, and the window and hops that
     decide it, are the analysis' (AnalysisSettings, analysis/correlation.py RelationRule)."""
 
-    queue_size: int = 1000
-    # Errors each subscription remembers to correlate later ones with.
-    memory_size: int = 1000
-    # Recent errors the hub indexes to name related errors and the origin.
-    recent_size: int = 20_000
-    topology_ttl_seconds: float = 30.0
-    topology_cache_size: int = 10_000
-    backfill_page: int = 500
-    max_subscriptions: int = 10_000
+    queue_size: Count = setting(1000, "STREAM_QUEUE_SIZE", "messages buffered per subscriber before overflow")
+    # To correlate later errors with.
+    memory_size: Count = setting(1000, "STREAM_MEMORY_SIZE", "errors each subscription remembers")
+    # To name related errors and the origin.
+    recent_size: Count = setting(20_000, "STREAM_RECENT_SIZE", "recent errors the hub indexes")
+    topology_ttl_seconds: Seconds = setting(30.0, "STREAM_TOPOLOGY_TTL", "how long the hub caches topology")
+    topology_cache_size: Count = setting(10_000, "STREAM_TOPOLOGY_CACHE_SIZE", "resources in the hub's topology cache")
+    backfill_page: Count = setting(500, "STREAM_BACKFILL_PAGE", "stored errors read per page when resuming")
+    max_subscriptions: Count = setting(10_000, "MAX_SUBSCRIPTIONS", "concurrent streams, all callers")
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,39 +1,47 @@
-"""Settings of the NATS JetStream bus (several replicas; README: Deployment across machines).
-
-Everything here must be the same on every replica of a deployment, except nothing: the stream and
-consumer names are shared state. The defaults run one replica against a local nats-server.
+"""Settings of the NATS JetStream bus (several replicas; README: Deployment across machines). They
+must be the same on every replica: the names are shared state. The defaults suit one local nats-server.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import Annotated
+
+from pydantic import AfterValidator
+
+from errorreplay_server.settings_types import Count, Positive, Seconds, SettingsModel, setting
 
 
-@dataclass(frozen=True, slots=True)
-class NatsSettings:
+def _servers(url: str) -> str:
+    if not all(s.strip().startswith(("nats://", "tls://")) for s in url.split(",") if s.strip()):
+        raise ValueError(f'"{url}" is not nats://host:port[,nats://...]')
+    return url
+
+
+class NatsSettings(SettingsModel):
     """ERRORREPLAY_NATS_*: off (the in-process hub and queue) unless `url` is set."""
 
-    # nats://host:port, several separated by commas (a cluster). "" keeps everything in process.
-    url: str = ""
-    # The stream every committed capture is published to, and its subject prefix.
-    stream: str = "ERRORREPLAY_ERRORS"
-    subject_prefix: str = "errorreplay.errors"
-    # Retention of that stream: messages older than max_age, or past max_bytes (oldest first),
-    # are discarded; a cursor older than the oldest kept message is OUT_OF_RANGE.
-    stream_max_age_seconds: float = 7 * 24 * 3600.0
-    stream_max_bytes: int = 1024 * 1024 * 1024
-    # Copies of each stream in a NATS cluster (1 on a single server, 3 in production).
-    stream_replicas: int = 1
-    # The work-queue stream of enrichment jobs and its durable consumer, shared by every replica.
-    jobs_stream: str = "ERRORREPLAY_JOBS"
-    jobs_subject: str = "errorreplay.jobs"
-    jobs_consumer: str = "enrichment"
-    # A job not acknowledged within this time (its replica died) is delivered again.
-    job_ack_wait_seconds: float = 30.0
-    # A job delivered this many times is marked FAILED("abandoned after N deliveries") instead.
-    job_max_deliver: int = 5
-    # Where a replica announces a finished job, so wait_for_context returns on every replica.
-    done_subject: str = "errorreplay.jobs.done"
+    url: Annotated[str, AfterValidator(_servers)] = setting(
+        "", "NATS_URL", "nats://host:port[,...]; unset keeps streams and jobs in process"
+    )
+    stream: str = setting("ERRORREPLAY_ERRORS", "NATS_STREAM", "the JetStream stream of committed captures")
+    subject_prefix: str = setting("errorreplay.errors", "NATS_SUBJECT_PREFIX", "subject prefix of that stream")
+    # A cursor older than the oldest message kept is OUT_OF_RANGE.
+    stream_max_age_seconds: Seconds = setting(
+        7 * 24 * 3600.0, "NATS_STREAM_MAX_AGE_SECONDS", "stream retention by age", gt=0
+    )
+    stream_max_bytes: Positive = setting(1024 * 1024 * 1024, "NATS_STREAM_MAX_BYTES", "stream retention by size")
+    stream_replicas: Count = setting(1, "NATS_STREAM_REPLICAS", "copies of each stream in a NATS cluster")
+    jobs_stream: str = setting("ERRORREPLAY_JOBS", "NATS_JOBS_STREAM", "the work-queue stream of enrichment jobs")
+    jobs_subject: str = setting("errorreplay.jobs", "NATS_JOBS_SUBJECT", "subject of enrichment jobs")
+    jobs_consumer: str = setting("enrichment", "NATS_JOBS_CONSUMER", "durable consumer every replica pulls jobs from")
+    job_ack_wait_seconds: Seconds = setting(
+        30.0, "NATS_JOB_ACK_WAIT_SECONDS", "an unacknowledged job is redelivered", gt=0
+    )
+    # Then FAILED("abandoned after N deliveries").
+    job_max_deliver: int = setting(5, "NATS_JOB_MAX_DELIVER", "deliveries before a job is marked FAILED", ge=2)
+    done_subject: str = setting(
+        "errorreplay.jobs.done", "NATS_DONE_SUBJECT", "where a replica announces a finished job"
+    )
 
     @property
     def enabled(self) -> bool:
@@ -42,13 +50,3 @@ class NatsSettings:
     @property
     def servers(self) -> list[str]:
         return [s.strip() for s in self.url.split(",") if s.strip()]
-
-    def __post_init__(self) -> None:
-        if not self.enabled:
-            return
-        if not all(s.startswith(("nats://", "tls://")) for s in self.servers):
-            raise ValueError(f"ERRORREPLAY_NATS_URL must be nats://host:port[,nats://...], got {self.url!r}")
-        if self.stream_max_age_seconds <= 0 or self.stream_max_bytes <= 0:
-            raise ValueError("ERRORREPLAY_NATS_STREAM_MAX_AGE_SECONDS and _MAX_BYTES must be positive")
-        if self.job_ack_wait_seconds <= 0 or self.job_max_deliver < 2:
-            raise ValueError("ERRORREPLAY_NATS_JOB_ACK_WAIT_SECONDS must be positive, _JOB_MAX_DELIVER at least 2")

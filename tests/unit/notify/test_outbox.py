@@ -31,7 +31,9 @@ async def outbox(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
     from errorreplay_server.notify.neo4j_outbox import Neo4jOutbox
 
     bolt = request.getfixturevalue("bolt_server")
-    neo4j = Neo4jOutbox(Neo4jSettings(bolt.uri, bolt.username, bolt.password, bolt.database))
+    neo4j = Neo4jOutbox(
+        Neo4jSettings(uri=bolt.uri, username=bolt.username, password=bolt.password, database=bolt.database)
+    )
     await neo4j.start()
     yield neo4j, prefix
     await neo4j.close()
