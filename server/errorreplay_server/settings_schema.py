@@ -223,7 +223,8 @@ def _one_line(exc: ValidationError, given: Mapping[str, tuple[str, Any]]) -> str
     if error["type"] == "value_error" and cause is not None:
         return f"{where}: {cause}"
     assert spec.field is not None
-    return f'{where}: "{raw}" is not {_form(spec.field)}'
+    shown = json.dumps(raw) if isinstance(raw, bool) else raw  # as the file wrote it: true, not True
+    return f'{where}: "{shown}" is not {_form(spec.field)}'
 
 
 def _form(field: FieldInfo) -> str:

@@ -12,9 +12,18 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from annotated_types import Ge, Le
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, GetCoreSchemaHandler, PlainSerializer
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    GetCoreSchemaHandler,
+    PlainSerializer,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic.fields import FieldInfo
-from pydantic_core import CoreSchema, core_schema
+from pydantic_core import CoreSchema, PydanticCustomError, core_schema
 
 from errorreplay_server.domain.addresses import split_host_port
 from errorreplay_server.domain.durations import format_duration, parse_duration
@@ -28,6 +37,14 @@ FROM_OUTSIDE = {"outside": True}
 
 class SettingsModel(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False, str_strip_whitespace=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_switch_for_a_number(cls, raw: Any, info: ValidationInfo) -> Any:
+        # pydantic reads `true` as 1: a switch in a number's place (`max_tags = true`) is a mistake.
+        if isinstance(raw, bool) and info.field_name and cls.model_fields[info.field_name].annotation in (int, float):
+            raise PydanticCustomError("number_type", "not a number")
+        return raw
 
 
 @dataclass(frozen=True, slots=True)

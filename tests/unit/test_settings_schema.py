@@ -169,6 +169,10 @@ def test_flags_override_env(tmp_path: Path) -> None:
         ("[limits\n", "not valid TOML"),
         ('[analysis]\nrelated_window = "10x"\n', r"\[analysis\] related_window: \"10x\" is not a duration"),
         ('[limits]\nmax_tags = "many"\n', r"\[limits\] max_tags: \"many\" is not an integer"),
+        # pydantic alone would read `true` as 1: a switch where a number belongs is an error.
+        ("[limits]\nmax_tags = true\n", r"\[limits\] max_tags: \"true\" is not an integer >= 0"),
+        ("[analysis]\nrelated_window = true\n", r"\[analysis\] related_window: \"true\" is not a duration"),
+        ("[security]\nrate_limit_per_second = false\n", r"rate_limit_per_second: \"false\" is not a number >= 0"),
     ],
 )
 def test_bad_files_name_the_key(tmp_path: Path, body: str, message: str) -> None:
