@@ -7,7 +7,7 @@ import inspect
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Any, NoReturn
 
 import grpc
 from google.protobuf import duration_pb2
@@ -107,10 +107,11 @@ def _status(code: int, message: str, *details: Any) -> status_pb2.Status:
     return st
 
 
-async def abort_for(exc: BaseException, context: grpc.aio.ServicerContext, method: str) -> None:
+async def abort_for(exc: BaseException, context: grpc.aio.ServicerContext, method: str) -> NoReturn:
     if not isinstance(exc, DomainError):
         log.error("unexpected error in %s", method, exc_info=exc)
     await context.abort_with_status(rpc_status.to_status(status_for(exc)))
+    raise AssertionError("grpc.aio abort_with_status raises")  # unreachable; its stub is untyped
 
 
 def _code_name(exc: BaseException) -> str:
@@ -226,19 +227,23 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
             if request is _MALFORMED:
                 await _abort_malformed(context, method)
             started = time.perf_counter()
-            code = "OK"
             try:
-                return await inner(request, context)
+                result = await inner(request, context)
             except BaseException as exc:
-                code = _code_name(exc)
+                # Counted before aborting: the abort sends the status, so a client may read the
+                # metrics the moment its call ends.
+                self._observe(method, _code_name(exc), started)
                 if _passes_through(exc):
                     raise
                 await abort_for(exc, context, method)
-            finally:
-                if self._metrics is not None:
-                    self._metrics.observe(method, code, time.perf_counter() - started)
+            self._observe(method, "OK", started)
+            return result
 
         return handle
+
+    def _observe(self, method: str, code: str, started: float) -> None:
+        if self._metrics is not None:
+            self._metrics.observe(method, code, time.perf_counter() - started)
 
     def _wrap(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
         if handler.unary_unary is not None:
