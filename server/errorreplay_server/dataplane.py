@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
 
 from errorreplay_server.analysis.correlation import (
@@ -41,6 +41,7 @@ from errorreplay_server.domain.model import (
     Statistics,
     TimedCount,
     Topology,
+    nearest,
     now_micros,
     statistics_buckets,
 )
@@ -62,6 +63,44 @@ TOPOLOGY_DEPTH_DEFAULT, TOPOLOGY_DEPTH_MAX = 2, 5
 CHANGES_LIMIT = 1000
 MIN_HEARTBEAT: Micros = 100_000
 MAX_HEARTBEAT: Micros = MICROS_PER_HOUR
+
+
+class NearestLinked:
+    """The `limit` errors nearest to `error` (store.related_errors) over a window and a set of
+    resources that only grow, as a cascade widens them round by round. Each round reads only what
+    can enter the nearest: the new resources over the window, the earlier ones over the window's
+    new parts, and both no farther from the error than the farthest kept once `limit` are kept.
+    The answer equals one read of every resource over the whole window."""
+
+    def __init__(self, store: Store, error: ErrorSnapshot, limit: int, documents: bool) -> None:
+        self._store, self._error, self._limit, self._documents = store, error, limit, documents
+        self._kept: list[ErrorSnapshot] = []
+        self._resources: frozenset[str] = frozenset()  # read over [self._lo, self._hi]
+        self._lo: Micros | None = None
+        self._hi: Micros = 0
+
+    async def over(self, lo: Micros, hi: Micros, resource_ids: Collection[str]) -> list[ErrorSnapshot]:
+        t = self._error.report.occurred_at
+        near_lo, near_hi = lo, hi
+        if len(self._kept) >= self._limit:
+            reach = max(abs(occurred_at(e) - t) for e in self._kept)
+            near_lo, near_hi = max(lo, t - reach), min(hi, t + reach)
+        new = sorted(set(resource_ids) - self._resources)
+        reads = [(near_lo, near_hi, new)] if new or self._lo is None else []
+        if self._lo is not None:
+            old = sorted(self._resources)
+            reads += [(near_lo, min(near_hi, self._lo - 1), old), (max(near_lo, self._hi + 1), near_hi, old)]
+        found = {e.error_id: e for e in self._kept}
+        for start, end, resources in reads:
+            if start <= end:
+                for e in await self._store.related_errors(
+                    self._error, start, end, resources, self._limit, documents=self._documents
+                ):
+                    found.setdefault(e.error_id, e)
+        self._kept = nearest(found.values(), t, self._limit)
+        self._resources |= frozenset(resource_ids)
+        self._lo, self._hi = lo if self._lo is None else min(lo, self._lo), max(hi, self._hi)
+        return self._kept
 
 
 @dataclass(slots=True)
@@ -178,6 +217,7 @@ class DataPlane:
         frontier = [root]
         linked: list[ErrorSnapshot] = []
         lo, hi = t - window, t + window
+        nearest_linked = NearestLinked(self._store, snapshot, settings.related_limit, documents)
         for _ in range(settings.max_cascade_depth + 1):
             explored.update(frontier)
             # One round's topology reads at once: a cascade that links ten resources waits for
@@ -186,9 +226,7 @@ class DataPlane:
                 if topology is not None:
                     edges.update(topology.dependencies)
                     known.update(r.id for r in topology.resources)
-            for e in await self._store.related_errors(
-                snapshot, lo, hi, sorted(known), settings.related_limit, documents=documents
-            ):
+            for e in await nearest_linked.over(lo, hi, known):
                 found.setdefault(e.error_id, e)
             linked = cascade_errors(snapshot, found.values(), edges, settings)
             frontier = sorted({e.report.resource_id for e in linked} - explored)

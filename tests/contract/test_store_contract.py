@@ -421,10 +421,15 @@ async def test_related_errors_keep_the_nearest_in_time_when_more_match(store: St
         for documents in (True, False):
             related = await store.related_errors(*window, limit, documents=documents)
             assert [e.error_id for e in related] == [at[s] for s in kept], (limit, documents)
-    # Outside the window the nearness counts from the window's nearest edge.
-    late = (subject, T0 + 100 * MICROS_PER_SECOND, T0 + 10 * MICROS_PER_MINUTE, [])
+    # A window that does not hold the subject's time: still the nearest to the subject. Of two
+    # errors at the window's first instant, both after the subject, the one received first.
+    second_120 = (await capture_one(store, resource_id=res, occurred_at=T0 + 120 * MICROS_PER_SECOND)).snapshot
+    late = (subject, T0 + 120 * MICROS_PER_SECOND, T0 + 10 * MICROS_PER_MINUTE, [])
     assert [e.error_id for e in await store.related_errors(*late, 1)] == [at[120]]
-    assert [e.error_id for e in await store.related_errors(*late, 2)] == [at[120], at[480]]
+    assert [e.error_id for e in await store.related_errors(*late, 2)] == [at[120], second_120.error_id]
+    assert [e.error_id for e in await store.related_errors(*late, 3)] == [at[120], second_120.error_id, at[480]]
+    early = (subject, T0 - 10 * MICROS_PER_MINUTE, T0 - 60 * MICROS_PER_SECOND, [])
+    assert [e.error_id for e in await store.related_errors(*early, 2)] == [at[-300], at[-60]]
 
 
 async def test_related_errors_as_link_rows_are_the_same_errors_without_documents(store: Store) -> None:

@@ -633,9 +633,3 @@ class StoreCore:
         read_rollups = partial(self._timed_rollups, dimension, key)
         await collect_timed_counts(builder, flt, start, end, read_rollups, partial(self._count_timed_rows, dimension))
         return builder
-
-
-# --- related errors -------------------------------------------------------------------------------
-def related_pivot(error: ErrorSnapshot, start: Micros, end: Micros) -> Micros:
-    """The time nearness is measured from: the error's own, brought into [start, end]."""
-    return min(max(error.report.occurred_at, start), end)

@@ -104,7 +104,6 @@ from errorreplay_server.store.core import (
     TimedCountsBuilder,
     bounded_total,
     drain_batch,
-    related_pivot,
     rollup_counts,
     run_walk_async,
     runs,
@@ -791,7 +790,7 @@ class Neo4jStore(StoreCore):
     ) -> list[ErrorSnapshot]:
         r = error.report
         links: list[str] = []
-        pivot = related_pivot(error, start, end)
+        pivot = r.occurred_at
         params: dict[str, Any] = {
             "start": start,
             "end": end,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import logging
 import queue
 import sqlite3
@@ -66,7 +67,6 @@ from errorreplay_server.store.core import (
     TimedCountsBuilder,
     bounded_total,
     drain_batch,
-    related_pivot,
     run_walk,
     runs,
     topology,
@@ -892,10 +892,11 @@ class SqliteStore(StoreCore):
         links += [("resource_id = ?", x) for x in resources]
         if not links:
             return []
-        pivot = related_pivot(error, start, end)
-        # Each link's index is walked away from the pivot on both sides, `limit + 1` entries at most
-        # (the error itself may be one): what a call reads follows the limit, not how many errors
-        # the window holds (about 2,900 around an error at 1,000,000).
+        pivot = r.occurred_at
+        # Each link's index is walked away from the error's time on both sides, `limit + 1` entries
+        # at most (the error itself may be one): what a call reads follows the limit, not how many
+        # errors the window holds (about 2,900 around an error at 1,000,000). A window that does
+        # not hold the error's time is walked from its nearer edge, on one side only.
         walks = [
             (
                 f"SELECT occurred_at, received_at, seq FROM errors WHERE {condition}"
@@ -911,15 +912,24 @@ class SqliteStore(StoreCore):
         rows_sql = f"{select} WHERE seq IN (SELECT value FROM json_each(?)) AND error_id != ?"
 
         def run(conn: sqlite3.Connection) -> list[ErrorSnapshot]:
-            candidates: dict[int, tuple[Micros, Micros, Micros]] = {}
-            for before, after, value in walks:
-                for occurred_at, received_at, seq in (
-                    *conn.execute(before, (value, start, pivot, limit + 1)),
-                    *conn.execute(after, (value, pivot, end, limit + 1)),
-                ):
-                    candidates[seq] = nearness(occurred_at, received_at, pivot)
-            kept = sorted(candidates, key=candidates.__getitem__)[: limit + 1]
-            rows = conn.execute(rows_sql, (codec.dumps(kept), error.error_id))
+            # Each walk comes in nearness order; merged lazily, a cursor steps only as far as the
+            # nearest `limit + 1` of all walks reach (about a sixth of the entries at 3 links).
+            cursors = [
+                cursor
+                for before, after, value in walks
+                for cursor in (
+                    conn.execute(before, (value, start, min(pivot, end), limit + 1)),
+                    conn.execute(after, (value, max(pivot, start - 1), end, limit + 1)),
+                )
+            ]
+            kept: dict[int, None] = {}
+            for _, _, seq in heapq.merge(*cursors, key=lambda row: nearness(row[0], row[1], pivot)):
+                kept[seq] = None  # one error may be on several links
+                if len(kept) > limit:
+                    break
+            for cursor in cursors:
+                cursor.close()
+            rows = conn.execute(rows_sql, (codec.dumps(list(kept)), error.error_id))
             return nearest((decode(row) for row in rows), pivot, limit)
 
         return await self._read(run)
