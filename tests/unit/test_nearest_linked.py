@@ -6,6 +6,7 @@ parts are both exercised."""
 
 from __future__ import annotations
 
+import itertools
 import random
 from pathlib import Path
 
@@ -62,7 +63,7 @@ async def test_round_by_round_reads_give_what_reading_everything_gives(tmp_path:
         # along it, so a replay widens its window and its resources over several rounds.
         chain = [f"svc-{i}" for i in range(12)]
         sides = [(f"side-{i}", rnd.choice(chain)) for i in range(6)]
-        deps = [Dependency(a, b) for a, b in zip(chain, chain[1:], strict=False)]
+        deps = [Dependency(a, b) for a, b in itertools.pairwise(chain)]
         deps += [Dependency(side, target) for side, target in sides]
         resources = [*chain, *(side for side, _ in sides)]
         await store.upsert_resources([Resource(r, "service", r, {}) for r in resources], deps)
@@ -98,7 +99,7 @@ async def test_a_cascade_widens_the_reads_over_several_rounds(tmp_path: Path) ->
         chain = [f"svc-{i}" for i in range(5)]
         await store.upsert_resources(
             [Resource(r, "service", r, {}) for r in chain],
-            [Dependency(a, b) for a, b in zip(chain, chain[1:], strict=False)],
+            [Dependency(a, b) for a, b in itertools.pairwise(chain)],
         )
         # svc-0 fails first, then each caller along the chain a little later.
         step = WINDOW * 3 // 4
@@ -127,4 +128,3 @@ async def test_a_cascade_widens_the_reads_over_several_rounds(tmp_path: Path) ->
                 ranges.setdefault(rid, []).append((start, end))
     finally:
         await store.close()
-
