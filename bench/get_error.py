@@ -27,6 +27,7 @@ from errorreplay_server.domain.model import ErrorFilter
 from errorreplay_server.server import settle_heap
 from errorreplay_server.settings import Limits
 from errorreplay_server.store.sqlite import SqliteStore
+from errorreplay_server.streaming.hub import InProcessHub
 
 
 async def run(data_dir: Path, calls: int, profile: bool) -> dict[str, object]:
@@ -34,7 +35,7 @@ async def run(data_dir: Path, calls: int, profile: bool) -> dict[str, object]:
     await store.start()
     try:
         # get_error reads only the store and the analysis settings: no capture service or hub.
-        plane = DataPlane(store, None, None, Limits())  # type: ignore[arg-type]
+        plane = DataPlane(store, None, InProcessHub(store), Limits())  # type: ignore[arg-type]
         ids = [e.error_id for e in (await store.search_errors(ErrorFilter(), 1000, with_total=False)).items]
         waited = {name: 0.0 for name in ("related_errors", "get_topology", "get_error")}
         for name in waited:

@@ -196,7 +196,9 @@ class DataPlane:
         `cascade_errors`: errors on resources further along DEPENDS_ON, each within the window of
         the next), it reads the topology around the newly linked failing resources and the
         errors around their times, up to max_cascade_depth rounds and cascade_max_resources
-        resources. A lone error costs one topology read and one error query, as before.
+        resources. A lone error costs one topology read and one error query, as before. The
+        topology comes from the hub's cache (streaming/hub.py TopologyCache), which a topology
+        write drops at once and ERRORREPLAY_STREAM_TOPOLOGY_TTL bounds for writes elsewhere.
         documents=False returns link snapshots (store.related_errors): the same errors, without
         message, documents or context."""
         settings = self._analysis
@@ -221,11 +223,10 @@ class DataPlane:
         for _ in range(settings.max_cascade_depth + 1):
             explored.update(frontier)
             # One round's topology reads at once: a cascade that links ten resources waits for
-            # the store once, not ten times in a row.
-            for topology in await asyncio.gather(*(self._topology_or_none(rid) for rid in frontier)):
-                if topology is not None:
-                    edges.update(topology.dependencies)
-                    known.update(r.id for r in topology.resources)
+            # the store (on a cache miss) once, not ten times in a row.
+            for neighbours in await asyncio.gather(*(self._hub.neighbours(rid) for rid in frontier)):
+                edges.update(neighbours.edges)
+                known.update(neighbours.resource_ids)
             for e in await nearest_linked.over(lo, hi, known):
                 found.setdefault(e.error_id, e)
             linked = cascade_errors(snapshot, found.values(), edges, settings)
@@ -241,12 +242,6 @@ class DataPlane:
         # outside the window); keep what the rule keeps, as the replay does. The last round's
         # cascade is over these very errors and edges.
         return related_errors(snapshot, found.values(), dependencies, settings, cascade=linked), dependencies
-
-    async def _topology_or_none(self, resource_id: str) -> Topology | None:
-        try:
-            return await self._store.get_topology(resource_id, self._analysis.related_hops)
-        except NotFound:
-            return None
 
     def _checked_filter(self, flt: ErrorFilter, prefix: str = "filter") -> ErrorFilter:
         raise_if(filter_violations(flt, self._limits, prefix))

@@ -19,6 +19,7 @@ from errorreplay_server.domain.model import MICROS_PER_SECOND, Dependency, Error
 from errorreplay_server.settings import Limits
 from errorreplay_server.store.base import Store
 from errorreplay_server.store.sqlite import SqliteStore
+from errorreplay_server.streaming.hub import InProcessHub
 from tests.factories import new_error
 
 T0 = 1_760_000_000_000_000
@@ -80,7 +81,7 @@ async def test_round_by_round_reads_give_what_reading_everything_gives(tmp_path:
         subjects = rnd.sample([e.snapshot for e in errors], 25)
         for limit in (3, 10, 40, 1000):
             settings = AnalysisSettings(related_window_us=WINDOW, related_hops=1, related_limit=limit)
-            plane = DataPlane(store, None, None, Limits(), settings)  # type: ignore[arg-type]
+            plane = DataPlane(store, None, InProcessHub(store, analysis=settings), Limits(), settings)  # type: ignore[arg-type]
             for subject in subjects:
                 for documents in (True, False):
                     got, got_deps = await plane.related(subject, documents=documents)
@@ -116,7 +117,7 @@ async def test_a_cascade_widens_the_reads_over_several_rounds(tmp_path: Path) ->
 
         store.related_errors = recorded  # type: ignore[method-assign]
         settings = AnalysisSettings(related_window_us=WINDOW, related_hops=1)
-        plane = DataPlane(store, None, None, Limits(), settings)  # type: ignore[arg-type]
+        plane = DataPlane(store, None, InProcessHub(store, analysis=settings), Limits(), settings)  # type: ignore[arg-type]
         related, _ = await plane.related(first)
         assert [e.report.resource_id for e in related] == list(reversed(chain))[1:]
         assert len(calls) >= 3

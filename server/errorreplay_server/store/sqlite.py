@@ -893,44 +893,48 @@ class SqliteStore(StoreCore):
         if not links:
             return []
         pivot = r.occurred_at
-        # Each link's index is walked away from the error's time on both sides, `limit + 1` entries
-        # at most (the error itself may be one): what a call reads follows the limit, not how many
-        # errors the window holds (about 2,900 around an error at 1,000,000). A window that does
-        # not hold the error's time is walked from its nearer edge, on one side only.
+        # Link rows come from `errors` alone: no join to the documents, nothing to decode.
+        columns, select, decode = (
+            (ERROR_COLUMNS, _SELECT_ERRORS, snapshot_from_row)
+            if documents
+            else (LINK_COLUMNS, _SELECT_LINKS, link_from_row)
+        )
+        at_occurred, at_received = columns.index("occurred_at"), columns.index("received_at")
+        # Each link's index is walked away from the error's time on both sides; the walks, each in
+        # nearness order, are merged lazily, so a cursor reads only as far as the nearest `limit`
+        # of all links reach: what a call reads follows the limit, not how many errors the window
+        # holds (about 2,900 around an error at 1,000,000). A window that does not hold the
+        # error's time is walked from its nearer edge, on one side only.
         walks = [
             (
-                f"SELECT occurred_at, received_at, seq FROM errors WHERE {condition}"
-                " AND occurred_at BETWEEN ? AND ? ORDER BY occurred_at DESC, received_at DESC LIMIT ?",
-                f"SELECT occurred_at, received_at, seq FROM errors WHERE {condition}"
-                " AND occurred_at > ? AND occurred_at <= ? ORDER BY occurred_at, received_at LIMIT ?",
-                value,
+                f"{select} WHERE {condition} AND occurred_at BETWEEN ? AND ?"
+                " ORDER BY occurred_at DESC, received_at DESC LIMIT ?",
+                (value, start, min(pivot, end), limit + 1),
+            )
+            for condition, value in links
+        ] + [
+            (
+                f"{select} WHERE {condition} AND occurred_at > ? AND occurred_at <= ?"
+                " ORDER BY occurred_at, received_at LIMIT ?",
+                (value, max(pivot, start - 1), end, limit + 1),
             )
             for condition, value in links
         ]
-        # Link rows come from `errors` alone: no join to the documents, nothing to decode.
-        select, decode = (_SELECT_ERRORS, snapshot_from_row) if documents else (_SELECT_LINKS, link_from_row)
-        rows_sql = f"{select} WHERE seq IN (SELECT value FROM json_each(?)) AND error_id != ?"
+
+        def nearness_of(row: Any) -> tuple[Micros, Micros, Micros]:
+            return nearness(row[at_occurred], row[at_received], pivot)
 
         def run(conn: sqlite3.Connection) -> list[ErrorSnapshot]:
-            # Each walk comes in nearness order; merged lazily, a cursor steps only as far as the
-            # nearest `limit + 1` of all walks reach (about a sixth of the entries at 3 links).
-            cursors = [
-                cursor
-                for before, after, value in walks
-                for cursor in (
-                    conn.execute(before, (value, start, min(pivot, end), limit + 1)),
-                    conn.execute(after, (value, max(pivot, start - 1), end, limit + 1)),
-                )
-            ]
-            kept: dict[int, None] = {}
-            for _, _, seq in heapq.merge(*cursors, key=lambda row: nearness(row[0], row[1], pivot)):
-                kept[seq] = None  # one error may be on several links
-                if len(kept) > limit:
-                    break
+            cursors = [conn.execute(sql, args) for sql, args in walks]
+            kept: dict[Micros, Any] = {}  # by received_at: one error may be on several links
+            for row in heapq.merge(*cursors, key=nearness_of):
+                if row[0] != error.error_id:
+                    kept.setdefault(row[at_received], row)
+                    if len(kept) == limit:
+                        break
             for cursor in cursors:
                 cursor.close()
-            rows = conn.execute(rows_sql, (codec.dumps(list(kept)), error.error_id))
-            return nearest((decode(row) for row in rows), pivot, limit)
+            return nearest(map(decode, kept.values()), pivot, limit)
 
         return await self._read(run)
 

@@ -58,8 +58,10 @@ class HubSettings(SettingsModel):
     memory_size: Count = setting(1000, "STREAM_MEMORY_SIZE", "errors each subscription remembers")
     # To name related errors and the origin.
     recent_size: Count = setting(20_000, "STREAM_RECENT_SIZE", "recent errors the hub indexes")
-    topology_ttl_seconds: Seconds = setting(30.0, "STREAM_TOPOLOGY_TTL", "how long the hub caches topology")
-    topology_cache_size: Count = setting(10_000, "STREAM_TOPOLOGY_CACHE_SIZE", "resources in the hub's topology cache")
+    topology_ttl_seconds: Seconds = setting(
+        30.0, "STREAM_TOPOLOGY_TTL", "how long neighbourhoods are cached, for streams and related errors"
+    )
+    topology_cache_size: Count = setting(10_000, "STREAM_TOPOLOGY_CACHE_SIZE", "resources in the topology cache")
     backfill_page: Count = setting(500, "STREAM_BACKFILL_PAGE", "stored errors read per page when resuming")
     max_subscriptions: Count = setting(10_000, "MAX_SUBSCRIPTIONS", "concurrent streams, all callers")
 
@@ -85,10 +87,11 @@ class StreamItem:
 
 @dataclass(frozen=True, slots=True)
 class Neighbours:
-    """The relation rule's neighbourhood of one resource, and the edges walked to find it."""
+    """The relation rule's neighbourhood of one resource, and the topology walked to find it."""
 
     near: Neighbourhood
     edges: tuple[Dependency, ...]
+    resource_ids: tuple[str, ...] = ()  # every resource reached, the resource itself included
 
     @property
     def dependencies(self) -> frozenset[str]:
@@ -111,9 +114,10 @@ class FilterNeighbours:
 
 
 class TopologyCache:
-    """Neighbourhoods loaded from the store, kept for a short time. `invalidate` drops them all
-    when this server writes topology; the TTL bounds how stale an edge written elsewhere (another
-    replica, or straight into a shared Neo4j graph) can be."""
+    """Neighbourhoods loaded from the store, kept for a short time, for streams and for the related
+    errors of GetError and replays (dataplane.py). `invalidate` drops them all when this server
+    writes topology; the TTL bounds how stale an edge written elsewhere (another replica, or
+    straight into a shared Neo4j graph) can be."""
 
     def __init__(self, store: Store, settings: HubSettings, rule: RelationRule) -> None:
         self._store = store
@@ -141,7 +145,8 @@ class TopologyCache:
             found = Neighbours(Neighbourhood(resource_id, frozenset(), frozenset()), ())
         else:
             edges = tuple(topology.dependencies)
-            found = Neighbours(self._rule.neighbourhood(resource_id, edges), edges)
+            reached = tuple(r.id for r in topology.resources)
+            found = Neighbours(self._rule.neighbourhood(resource_id, edges), edges, reached)
         if generation != self._generation:
             return found
         self._entries[resource_id] = (now, found)
@@ -326,6 +331,10 @@ class Hub(Protocol):
         """DEPENDS_ON edges were written: correlated subscriptions must see the new neighbourhood."""
         ...
 
+    async def neighbours(self, resource_id: str) -> Neighbours:
+        """The topology within the related hops of `resource_id`, from the cache that streams use."""
+        ...
+
     async def subscribe(
         self, matcher: ErrorMatcher, include_correlated: bool, resume_after: str, heartbeat_seconds: float | None
     ) -> Stream: ...
@@ -400,6 +409,9 @@ class InProcessHub:
         neighbourhood again before it judges its next error (in `_current_filter`)."""
         self._topology.invalidate()
         self._topology_version += 1
+
+    async def neighbours(self, resource_id: str) -> Neighbours:
+        return await self._topology.neighbours(resource_id)
 
     async def _current_filter(self, sub: Subscription) -> None:
         """Re-resolve the filter's neighbourhood after a topology change here, or once it is older
