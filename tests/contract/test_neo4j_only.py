@@ -245,29 +245,6 @@ async def test_regression_within_one_commit(bolt_store: Neo4jStore) -> None:
     assert group.count == 3 and group.status == GroupStatus.OPEN and group.regression
 
 
-async def test_a_failing_write_does_not_sink_the_others_in_its_commit(
-    bolt_store: Neo4jStore, caplog: pytest.LogCaptureFixture
-) -> None:
-    first = new_error()
-    await bolt_store.capture([first])
-    gid = uid("grp_")
-    clash = new_error(group_id=gid)
-    clash.snapshot.error_id = first.snapshot.error_id  # violates the error_id constraint
-    good = [new_error(group_id=gid) for _ in range(6)]
-    # Queued together, so the writer folds them into one transaction that fails as a whole.
-    results = await asyncio.gather(
-        *(bolt_store.capture([n]) for n in [*good[:3], clash, *good[3:]]), return_exceptions=True
-    )
-    assert isinstance(results[3], Exception) and not isinstance(results[3], StoreUnavailable)
-    assert all(isinstance(r, list) and not r[0].duplicate for i, r in enumerate(results) if i != 3)
-    assert [e.error_id for e in await bolt_store.get_errors([n.snapshot.error_id for n in good])] == [
-        n.snapshot.error_id for n in good
-    ]
-    # The failed attempt was rolled back whole: every good error counted once.
-    assert (await bolt_store.get_group(gid)).count == 6
-    assert "retrying them one by one" in caplog.text
-
-
 async def test_schema_set_up_is_idempotent(bolt_server: BoltServer) -> None:
     for _ in range(2):
         store = Neo4jStore(settings_of(bolt_server))

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from errorreplay_server.domain.errors import InvalidArgument, NotFound
+from errorreplay_server.domain.errors import InvalidArgument, NotFound, StoreUnavailable
 from errorreplay_server.domain.model import (
     MICROS_PER_HOUR,
     MICROS_PER_MINUTE,
@@ -104,6 +104,27 @@ async def test_request_id_retry_returns_first_and_stores_nothing_new(store: Stor
     assert page.total_size == 1
     group = await store.get_group(first.snapshot.group_id)
     assert group.count == 1
+
+
+async def test_a_failing_write_does_not_sink_the_others_in_its_commit(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    first = new_error()
+    await store.capture([first])
+    gid = uid("grp_")
+    clash = new_error(group_id=gid)
+    clash.snapshot.error_id = first.snapshot.error_id  # violates the unique error_id
+    good = [new_error(group_id=gid) for _ in range(6)]
+    # Queued together, so the writer (store/core.py BatchWriter) folds them into one transaction
+    # that fails as a whole, then runs them one by one.
+    results = await asyncio.gather(*(store.capture([n]) for n in [*good[:3], clash, *good[3:]]), return_exceptions=True)
+    assert isinstance(results[3], Exception) and not isinstance(results[3], StoreUnavailable)
+    assert all(isinstance(r, list) and not r[0].duplicate for i, r in enumerate(results) if i != 3)
+    stored = await store.get_errors([n.snapshot.error_id for n in good])
+    assert [e.error_id for e in stored] == [n.snapshot.error_id for n in good]
+    # The failed attempt was rolled back whole: every good error counted once.
+    assert (await store.get_group(gid)).count == 6
+    assert "retrying them one by one" in caplog.text
 
 
 async def test_request_id_repeated_within_one_commit(store: Store) -> None:

@@ -180,32 +180,6 @@ def test_only_errors_of_the_database_itself_mean_unavailable() -> None:
     assert not _means_unavailable(sqlite3.OperationalError("no such column: nope"))
 
 
-async def test_a_failing_capture_in_a_commit_group_fails_alone(tmp_path: Path) -> None:
-    import asyncio
-    from dataclasses import replace
-
-    from errorreplay_server.domain.model import ErrorFilter
-    from tests.factories import new_error, uid
-
-    store = SqliteStore(tmp_path / "db.sqlite")
-    await store.start()
-    try:
-        run = uid()
-        first = new_error(tags={"run": run})
-        await store.capture([first])
-        # A second error under an id already stored violates the unique constraint.
-        clash = new_error(tags={"run": run})
-        clash = replace(clash, snapshot=replace(clash.snapshot, error_id=first.snapshot.error_id))
-        good = [new_error(tags={"run": run}) for _ in range(3)]
-        outcomes = await asyncio.gather(store.capture([clash]), store.capture(good), return_exceptions=True)
-        assert isinstance(outcomes[0], sqlite3.IntegrityError)
-        assert [o.snapshot.error_id for o in outcomes[1]] == [g.snapshot.error_id for g in good]  # type: ignore[union-attr]
-        page = await store.search_errors(ErrorFilter(tags={"run": run}), 10)
-        assert page.total_size == 4
-    finally:
-        await store.close()
-
-
 async def test_close_interrupts_busy_readers_instead_of_waiting_for_them(tmp_path: Path) -> None:
     import asyncio
     import threading

@@ -2,9 +2,10 @@
 
 The dialects (sqlite.py, neo4j.py) hold schema and query text; this module holds the decisions.
 
-- Batching. Writes are queued to one writer per store (a thread for SQLite, an asyncio task for
-  Neo4j) that drains up to MAX_JOBS_PER_COMMIT jobs into one transaction (`drain_batch`), and
-  runs consecutive capture jobs as one set-wise write (`runs`), so a commit's cost is shared.
+- BatchWriter. Writes are queued to one writer per store that drains up to MAX_JOBS_PER_COMMIT
+  jobs into one transaction (`drain_batch`), which runs consecutive capture jobs as one set-wise
+  write (`runs`), so a commit's cost is shared. The store supplies the transaction (`Commit`):
+  SQLite runs it on its writer thread, Neo4j in a driver transaction with retries.
 - CapturePlan. Given the captures of one commit and what the store already holds (the errors of
   their idempotency keys, the statuses of their groups), it decides each outcome: duplicate,
   new, or new and reopening a resolved group (a regression); and what the commit must write: the
@@ -21,13 +22,13 @@ docs/ARCHITECTURE.md §3 describes the store contract this module serves.
 from __future__ import annotations
 
 import asyncio
-import queue
+import logging
 from collections.abc import Awaitable, Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any, TypeVar
 
-from errorreplay_server.domain.errors import InvalidArgument, NotFound
+from errorreplay_server.domain.errors import DomainError, InvalidArgument, NotFound, StoreUnavailable
 from errorreplay_server.domain.model import (
     MICROS_PER_HOUR,
     CaptureOutcome,
@@ -59,9 +60,96 @@ MAX_JOBS_PER_COMMIT = 256
 MAX_ERRORS_PER_COMMIT = 500
 
 J = TypeVar("J")
+log = logging.getLogger(__name__)
 
 
-# --- batching -------------------------------------------------------------------------------------
+# --- the writer -----------------------------------------------------------------------------------
+@dataclass(slots=True)
+class WriteJob:
+    """One queued write: captures (consecutive ones share their statements, `runs`) or other work,
+    a function of the store's transaction."""
+
+    future: asyncio.Future[Any]
+    captures: list[NewError] | None = None
+    work: Callable[[Any], Any] | None = None
+
+
+Commit = Callable[[list[WriteJob]], Awaitable[list[Any]]]
+
+
+class BatchWriter:
+    """The one writer of a store. Callers queue writes; the writer takes what is queued, up to
+    MAX_JOBS_PER_COMMIT jobs and MAX_ERRORS_PER_COMMIT errors, and `commit` (the store's) runs it
+    in one transaction and returns each job's result, a DomainError being a job's own failure.
+    Every caller is answered after COMMIT, so an acknowledged write is durable. A batch that fails
+    on some job's data runs again job by job, so a bad job fails alone; StoreUnavailable fails the
+    batch. One writer also means captures commit in submission (received_at) order."""
+
+    def __init__(self, commit: Commit, name: str) -> None:
+        self._commit = commit
+        self._name = name
+        self._jobs: asyncio.Queue[WriteJob | Stop] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=self._name)
+
+    async def capture(self, items: list[NewError]) -> list[CaptureOutcome]:
+        return await self._submit(WriteJob(asyncio.get_running_loop().create_future(), captures=items))
+
+    async def write(self, work: Callable[[Any], Any]) -> Any:
+        return await self._submit(WriteJob(asyncio.get_running_loop().create_future(), work=work))
+
+    async def _submit(self, job: WriteJob) -> Any:
+        if self._task is None or self._task.done():
+            raise StoreUnavailable(f"the store is not open ({self._name})")
+        self._jobs.put_nowait(job)
+        return await job.future
+
+    async def close(self) -> None:
+        """Commits what is queued, then stops; a write queued after that is refused."""
+        if self._task is not None:
+            self._jobs.put_nowait(STOP)
+            await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            first = await self._jobs.get()
+            if isinstance(first, Stop):
+                break
+            batch, stopping = drain_batch(first, self._jobs.get_nowait, lambda job: len(job.captures or ()))
+            try:
+                await self._commit_or_split(batch)
+            except BaseException as exc:  # the writer must outlive any one batch
+                log.exception("%s failed a batch", self._name)
+                _fail(batch, exc if isinstance(exc, Exception) else StoreUnavailable(str(exc)))
+                if not isinstance(exc, Exception):
+                    raise
+        while not self._jobs.empty():
+            late = self._jobs.get_nowait()
+            if not isinstance(late, Stop):
+                _fail([late], StoreUnavailable("the store is closing"))
+
+    async def _commit_or_split(self, batch: list[WriteJob]) -> None:
+        try:
+            results = await self._commit(batch)
+        except Exception as exc:  # unavailable, a constraint, a value the store cannot take, …
+            if isinstance(exc, StoreUnavailable) or len(batch) == 1:
+                _fail(batch, exc)
+                return
+            log.warning("a batch of %d writes failed (%r); retrying them one by one", len(batch), exc)
+            for job in batch:
+                await self._commit_or_split([job])
+            return
+        for job, value in zip(batch, results, strict=True):
+            if isinstance(value, DomainError):
+                _fail([job], value)
+            elif not job.future.done():  # the caller gave up; the write stands
+                job.future.set_result(value)
+
+
 class Stop:
     """The marker that tells a writer to finish the batch in hand and stop."""
 
@@ -77,20 +165,26 @@ def drain_batch(
     max_errors: int = MAX_ERRORS_PER_COMMIT,
 ) -> tuple[list[J], bool]:
     """The jobs of one commit: `first` and whatever is already queued behind it, up to the caps.
-    Returns (jobs, stopping), stopping when the stop marker was met. Works over queue.SimpleQueue
-    and asyncio.Queue alike (both raise a subclass of Exception named *Empty when empty)."""
+    Returns (jobs, stopping), stopping when the stop marker was met."""
     batch = [first]
     errors = errors_of(first)
     while len(batch) < max_jobs and errors < max_errors:
         try:
             nxt = get_nowait()
-        except (queue.Empty, asyncio.QueueEmpty):
+        except asyncio.QueueEmpty:
             break
         if isinstance(nxt, Stop):
             return batch, True
         batch.append(nxt)
         errors += errors_of(nxt)
     return batch, False
+
+
+def _fail(jobs: list[WriteJob], exc: BaseException) -> None:
+    """Fails the jobs whose callers still wait (a caller that gave up has a done future)."""
+    for job in jobs:
+        if not job.future.done():
+            job.future.set_exception(exc)
 
 
 def runs(jobs: Sequence[J], is_capture: Callable[[J], bool]) -> Iterable[tuple[bool, list[J]]]:

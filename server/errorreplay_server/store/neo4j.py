@@ -25,8 +25,8 @@ Why this shape:
   hang off a Resource, while get_topology still answers NotFound for it exactly as SQLite does
   (SQLite creates no resource on capture). Declaring it (upsert, dependency end, change) clears
   the flag. Resources of an existing graph have no flag and are found as they are.
-- All writes go through one writer task. It drains the queue and runs everything pending in one
-  transaction (store/core.py), with consecutive captures folded into UNWIND statements (UNWIND of
+- All writes go through one writer (store/core.py BatchWriter). It runs everything pending in one
+  transaction, with consecutive captures folded into UNWIND statements (UNWIND of
   200 rows is about 8× single MERGEs), and resolves each caller after COMMIT. One writer also means
   captures commit in submission (received_at) order and never conflict with each other.
 - Every query is a constant or assembled from constant fragments with positional parameter
@@ -95,15 +95,14 @@ from errorreplay_server.store.core import (
     DEPENDENCIES,
     DEPENDENTS,
     ROLLUP_GROUP,
-    STOP,
+    BatchWriter,
     CapturePlan,
     StatisticsBuilder,
-    Stop,
     StoreCore,
     StoredState,
     TimedCountsBuilder,
+    WriteJob,
     bounded_total,
-    drain_batch,
     rollup_counts,
     run_walk_async,
     runs,
@@ -300,22 +299,6 @@ _NEIGHBOURS = {
 }
 
 
-@dataclass(slots=True)
-class _Job:
-    """One queued write: a capture (folded with its neighbours into UNWINDs) or any other work."""
-
-    future: asyncio.Future[Any]
-    captures: list[NewError] | None = None
-    work: Callable[[AsyncTransaction], Awaitable[Any]] | None = None
-
-
-def _fail(jobs: list[_Job], exc: BaseException) -> None:
-    """Fails the jobs whose callers still wait (a caller that gave up has a done future)."""
-    for job in jobs:
-        if not job.future.done():
-            job.future.set_exception(exc)
-
-
 def _error_row(snap: ErrorSnapshot) -> dict[str, Any]:
     r = snap.report
     props = error_columns(snap)
@@ -421,8 +404,7 @@ class Neo4jStore(StoreCore):
         self._database = settings.database or None
         self._driver: AsyncDriver | None = None
         self._dialect: Dialect = NEO4J
-        self._jobs: asyncio.Queue[_Job | Stop] = asyncio.Queue()
-        self._writer: asyncio.Task[None] | None = None
+        self._writer: BatchWriter | None = None
         # Shared by every session, so that a read sees every write acknowledged before it, also
         # when a cluster routes reads to a follower (the SQLite store's read-your-writes).
         self._bookmarks = AsyncGraphDatabase.bookmark_manager()
@@ -463,8 +445,8 @@ class Neo4jStore(StoreCore):
             await driver.close()
             raise self._start_failure(exc) from exc
         self._driver = driver
-        self._jobs = asyncio.Queue()
-        self._writer = asyncio.create_task(self._write_loop(), name="neo4j-writer")
+        self._writer = BatchWriter(self._run_with_retries, "neo4j-writer")
+        self._writer.start()
         log.info("neo4j store at %s (database %s, %s)", uri, self._database or "default", self._dialect.name)
 
     def _start_failure(self, exc: BaseException) -> BaseException:
@@ -515,9 +497,7 @@ class Neo4jStore(StoreCore):
 
     async def close(self) -> None:
         if self._writer is not None:
-            self._jobs.put_nowait(STOP)
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._writer
+            await self._writer.close()
             self._writer = None
         if self._driver is not None:
             await self._driver.close()
@@ -559,54 +539,12 @@ class Neo4jStore(StoreCore):
         return await self._read(lambda session: _rows(session, query, **params))
 
     async def _write(self, work: Callable[[AsyncTransaction], Awaitable[R]]) -> R:
-        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
-        self._submit(_Job(future, work=work))
-        return await future
-
-    def _submit(self, job: _Job) -> None:
-        if self._writer is None or self._writer.done():
+        if self._writer is None:
             raise StoreUnavailable("the Neo4j store is not open")
-        self._jobs.put_nowait(job)
+        return await self._writer.write(work)
 
-    async def _write_loop(self) -> None:
-        stopping = False
-        while not stopping:
-            first = await self._jobs.get()
-            if isinstance(first, Stop):
-                break
-            batch, stopping = drain_batch(first, self._jobs.get_nowait, lambda job: len(job.captures or ()))
-            try:
-                await self._commit(batch)
-            except BaseException as exc:  # the writer must outlive any one batch
-                log.exception("neo4j writer failed a batch")
-                _fail(batch, exc if isinstance(exc, Exception) else StoreUnavailable(str(exc)))
-                if not isinstance(exc, Exception):
-                    raise
-        # Whatever was queued behind the stop marker is refused, not left hanging.
-        while not self._jobs.empty():
-            late = self._jobs.get_nowait()
-            if not isinstance(late, Stop):
-                _fail([late], StoreUnavailable("the Neo4j store is closing"))
-
-    async def _commit(self, batch: list[_Job]) -> None:
-        """Runs a batch in one transaction; on a data error, each job alone so one cannot sink the rest."""
-        try:
-            results = await self._run_with_retries(batch)
-        except Exception as exc:  # unavailable, a constraint, a value the driver cannot send, …
-            if isinstance(exc, StoreUnavailable) or len(batch) == 1:
-                _fail(batch, exc)
-                return
-            log.warning("neo4j batch of %d writes failed (%r); retrying them one by one", len(batch), exc)
-            for job in batch:
-                await self._commit([job])
-            return
-        for job, value in zip(batch, results, strict=True):
-            if isinstance(value, DomainError):
-                _fail([job], value)
-            elif not job.future.done():  # the caller gave up; the write stands
-                job.future.set_result(value)
-
-    async def _run_with_retries(self, batch: list[_Job]) -> list[Any]:
+    async def _run_with_retries(self, batch: list[WriteJob]) -> list[Any]:
+        """The batch in one transaction (core.BatchWriter), retried after a lost connection or a conflict."""
         driver = self._require_driver()
         # Another server (replica) committed, between our reads and our writes, a capture with one
         # of these request ids, or the same new tag, resource or group node (MERGE is not atomic
@@ -663,7 +601,7 @@ class Neo4jStore(StoreCore):
                 await asyncio.sleep(delay)
                 delay = next(delays)
 
-    async def _apply(self, tx: AsyncTransaction, batch: list[_Job], *, retry: bool) -> list[Any]:
+    async def _apply(self, tx: AsyncTransaction, batch: list[WriteJob], *, retry: bool) -> list[Any]:
         """Runs the jobs in order; consecutive captures share their statements.
 
         A domain error (NotFound) is a job's result, not the batch's failure: such jobs check
@@ -687,9 +625,9 @@ class Neo4jStore(StoreCore):
         items = list(errors)
         if not items:
             return []
-        future: asyncio.Future[list[CaptureOutcome]] = asyncio.get_running_loop().create_future()
-        self._submit(_Job(future, captures=items))
-        return await future
+        if self._writer is None:
+            raise StoreUnavailable("the Neo4j store is not open")
+        return await self._writer.capture(items)
 
     async def _capture_segment(
         self, tx: AsyncTransaction, jobs: list[list[NewError]], retry: bool

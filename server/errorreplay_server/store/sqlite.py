@@ -1,18 +1,17 @@
 """The embedded store: SQLite in WAL mode, one writer thread with grouped commits, reader threads.
 
 Why this shape: a commit costs an fsync-ish WAL append whatever its size, so concurrent captures
-are queued to one writer thread that runs all pending ones in a single transaction and resolves
-every caller only after COMMIT. Reads run on a small thread pool with their own connections (WAL
+are queued to the store's one writer (store/core.py BatchWriter), which runs all pending ones in a
+single transaction on the thread that holds the writing connection and resolves every caller only
+after COMMIT. Reads run on a small thread pool with their own connections (WAL
 lets them read while the writer writes). No sqlite call ever runs on the event loop.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import heapq
 import logging
-import queue
 import sqlite3
 import threading
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
@@ -22,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from errorreplay_server.domain.errors import NotFound, StoreUnavailable
+from errorreplay_server.domain.errors import DomainError, NotFound, StoreUnavailable
 from errorreplay_server.domain.model import (
     CaptureOutcome,
     Change,
@@ -58,15 +57,14 @@ from errorreplay_server.store.core import (
     DEPENDENCIES,
     DEPENDENTS,
     ROLLUP_GROUP,
-    STOP,
+    BatchWriter,
     CapturePlan,
     StatisticsBuilder,
-    Stop,
     StoreCore,
     StoredState,
     TimedCountsBuilder,
+    WriteJob,
     bounded_total,
-    drain_batch,
     run_walk,
     runs,
     topology,
@@ -306,132 +304,6 @@ def _means_unavailable(exc: sqlite3.Error) -> bool:
     return any(m in text for m in _UNAVAILABLE_MESSAGES)
 
 
-@dataclass(slots=True)
-class _CaptureJob:
-    """Captures from one call. Consecutive capture jobs are written together, set-wise."""
-
-    items: list[NewError]
-    future: asyncio.Future[list[CaptureOutcome]]
-
-
-_Job = tuple[Callable[[sqlite3.Connection], Any], "asyncio.Future[Any]"] | _CaptureJob
-_Result = tuple["asyncio.Future[Any]", Any, BaseException | None]
-
-
-class _Writer(threading.Thread):
-    """The single writer: runs queued jobs in grouped transactions."""
-
-    def __init__(
-        self, path: str, capture_many: Callable[[sqlite3.Connection, list[list[NewError]]], list[list[CaptureOutcome]]]
-    ):
-        super().__init__(name="sqlite-writer", daemon=True)
-        self._path = path
-        self._capture_many = capture_many
-        self._jobs: queue.SimpleQueue[_Job | Stop] = queue.SimpleQueue()
-        self.ready = threading.Event()
-        self.startup_error: BaseException | None = None
-        self.token_key = b""
-
-    def submit(self, job: Callable[[sqlite3.Connection], R]) -> asyncio.Future[R]:
-        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
-        self._jobs.put((job, future))
-        return future
-
-    def submit_capture(self, items: list[NewError]) -> asyncio.Future[list[CaptureOutcome]]:
-        future: asyncio.Future[list[CaptureOutcome]] = asyncio.get_running_loop().create_future()
-        self._jobs.put(_CaptureJob(items, future))
-        return future
-
-    def stop(self) -> None:
-        self._jobs.put(STOP)
-
-    def run(self) -> None:
-        try:
-            conn = _connect(self._path)
-            _create_schema(conn)
-            self.token_key = _token_key(conn)
-        except BaseException as exc:  # reported by start()
-            self.startup_error = exc
-            self.ready.set()
-            return
-        self.ready.set()
-        stopping = False
-        while not stopping:
-            first = self._jobs.get()
-            if isinstance(first, Stop):
-                break
-            jobs, stopping = drain_batch(first, self._jobs.get_nowait, _errors_of)
-            self._run_group(conn, jobs)
-        conn.close()
-
-    def _run_group(self, conn: sqlite3.Connection, jobs: list[_Job]) -> None:
-        results: list[_Result] = []
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            for captures, run in runs(jobs, lambda job: isinstance(job, _CaptureJob)):
-                if captures:
-                    results.extend(self._captures(conn, run))  # type: ignore[arg-type]
-                else:
-                    job, future = run[0]  # type: ignore[misc]
-                    results.append((future, *_savepoint(conn, job)))
-            conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            log.exception("sqlite commit failed")
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            failure = StoreUnavailable(f"embedded store write failed: {exc.__class__.__name__}")
-            results = [(job.future if isinstance(job, _CaptureJob) else job[1], None, failure) for job in jobs]
-        by_loop: dict[asyncio.AbstractEventLoop, list[_Result]] = {}
-        for item in results:
-            by_loop.setdefault(item[0].get_loop(), []).append(item)
-        for loop, items in by_loop.items():
-            # The loop may have closed while we committed.
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(_resolve_all, items)
-
-    def _captures(self, conn: sqlite3.Connection, run: list[_CaptureJob]) -> list[_Result]:
-        """All captures of consecutive jobs in one set-wise write; if that fails, job by job, so a
-        bad job fails alone."""
-        jobs = [job.items for job in run]
-        if len(run) > 1:
-            outcomes, exc = _savepoint(conn, self._capture_many, jobs)
-            if exc is None:
-                return [(job.future, out, None) for job, out in zip(run, outcomes, strict=True)]
-        results: list[_Result] = []
-        for job, items in zip(run, jobs, strict=True):
-            outcomes, exc = _savepoint(conn, self._capture_many, [items])
-            results.append((job.future, None if exc else outcomes[0], exc))
-        return results
-
-
-def _savepoint(conn: sqlite3.Connection, job: Callable[..., Any], *args: Any) -> tuple[Any, Exception | None]:
-    """job(conn, *args) as (value, None) or (None, its failure): a job that fails rolls back alone,
-    the others still commit."""
-    conn.execute("SAVEPOINT job")
-    try:
-        value = job(conn, *args)
-    except Exception as exc:
-        conn.execute("ROLLBACK TO job")
-        conn.execute("RELEASE job")
-        return None, exc
-    conn.execute("RELEASE job")
-    return value, None
-
-
-def _errors_of(job: _Job) -> int:
-    return len(job.items) if isinstance(job, _CaptureJob) else 0
-
-
-def _resolve_all(items: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
-    for future, value, exc in items:
-        if future.done():
-            continue
-        if exc is not None:
-            future.set_exception(exc)
-        else:
-            future.set_result(value)
-
-
 def _fetch_all(sql: str, args: Sequence[Any]) -> Callable[[sqlite3.Connection], list[Any]]:
     """A read of every row of one query, for SqliteStore._read."""
     return lambda conn: conn.execute(sql, args).fetchall()
@@ -610,7 +482,9 @@ class SqliteStore(StoreCore):
         self._read_only = read_only
         self._path = str(path)
         self._bounds = topology_bounds or TopologyBounds()
-        self._writer: _Writer | None = None
+        self._writer: BatchWriter | None = None
+        self._write_thread = ThreadPoolExecutor(max_workers=1)
+        self._write_connection: sqlite3.Connection | None = None
         self._readers: ThreadPoolExecutor | None = None
         self._topology_readers: ThreadPoolExecutor | None = None
         self._inflight: set[Future[Any]] = set()
@@ -625,13 +499,15 @@ class SqliteStore(StoreCore):
         else:
             if self._path != ":memory:":
                 Path(self._path).parent.mkdir(parents=True, exist_ok=True)
-            writer = _Writer(self._path, self._capture_many)
-            writer.start()
-            await asyncio.to_thread(writer.ready.wait)
-            if writer.startup_error is not None:
-                raise StoreUnavailable(f"cannot open the embedded store at {self._path}: {writer.startup_error}")
-            self._writer = writer
-            key = writer.token_key
+            # The one connection that writes, used on this one thread only.
+            self._write_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-writer")
+            try:
+                key = await asyncio.get_running_loop().run_in_executor(self._write_thread, self._open_writer)
+            except Exception as exc:
+                self._write_thread.shutdown()
+                raise StoreUnavailable(f"cannot open the embedded store at {self._path}: {exc}") from exc
+            self._writer = BatchWriter(self._commit, "sqlite-writer")
+            self._writer.start()
         self._token_key = key
         self._tokens = PageTokens(key)
         self._readers = ThreadPoolExecutor(max_workers=READER_THREADS, thread_name_prefix="sqlite-reader")
@@ -656,11 +532,25 @@ class SqliteStore(StoreCore):
             raise StoreUnavailable(f"the embedded store at {self._path} has no signing key yet")
         return bytes(row[0])
 
+    def _open_writer(self) -> bytes:
+        """On the writer thread: opens its connection, sets up the schema, returns the signing key."""
+        conn = _connect(self._path)
+        try:
+            _create_schema(conn)
+            key = _token_key(conn)
+        except BaseException:
+            conn.close()
+            raise
+        self._write_connection = conn
+        return key
+
     async def close(self) -> None:
         if self._writer is not None:
-            self._writer.stop()
-            await asyncio.to_thread(self._writer.join)
+            await self._writer.close()
             self._writer = None
+            if self._write_connection is not None:
+                await asyncio.get_running_loop().run_in_executor(self._write_thread, self._write_connection.close)
+            self._write_thread.shutdown()
         pools = [p for p in (self._readers, self._topology_readers) if p is not None]
         self._readers = self._topology_readers = None
         # Shutdown must not wait on a long read: queued reads are dropped, running ones interrupted
@@ -723,13 +613,42 @@ class SqliteStore(StoreCore):
     async def _write(self, fn: Callable[[sqlite3.Connection], R]) -> R:
         if self._writer is None:
             raise StoreUnavailable("the embedded store is not open")
-        return await self._writer.submit(fn)
+        return await self._writer.write(fn)
+
+    async def _commit(self, batch: list[WriteJob]) -> list[Any]:
+        return await asyncio.get_running_loop().run_in_executor(self._write_thread, self._transaction, batch)
+
+    def _transaction(self, batch: list[WriteJob]) -> list[Any]:
+        """On the writer thread: the batch in one transaction (core.BatchWriter)."""
+        conn = self._write_connection
+        assert conn is not None  # set by start() before the writer runs
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            results: list[Any] = []
+            for captures, run in runs(batch, lambda job: job.captures is not None):
+                if captures:
+                    results += self._capture_many(conn, [job.captures or [] for job in run])
+                    continue
+                assert run[0].work is not None
+                try:
+                    results.append(run[0].work(conn))
+                except DomainError as exc:  # such jobs check before they write
+                    results.append(exc)
+            conn.execute("COMMIT")
+            return results
+        except BaseException as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error) and _means_unavailable(exc):
+                log.error("sqlite write failed: %s", exc)
+                raise StoreUnavailable(f"embedded store write failed: {exc.__class__.__name__}") from exc
+            raise
 
     # --- errors -----------------------------------------------------------------------------
     async def capture(self, errors: Sequence[NewError]) -> list[CaptureOutcome]:
         if self._writer is None:
             raise StoreUnavailable("the embedded store is not open")
-        return await self._writer.submit_capture(list(errors))
+        return await self._writer.capture(list(errors))
 
     @staticmethod
     def _capture_many(conn: sqlite3.Connection, jobs: list[list[NewError]]) -> list[list[CaptureOutcome]]:
