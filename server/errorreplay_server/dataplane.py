@@ -91,13 +91,17 @@ class NearestLinked:
             old = sorted(self._resources)
             reads += [(near_lo, min(near_hi, self._lo - 1), old), (max(near_lo, self._hi + 1), near_hi, old)]
         found = {e.error_id: e for e in self._kept}
-        for start, end, resources in reads:
-            if start <= end:
-                for e in await self._store.related_errors(
-                    self._error, start, end, resources, self._limit, documents=self._documents
-                ):
-                    found.setdefault(e.error_id, e)
-        self._kept = nearest(found.values(), t, self._limit)
+        for read in await asyncio.gather(
+            *(
+                self._store.related_errors(self._error, start, end, resources, self._limit, documents=self._documents)
+                for start, end, resources in reads
+                if start <= end
+            )
+        ):
+            for e in read:
+                found.setdefault(e.error_id, e)
+        if len(found) > len(self._kept):
+            self._kept = nearest(found.values(), t, self._limit)
         self._resources |= frozenset(resource_ids)
         self._lo, self._hi = lo if self._lo is None else min(lo, self._lo), max(hi, self._hi)
         return self._kept
