@@ -483,7 +483,8 @@ class SqliteStore(StoreCore):
         self._path = str(path)
         self._bounds = topology_bounds or TopologyBounds()
         self._writer: BatchWriter | None = None
-        self._write_thread = ThreadPoolExecutor(max_workers=1)
+        # The one thread that writes, holding the one writing connection (start() opens both).
+        self._write_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-writer")
         self._write_connection: sqlite3.Connection | None = None
         self._readers: ThreadPoolExecutor | None = None
         self._topology_readers: ThreadPoolExecutor | None = None
@@ -499,8 +500,6 @@ class SqliteStore(StoreCore):
         else:
             if self._path != ":memory:":
                 Path(self._path).parent.mkdir(parents=True, exist_ok=True)
-            # The one connection that writes, used on this one thread only.
-            self._write_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-writer")
             try:
                 key = await asyncio.get_running_loop().run_in_executor(self._write_thread, self._open_writer)
             except Exception as exc:
