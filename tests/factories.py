@@ -7,6 +7,7 @@ from typing import Any
 
 from errorreplay_server.capture.clock import ReceiveClock
 from errorreplay_server.domain.model import (
+    MICROS_PER_HOUR,
     ErrorReport,
     ErrorSnapshot,
     NewError,
@@ -20,6 +21,21 @@ CLOCK = ReceiveClock()
 
 def uid(prefix: str = "") -> str:
     return f"{prefix}{uuid.uuid4().hex[:12]}"
+
+
+# Real epoch microseconds stay below 2**53 until the year 2255. ArcadeDB's index range scans
+# answer wrongly for integers above it (store/neo4j_dialect.py), so test times stay below it too.
+MAX_TEST_MICROS = 2**53
+DAY = 24 * MICROS_PER_HOUR
+
+
+def own_days(t0: int, run: str, slot: int) -> int:
+    """The first hour of a stretch of days after `t0` that no other test writes to: for tests whose
+    statistics must count only their own errors, in a database the session shares (the rollups
+    are per hour, for every error). `slot` (0, 1, 2) keeps tests apart, `run` (a uid) runs."""
+    base = t0 - t0 % MICROS_PER_HOUR + (1_000 + slot * 20_000 + int(run[-6:], 16) % 20_000) * DAY
+    assert base + 30 * DAY < MAX_TEST_MICROS
+    return base
 
 
 def new_error(

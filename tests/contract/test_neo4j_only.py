@@ -31,7 +31,7 @@ from errorreplay_server.settings import Neo4jSettings
 from errorreplay_server.store.neo4j import Neo4jStore
 from errorreplay_server.store.neo4j_dialect import ARCADEDB, NEO4J, detect
 from tests.bolt_server import BoltServer, free_port, start_arcadedb
-from tests.factories import new_error, uid
+from tests.factories import new_error, own_days, uid
 
 pytestmark = pytest.mark.bolt
 
@@ -379,7 +379,7 @@ async def test_statistics_rollups_are_counted_once_for_a_database_written_before
 ) -> None:
     run = uid()
     hour = MICROS_PER_HOUR
-    base = T0 - T0 % hour + (int(run[-6:], 16) % 100_000 + 400_000) * 24 * hour  # hours of this test's own
+    base = own_days(T0, run, slot=2)
     store = Neo4jStore(settings_of(bolt_server))
     await store.start()
     try:

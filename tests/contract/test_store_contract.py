@@ -35,7 +35,7 @@ from errorreplay_server.domain.model import (
     now_micros,
 )
 from errorreplay_server.store.base import Store
-from tests.factories import new_error, uid
+from tests.factories import new_error, own_days, uid
 
 T0 = 1_760_000_000_000_000  # a fixed instant, in microseconds
 
@@ -612,7 +612,7 @@ async def test_statistics_of_whole_hours_and_partial_edges_count_every_error_onc
     # errors stay out of the window.
     run = uid()
     hour = MICROS_PER_HOUR
-    base = T0 - T0 % hour + (int(run[-6:], 16) % 100_000 + 1_000) * 24 * hour
+    base = own_days(T0, run, slot=0)
     start, end = base + 20 * MICROS_PER_MINUTE, base + 3 * hour + 15 * MICROS_PER_MINUTE
     placed = [
         (base + 10 * MICROS_PER_MINUTE, Severity.LOW, "a"),  # before the window
@@ -661,7 +661,7 @@ async def test_timed_counts_by_severity_and_group_equal_per_severity_statistics(
     # (muted) group taken away: each series equals what statistics() gives for that severity.
     run = uid()
     hour = MICROS_PER_HOUR
-    base = T0 - T0 % hour + (int(run[-6:], 16) % 100_000 + 200_000) * 24 * hour
+    base = own_days(T0, run, slot=1)
     start, end = base + 20 * MICROS_PER_MINUTE, base + 3 * hour + 15 * MICROS_PER_MINUTE
     a, b, muted = (f"grp_{run}_{x}" for x in ("a", "b", "muted"))
     placed = [

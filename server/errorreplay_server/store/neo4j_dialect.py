@@ -22,6 +22,12 @@ accepts the same constraint and index syntax. What differs, as measured:
   broad search sorts every match (about 80 ms for 50,000 errors on 2 cores). Neo4j can read
   the (occurred_at, received_at) index in order when a bound on occurred_at lets it seek there
   (not measured: no Neo4j was at hand).
+- Integers above 2**53. ArcadeDB's index range scans answer wrongly when the bound is above 2**53:
+  with 60 groups last seen in 2026 and two near 1.0e16 µs, `WHERE g.last_seen <= 10029006900000000`
+  counted 2 groups instead of 62 (bounds below 2**53 were right), so a page of groups after such a
+  group ended the list. Epoch microseconds stay below 2**53 until the year 2255, and capture
+  refuses an occurred_at more than ERRORREPLAY_MAX_FUTURE_SKEW_SECONDS ahead, so stored times never reach
+  it; tests that write to the store directly keep their times below it (tests/factories.py).
 - The agent string: ArcadeDB says "Neo4j/5.26.0 compatible (ArcadeDB 26.10.2)", which is how
   `detect` tells them apart; `dbms.components()` says "Neo4j Kernel 5.26.0" on both.
 
