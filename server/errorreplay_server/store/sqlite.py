@@ -10,6 +10,7 @@ lets them read while the writer writes). No sqlite call ever runs on the event l
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import logging
 import sqlite3
@@ -637,7 +638,9 @@ class SqliteStore(StoreCore):
             return results
         except BaseException as exc:
             if conn.in_transaction:
-                conn.execute("ROLLBACK")
+                # A failing rollback (a lost disk) must not hide the error that caused it.
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
             if isinstance(exc, sqlite3.Error) and _means_unavailable(exc):
                 log.error("sqlite write failed: %s", exc)
                 raise StoreUnavailable(f"embedded store write failed: {exc.__class__.__name__}") from exc
@@ -817,7 +820,7 @@ class SqliteStore(StoreCore):
             if documents
             else (LINK_COLUMNS, _SELECT_LINKS, link_from_row)
         )
-        at_occurred, at_received = columns.index("occurred_at"), columns.index("received_at")
+        at_id, at_occurred, at_received = (columns.index(c) for c in ("error_id", "occurred_at", "received_at"))
         # Each link's index is walked away from the error's time on both sides; the walks, each in
         # nearness order, are merged lazily, so a cursor reads only as far as the nearest `limit`
         # of all links reach: what a call reads follows the limit, not how many errors the window
@@ -846,7 +849,7 @@ class SqliteStore(StoreCore):
             cursors = [conn.execute(sql, args) for sql, args in walks]
             kept: dict[Micros, Any] = {}  # by received_at: one error may be on several links
             for row in heapq.merge(*cursors, key=nearness_of):
-                if row[0] != error.error_id:
+                if row[at_id] != error.error_id:
                     kept.setdefault(row[at_received], row)
                     if len(kept) == limit:
                         break
