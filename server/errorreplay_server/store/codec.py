@@ -8,12 +8,15 @@ has no nested types.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from dataclasses import fields, is_dataclass
+from enum import Enum
+from functools import cache
+from operator import attrgetter
+from types import NoneType, UnionType
+from typing import Any, TypeVar, cast, get_args, get_origin, get_type_hints
 
 from errorreplay_server.domain.model import (
-    Change,
-    ChangeKind,
     CollectionState,
     CollectorStatus,
     Dependency,
@@ -24,19 +27,17 @@ from errorreplay_server.domain.model import (
     GroupStatus,
     LogLine,
     MetricAnomaly,
-    MetricBaseline,
     MetricPoint,
-    MetricSeries,
     Resource,
     Severity,
     Source,
     Span,
-    SpanStatus,
     Topology,
     idempotency_key,
     split_idempotency_key,
 )
 
+T = TypeVar("T")
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=False).encode
 
 
@@ -48,158 +49,114 @@ def loads(text: str | None) -> Any:
     return json.loads(text) if text else None
 
 
+# Records kept as arrays of their fields in declaration order, the compact form for what a context
+# holds many of; a field may only be appended, with a default, so that older arrays still decode.
+# The other records are objects keyed by field name. None, False and empty lists are left out.
+_ARRAY_RECORDS = (LogLine, MetricPoint, MetricAnomaly, Span, CollectorStatus, Resource, Dependency)
+# Object keys that are not their field's name (documents already stored use them).
+_KEYS: dict[tuple[Any, str], str] = {(Topology, "root_resource_id"): "root"}
+
+
+def to_doc(value: Any) -> Any:
+    """A context record (or a list of them) as JSON-ready values; enums are written as their ints."""
+    if isinstance(value, list):
+        return [to_doc(v) for v in value]
+    encode = _encoder(cast(Any, type(value)))
+    return value if encode is None else encode(value)
+
+
+def from_doc(cls: type[T], doc: Any) -> T:
+    """The record of type `cls` that to_doc wrote (or an older version of it, missing later fields)."""
+    decode = _decoder(cast(Any, cls))
+    assert decode is not None
+    return cast(T, decode(doc))
+
+
+def _layout(tp: Any) -> list[tuple[str, str, Any]]:
+    """(field, document key, type) of a record type, in declaration order."""
+    hints = get_type_hints(tp)
+    return [(f.name, _KEYS.get((tp, f.name), f.name), hints[f.name]) for f in fields(tp)]
+
+
+@cache
+def _encoder(tp: Any) -> Callable[[Any], Any] | None:
+    """A function from a value of type `tp` to its document, made once per type; None when the
+    JSON encoder writes the value as it is (strings, numbers, maps, enums as their ints)."""
+    if get_origin(tp) in (list, UnionType):  # list[X], X | None (None is never written)
+        (inner,) = (a for a in get_args(tp) if a is not NoneType)
+        item = _encoder(inner)
+        return None if item is None else (lambda values: [item(v) for v in values]) if get_origin(tp) is list else item
+    if not is_dataclass(tp):
+        return None
+    layout = [(name, key, _encoder(hint)) for name, key, hint in _layout(tp)]
+    if tp in _ARRAY_RECORDS:  # plain values only: the JSON encoder writes the tuple as an array
+        return attrgetter(*(name for name, _, _ in layout))
+
+    def encode(record: Any) -> dict[str, Any]:
+        doc: dict[str, Any] = {}
+        for name, key, conv in layout:
+            value = getattr(record, name)
+            if value is not None and value is not False and value != []:
+                doc[key] = value if conv is None else conv(value)
+        return doc
+
+    return encode
+
+
+@cache
+def _decoder(tp: Any) -> Callable[[Any], Any] | None:
+    """A function from a document to a value of type `tp`, made once per type; None when the
+    document is the value (strings, numbers, maps)."""
+    if get_origin(tp) is list:
+        item = _decoder(get_args(tp)[0])
+        return None if item is None else lambda values: [item(v) for v in values]
+    if get_origin(tp) is UnionType:  # X | None
+        (inner,) = (a for a in get_args(tp) if a is not NoneType)
+        some = _decoder(inner)
+        return None if some is None else lambda v: None if v is None else some(v)
+    if isinstance(tp, type) and issubclass(tp, Enum):
+        return {m.value: m for m in tp}.__getitem__
+    if not is_dataclass(tp):
+        return None
+    record: Any = tp
+    layout = _layout(tp)
+    if tp in _ARRAY_RECORDS:
+        converted = [(i, conv) for i, (_, _, hint) in enumerate(layout) if (conv := _decoder(hint)) is not None]
+
+        def decode_array(row: list[Any]) -> Any:
+            values = list(row)
+            for i, conv in converted:
+                if i < len(values):  # an array stored before the field existed
+                    values[i] = conv(values[i])
+            return record(*values)
+
+        return decode_array if converted else lambda row: record(*row)
+    by_key = {key: (name, _decoder(hint)) for name, key, hint in layout}
+
+    def decode_object(doc: dict[str, Any]) -> Any:
+        values: dict[str, Any] = {}
+        for key, value in doc.items():
+            target = by_key.get(key)
+            if target is not None:  # a key written by a later version is passed over
+                name, conv = target
+                values[name] = value if conv is None else conv(value)
+        return record(**values)
+
+    return decode_object
+
+
 def context_to_json(ctx: ErrorContext) -> str:
-    doc: dict[str, Any] = {}
-    if ctx.logs:
-        doc["logs"] = [[x.time, x.level, x.message, x.collector, x.labels] for x in ctx.logs]
-    if ctx.metrics:
-        doc["metrics"] = [
-            {
-                "name": m.name,
-                "query": m.query,
-                "labels": m.labels,
-                "points": [[p.time, p.value] for p in m.points],
-                "anomalies": [
-                    [a.time, a.value, a.baseline, a.threshold, a.reason, a.kind, a.since] for a in m.anomalies
-                ],
-                "unit": m.unit,
-                "resource_id": m.resource_id,
-                **({"baseline": baseline_to_doc(m.baseline)} if m.baseline is not None else {}),
-            }
-            for m in ctx.metrics
-        ]
-    if ctx.spans:
-        doc["spans"] = [
-            [
-                s.trace_id,
-                s.span_id,
-                s.parent_span_id,
-                s.service,
-                s.name,
-                s.start_time,
-                s.duration_us,
-                int(s.status),
-                s.status_message,
-                s.failing,
-                s.attributes,
-            ]
-            for s in ctx.spans
-        ]
-    if ctx.topology is not None:
-        doc["topology"] = topology_to_doc(ctx.topology)
-    if ctx.changes:
-        doc["changes"] = [change_to_doc(c) for c in ctx.changes]
-    if ctx.statuses:
-        doc["statuses"] = [[s.collector, int(s.state), s.detail, s.duration_ms, s.collected_at] for s in ctx.statuses]
-    return dumps(doc)
+    return dumps(to_doc(ctx))
+
+
+def context_from_json(text: str | None) -> ErrorContext:
+    return from_doc(ErrorContext, loads(text) or {})
 
 
 def context_pending(ctx: ErrorContext) -> bool:
     """True while a source still waits for collection: the stores index such errors so that a
     restarted server can queue them again (capture/enrichment.py: resume_pending)."""
     return any(s.state is CollectionState.PENDING for s in ctx.statuses)
-
-
-def context_from_json(text: str | None) -> ErrorContext:
-    doc = loads(text) or {}
-    topology = doc.get("topology")
-    return ErrorContext(
-        logs=[LogLine(t, lvl, msg, col, labels) for t, lvl, msg, col, labels in doc.get("logs", ())],
-        metrics=[
-            MetricSeries(
-                name=m["name"],
-                query=m.get("query", ""),
-                labels=m.get("labels", {}),
-                points=[MetricPoint(t, v) for t, v in m.get("points", ())],
-                anomalies=[MetricAnomaly(*a) for a in m.get("anomalies", ())],
-                unit=m.get("unit", ""),
-                resource_id=m.get("resource_id", ""),
-                baseline=baseline_from_doc(m["baseline"]) if m.get("baseline") else None,
-            )
-            for m in doc.get("metrics", ())
-        ],
-        spans=[
-            Span(a[0], a[1], a[2], a[3], a[4], a[5], a[6], SpanStatus(a[7]), a[8], a[9], a[10])
-            for a in doc.get("spans", ())
-        ],
-        topology=topology_from_doc(topology) if topology is not None else None,
-        changes=[change_from_doc(c) for c in doc.get("changes", ())],
-        statuses=[CollectorStatus(c, CollectionState(st), d, dur, at) for c, st, d, dur, at in doc.get("statuses", ())],
-    )
-
-
-def baseline_to_doc(b: MetricBaseline) -> dict[str, Any]:
-    doc: dict[str, Any] = {
-        "median": b.median,
-        "spread": b.spread,
-        "points": b.points,
-        "source": b.source,
-        "start": b.start,
-        "end": b.end,
-    }
-    if b.seasonal_peak is not None:
-        doc["seasonal_peak"] = b.seasonal_peak
-        doc["seasonal_offset_us"] = b.seasonal_offset_us
-    return doc
-
-
-def baseline_from_doc(d: dict[str, Any]) -> MetricBaseline:
-    return MetricBaseline(
-        median=d["median"],
-        spread=d["spread"],
-        points=d["points"],
-        source=d["source"],
-        start=d["start"],
-        end=d["end"],
-        seasonal_peak=d.get("seasonal_peak"),
-        seasonal_offset_us=d.get("seasonal_offset_us", 0),
-    )
-
-
-def topology_to_doc(t: Topology) -> dict[str, Any]:
-    doc: dict[str, Any] = {
-        "root": t.root_resource_id,
-        "resources": [[r.id, r.type, r.name, r.labels] for r in t.resources],
-        "dependencies": [[d.dependent_id, d.dependency_id] for d in t.dependencies],
-    }
-    if t.truncated:
-        doc["truncated"] = True
-    return doc
-
-
-def topology_from_doc(doc: dict[str, Any]) -> Topology:
-    return Topology(
-        root_resource_id=doc.get("root", ""),
-        resources=[Resource(i, ty, n, lb) for i, ty, n, lb in doc.get("resources", ())],
-        dependencies=[Dependency(a, b) for a, b in doc.get("dependencies", ())],
-        truncated=bool(doc.get("truncated", False)),
-    )
-
-
-def change_to_doc(c: Change) -> dict[str, Any]:
-    return {
-        "change_id": c.change_id,
-        "kind": int(c.kind),
-        "resource_id": c.resource_id,
-        "occurred_at": c.occurred_at,
-        "version": c.version,
-        "description": c.description,
-        "author": c.author,
-        "metadata": c.metadata,
-    }
-
-
-def change_from_doc(d: dict[str, Any]) -> Change:
-    return Change(
-        change_id=d["change_id"],
-        kind=ChangeKind(d["kind"]),
-        resource_id=d["resource_id"],
-        occurred_at=d["occurred_at"],
-        version=d.get("version", ""),
-        description=d.get("description", ""),
-        author=d.get("author", ""),
-        metadata=d.get("metadata", {}),
-    )
 
 
 # Enum members by stored value: a dict lookup is a tenth of the cost of calling the Enum, and

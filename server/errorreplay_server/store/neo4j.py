@@ -958,7 +958,7 @@ class Neo4jStore(StoreCore):
         return await self._read(run)
 
     async def record_change(self, change: Change) -> Change:
-        doc = codec.change_to_doc(change)
+        doc = codec.to_doc(change)
         # The document's fields as properties, the metadata (a map) in the document only.
         params = {**{k: v for k, v in doc.items() if k != "metadata"}, "doc": codec.dumps(doc)}
 
@@ -1010,7 +1010,7 @@ class Neo4jStore(StoreCore):
             f"MATCH (c:Change) WHERE {' AND '.join(where)}"
             " WITH c ORDER BY c.occurred_at DESC, c.change_id LIMIT $limit RETURN c.doc"
         )
-        return [codec.change_from_doc(codec.loads(row[0])) for row in await self._fetch(query, **params)]
+        return [codec.from_doc(Change, codec.loads(row[0])) for row in await self._fetch(query, **params)]
 
 
 def _first(rows: list[list[Any]]) -> list[Any]:

@@ -1063,7 +1063,7 @@ class SqliteStore(StoreCore):
         return await self._read(run, topology=True)
 
     async def record_change(self, change: Change) -> Change:
-        doc = codec.dumps(codec.change_to_doc(change))
+        doc = codec.dumps(codec.to_doc(change))
 
         def run(conn: sqlite3.Connection) -> Change:
             conn.execute(
@@ -1096,5 +1096,5 @@ class SqliteStore(StoreCore):
             args.extend(int(k) for k in kinds)
         sql = f"SELECT doc FROM changes WHERE {' AND '.join(where)} ORDER BY occurred_at DESC, change_id LIMIT ?"
         return await self._read(
-            lambda conn: [codec.change_from_doc(codec.loads(r[0])) for r in conn.execute(sql, [*args, limit])]
+            lambda conn: [codec.from_doc(Change, codec.loads(r[0])) for r in conn.execute(sql, [*args, limit])]
         )
