@@ -506,8 +506,9 @@ class TimedCountsBuilder:
             buckets[index] = buckets.get(index, 0) + n
 
     def add_hours(self, rows: Iterable[Sequence[Any]]) -> None:
-        """Adds (hour, key, count) rollup rows; the buckets are whole hours (rollup_split)."""
-        for hour, key, n in rows:
+        """Adds (hour, dimension, key, count) rollup rows of one dimension; the buckets are whole
+        hours (rollup_split)."""
+        for hour, _, key, n in rows:
             self.add(key, (hour - self.first) // self.bucket, n)
 
     def series(self, key: str) -> list[TimedCount]:
@@ -535,9 +536,10 @@ async def collect_timed_counts(
     count_rows: Callable[[ErrorFilter, TimedCountsBuilder, int, Sequence[str]], Awaitable[None]],
 ) -> None:
     """Timed counts of `flt` (at most a group_id and exclude_group_ids) over [start, end) into
-    `builder`: whole hours from the rollups (read_rollups(first_hour, end_hour) -> (hour, key,
-    count) rows), less the excluded groups' errors in them, and the partial edge hours from the
-    errors; everything from the errors for buckets shorter than an hour.
+    `builder`: whole hours from the rollups (read_rollups(first_hour, end_hour) -> (hour,
+    dimension, key, count) rows of the dimension), less the excluded groups' errors in them, and
+    the partial edge hours from the errors; everything from the errors for buckets shorter than an
+    hour.
     count_rows(filter, builder, sign, only_groups) adds sign x the matching errors' counts, of
     the groups in only_groups when it is not empty."""
     bounded = statistics_filter(flt, start, end)
@@ -665,10 +667,15 @@ class StoreCore:
         groups = await self._groups([int(s) for s in statuses], key, after, page_size + 1)
         return Page(*self._tokens.page(groups, page_size, digest, group_key(key == "count")))
 
-    # Statistics: rollup rows (hour, dimension, key, count) of [first_hour, end_hour); the errors
-    # that match a bounded filter counted into a builder; (title, status) of the top groups.
-    async def _statistics_rollups(self, first_hour: Micros, end_hour: Micros) -> list[Sequence[Any]]:
+    # Rollup rows (hour, dimension, key, count) of [first_hour, end_hour), of one dimension (and
+    # one key) when given.
+    async def _rollups(
+        self, first_hour: Micros, end_hour: Micros, dimension: int | None = None, key: str = ""
+    ) -> list[Sequence[Any]]:
         raise NotImplementedError
+
+    # Statistics: the errors that match a bounded filter counted into a builder; (title, status)
+    # of the top groups.
 
     async def _count_rows(self, bounded: ErrorFilter, builder: StatisticsBuilder) -> None:
         raise NotImplementedError
@@ -682,18 +689,13 @@ class StoreCore:
         if bucket <= 0:
             raise InvalidArgument.single("bucket", "must be positive")
         builder = StatisticsBuilder(start, end, bucket)
-        await collect_statistics(
-            statistics_filter(flt, start, end), builder, self._statistics_rollups, self._count_rows
-        )
+        await collect_statistics(statistics_filter(flt, start, end), builder, self._rollups, self._count_rows)
         top = builder.top_groups(top_groups)
         return builder.build(group_counts(top, await self._group_titles([g for g, _ in top]) if top else {}))
 
-    # Timed counts: rollup rows (hour, key, count) of one dimension (of `key` alone when set); the
-    # errors that match a bounded filter, sign x counted per value of the dimension and bucket
-    # index, of the groups in only_groups when it is not empty (collect_timed_counts' count_rows).
-    async def _timed_rollups(self, dimension: int, key: str, first_hour: Micros, end_hour: Micros) -> list[Any]:
-        raise NotImplementedError
-
+    # Timed counts: the errors that match a bounded filter, sign x counted per value of the
+    # dimension and bucket index, of the groups in only_groups when it is not empty
+    # (collect_timed_counts' count_rows).
     async def _count_timed_rows(
         self, dimension: int, bounded: ErrorFilter, into: TimedCountsBuilder, sign: int, only_groups: Sequence[str]
     ) -> None:
@@ -724,6 +726,6 @@ class StoreCore:
             raise InvalidArgument.single("bucket", "must be positive")
         builder = TimedCountsBuilder(start, end, bucket)
         flt = ErrorFilter(group_id=key if dimension == ROLLUP_GROUP else "", exclude_group_ids=list(exclude_group_ids))
-        read_rollups = partial(self._timed_rollups, dimension, key)
+        read_rollups = partial(self._rollups, dimension=dimension, key=key)
         await collect_timed_counts(builder, flt, start, end, read_rollups, partial(self._count_timed_rows, dimension))
         return builder

@@ -786,13 +786,16 @@ class Neo4jStore(StoreCore):
     async def pending_context_errors(self, received_after: Micros, limit: int) -> list[ErrorSnapshot]:
         return await self._errors_in_order_of("context_pending_at", received_after, limit)
 
-    async def _statistics_rollups(self, first_hour: Micros, end_hour: Micros) -> list[Any]:
-        return await self._fetch(
+    async def _rollups(
+        self, first_hour: Micros, end_hour: Micros, dimension: int | None = None, key: str = ""
+    ) -> list[Any]:
+        query = (
             "MATCH (x:StatisticsRollup) WHERE x.hour >= $first AND x.hour < $end"
-            " RETURN x.hour, x.dimension, x.key, x.count",
-            first=first_hour,
-            end=end_hour,
+            + (" AND x.dimension = $dimension" if dimension is not None else "")
+            + (" AND x.key = $key" if key else "")
+            + " RETURN x.hour, x.dimension, x.key, x.count"
         )
+        return await self._fetch(query, first=first_hour, end=end_hour, dimension=dimension, key=key)
 
     async def _group_titles(self, group_ids: list[str]) -> dict[str, tuple[str, int]]:
         query = "UNWIND $ids AS gid MATCH (g:ErrorGroup {group_id: gid}) RETURN gid, g.title, g.status"
@@ -832,14 +835,6 @@ class Neo4jStore(StoreCore):
             (builder.buckets, buckets),
         ):
             builder.add_all(target, rows)
-
-    async def _timed_rollups(self, dimension: int, key: str, first_hour: Micros, end_hour: Micros) -> list[Any]:
-        query = (
-            "MATCH (x:StatisticsRollup) WHERE x.hour >= $first AND x.hour < $end AND x.dimension = $dimension"
-            + (" AND x.key = $key" if key else "")
-            + " RETURN x.hour, x.key, x.count"
-        )
-        return await self._fetch(query, first=first_hour, end=end_hour, dimension=dimension, key=key)
 
     async def _count_timed_rows(
         self, dimension: int, bounded: ErrorFilter, into: TimedCountsBuilder, sign: int, only_groups: Sequence[str]

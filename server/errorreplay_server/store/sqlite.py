@@ -882,9 +882,16 @@ class SqliteStore(StoreCore):
             lambda conn: [snapshot_from_row(row) for row in conn.execute(sql, (received_after, limit))]
         )
 
-    async def _statistics_rollups(self, first_hour: Micros, end_hour: Micros) -> list[Any]:
+    async def _rollups(
+        self, first_hour: Micros, end_hour: Micros, dimension: int | None = None, key: str = ""
+    ) -> list[Any]:
         sql = "SELECT hour, dimension, key, count FROM statistics_rollup WHERE hour >= ? AND hour < ?"
-        return await self._read(_fetch_all(sql, (first_hour, end_hour)))
+        args: list[Any] = [first_hour, end_hour]
+        for column, value in (("dimension", dimension), ("key", key or None)):
+            if value is not None:
+                sql += f" AND {column} = ?"
+                args.append(value)
+        return await self._read(_fetch_all(sql, args))
 
     async def _group_titles(self, group_ids: list[str]) -> dict[str, tuple[str, int]]:
         sql = f"SELECT group_id, title, status FROM error_groups WHERE group_id IN ({_marks(group_ids)})"
@@ -924,14 +931,6 @@ class SqliteStore(StoreCore):
             builder.add(builder.by_resource, resource_id, n)
             builder.add(builder.by_error_type, error_type, n)
         builder.add_all(builder.by_group, group_rows)
-
-    async def _timed_rollups(self, dimension: int, key: str, first_hour: Micros, end_hour: Micros) -> list[Any]:
-        sql = "SELECT hour, key, count FROM statistics_rollup WHERE hour >= ? AND hour < ? AND dimension = ?"
-        args: list[Any] = [first_hour, end_hour, dimension]
-        if key:
-            sql += " AND key = ?"
-            args.append(key)
-        return await self._read(_fetch_all(sql, args))
 
     async def _count_timed_rows(
         self, dimension: int, bounded: ErrorFilter, into: TimedCountsBuilder, sign: int, only_groups: Sequence[str]
