@@ -82,14 +82,17 @@ def _layout(tp: Any) -> list[tuple[str, str, Any]]:
 def _encoder(tp: Any) -> Callable[[Any], Any] | None:
     """A function from a value of type `tp` to its document, made once per type; None when the
     JSON encoder writes the value as it is (strings, numbers, maps, enums as their ints)."""
-    if get_origin(tp) in (list, UnionType):  # list[X], X | None (None is never written)
+    if get_origin(tp) is list:
+        item = _encoder(get_args(tp)[0])
+        return None if item is None else lambda values: [item(v) for v in values]
+    if get_origin(tp) is UnionType:  # X | None: None is never written
         (inner,) = (a for a in get_args(tp) if a is not NoneType)
-        item = _encoder(inner)
-        return None if item is None else (lambda values: [item(v) for v in values]) if get_origin(tp) is list else item
+        return _encoder(inner)
     if not is_dataclass(tp):
         return None
     layout = [(name, key, _encoder(hint)) for name, key, hint in _layout(tp)]
-    if tp in _ARRAY_RECORDS:  # plain values only: the JSON encoder writes the tuple as an array
+    if tp in _ARRAY_RECORDS:  # the JSON encoder writes the tuple of plain values as an array
+        assert all(conv is None for _, _, conv in layout), f"{tp.__name__} holds records: not an array record"
         return attrgetter(*(name for name, _, _ in layout))
 
     def encode(record: Any) -> dict[str, Any]:

@@ -676,7 +676,6 @@ class StoreCore:
 
     # Statistics: the errors that match a bounded filter counted into a builder; (title, status)
     # of the top groups.
-
     async def _count_rows(self, bounded: ErrorFilter, builder: StatisticsBuilder) -> None:
         raise NotImplementedError
 
