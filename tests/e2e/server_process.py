@@ -91,6 +91,14 @@ class ServerProcess:
     def output(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path and self.log_path.exists() else ""
 
+    def wait_for_output(self, text: str, timeout: float = 10.0) -> None:
+        """Waits until the log holds `text`: a process serving may still be logging its start-up."""
+        deadline = time.monotonic() + timeout
+        while text not in self.output():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{text!r} not logged after {timeout} s:\n{self.output()}")
+            time.sleep(0.05)
+
     def children(self) -> dict[str, int]:
         """With workers: the pid of each child process ("writer", "worker-0", ...), the latest
         started of each, from the supervisor's log."""

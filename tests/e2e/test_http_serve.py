@@ -36,8 +36,9 @@ def test_serve_takes_the_http_address_and_sentry_keys_from_the_environment(tmp_p
         extra_env={"ERRORREPLAY_HTTP_ADDRESS": http, "ERRORREPLAY_SENTRY_KEYS_FILE": str(keys)},
     ).start()
     try:
-        assert f"HTTP (Sentry, Alertmanager, /healthz) on {http}" in server.output()
-        assert f"web console at http://{http}/" in server.output()
+        # Serving comes before the start-up lines are all logged (with workers, in another process).
+        server.wait_for_output(f"HTTP (Sentry, Alertmanager, /healthz) on {http}")
+        server.wait_for_output(f"web console at http://{http}/")
         with urllib.request.urlopen(f"http://{http}/", timeout=10) as response:
             page = response.read().decode()
             assert "Error groups" in page and "unsafe-inline" not in response.headers["Content-Security-Policy"]
