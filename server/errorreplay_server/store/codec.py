@@ -58,7 +58,9 @@ _KEYS: dict[tuple[Any, str], str] = {(Topology, "root_resource_id"): "root"}
 
 
 def to_doc(value: Any) -> Any:
-    """A context record (or a list of them) as JSON-ready values; enums are written as their ints."""
+    """A record (or a list of them) as JSON-ready values. Enums stay IntEnum members, which the
+    JSON encoder and the Bolt driver both write as their ints (a change's kind is a Neo4j property:
+    the contract suite's kind filter on the Bolt server reads it back as one)."""
     if isinstance(value, list):
         return [to_doc(v) for v in value]
     encode = _encoder(cast(Any, type(value)))

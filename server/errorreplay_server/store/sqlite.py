@@ -887,10 +887,12 @@ class SqliteStore(StoreCore):
     ) -> list[Any]:
         sql = "SELECT hour, dimension, key, count FROM statistics_rollup WHERE hour >= ? AND hour < ?"
         args: list[Any] = [first_hour, end_hour]
-        for column, value in (("dimension", dimension), ("key", key or None)):
-            if value is not None:
-                sql += f" AND {column} = ?"
-                args.append(value)
+        if dimension is not None:
+            sql += " AND dimension = ?"
+            args.append(dimension)
+        if key:
+            sql += " AND key = ?"
+            args.append(key)
         return await self._read(_fetch_all(sql, args))
 
     async def _group_titles(self, group_ids: list[str]) -> dict[str, tuple[str, int]]:
