@@ -19,6 +19,7 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, S
 from concurrent import futures
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -39,8 +40,6 @@ from errorreplay_server.domain.model import (
     Resource,
     Topology,
     idempotency_key,
-    nearest,
-    nearness,
 )
 from errorreplay_server.domain.words import words
 from errorreplay_server.store import codec
@@ -84,6 +83,8 @@ TOPOLOGY_READER_THREADS = 2
 READER_STOP_SECONDS = 2.0
 # Above this many text matches a search walks the time index instead of sorting the matches.
 TEXT_MATCHES_SCANNED_BY_TIME = 1000
+# A related walk's rows start with their domain.model.nearness to the error (three columns).
+NEARNESS_COLUMNS = 3
 # A tag on more rows than this is checked row by row (a primary-key probe per candidate) rather
 # than read into a list first: building a list of 50,000 ids costs more than the probes a page needs.
 COMMON_TAG_ROWS = 2000
@@ -126,8 +127,11 @@ CREATE INDEX IF NOT EXISTS errors_by_trace ON errors (trace_id, occurred_at, rec
 -- combine most (severity, source, environment): SQLite tests those in the index and reads a row
 -- only when they match, so ruling out 125,000 `error_type` rows for `environment` is an index
 -- scan (9 ms at 1,000,000 errors), not 125,000 row reads (360 ms).
+-- The resource index also holds the rest of LINK_COLUMNS: the related-errors walk (about 140
+-- entries around an error at 1,000,000) reads it alone, without a row lookup per entry.
 CREATE INDEX IF NOT EXISTS errors_by_resource
-    ON errors (resource_id, occurred_at, received_at, severity, source, environment);
+    ON errors (resource_id, occurred_at, received_at, severity, source, environment,
+               error_id, group_id, correlation_id, trace_id);
 CREATE INDEX IF NOT EXISTS errors_by_group
     ON errors (group_id, occurred_at, received_at, severity, source, environment);
 CREATE INDEX IF NOT EXISTS errors_by_severity ON errors (severity, occurred_at, received_at, source, environment);
@@ -240,7 +244,7 @@ def _connect(path: str) -> sqlite3.Connection:
 
 # Bumped whenever _SCHEMA changes; a database of a version with no upgrade below is refused, not
 # silently misread.
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 # Upgrades from an older version: statements run before _SCHEMA creates what is missing.
 _UPGRADES = {
     # 4 -> 5: the per-column indexes end with severity, source and environment; one for environment.
@@ -248,6 +252,8 @@ _UPGRADES = {
         f"DROP INDEX IF EXISTS errors_by_{name}"
         for name in ("resource", "group", "severity", "type", "resource_type", "service", "source")
     ),
+    # 5 -> 6: the resource index covers the related-errors walk.
+    5: "DROP INDEX IF EXISTS errors_by_resource",
 }
 
 
@@ -820,42 +826,44 @@ class SqliteStore(StoreCore):
             if documents
             else (LINK_COLUMNS, _SELECT_LINKS, link_from_row)
         )
-        at_id, at_occurred, at_received = (columns.index(c) for c in ("error_id", "occurred_at", "received_at"))
+        at_id = NEARNESS_COLUMNS + columns.index("error_id")
+        at_time = NEARNESS_COLUMNS + columns.index("occurred_at"), NEARNESS_COLUMNS + columns.index("received_at")
         # Each link's index is walked away from the error's time on both sides; the walks, each in
         # nearness order, are merged lazily, so a cursor reads only as far as the nearest `limit`
         # of all links reach: what a call reads follows the limit, not how many errors the window
         # holds (about 2,900 around an error at 1,000,000). A window that does not hold the
-        # error's time is walked from its nearer edge, on one side only.
+        # error's time is walked from its nearer edge, on one side only. Each row starts with its
+        # `nearness` to the error, so the merge compares rows as they come.
+        before = select.replace("SELECT ", "SELECT ? - occurred_at, occurred_at, -received_at, ", 1)
+        after = select.replace("SELECT ", "SELECT occurred_at - ?, occurred_at, received_at, ", 1)
         walks = [
             (
-                f"{select} WHERE {condition} AND occurred_at BETWEEN ? AND ?"
+                f"{before} WHERE {condition} AND occurred_at BETWEEN ? AND ?"
                 " ORDER BY occurred_at DESC, received_at DESC LIMIT ?",
-                (value, start, min(pivot, end), limit + 1),
+                (pivot, value, start, min(pivot, end), limit + 1),
             )
             for condition, value in links
         ] + [
             (
-                f"{select} WHERE {condition} AND occurred_at > ? AND occurred_at <= ?"
+                f"{after} WHERE {condition} AND occurred_at > ? AND occurred_at <= ?"
                 " ORDER BY occurred_at, received_at LIMIT ?",
-                (value, max(pivot, start - 1), end, limit + 1),
+                (pivot, value, max(pivot, start - 1), end, limit + 1),
             )
             for condition, value in links
         ]
 
-        def nearness_of(row: Any) -> tuple[Micros, Micros, Micros]:
-            return nearness(row[at_occurred], row[at_received], pivot)
-
         def run(conn: sqlite3.Connection) -> list[ErrorSnapshot]:
             cursors = [conn.execute(sql, args) for sql, args in walks]
             kept: dict[Micros, Any] = {}  # by received_at: one error may be on several links
-            for row in heapq.merge(*cursors, key=nearness_of):
+            for row in heapq.merge(*cursors):
                 if row[at_id] != error.error_id:
-                    kept.setdefault(row[at_received], row)
+                    kept.setdefault(row[at_time[1]], row)
                     if len(kept) == limit:
                         break
             for cursor in cursors:
                 cursor.close()
-            return nearest(map(decode, kept.values()), pivot, limit)
+            # The merge kept the nearest already; oldest first, as `nearest` orders them.
+            return [decode(row[NEARNESS_COLUMNS:]) for row in sorted(kept.values(), key=itemgetter(*at_time))]
 
         return await self._read(run)
 
