@@ -826,8 +826,9 @@ class SqliteStore(StoreCore):
             if documents
             else (LINK_COLUMNS, _SELECT_LINKS, link_from_row)
         )
-        at_id = NEARNESS_COLUMNS + columns.index("error_id")
-        at_time = NEARNESS_COLUMNS + columns.index("occurred_at"), NEARNESS_COLUMNS + columns.index("received_at")
+        at_id, at_occurred, at_received = (
+            NEARNESS_COLUMNS + columns.index(c) for c in ("error_id", "occurred_at", "received_at")
+        )
         # Each link's index is walked away from the error's time on both sides; the walks, each in
         # nearness order, are merged lazily, so a cursor reads only as far as the nearest `limit`
         # of all links reach: what a call reads follows the limit, not how many errors the window
@@ -857,13 +858,14 @@ class SqliteStore(StoreCore):
             kept: dict[Micros, Any] = {}  # by received_at: one error may be on several links
             for row in heapq.merge(*cursors):
                 if row[at_id] != error.error_id:
-                    kept.setdefault(row[at_time[1]], row)
+                    kept.setdefault(row[at_received], row)
                     if len(kept) == limit:
                         break
             for cursor in cursors:
                 cursor.close()
             # The merge kept the nearest already; oldest first, as `nearest` orders them.
-            return [decode(row[NEARNESS_COLUMNS:]) for row in sorted(kept.values(), key=itemgetter(*at_time))]
+            oldest_first = sorted(kept.values(), key=itemgetter(at_occurred, at_received))
+            return [decode(row[NEARNESS_COLUMNS:]) for row in oldest_first]
 
         return await self._read(run)
 
