@@ -7,7 +7,7 @@ import uuid
 from typing import Any
 
 import pytest
-from selenium.common.exceptions import NoAlertPresentException
+from selenium.common.exceptions import NoAlertPresentException, StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -18,6 +18,13 @@ from tests.console.conftest import ServerThread, Tokens, screenshot
 
 # Bounded waits for the DOM (the machine is shared and noisy): not timing assertions.
 DOM_WAIT_SECONDS = 10
+
+
+def dom_wait(browser: Any) -> WebDriverWait:
+    """A bounded wait that looks again when the page re-rendered what it found (a stale element)."""
+    return WebDriverWait(browser, DOM_WAIT_SECONDS, ignored_exceptions=(StaleElementReferenceException,))
+
+
 XSS = '<img src=x onerror="window.__xss=1;alert(1)"><script>window.__xss=1</script>'
 
 
@@ -30,10 +37,10 @@ def seeded(server: ServerThread, tokens: Tokens) -> demo.SeededCascade:
 def sign_in(browser: Any, server: ServerThread, token: str, path: str = "/") -> None:
     browser.delete_all_cookies()
     browser.get(server.base + path)
-    WebDriverWait(browser, DOM_WAIT_SECONDS).until(lambda d: d.find_elements(By.ID, "signin-form"))
+    dom_wait(browser).until(lambda d: d.find_elements(By.ID, "signin-form"))
     browser.find_element(By.ID, "token").send_keys(token)
     browser.find_element(By.CSS_SELECTOR, "#signin-form button[type=submit]").click()
-    WebDriverWait(browser, DOM_WAIT_SECONDS).until(lambda d: not d.find_elements(By.ID, "signin-form"))
+    dom_wait(browser).until(lambda d: not d.find_elements(By.ID, "signin-form"))
 
 
 def no_script_ran(browser: Any) -> None:
@@ -52,7 +59,7 @@ def test_groups_page_lists_the_demo_groups_and_filters(
     titles = " ".join(r.text for r in rows)
     assert "psycopg_pool.PoolTimeout" in titles and "GatewayTimeout" in titles
     # Each sparkline is an SVG image the page loads after it renders.
-    WebDriverWait(browser, DOM_WAIT_SECONDS).until(
+    dom_wait(browser).until(
         lambda d: d.execute_script(
             "const s = [...document.querySelectorAll('#groups img.spark')];"
             "return s.length === arguments[0] && s.every(i => i.complete && i.naturalWidth > 0);",
@@ -63,7 +70,7 @@ def test_groups_page_lists_the_demo_groups_and_filters(
 
     browser.find_element(By.CSS_SELECTOR, "#filters input[name=text]").send_keys("pool exhausted")
     browser.find_element(By.CSS_SELECTOR, "#filters button[type=submit]").click()
-    WebDriverWait(browser, DOM_WAIT_SECONDS).until(lambda d: d.find_elements(By.ID, "matching-errors"))
+    dom_wait(browser).until(lambda d: d.find_elements(By.ID, "matching-errors"))
     found = browser.find_elements(By.CSS_SELECTOR, "#matching-errors .error-row")
     assert len(found) == 1 and "connection pool exhausted" in found[0].text
     assert "text=pool+exhausted" in browser.current_url
@@ -97,7 +104,7 @@ def test_replay_of_the_demo_draws_the_cascade_and_links_evidence(
     browser.execute_script("window.scrollTo(0, 0)")
     link.click()
     target = browser.find_element(By.ID, f"t-{index}")
-    WebDriverWait(browser, DOM_WAIT_SECONDS).until(
+    dom_wait(browser).until(
         lambda d: d.execute_script(
             "const r = arguments[0].getBoundingClientRect(); return r.top >= 0 && r.bottom <= window.innerHeight;",
             target,
@@ -125,13 +132,13 @@ def test_resolve_needs_the_writer_role(
 
     sign_in(browser, server, tokens.reader)
     browser.find_element(By.CSS_SELECTOR, f'.group-row[data-group-id="{group_id}"] button.act-resolve').click()
-    WebDriverWait(browser, DOM_WAIT_SECONDS).until(lambda d: d.find_elements(By.ID, "problem-message"))
+    dom_wait(browser).until(lambda d: d.find_elements(By.ID, "problem-message"))
     assert "writer role" in browser.find_element(By.ID, "problem-message").text
     assert status() == m.ERROR_GROUP_STATUS_OPEN
 
     sign_in(browser, server, tokens.read_write)
     browser.find_element(By.CSS_SELECTOR, f'.group-row[data-group-id="{group_id}"] button.act-resolve').click()
-    WebDriverWait(browser, DOM_WAIT_SECONDS).until(
+    dom_wait(browser).until(
         lambda d: "resolved" in d.find_element(By.CSS_SELECTOR, f'.group-row[data-group-id="{group_id}"] .status').text
     )
     assert status() == m.ERROR_GROUP_STATUS_RESOLVED
@@ -139,7 +146,7 @@ def test_resolve_needs_the_writer_role(
 
 def test_live_shows_a_new_error_as_it_is_captured(browser: Any, server: ServerThread, tokens: Tokens) -> None:
     sign_in(browser, server, tokens.reader, "/live?service=live-test")
-    WebDriverWait(browser, DOM_WAIT_SECONDS).until(lambda d: d.find_element(By.ID, "live-state").text == "connected")
+    dom_wait(browser).until(lambda d: d.find_element(By.ID, "live-state").text == "connected")
     marker = f"live error {uuid.uuid4().hex}"
     with server.client(tokens.admin) as client:
         error_id = client.capture(
@@ -150,9 +157,7 @@ def test_live_shows_a_new_error_as_it_is_captured(browser: Any, server: ServerTh
                 message="filtered out", severity=m.SEVERITY_HIGH, source=m.SOURCE_APPLICATION, service="other"
             )
         )
-    WebDriverWait(browser, DOM_WAIT_SECONDS).until(
-        lambda d: d.find_elements(By.CSS_SELECTOR, f'#live-rows tr[data-error-id="{error_id}"]')
-    )
+    dom_wait(browser).until(lambda d: d.find_elements(By.CSS_SELECTOR, f'#live-rows tr[data-error-id="{error_id}"]'))
     assert marker in browser.find_element(By.ID, "live-rows").text
     assert "filtered out" not in browser.find_element(By.ID, "live-rows").text
     screenshot(browser, "live")
