@@ -4,6 +4,9 @@ same records, every record survives a round trip, and a document of a later vers
 from __future__ import annotations
 
 import json
+from dataclasses import fields
+
+import pytest
 
 from errorreplay_server.domain.model import (
     Change,
@@ -12,17 +15,28 @@ from errorreplay_server.domain.model import (
     CollectorStatus,
     Dependency,
     ErrorContext,
+    ErrorReport,
+    ErrorSnapshot,
     LogLine,
     MetricAnomaly,
     MetricBaseline,
     MetricPoint,
     MetricSeries,
     Resource,
+    Severity,
+    Source,
     Span,
     SpanStatus,
     Topology,
 )
-from errorreplay_server.store.codec import context_from_json, context_to_json, from_doc, to_doc
+from errorreplay_server.store.codec import (
+    LINK_COLUMNS,
+    context_from_json,
+    context_to_json,
+    from_doc,
+    link_from_row,
+    to_doc,
+)
 
 CHANGE = Change("c1", ChangeKind.DEPLOYMENT, "api", 7, "v2", "roll out", "ci", {"sha": "abc"})
 CONTEXT = ErrorContext(
@@ -138,3 +152,29 @@ def test_a_change_document_has_every_field_for_the_stores_to_set() -> None:
         "metadata": {},
     }
     assert from_doc(Change, json.loads(json.dumps(to_doc(CHANGE)))) == CHANGE
+
+
+def test_a_link_row_sets_each_link_field_and_shares_only_read_only_empties() -> None:
+    # link_from_row builds positionally: a field moved in the dataclasses must fail here.
+    row = dict(
+        zip(LINK_COLUMNS, ["e1", "g1", 11, 10, int(Severity.HIGH), int(Source.LOKI), "api", "c1", "t1"], strict=True)
+    )
+    first, second = link_from_row(tuple(row.values())), link_from_row(tuple(row.values()))
+    report = ErrorReport(
+        "", Severity.HIGH, Source.LOKI, resource_id="api", correlation_id="c1", trace_id="t1", occurred_at=10
+    )
+    expected = ErrorSnapshot("e1", "g1", 11, report, "")
+    # Each field as built by keyword, an empty container matching a read-only empty one.
+    for made, wanted in ((first, expected), (first.report, report), (first.context, expected.context)):
+        assert {f.name: getattr(made, f.name) or None for f in fields(made) if f.name not in ("report", "context")} == {
+            f.name: getattr(wanted, f.name) or None for f in fields(wanted) if f.name not in ("report", "context")
+        }
+    assert first.report.tags is second.report.tags and first.context is second.context
+    with pytest.raises(TypeError):
+        first.report.tags["k"] = "v"
+    with pytest.raises(AttributeError):
+        first.report.fingerprint.append("x")
+    with pytest.raises(AttributeError):
+        first.context.logs.append(LogLine(1, "error", "x"))
+    with pytest.raises(AttributeError):
+        first.related_error_ids.append("e2")
