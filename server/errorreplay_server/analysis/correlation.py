@@ -32,6 +32,7 @@ from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import Enum
+from typing import NamedTuple
 
 from errorreplay_server.analysis.model import CorrelationReason
 from errorreplay_server.analysis.settings import DEFAULT_SETTINGS, AnalysisSettings
@@ -155,9 +156,9 @@ def neighbour_resource_ids(resource_id: str, dependencies: GraphLike, max_hops: 
     return sorted(found)
 
 
-@dataclass(frozen=True, slots=True)
-class RelationFacts:
-    """What the relation rule reads of an error; small, so the hub can remember thousands."""
+class RelationFacts(NamedTuple):
+    """What the relation rule reads of an error; small, so the hub can remember thousands. A
+    tuple: a GetError builds one per candidate, and a tuple is built in a third of the time."""
 
     error_id: str
     occurred_at: Micros
@@ -283,10 +284,10 @@ def related_errors(
     graph = as_graph(dependencies)
     rule = RelationRule(settings)
     near = rule.neighbourhood(error.report.resource_id, graph)
-    facts = RelationFacts.of(error)
+    facts, first_related, of = (RelationFacts.of(error),), rule.first_related, RelationFacts.of
     out: dict[str, ErrorSnapshot] = {}
     for other in candidates:
-        if other.error_id not in out and rule.reason(facts, RelationFacts.of(other), near) is not None:
+        if other.error_id not in out and first_related(facts, of(other), near) is not None:
             out[other.error_id] = other
     for other in cascade_errors(error, candidates, graph, settings) if cascade is None else cascade:
         out.setdefault(other.error_id, other)

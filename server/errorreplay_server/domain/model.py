@@ -280,7 +280,9 @@ def nearness(occurred_at: Micros, received_at: Micros, pivot: Micros) -> tuple[M
 
 def nearest(snapshots: Iterable[ErrorSnapshot], pivot: Micros, limit: int) -> list[ErrorSnapshot]:
     """The `limit` snapshots nearest in time to `pivot` (`nearness`), oldest first."""
-    near = sorted(snapshots, key=lambda s: nearness(s.report.occurred_at, s.received_at, pivot))[:limit]
+    near = list(snapshots)
+    if len(near) > limit:
+        near = sorted(near, key=lambda s: nearness(s.report.occurred_at, s.received_at, pivot))[:limit]
     return sorted(near, key=lambda s: (s.report.occurred_at, s.received_at))
 
 
