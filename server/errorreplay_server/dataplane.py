@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Collection, Sequence
+from collections.abc import Awaitable, Collection, Sequence
 from dataclasses import dataclass, replace
+from typing import TypeVar
 
 from errorreplay_server.analysis.correlation import (
     DependencyGraph,
@@ -64,6 +65,16 @@ CHANGES_LIMIT = 1000
 MIN_HEARTBEAT: Micros = 100_000
 MAX_HEARTBEAT: Micros = MICROS_PER_HOUR
 
+T = TypeVar("T")
+
+
+async def gather_all(awaitables: Sequence[Awaitable[T]]) -> list[T]:
+    """asyncio.gather's results; a lone awaitable is awaited in place, without a task and the
+    loop turns one costs (a GetError's rounds mostly read one thing each)."""
+    if len(awaitables) == 1:
+        return [await awaitables[0]]
+    return list(await asyncio.gather(*awaitables))
+
 
 class NearestLinked:
     """The `limit` errors nearest to `error` (store.related_errors) over a window and a set of
@@ -91,12 +102,12 @@ class NearestLinked:
             old = sorted(self._resources)
             reads += [(near_lo, min(near_hi, self._lo - 1), old), (max(near_lo, self._hi + 1), near_hi, old)]
         found = {e.error_id: e for e in self._kept}
-        for read in await asyncio.gather(
-            *(
+        for read in await gather_all(
+            [
                 self._store.related_errors(self._error, start, end, resources, self._limit, documents=self._documents)
                 for start, end, resources in reads
                 if start <= end
-            )
+            ]
         ):
             for e in read:
                 found.setdefault(e.error_id, e)
@@ -228,7 +239,7 @@ class DataPlane:
             explored.update(frontier)
             # One round's topology reads at once: a cascade that links ten resources waits for
             # the store (on a cache miss) once, not ten times in a row.
-            for neighbours in await asyncio.gather(*(self._hub.neighbours(rid) for rid in frontier)):
+            for neighbours in await gather_all([self._hub.neighbours(rid) for rid in frontier]):
                 edges.update(neighbours.edges)
                 known.update(neighbours.resource_ids)
             for e in await nearest_linked.over(lo, hi, known):
