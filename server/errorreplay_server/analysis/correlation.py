@@ -286,10 +286,10 @@ def related_errors(
     graph = as_graph(dependencies)
     rule = RelationRule(settings)
     near = rule.neighbourhood(error.report.resource_id, graph)
-    facts, first_related, of = (RelationFacts.of(error),), rule.first_related, RelationFacts.of
+    facts = (RelationFacts.of(error),)
     out: dict[str, ErrorSnapshot] = {}
     for other in candidates:
-        if other.error_id not in out and first_related(facts, of(other), near) is not None:
+        if other.error_id not in out and rule.first_related(facts, RelationFacts.of(other), near) is not None:
             out[other.error_id] = other
     for other in cascade_errors(error, candidates, graph, settings) if cascade is None else cascade:
         out.setdefault(other.error_id, other)
