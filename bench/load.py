@@ -16,6 +16,7 @@ import gzip
 import json
 import time
 import uuid
+from collections import Counter
 
 import grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
@@ -174,23 +175,25 @@ async def run_sentry(args: argparse.Namespace) -> dict[str, object]:
     }
     url = f"{args.sentry_url}/api/{args.sentry_project}/envelope/"
     latencies: list[float] = []
-    failures = 0
+    failures: Counter[int] = Counter()  # by HTTP status, so that a failure says what it was
+    first_failure = ""
     counter = 0
     stop_at = time.perf_counter() + args.duration
     connector = aiohttp.TCPConnector(limit=args.concurrency)
     async with aiohttp.ClientSession(connector=connector, headers=headers) as session:
 
         async def worker() -> None:
-            nonlocal counter, failures
+            nonlocal counter, first_failure
             while (args.calls and counter < args.calls) or (not args.calls and time.perf_counter() < stop_at):
                 i = counter
                 counter += 1
                 body = make_envelope(i, run_id)
                 started = time.perf_counter()
                 async with session.post(url, data=body) as response:
-                    await response.read()
+                    reply = await response.read()
                     if response.status != 200:
-                        failures += 1
+                        failures[response.status] += 1
+                        first_failure = first_failure or f"{response.status} {reply[:300].decode(errors='replace')}"
                         continue
                 latencies.append(time.perf_counter() - started)
 
@@ -201,7 +204,9 @@ async def run_sentry(args: argparse.Namespace) -> dict[str, object]:
     return {
         "mode": "sentry",
         "calls": len(latencies),
-        "failures": failures,
+        "failures": sum(failures.values()),
+        "failures_by_status": {str(status): n for status, n in sorted(failures.items())},
+        "first_failure": first_failure,
         "seconds": round(elapsed, 3),
         "calls_per_s": round(len(latencies) / elapsed, 1),
         "errors_per_s": round(len(latencies) / elapsed, 1),

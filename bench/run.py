@@ -186,10 +186,13 @@ def sentry_load(address: str, url: str, *args: str) -> dict[str, Any]:
 
 def sentry_row(result: dict[str, Any], capture: dict[str, Any] | None) -> tuple[str, str, str]:
     versus = f"{result['errors_per_s'] / capture['calls_per_s']:.2f}× CaptureError; " if capture else ""
+    by_status = ", ".join(f"{n} × HTTP {status}" for status, n in result["failures_by_status"].items())
     return (
         "Sentry envelopes, gzip (64 in flight)",
         f"{result['errors_per_s']:.0f} events/s",
-        f"{versus}p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms; {result['failures']} failed; "
+        f"{versus}p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms; {result['failures']} failed"
+        + (f" ({by_status})" if by_status else "")
+        + "; "
         + cpu_note(result, "event"),
     )
 
