@@ -11,8 +11,9 @@ The dialects (sqlite.py, neo4j.py) hold schema and query text; this module holds
   new, or new and reopening a resolved group (a regression); and what the commit must write: the
   new errors, and one delta per group (count, first/last seen, max severity, representative,
   affected resources). It is pure: the dialect reads the lookups, then executes the plan.
-- StatisticsBuilder. The dialects count; this turns counts into a Statistics (empty keys left
-  out, one entry per bucket of `statistics_buckets`, top groups ordered by count then id).
+- StatisticsBuilder. The dialects count errors grouped by columns (`StoreCore._count_by`), or
+  read rollups; this turns the counts into a Statistics (empty keys left out, one entry per
+  bucket of `statistics_buckets`, top groups ordered by count then id).
 - StoreCore. The Store methods written once for both stores (get_error(s), list_groups,
   statistics, the timed counts), over the reads each store supplies as its own query text.
 
@@ -674,10 +675,36 @@ class StoreCore:
     ) -> list[Sequence[Any]]:
         raise NotImplementedError
 
-    # Statistics: the errors that match a bounded filter counted into a builder; (title, status)
-    # of the top groups.
-    async def _count_rows(self, bounded: ErrorFilter, builder: StatisticsBuilder) -> None:
+    # The errors that match a bounded filter, counted per value of `columns` (error columns, named
+    # as in codec.ERROR_COLUMNS; constants, never user input) and, when `buckets` is (first,
+    # size), per bucket index (occurred_at - first) // size, of the groups in `only_groups` when it
+    # is not empty: rows of (*values, [index], count), a key perhaps in more than one row.
+    async def _count_by(
+        self,
+        bounded: ErrorFilter,
+        columns: Sequence[str],
+        buckets: tuple[Micros, Micros] | None = None,
+        only_groups: Sequence[str] = (),
+    ) -> list[Sequence[Any]]:
         raise NotImplementedError
+
+    async def _count_rows(self, bounded: ErrorFilter, builder: StatisticsBuilder) -> None:
+        """Counts the errors that match `bounded` into `builder`, from the errors: three counts,
+        which a store may run at once (SQLite on separate reader threads)."""
+        by_bucket, by_resource, by_group = await asyncio.gather(
+            self._count_by(bounded, ("severity", "source", "resource_type"), (builder.first, builder.bucket)),
+            self._count_by(bounded, ("resource_id", "error_type")),
+            self._count_by(bounded, ("group_id",)),
+        )
+        for severity, source, resource_type, index, n in by_bucket:
+            builder.add(builder.by_severity, severity, n)
+            builder.add(builder.by_source, source, n)
+            builder.add(builder.by_resource_type, resource_type, n)
+            builder.add(builder.buckets, index, n)
+        for resource_id, error_type, n in by_resource:
+            builder.add(builder.by_resource, resource_id, n)
+            builder.add(builder.by_error_type, error_type, n)
+        builder.add_all(builder.by_group, by_group)
 
     async def _group_titles(self, group_ids: list[str]) -> dict[str, tuple[str, int]]:
         raise NotImplementedError
@@ -692,13 +719,14 @@ class StoreCore:
         top = builder.top_groups(top_groups)
         return builder.build(group_counts(top, await self._group_titles([g for g, _ in top]) if top else {}))
 
-    # Timed counts: the errors that match a bounded filter, sign x counted per value of the
-    # dimension and bucket index, of the groups in only_groups when it is not empty
-    # (collect_timed_counts' count_rows).
     async def _count_timed_rows(
         self, dimension: int, bounded: ErrorFilter, into: TimedCountsBuilder, sign: int, only_groups: Sequence[str]
     ) -> None:
-        raise NotImplementedError
+        """collect_timed_counts' count_rows: sign x the errors that match `bounded`, per value of
+        the dimension and bucket index, of the groups in only_groups when it is not empty."""
+        column = "group_id" if dimension == ROLLUP_GROUP else "severity"
+        for value, index, n in await self._count_by(bounded, (column,), (into.first, into.bucket), only_groups):
+            into.add(value, index, sign * n)
 
     async def severity_timed_counts(
         self, start: Micros, end: Micros, bucket: Micros, exclude_group_ids: Sequence[str] = ()

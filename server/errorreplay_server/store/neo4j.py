@@ -94,13 +94,10 @@ from errorreplay_server.store.codec import (
 from errorreplay_server.store.core import (
     DEPENDENCIES,
     DEPENDENTS,
-    ROLLUP_GROUP,
     BatchWriter,
     CapturePlan,
-    StatisticsBuilder,
     StoreCore,
     StoredState,
-    TimedCountsBuilder,
     WriteJob,
     bounded_total,
     rollup_counts,
@@ -801,56 +798,27 @@ class Neo4jStore(StoreCore):
         query = "UNWIND $ids AS gid MATCH (g:ErrorGroup {group_id: gid}) RETURN gid, g.title, g.status"
         return {gid: (title, status) for gid, title, status in await self._fetch(query, ids=group_ids)}
 
-    async def _count_rows(self, bounded: ErrorFilter, builder: StatisticsBuilder) -> None:
-        """Counts the errors that match `bounded` into `builder`, from the errors."""
+    async def _count_by(
+        self,
+        bounded: ErrorFilter,
+        columns: Sequence[str],
+        buckets: tuple[Micros, Micros] | None = None,
+        only_groups: Sequence[str] = (),
+    ) -> list[Any]:
         q = _where(bounded)
-        match = q.match()
-        params = q.params
-
-        async def grouped(expr: str) -> list[list[Any]]:
-            return await self._fetch(f"{match} RETURN {expr} AS k, count(*) AS n", **params)
-
-        # Each count is a scan of the matching errors; on separate connections they overlap.
-        severities, sources, resources, resource_types, error_types, groups, buckets = await asyncio.gather(
-            grouped("e.severity"),
-            grouped("e.source"),
-            grouped("coalesce(e.resource_id, '')"),
-            grouped("coalesce(e.resource_type, '')"),
-            grouped("coalesce(e.error_type, '')"),
-            grouped("e.group_id"),
-            self._fetch(
-                f"{match} RETURN (e.occurred_at - $bucket_start) / $bucket_size AS b, count(*) AS n",
-                **params,
-                bucket_start=builder.first,
-                bucket_size=builder.bucket,
-            ),
-        )
-        for target, rows in (
-            (builder.by_severity, severities),
-            (builder.by_source, sources),
-            (builder.by_resource, resources),
-            (builder.by_resource_type, resource_types),
-            (builder.by_error_type, error_types),
-            (builder.by_group, groups),
-            (builder.buckets, buckets),
-        ):
-            builder.add_all(target, rows)
-
-    async def _count_timed_rows(
-        self, dimension: int, bounded: ErrorFilter, into: TimedCountsBuilder, sign: int, only_groups: Sequence[str]
-    ) -> None:
-        prop = "e.group_id" if dimension == ROLLUP_GROUP else "e.severity"
-        q = _where(bounded)
+        keys = [f"coalesce(e.{c}, '')" if c in _OPTIONAL_ERROR_STRINGS else f"e.{c}" for c in columns]
+        keys += ["(e.occurred_at - $bucket_start) / $bucket_size"] if buckets else []
+        first, size = buckets or (0, 1)
         only = ["e.group_id IN $only_groups"] if only_groups else []
-        rows = await self._fetch(
-            f"{q.match(*only)} RETURN {prop} AS k, (e.occurred_at - $bucket_start) / $bucket_size AS b, count(*) AS n",
+        # Cypher groups by the returned values that are not aggregates.
+        returns = ", ".join(f"{key} AS k{i}" for i, key in enumerate(keys))
+        return await self._fetch(
+            f"{q.match(*only)} RETURN {returns}, count(*) AS n",
             **q.params,
             only_groups=list(only_groups),
-            bucket_start=into.first,
-            bucket_size=into.bucket,
+            bucket_start=first,
+            bucket_size=size,
         )
-        for value, index, n in rows:
-            into.add(value, index, sign * n)
 
     async def count_errors(self) -> int:
         return int((await self._fetch("MATCH (e:ErrorSnapshot) RETURN count(e)"))[0][0])

@@ -56,13 +56,10 @@ from errorreplay_server.store.codec import (
 from errorreplay_server.store.core import (
     DEPENDENCIES,
     DEPENDENTS,
-    ROLLUP_GROUP,
     BatchWriter,
     CapturePlan,
-    StatisticsBuilder,
     StoreCore,
     StoredState,
-    TimedCountsBuilder,
     WriteJob,
     bounded_total,
     run_walk,
@@ -909,52 +906,22 @@ class SqliteStore(StoreCore):
         sql = f"SELECT group_id, title, status FROM error_groups WHERE group_id IN ({_marks(group_ids)})"
         return {gid: (title, status) for gid, title, status in await self._read(_fetch_all(sql, group_ids))}
 
-    async def _count_rows(self, bounded: ErrorFilter, builder: StatisticsBuilder) -> None:
-        """Counts the errors that match `bounded` into `builder`, from the rows."""
+    async def _count_by(
+        self,
+        bounded: ErrorFilter,
+        columns: Sequence[str],
+        buckets: tuple[Micros, Micros] | None = None,
+        only_groups: Sequence[str] = (),
+    ) -> list[Any]:
         clauses, params = _where(bounded)
-        where = " WHERE " + " AND ".join(clauses)
-
-        # Three passes over the covering index, each on its own reader thread (SQLite releases the
-        # GIL while it scans): low-cardinality columns with the time bucket; resource and error
-        # type; groups.
-        def by_bucket(conn: sqlite3.Connection) -> list[tuple[int, int, str, int, int]]:
-            sql = (
-                f"SELECT severity, source, resource_type, (occurred_at - ?) / ?, COUNT(*) FROM errors{where}"
-                " GROUP BY 1, 2, 3, 4"
-            )
-            return conn.execute(sql, [builder.first, builder.bucket, *params]).fetchall()
-
-        def by_resource(conn: sqlite3.Connection) -> list[tuple[str, str, int]]:
-            sql = f"SELECT resource_id, error_type, COUNT(*) FROM errors{where} GROUP BY 1, 2"
-            return conn.execute(sql, params).fetchall()
-
-        def by_group(conn: sqlite3.Connection) -> list[tuple[str, int]]:
-            return conn.execute(f"SELECT group_id, COUNT(*) FROM errors{where} GROUP BY 1", params).fetchall()
-
-        bucket_rows, resource_rows, group_rows = await asyncio.gather(
-            self._read(by_bucket), self._read(by_resource), self._read(by_group)
-        )
-        for severity, source, resource_type, index, n in bucket_rows:
-            builder.add(builder.by_severity, severity, n)
-            builder.add(builder.by_source, source, n)
-            builder.add(builder.by_resource_type, resource_type, n)
-            builder.add(builder.buckets, index, n)
-        for resource_id, error_type, n in resource_rows:
-            builder.add(builder.by_resource, resource_id, n)
-            builder.add(builder.by_error_type, error_type, n)
-        builder.add_all(builder.by_group, group_rows)
-
-    async def _count_timed_rows(
-        self, dimension: int, bounded: ErrorFilter, into: TimedCountsBuilder, sign: int, only_groups: Sequence[str]
-    ) -> None:
-        column = "group_id" if dimension == ROLLUP_GROUP else "severity"
-        clauses, params = _where(bounded)
+        keys = [*columns, *(["(occurred_at - ?) / ?"] if buckets else [])]
+        group_by = ", ".join(str(i) for i in range(1, len(keys) + 1))
+        rows: list[Any] = []
         for chunk in _chunks(only_groups) if only_groups else [()]:
             where = [*clauses, f"group_id IN ({_marks(chunk)})"] if chunk else clauses
-            sql = f"SELECT {column}, (occurred_at - ?) / ?, COUNT(*) FROM errors WHERE {' AND '.join(where)}"
-            sql += " GROUP BY 1, 2"
-            for value, index, n in await self._read(_fetch_all(sql, [into.first, into.bucket, *params, *chunk])):
-                into.add(value, index, sign * n)
+            sql = f"SELECT {', '.join(keys)}, COUNT(*) FROM errors WHERE {' AND '.join(where)} GROUP BY {group_by}"
+            rows += await self._read(_fetch_all(sql, [*(buckets or ()), *params, *chunk]))
+        return rows
 
     async def count_errors(self) -> int:
         return await self._read(lambda conn: int(conn.execute("SELECT COUNT(*) FROM errors").fetchone()[0]))
