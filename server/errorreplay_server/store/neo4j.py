@@ -807,18 +807,17 @@ class Neo4jStore(StoreCore):
     ) -> list[Any]:
         q = _where(bounded)
         keys = [f"coalesce(e.{c}, '')" if c in _OPTIONAL_ERROR_STRINGS else f"e.{c}" for c in columns]
-        keys += ["(e.occurred_at - $bucket_start) / $bucket_size"] if buckets else []
-        first, size = buckets or (0, 1)
-        only = ["e.group_id IN $only_groups"] if only_groups else []
+        params = dict(q.params)
+        if buckets:
+            keys.append("(e.occurred_at - $bucket_start) / $bucket_size")
+            params["bucket_start"], params["bucket_size"] = buckets
+        only = []
+        if only_groups:
+            only.append("e.group_id IN $only_groups")
+            params["only_groups"] = list(only_groups)
         # Cypher groups by the returned values that are not aggregates.
         returns = ", ".join(f"{key} AS k{i}" for i, key in enumerate(keys))
-        return await self._fetch(
-            f"{q.match(*only)} RETURN {returns}, count(*) AS n",
-            **q.params,
-            only_groups=list(only_groups),
-            bucket_start=first,
-            bucket_size=size,
-        )
+        return await self._fetch(f"{q.match(*only)} RETURN {returns}, count(*) AS n", **params)
 
     async def count_errors(self) -> int:
         return int((await self._fetch("MATCH (e:ErrorSnapshot) RETURN count(e)"))[0][0])
